@@ -1,0 +1,149 @@
+"""Frame-local dense attention: every token sees all tokens of its own frame and of the previous
+`window` frames (causal by frame), nothing older.
+
+Queries and keys are rotated by their frame index (rotary embedding over time), so a score depends
+on how many frames apart two tokens are, not on where a key sits in memory. That lets the
+recurrent path keep keys/values in a ring buffer of window + 1 frame slots, overwritten in place,
+with no reordering: `step` writes the new frame into slot `t % (window + 1)` and attends over the
+whole buffer, masking slots that are empty or reset.
+
+Both paths reduce to one computation, `_attend`: each query frame against its own window + 1 key
+frames, plus a per-key-frame validity mask. The parallel path gathers those windows with `unfold`,
+so its cost grows linearly with the number of frames (no T×T mask is ever built).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import WorldModelConfig
+
+
+def rotate_by_frame(x: torch.Tensor, frame: torch.Tensor, inv_freq: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding of x [..., N, heads, dh] by frame indices broadcastable to x[..., 0, 0, 0].
+
+    Angles are computed in float64 so that frame 100,000 rotates as exactly as frame 10.
+    """
+    angles = frame.double()[..., None] * inv_freq  # [..., dh/2]
+    cos = angles.cos().to(x.dtype)[..., None, None, :]
+    sin = angles.sin().to(x.dtype)[..., None, None, :]
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
+
+
+class FrameLocalAttention(nn.Module):
+    def __init__(self, config: WorldModelConfig):
+        super().__init__()
+        self.window = config.attn_window
+        self.slots = config.attn_window + 1
+        self.heads = config.n_heads
+        self.head_dim = config.d_model // config.n_heads
+        self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
+        self.out = nn.Linear(config.d_model, config.d_model)
+        inv_freq = 1.0 / (10_000 ** (torch.arange(0, self.head_dim, 2, dtype=torch.float64) / self.head_dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def state_shapes(self, tokens_per_frame: int, d_model: int) -> dict[str, tuple[int, ...]]:
+        return {"keys": (self.slots, tokens_per_frame, d_model), "values": (self.slots, tokens_per_frame, d_model)}
+
+    def _project(self, x: torch.Tensor, frame: torch.Tensor):
+        """x [B, T, N, D], frame [B, T] -> rotated q, k and plain v, each [B, T, N, heads, dh]."""
+        q, k, v = self.qkv(x).unflatten(-1, (3, self.heads, self.head_dim)).unbind(-3)
+        return rotate_by_frame(q, frame, self.inv_freq), rotate_by_frame(k, frame, self.inv_freq), v
+
+    def _attend(self, q, keys, values, key_valid) -> torch.Tensor:
+        """q [B, T, N, h, dh]; keys/values [B, T, S, N, h, dh]: the S key frames of each query frame;
+        key_valid [B, T, S]. Returns [B, T, N, h*dh]."""
+        b, t, n, h, dh = q.shape
+        s = keys.shape[2]
+        q = q.reshape(b * t, n, h, dh).transpose(1, 2)                        # [BT, h, N, dh]
+        keys = keys.reshape(b * t, s * n, h, dh).transpose(1, 2)              # [BT, h, S*N, dh]
+        values = values.reshape(b * t, s * n, h, dh).transpose(1, 2)
+        mask = key_valid.reshape(b * t, 1, 1, s, 1).expand(-1, -1, -1, -1, n).reshape(b * t, 1, 1, s * n)
+        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+        return out.transpose(1, 2).reshape(b, t, n, h * dh)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        first_frame: torch.Tensor,
+        cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Parallel over T frames. x [B, T, N, D]; first_frame [B]: frame index of x[:, 0].
+
+        cache: (keys [B, S, N, D], values [B, S, N, D], slot_frame [B, S]) ring buffer from
+        earlier frames, or None. Returns (y [B, T, N, D], the ring buffer after these frames).
+        """
+        b, t, n, d = x.shape
+        s = self.slots
+        frame = first_frame[:, None] + torch.arange(t, device=x.device)       # [B, T]
+        q, k, v = self._project(x, frame)
+        k, v = k.flatten(-2), v.flatten(-2)                                   # [B, T, N, D]
+        if cache is None:
+            old_k = k.new_zeros(b, s, n, d)
+            old_v = v.new_zeros(b, s, n, d)
+            old_frame = frame.new_full((b, s), -1)
+        else:
+            # The ring in time order (empty slots, frame -1, first), so that the cached and the new
+            # frames form one contiguous timeline.
+            cache_k, cache_v, slot_frame = cache
+            order = slot_frame.argsort(dim=1)
+            old_frame = slot_frame.gather(1, order)
+            pick = order[:, :, None, None].expand(-1, -1, n, d)
+            old_k = cache_k.gather(1, pick).to(k.dtype)
+            old_v = cache_v.gather(1, pick).to(v.dtype)
+        all_k = torch.cat([old_k, k], 1)                                      # [B, S + T, N, D]
+        all_v = torch.cat([old_v, v], 1)
+        all_frame = torch.cat([old_frame, frame], 1)
+
+        # New frame i (timeline position S + i) sees positions i + 1 ... i + S.
+        def windows(z: torch.Tensor) -> torch.Tensor:
+            z = z[:, 1:].unfold(1, s, 1)                                      # [B, T, ..., S]
+            return z.movedim(-1, 2)                                           # [B, T, S, ...]
+
+        win_frame = windows(all_frame)
+        age = frame[:, :, None] - win_frame
+        key_valid = (win_frame >= 0) & (age >= 0) & (age <= self.window)
+        y = self._attend(
+            q,
+            windows(all_k).unflatten(-1, (self.heads, self.head_dim)),
+            windows(all_v).unflatten(-1, (self.heads, self.head_dim)),
+            key_valid,
+        )
+
+        # The ring after these frames: slot j holds the newest frame f with f % S == j.
+        last = frame[:, -1:]                                                  # [B, 1]
+        slot = torch.arange(s, device=x.device)
+        source = (s - 1) - torch.remainder(last - slot, s)                    # [B, S] index into the last S
+        tail_frame = all_frame[:, -s:]
+        pick = source[:, :, None, None].expand(-1, -1, n, d)
+        ring = (all_k[:, -s:].gather(1, pick), all_v[:, -s:].gather(1, pick), tail_frame.gather(1, source))
+        return self.out(y), ring
+
+    def step(
+        self,
+        x: torch.Tensor,
+        frame: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        slot_frame: torch.Tensor,
+    ) -> torch.Tensor:
+        """One frame. x [B, N, D]; frame [B]. Writes this frame's keys/values into the ring
+        (`keys`, `values` [B, S, N, D], updated in place); `slot_frame` [B, S] must already hold
+        this frame in its slot. Returns y [B, N, D]."""
+        b, n, d = x.shape
+        q, k, v = self._project(x[:, None], frame[:, None])
+        rows = torch.arange(b, device=x.device)
+        slot = torch.remainder(frame, self.slots)
+        keys[rows, slot] = k[:, 0].flatten(-2).to(keys.dtype)
+        values[rows, slot] = v[:, 0].flatten(-2).to(values.dtype)
+        age = frame[:, None] - slot_frame
+        key_valid = (slot_frame >= 0) & (age >= 0) & (age <= self.window)
+        split = (self.heads, self.head_dim)
+        y = self._attend(
+            q, keys[:, None].unflatten(-1, split).to(q.dtype), values[:, None].unflatten(-1, split).to(q.dtype),
+            key_valid[:, None],
+        )
+        return self.out(y[:, 0])

@@ -1,0 +1,111 @@
+"""WorldModelConfig: every size and switch of the model, saved as JSON beside the weights."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class WorldModelConfig:
+    vocab_size: int
+    frame_shape: tuple[int, int]
+    num_actions: int
+
+    d_model: int = 128
+    n_layers: int = 4
+    # Spatial blocks of the block-wise scan, one (b_h, b_w) per layer. None: alternate the whole
+    # frame (plain Mamba2) with quarter-frame blocks, mixing large and small as the paper does.
+    # Blocks that do not divide the frame are padded; the padding never enters the SSM state.
+    block_sizes: list[tuple[int, int]] | None = None
+
+    # Mamba2 mixer.
+    d_state: int = 32
+    expand: int = 2
+    headdim: int = 32
+    ngroups: int = 1
+    d_conv: int = 4
+    chunk_size: int | None = None  # None: the kernel backend's own default
+    dt_min: float = 1e-3
+    dt_max: float = 0.1
+    backend: str = "auto"  # ssd_scan backend: auto | torch | triton
+
+    # Frame-local attention: each frame sees itself and the previous `attn_window` frames.
+    attn_window: int = 10
+    n_heads: int = 4
+    # Queries are processed this many frames at a time in the parallel forward (memory knob only).
+    attn_query_frames: int = 16
+
+    mlp_ratio: float = 4.0
+
+    # Free-form provenance (codec version, env id, ...) that checkpoints carry along.
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.frame_shape = tuple(int(v) for v in self.frame_shape)
+        if self.block_sizes is None:
+            h, w = self.frame_shape
+            whole, quarter = (h, w), (math.ceil(h / 2), math.ceil(w / 2))
+            self.block_sizes = [whole if i % 2 == 0 else quarter for i in range(self.n_layers)]
+        self.block_sizes = [tuple(int(v) for v in b) for b in self.block_sizes]
+        self.validate()
+
+    def validate(self) -> None:
+        def need(ok: bool, what: str) -> None:
+            if not ok:
+                raise ValueError(f"WorldModelConfig: {what}")
+
+        need(self.vocab_size >= 2, f"vocab_size must be >= 2, got {self.vocab_size}")
+        need(len(self.frame_shape) == 2 and min(self.frame_shape) >= 1,
+             f"frame_shape must be (H, W) with H, W >= 1, got {self.frame_shape}")
+        need(self.num_actions >= 1, f"num_actions must be >= 1, got {self.num_actions}")
+        need(self.n_layers >= 1, f"n_layers must be >= 1, got {self.n_layers}")
+        need(len(self.block_sizes) == self.n_layers,
+             f"block_sizes needs one (b_h, b_w) per layer ({self.n_layers}), got {len(self.block_sizes)}")
+        h, w = self.frame_shape
+        for i, (bh, bw) in enumerate(self.block_sizes):
+            need(1 <= bh <= h and 1 <= bw <= w,
+                 f"block_sizes[{i}] = {(bh, bw)} must fit inside the frame {self.frame_shape}")
+        d_inner = self.expand * self.d_model
+        need(d_inner % self.headdim == 0,
+             f"expand * d_model ({d_inner}) must be divisible by headdim ({self.headdim})")
+        need((d_inner // self.headdim) % self.ngroups == 0,
+             f"SSM heads ({d_inner // self.headdim}) must be divisible by ngroups ({self.ngroups})")
+        need(self.d_model % self.n_heads == 0,
+             f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        need((self.d_model // self.n_heads) % 2 == 0,
+             f"attention head size d_model / n_heads must be even (rotary), got {self.d_model // self.n_heads}")
+        need(self.attn_window >= 0, f"attn_window must be >= 0, got {self.attn_window}")
+        need(self.attn_query_frames >= 1, f"attn_query_frames must be >= 1, got {self.attn_query_frames}")
+        need(self.d_conv >= 1, f"d_conv must be >= 1, got {self.d_conv}")
+        need(0 < self.dt_min <= self.dt_max, f"need 0 < dt_min <= dt_max, got {self.dt_min}, {self.dt_max}")
+        need(self.backend in ("auto", "torch", "triton"),
+             f"backend must be auto, torch or triton, got {self.backend!r}")
+
+    @property
+    def d_inner(self) -> int:
+        return self.expand * self.d_model
+
+    @property
+    def ssm_heads(self) -> int:
+        return self.d_inner // self.headdim
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return self.frame_shape[0] * self.frame_shape[1]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["frame_shape"] = list(self.frame_shape)
+        d["block_sizes"] = [list(b) for b in self.block_sizes]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "WorldModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"WorldModelConfig: unknown fields {unknown}")
+        return cls(**d)

@@ -1,0 +1,116 @@
+"""The Mamba2 mixer, scanned block-wise through time.
+
+Input projection -> short causal depthwise conv -> SSD scan -> gated, grouped RMSNorm -> output
+projection, as in Mamba2, except that the scan runs over block sequences (see `blocks.py`): each
+spatial block of the frame is its own sequence through time with its own conv and SSM state.
+
+The mixer is the same code for training and for the env: given the carried (ssm, conv) state of
+every block it processes T ≥ 1 new frames and returns the state after them. Carrying the state
+through two calls gives the same numbers as one call over both (up to float rounding).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .blocks import BlockLayout
+from .config import WorldModelConfig
+from .kernels import ssd_scan
+
+
+class GatedGroupRMSNorm(nn.Module):
+    """RMSNorm(y * silu(z)) over groups of channels (Mamba2's norm_before_gate=False)."""
+
+    def __init__(self, dim: int, groups: int, eps: float = 1e-5):
+        super().__init__()
+        self.groups, self.eps = groups, eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        dtype = y.dtype
+        y = (y * F.silu(z)).float()
+        y = y.unflatten(-1, (self.groups, -1))
+        y = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (y.flatten(-2) * self.weight).to(dtype)
+
+
+class BlockwiseMamba2(nn.Module):
+    def __init__(self, config: WorldModelConfig, block_shape: tuple[int, int]):
+        super().__init__()
+        self.config = config
+        self.layout = BlockLayout(config.frame_shape, block_shape)
+        d_inner, heads = config.d_inner, config.ssm_heads
+        self.bc_dim = config.ngroups * config.d_state
+        self.conv_dim = d_inner + 2 * self.bc_dim
+        self.in_proj = nn.Linear(config.d_model, d_inner + self.conv_dim + heads, bias=False)
+        # Depthwise causal conv; no padding: the carried (or zero) history is prepended instead.
+        self.conv = nn.Conv1d(self.conv_dim, self.conv_dim, config.d_conv, groups=self.conv_dim)
+        # Mamba2 initialisation: step sizes log-uniform in [dt_min, dt_max], decay rates in [1, 16].
+        dt = torch.exp(
+            torch.rand(heads) * (math.log(config.dt_max) - math.log(config.dt_min))
+            + math.log(config.dt_min)
+        )
+        self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+        self.A_log = nn.Parameter(torch.log(torch.empty(heads).uniform_(1, 16)))
+        self.D = nn.Parameter(torch.ones(heads))
+        self.norm = GatedGroupRMSNorm(d_inner, config.ngroups)
+        self.out_proj = nn.Linear(d_inner, config.d_model, bias=False)
+        # [num_blocks, block_tokens]: real tokens (True) vs padding of a block that overhangs the frame.
+        self.register_buffer("real", self.layout.real, persistent=False)
+
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-batch-element shapes of this mixer's recurrent state."""
+        c = self.config
+        nb = self.layout.num_blocks
+        return {
+            "ssm": (nb, c.ssm_heads, c.headdim, c.d_state),
+            "conv": (nb, c.d_conv - 1, self.conv_dim),
+        }
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        ssm_state: torch.Tensor | None = None,
+        conv_state: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x [B, T, H, W, d_model] -> (y [B, T, H, W, d_model], ssm_state, conv_state).
+
+        ssm_state [B, num_blocks, heads, headdim, d_state] and conv_state
+        [B, num_blocks, d_conv - 1, conv_dim]; None means zeros (the start of an episode).
+        """
+        c, layout = self.config, self.layout
+        batch, frames = x.shape[:2]
+        nb = layout.num_blocks
+        seq = layout.to_blocks(self.in_proj(x))  # [B*nb, T*block_tokens, channels]
+        z, xbc, dt = seq.split([c.d_inner, self.conv_dim, c.ssm_heads], dim=-1)
+        real = self.real.repeat(1, frames).repeat(batch, 1)[..., None]  # [B*nb, T*block_tokens, 1]
+        # Padding tokens enter the conv as zeros and the scan with dt = 0 (no decay, no input),
+        # so they never touch the state.
+        xbc = xbc * real
+
+        if conv_state is None:
+            conv_state = xbc.new_zeros(batch, nb, c.d_conv - 1, self.conv_dim)
+        history = torch.cat([conv_state.reshape(batch * nb, c.d_conv - 1, -1).to(xbc.dtype), xbc], 1)
+        new_conv_state = history[:, history.shape[1] - (c.d_conv - 1):]
+        xbc = F.silu(self.conv(history.transpose(1, 2)).transpose(1, 2))
+
+        xs, B, C = xbc.split([c.d_inner, self.bc_dim, self.bc_dim], dim=-1)
+        dt = F.softplus(dt.float() + self.dt_bias) * real
+        xs = xs.unflatten(-1, (c.ssm_heads, c.headdim))
+        y, new_ssm_state = ssd_scan(
+            xs, dt, -torch.exp(self.A_log.float()),
+            B.unflatten(-1, (c.ngroups, c.d_state)), C.unflatten(-1, (c.ngroups, c.d_state)),
+            initial_state=None if ssm_state is None else ssm_state.flatten(0, 1),
+            chunk_size=c.chunk_size, backend=c.backend,
+        )
+        y = y + xs * self.D[:, None].to(xs.dtype)
+        y = self.out_proj(self.norm(y.flatten(-2), z))
+        return (
+            layout.from_blocks(y, batch),
+            new_ssm_state.unflatten(0, (batch, nb)),
+            new_conv_state.unflatten(0, (batch, nb)),
+        )

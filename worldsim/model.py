@@ -1,0 +1,216 @@
+"""WorldModel: action-conditioned next-frame prediction over token grids.
+
+Each layer, pre-norm with adaLN-Zero conditioning on the action taken at the frame:
+block-wise Mamba2 scan (mixer.py), frame-local attention (attention.py), MLP. Heads on the last
+layer give, at frame t, logits for every cell of frame t+1, the reward and the termination of
+the step (frame t, action t).
+
+Two ways to run the same network:
+- `forward(frames, actions)`: parallel over T frames, for training; optionally continuing from a
+  carried state and returning the state after the last frame (truncated backprop).
+- `step(state, frame, action)`: one frame for a batch of envs, updating the state in place. Its
+  cost and the state's size do not depend on how many frames came before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .attention import FrameLocalAttention
+from .config import WorldModelConfig
+from .mixer import BlockwiseMamba2
+from .state import LayerState, ModelState
+
+
+@dataclass
+class WorldModelOutput:
+    frame_logits: torch.Tensor   # [B, T, H, W, V] (step: [B, H, W, V]): the next frame's tokens
+    reward: torch.Tensor         # [B, T] (step: [B]): reward of the step (frame t, action t)
+    done_logits: torch.Tensor    # [B, T] (step: [B]): termination logit of that step
+    features: torch.Tensor       # [B, T, H, W, D] (step: [B, H, W, D]): last layer's tokens
+    state: ModelState | None = None  # forward(..., return_state=True): the state after frame T-1
+
+
+def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale) + shift
+
+
+class WorldModelLayer(nn.Module):
+    def __init__(self, config: WorldModelConfig, block_shape: tuple[int, int]):
+        super().__init__()
+        d = config.d_model
+        self.norms = nn.ModuleList(nn.LayerNorm(d, elementwise_affine=False) for _ in range(3))
+        # adaLN-Zero: (shift, scale, gate) for each of the three sublayers from the action;
+        # zero-initialised, so every layer starts as the identity.
+        self.modulation = nn.Linear(d, 9 * d)
+        nn.init.zeros_(self.modulation.weight)
+        nn.init.zeros_(self.modulation.bias)
+        self.mixer = BlockwiseMamba2(config, block_shape)
+        self.attn = FrameLocalAttention(config)
+        hidden = int(config.mlp_ratio * d)
+        self.mlp = nn.Sequential(nn.Linear(d, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, d))
+
+    def _sublayer_inputs(self, cond: torch.Tensor):
+        """cond [B, T, D] -> 3 (shift, scale, gate) triples shaped [B, T, 1, 1, D]."""
+        mods = self.modulation(cond)[:, :, None, None].chunk(9, dim=-1)
+        return [mods[i : i + 3] for i in (0, 3, 6)]
+
+    def forward(self, x, cond, first_frame, state: LayerState | None, slot_frame: torch.Tensor | None):
+        """Parallel: x [B, T, H, W, D]. Returns (x, LayerState after the last frame)."""
+        (s1, c1, g1), (s2, c2, g2), (s3, c3, g3) = self._sublayer_inputs(cond)
+        y, ssm, conv = self.mixer(
+            _modulate(self.norms[0](x), s1, c1),
+            None if state is None else state.ssm,
+            None if state is None else state.conv,
+        )
+        x = x + g1 * y
+        h = _modulate(self.norms[1](x), s2, c2).flatten(2, 3)
+        cache = None if state is None else (state.keys, state.values, slot_frame)
+        y, (keys, values, _) = self.attn(h, first_frame, cache)
+        x = x + g2 * y.unflatten(2, x.shape[2:4])
+        x = x + g3 * self.mlp(_modulate(self.norms[2](x), s3, c3))
+        return x, LayerState(ssm=ssm, conv=conv, keys=keys, values=values)
+
+    def step(self, x, cond, frame, state: LayerState, slot_frame: torch.Tensor):
+        """Recurrent: x [B, 1, H, W, D]; updates `state` in place."""
+        (s1, c1, g1), (s2, c2, g2), (s3, c3, g3) = self._sublayer_inputs(cond)
+        y, ssm, conv = self.mixer(_modulate(self.norms[0](x), s1, c1), state.ssm, state.conv)
+        state.ssm.copy_(ssm)
+        state.conv.copy_(conv)
+        x = x + g1 * y
+        h = _modulate(self.norms[1](x), s2, c2).flatten(1, 3)                  # [B, N, D]
+        y = self.attn.step(h, frame, state.keys, state.values, slot_frame)
+        x = x + g2 * y.view_as(x)
+        return x + g3 * self.mlp(_modulate(self.norms[2](x), s3, c3))
+
+
+class WorldModel(nn.Module):
+    def __init__(self, config: WorldModelConfig):
+        super().__init__()
+        self.config = config
+        d = config.d_model
+        self.token_embed = nn.Embedding(config.vocab_size, d)
+        self.position_embed = nn.Parameter(torch.randn(*config.frame_shape, d) * 0.02)
+        self.action_embed = nn.Embedding(config.num_actions, d)
+        self.layers = nn.ModuleList(WorldModelLayer(config, b) for b in config.block_sizes)
+        self.final_norm = nn.LayerNorm(d, elementwise_affine=False)
+        self.final_modulation = nn.Linear(d, 2 * d)
+        nn.init.zeros_(self.final_modulation.weight)
+        nn.init.zeros_(self.final_modulation.bias)
+        self.frame_head = nn.Linear(d, config.vocab_size)
+        # Reward and termination of the step, from the frame's pooled tokens.
+        self.step_head = nn.Sequential(nn.Linear(d, d), nn.GELU(approximate="tanh"), nn.Linear(d, 2))
+
+    # ---- shared pieces -------------------------------------------------------------------------
+
+    def _check(self, frames: torch.Tensor, actions: torch.Tensor, time_dim: bool) -> None:
+        h, w = self.config.frame_shape
+        want_f = "[B, T, H, W]" if time_dim else "[B, H, W]"
+        want_a = "[B, T]" if time_dim else "[B]"
+        if frames.dtype not in (torch.int64, torch.int32) or actions.dtype not in (torch.int64, torch.int32):
+            raise TypeError(f"frames and actions must be integer tensors, got {frames.dtype} and {actions.dtype}")
+        nd = 4 if time_dim else 3
+        if frames.dim() != nd or tuple(frames.shape[-2:]) != (h, w):
+            raise ValueError(f"frames must be {want_f} with H, W = {(h, w)}, got {tuple(frames.shape)}")
+        if tuple(actions.shape) != tuple(frames.shape[: nd - 2]):
+            raise ValueError(f"actions must be {want_a} = {tuple(frames.shape[: nd - 2])}, got {tuple(actions.shape)}")
+
+    def _check_values(self, frames: torch.Tensor, actions: torch.Tensor) -> None:
+        # Costs a device sync: done in forward (training), not in step (the env checks its actions).
+        c = self.config
+        if frames.numel() and (frames.min() < 0 or frames.max() >= c.vocab_size):
+            raise ValueError(f"frame tokens must lie in [0, {c.vocab_size}), got [{frames.min()}, {frames.max()}]")
+        if actions.numel() and (actions.min() < 0 or actions.max() >= c.num_actions):
+            raise ValueError(f"actions must lie in [0, {c.num_actions}), got [{actions.min()}, {actions.max()}]")
+
+    def _embed(self, frames: torch.Tensor, actions: torch.Tensor):
+        x = self.token_embed(frames) + self.position_embed
+        return x, F.silu(self.action_embed(actions))
+
+    def _heads(self, x: torch.Tensor, cond: torch.Tensor):
+        """x [B, T, H, W, D], cond [B, T, D] -> logits, reward, done logits, features."""
+        shift, scale = self.final_modulation(cond)[:, :, None, None].chunk(2, dim=-1)
+        x = _modulate(self.final_norm(x), shift, scale)
+        reward, done = self.step_head(x.mean(dim=(2, 3))).unbind(-1)
+        return self.frame_head(x), reward, done, x
+
+    # ---- public API ----------------------------------------------------------------------------
+
+    def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> ModelState:
+        """The state before the first frame of an episode, for `batch_size` envs."""
+        c = self.config
+        device = torch.device(device) if device is not None else self.position_embed.device
+        dtype = self.position_embed.dtype
+        layers = []
+        for layer in self.layers:
+            shapes = layer.mixer.state_shapes()
+            kv = layer.attn.state_shapes(c.tokens_per_frame, c.d_model)
+            layers.append(LayerState(
+                ssm=torch.zeros(batch_size, *shapes["ssm"], device=device, dtype=torch.float32),
+                conv=torch.zeros(batch_size, *shapes["conv"], device=device, dtype=dtype),
+                keys=torch.zeros(batch_size, *kv["keys"], device=device, dtype=dtype),
+                values=torch.zeros(batch_size, *kv["values"], device=device, dtype=dtype),
+            ))
+        return ModelState(
+            frame=torch.zeros(batch_size, dtype=torch.long, device=device),
+            slot_frame=torch.full((batch_size, c.attn_window + 1), -1, dtype=torch.long, device=device),
+            layers=layers,
+        )
+
+    def forward(
+        self,
+        frames: torch.Tensor,
+        actions: torch.Tensor,
+        state: ModelState | None = None,
+        return_state: bool = False,
+    ) -> WorldModelOutput:
+        """frames [B, T, H, W] tokens, actions [B, T]. Output at t predicts frame t+1 from frames
+        ≤ t and actions ≤ t. `state`: continue from it (None: fresh episodes); it is not modified."""
+        self._check(frames, actions, time_dim=True)
+        self._check_values(frames, actions)
+        if state is not None and state.batch_size != frames.shape[0]:
+            raise ValueError(f"state holds {state.batch_size} envs but frames hold {frames.shape[0]}")
+        x, cond = self._embed(frames, actions)
+        first_frame = (
+            state.frame if state is not None
+            else torch.zeros(frames.shape[0], dtype=torch.long, device=frames.device)
+        )
+        new_layers = []
+        for i, layer in enumerate(self.layers):
+            x, new_state = layer(x, cond, first_frame, None if state is None else state.layers[i],
+                                 None if state is None else state.slot_frame)
+            new_layers.append(new_state)
+        logits, reward, done, features = self._heads(x, cond)
+        out = WorldModelOutput(logits, reward, done, features)
+        if return_state:
+            t = frames.shape[1]
+            last = first_frame + t - 1
+            slot = torch.arange(self.config.attn_window + 1, device=frames.device)
+            slot_frame = last[:, None] - torch.remainder(last[:, None] - slot, self.config.attn_window + 1)
+            slot_frame = slot_frame.masked_fill(slot_frame < 0, -1)
+            out.state = ModelState(frame=first_frame + t, slot_frame=slot_frame, layers=new_layers)
+        return out
+
+    def step(
+        self, state: ModelState, frame: torch.Tensor, action: torch.Tensor
+    ) -> tuple[WorldModelOutput, ModelState]:
+        """One frame [B, H, W] and action [B] for every env; `state` is updated in place and returned.
+
+        The output holds the same numbers as forward(...)[:, t] without the time dimension.
+        """
+        self._check(frame, action, time_dim=False)
+        if state.batch_size != frame.shape[0]:
+            raise ValueError(f"state holds {state.batch_size} envs but frame holds {frame.shape[0]}")
+        x, cond = self._embed(frame[:, None], action[:, None])
+        rows = torch.arange(state.batch_size, device=state.device)
+        slot = torch.remainder(state.frame, self.config.attn_window + 1)
+        state.slot_frame[rows, slot] = state.frame
+        for layer, layer_state in zip(self.layers, state.layers, strict=True):
+            x = layer.step(x, cond, state.frame, layer_state, state.slot_frame)
+        logits, reward, done, features = self._heads(x, cond)
+        state.frame += 1
+        return WorldModelOutput(logits[:, 0], reward[:, 0], done[:, 0], features[:, 0]), state
