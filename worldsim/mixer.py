@@ -47,8 +47,12 @@ class BlockwiseMamba2(nn.Module):
         self.bc_dim = config.ngroups * config.d_state
         self.conv_dim = d_inner + 2 * self.bc_dim
         self.in_proj = nn.Linear(config.d_model, d_inner + self.conv_dim + heads, bias=False)
-        # Depthwise causal conv; no padding: the carried (or zero) history is prepended instead.
-        self.conv = nn.Conv1d(self.conv_dim, self.conv_dim, config.d_conv, groups=self.conv_dim)
+        # Depthwise causal conv over the last d_conv tokens; the carried (or zero) history is
+        # prepended instead of padding. Written as shifted multiply-adds: nn.Conv1d's depthwise
+        # backward is orders of magnitude slower on CPU, and d_conv is tiny.
+        bound = 1 / math.sqrt(config.d_conv)
+        self.conv_weight = nn.Parameter(torch.empty(self.conv_dim, config.d_conv).uniform_(-bound, bound))
+        self.conv_bias = nn.Parameter(torch.empty(self.conv_dim).uniform_(-bound, bound))
         # Mamba2 initialisation: step sizes log-uniform in [dt_min, dt_max], decay rates in [1, 16].
         dt = torch.exp(
             torch.rand(heads) * (math.log(config.dt_max) - math.log(config.dt_min))
@@ -96,7 +100,11 @@ class BlockwiseMamba2(nn.Module):
             conv_state = xbc.new_zeros(batch, nb, c.d_conv - 1, self.conv_dim)
         history = torch.cat([conv_state.reshape(batch * nb, c.d_conv - 1, -1).to(xbc.dtype), xbc], 1)
         new_conv_state = history[:, history.shape[1] - (c.d_conv - 1):]
-        xbc = F.silu(self.conv(history.transpose(1, 2)).transpose(1, 2))
+        length = xbc.shape[1]
+        conv = self.conv_bias.to(xbc.dtype)
+        for j in range(c.d_conv):
+            conv = conv + history[:, j : j + length] * self.conv_weight[:, j].to(xbc.dtype)
+        xbc = F.silu(conv)
 
         xs, B, C = xbc.split([c.d_inner, self.bc_dim, self.bc_dim], dim=-1)
         dt = F.softplus(dt.float() + self.dt_bias) * real

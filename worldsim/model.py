@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import FrameLocalAttention
+from .checkpoint import load_config, load_weights, save_checkpoint
 from .config import WorldModelConfig
 from .mixer import BlockwiseMamba2
 from .state import LayerState, ModelState
@@ -214,3 +215,20 @@ class WorldModel(nn.Module):
         logits, reward, done, features = self._heads(x, cond)
         state.frame += 1
         return WorldModelOutput(logits[:, 0], reward[:, 0], done[:, 0], features[:, 0]), state
+
+    # ---- files ---------------------------------------------------------------------------------
+
+    def save_pretrained(self, path) -> None:
+        """Write `config.json` and `model.safetensors` into the folder `path` (created if needed)."""
+        save_checkpoint(self, self.config, path)
+
+    @classmethod
+    def from_pretrained(cls, path, device: torch.device | str = "cpu", **overrides) -> "WorldModel":
+        """Load a folder written by `save_pretrained`. `overrides` change run-time settings such as
+        `backend` or `attn_query_frames`; sizes must match the weights."""
+        config = load_config(path)
+        if overrides:
+            config = WorldModelConfig.from_dict({**config.to_dict(), **overrides})
+        model = cls(config)
+        load_weights(path, model)
+        return model.to(device)

@@ -1,0 +1,42 @@
+import pytest
+import torch
+
+from worldsim import WorldModel, WorldModelConfig
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+def tiny_config(**overrides) -> WorldModelConfig:
+    """A small model with uneven blocks, a short attention window and short scan chunks, so that
+    tests cross window and chunk boundaries within a few dozen frames."""
+    settings = dict(
+        vocab_size=23, frame_shape=(5, 6), num_actions=4, d_model=32, n_layers=3,
+        block_sizes=[(5, 6), (2, 4), (3, 3)], d_state=8, headdim=16, n_heads=2,
+        attn_window=3, chunk_size=16, backend="torch",
+    )
+    settings.update(overrides)
+    return WorldModelConfig(**settings)
+
+
+def randomized(model: WorldModel, scale: float = 0.1, seed: int = 0) -> WorldModel:
+    """Shake every weight, including the zero-initialised adaLN gates (which make an untrained
+    model's layers the identity and would hide bugs)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * scale)
+    return model.eval()
+
+
+def random_episode(config: WorldModelConfig, batch: int, frames: int, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    f = torch.randint(config.vocab_size, (batch, frames, *config.frame_shape), generator=gen)
+    a = torch.randint(config.num_actions, (batch, frames), generator=gen)
+    return f, a

@@ -1,0 +1,1 @@
+"""The world-model trainer, data collection, and the `worldsim` command line."""

@@ -1,0 +1,92 @@
+"""Checkpoint files: `model.safetensors` (weights) and `config.json` (WorldModelConfig) in a folder.
+
+Loading never executes code from the files. Each file is written to a temporary name and renamed
+into place, so an interrupted save leaves the previous checkpoint whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .config import WorldModelConfig
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder or file is missing, malformed or does not fit the model."""
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(model: torch.nn.Module, config: WorldModelConfig, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    _atomic_write(path / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "worldsim"}))
+    payload = {"format_version": FORMAT_VERSION, "config": config.to_dict()}
+
+    def write_json(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            json.dump(payload, f, indent=2)
+
+    _atomic_write(path / CONFIG_NAME, write_json)
+    return path
+
+
+def load_config(path: str | os.PathLike) -> WorldModelConfig:
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"checkpoint folder {path} does not exist")
+    config_file = path / CONFIG_NAME
+    if not config_file.is_file():
+        raise CheckpointError(f"checkpoint {path} has no {CONFIG_NAME}")
+    try:
+        payload = json.loads(config_file.read_text())
+        if payload.get("format_version") != FORMAT_VERSION:
+            raise CheckpointError(
+                f"{config_file}: format_version {payload.get('format_version')!r}, expected {FORMAT_VERSION}"
+            )
+        return WorldModelConfig.from_dict(payload["config"])
+    except CheckpointError:
+        raise
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{config_file} is not a valid worldsim config: {e}") from e
+
+
+def load_weights(path: str | os.PathLike, model: torch.nn.Module) -> None:
+    weights_file = Path(path) / WEIGHTS_NAME
+    if not weights_file.is_file():
+        raise CheckpointError(f"checkpoint {path} has no {WEIGHTS_NAME}")
+    try:
+        tensors = load_file(weights_file)
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{weights_file} is not a readable safetensors file: {e}") from e
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong_shape = sorted(k for k in set(expected) & set(tensors) if expected[k].shape != tensors[k].shape)
+    if missing or unexpected or wrong_shape:
+        raise CheckpointError(
+            f"{weights_file} does not fit the model of its {CONFIG_NAME}: "
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shape {wrong_shape[:5]}"
+        )
+    model.load_state_dict(tensors)
