@@ -26,7 +26,8 @@ Run (from the repository root):
 
     # CPU smoke test, well under a minute:
     PYTHONPATH=. python3 benchmarks/model_speed.py --quick --device cpu --out /tmp/model_speed.json
-    # GPU, the full benchmark (a few minutes; triton's first calls compile for ~20 s each):
+    # GPU, the full benchmark (about 2.5 min per backend on an H200, most of it the real
+    # 10,000-step run; triton's first calls compile for ~20 s each):
     PYTHONPATH=. python3 benchmarks/model_speed.py --device cuda --out model_speed.json
 
 It prints a table per measurement and writes every number, the model config, the torch version
@@ -36,6 +37,7 @@ and the device name to --out as JSON.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import gc
 import json
@@ -50,7 +52,7 @@ import torch
 import torch.nn.functional as F
 
 from worldsim.config import WorldModelConfig
-from worldsim.kernels import triton_available
+from worldsim.kernels import DEFAULT_CHUNK_SIZE, triton_available
 from worldsim.model import WorldModel
 from worldsim.state import ModelState
 
@@ -82,7 +84,8 @@ QUICK = Settings(
 FULL = Settings(
     step_batches=(1, 1024), early_frame=100, late_frame=10_000, rounds=10, steps_per_round=20,
     curve_checkpoints=(100, 1_000, 10_000), curve_window=200,
-    train_batch=8, train_lengths=(32, 128, 512, 2048), train_seconds=5.0,
+    # Batch 4: T=2048 peaks near 54 GiB (measured with the torch scan; batch 8 took 106 GiB on an H200).
+    train_batch=4, train_lengths=(32, 128, 512, 2048), train_seconds=5.0,
 )
 
 
@@ -96,7 +99,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--d-model", type=int, default=128)
     p.add_argument("--n-layers", type=int, default=4)
     p.add_argument("--no-curve", action="store_true", help="skip the real 10,000-step run at batch 1")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--train-batch", type=int, default=None, help="override the training batch size")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: 1 for --quick on CPU, which keeps OpenMP from thrashing "
+                        "on small shared machines; otherwise torch's own choice)")
     args = p.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda, but torch sees no CUDA device")
@@ -359,7 +365,8 @@ def fmt_mib(x: int | None) -> str:
 
 def print_tables(results: dict) -> None:
     s = results["settings"]
-    print(f"\nworldsim model speed | torch {results['torch_version']} | {results['device_name']}")
+    threads = f" | {results['cpu_threads']} CPU threads" if results["device"] == "cpu" else ""
+    print(f"\nworldsim model speed | torch {results['torch_version']} | {results['device_name']}{threads}")
     print(f"model: d_model={results['model_config']['d_model']} n_layers={results['model_config']['n_layers']} "
           f"frame={results['model_config']['frame_shape']} params={results['num_parameters']:,}")
     for b, info in results["backends"].items():
@@ -368,7 +375,8 @@ def print_tables(results: dict) -> None:
 
     e, l = s["early_frame"], s["late_frame"]
     print(f"\n1a. step() latency, frame counter jumped {e} -> {l} (median ms/step, each step synchronized)")
-    print(f"{'backend':8} {'batch':>6} {f't={e}':>9} {f't={l}':>9} {'ratio':>7} {'state MiB':>9} {'const':>6} {'peak+ MiB':>9}")
+    print(f"{'backend':8} {'batch':>6} {f't={e}':>9} {f't={l}':>9} {'ratio':>7} "
+          f"{'state MiB':>9} {'const':>6} {'peak+ MiB':>9}")
     for b, res in results["step"].items():
         for row in res["jump"]:
             if row.get("status") == "oom":
@@ -418,8 +426,20 @@ def environment(device: torch.device) -> dict:
         env["cuda_version"] = torch.version.cuda
         env["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
     else:
-        env["device_name"] = f"CPU {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+        env["device_name"] = cpu_name()
+    env["cpu_threads"] = torch.get_num_threads()
     return env
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 # ---- main ---------------------------------------------------------------------------------------
@@ -428,9 +448,13 @@ def environment(device: torch.device) -> dict:
 def main() -> None:
     args = parse_args()
     device = torch.device(args.device)
+    if args.threads is None and args.quick and device.type == "cpu":
+        args.threads = 1
     if args.threads:
         torch.set_num_threads(args.threads)
     s = QUICK if args.quick else FULL
+    if args.train_batch:
+        s = dataclasses.replace(s, train_batch=args.train_batch)
     results = {
         "benchmark": "model_speed", "quick": args.quick, **environment(device),
         "settings": {**vars(s), "seed": args.seed, "curve": not args.no_curve},
@@ -445,9 +469,12 @@ def main() -> None:
             continue
         torch.manual_seed(args.seed)
         model = WorldModel(model_config(args, backend)).to(device)
-        results["model_config"] = {**model.config.to_dict(), "backend": None}  # set per backend below
+        # One config for all runs; only the scan backend (the key of each result) differs.
+        results["model_config"] = {k: v for k, v in model.config.to_dict().items() if k != "backend"}
         results["num_parameters"] = sum(p.numel() for p in model.parameters())
-        results["backends"][backend] = {"status": "ok"}
+        results["backends"][backend] = {
+            "status": "ok", "chunk_size": model.config.chunk_size or DEFAULT_CHUNK_SIZE[backend],
+        }
         start = time.perf_counter()
         print(f"[{backend}] step() ...", flush=True)
         results["step"][backend] = bench_step(model, s, device, args.seed, curve=not args.no_curve)

@@ -51,6 +51,8 @@ def ssd_scan_torch(
     B = B.repeat_interleave(heads // groups, dim=2)
     C = C.repeat_interleave(heads // groups, dim=2)
 
+    # A sequence shorter than a chunk (one frame in step()) needs no padding up to a full chunk.
+    chunk_size = min(chunk_size, length)
     # Pad to whole chunks with dt = 0: no decay and no input, so the final state is unchanged.
     pad = (-length) % chunk_size
     if pad:
