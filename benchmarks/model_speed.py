@@ -98,7 +98,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--d-model", type=int, default=128)
     p.add_argument("--n-layers", type=int, default=4)
-    p.add_argument("--no-curve", action="store_true", help="skip the real 10,000-step run at batch 1")
+    p.add_argument("--parts", default="jump,curve,train",
+                   help="comma-separated subset of jump (step latency at frame 100 vs 10,000), "
+                        "curve (really stepping 10,000 frames at batch 1), train (forward+backward vs length)")
     p.add_argument("--train-batch", type=int, default=None, help="override the training batch size")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: 1 for --quick on CPU, which keeps OpenMP from thrashing "
@@ -284,11 +286,11 @@ def bench_step_curve(model: WorldModel, s: Settings, device: torch.device, seed:
     }
 
 
-def bench_step(model: WorldModel, s: Settings, device: torch.device, seed: int, curve: bool) -> dict:
+def bench_step(model: WorldModel, s: Settings, device: torch.device, seed: int, jump: bool, curve: bool) -> dict:
     model.eval()
     out = {"jump": [], "curve": None}
     with torch.inference_mode():
-        for batch in s.step_batches:
+        for batch in s.step_batches if jump else []:
             try:
                 out["jump"].append(bench_step_jump(model, batch, s, device, seed))
             except torch.cuda.OutOfMemoryError:
@@ -455,9 +457,12 @@ def main() -> None:
     s = QUICK if args.quick else FULL
     if args.train_batch:
         s = dataclasses.replace(s, train_batch=args.train_batch)
+    parts = set(args.parts.split(","))
+    if not parts <= {"jump", "curve", "train"}:
+        raise SystemExit(f"--parts takes jump, curve and train, got {args.parts!r}")
     results = {
         "benchmark": "model_speed", "quick": args.quick, **environment(device),
-        "settings": {**vars(s), "seed": args.seed, "curve": not args.no_curve},
+        "settings": {**vars(s), "seed": args.seed, "parts": sorted(parts)},
         "step_precision": "float32, torch.inference_mode",
         "train_precision": "bf16 autocast" if device.type == "cuda" else "float32",
         "backends": {}, "step": {}, "train": {},
@@ -477,9 +482,10 @@ def main() -> None:
         }
         start = time.perf_counter()
         print(f"[{backend}] step() ...", flush=True)
-        results["step"][backend] = bench_step(model, s, device, args.seed, curve=not args.no_curve)
-        print(f"[{backend}] training ...", flush=True)
-        results["train"][backend] = bench_train(model, s, device, args.seed)
+        results["step"][backend] = bench_step(model, s, device, args.seed, "jump" in parts, "curve" in parts)
+        if "train" in parts:
+            print(f"[{backend}] training ...", flush=True)
+            results["train"][backend] = bench_train(model, s, device, args.seed)
         results["backends"][backend]["wall_s"] = time.perf_counter() - start
         del model
         free_memory(device)

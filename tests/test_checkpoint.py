@@ -29,7 +29,7 @@ def test_round_trip_gives_the_same_model(saved):
 
 def test_run_time_overrides(saved):
     _, path = saved
-    assert WorldModel.from_pretrained(path, attn_query_frames=3).config.attn_query_frames == 3
+    assert WorldModel.from_pretrained(path, chunk_size=8).config.chunk_size == 8
 
 
 def test_missing_folder_or_files_are_named(saved, tmp_path):

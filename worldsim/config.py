@@ -35,8 +35,6 @@ class WorldModelConfig:
     # Frame-local attention: each frame sees itself and the previous `attn_window` frames.
     attn_window: int = 10
     n_heads: int = 4
-    # Queries are processed this many frames at a time in the parallel forward (memory knob only).
-    attn_query_frames: int = 16
 
     mlp_ratio: float = 4.0
 
@@ -78,7 +76,6 @@ class WorldModelConfig:
         need((self.d_model // self.n_heads) % 2 == 0,
              f"attention head size d_model / n_heads must be even (rotary), got {self.d_model // self.n_heads}")
         need(self.attn_window >= 0, f"attn_window must be >= 0, got {self.attn_window}")
-        need(self.attn_query_frames >= 1, f"attn_query_frames must be >= 1, got {self.attn_query_frames}")
         need(self.d_conv >= 1, f"d_conv must be >= 1, got {self.d_conv}")
         need(0 < self.dt_min <= self.dt_max, f"need 0 < dt_min <= dt_max, got {self.dt_min}, {self.dt_max}")
         need(self.backend in ("auto", "torch", "triton"),

@@ -225,7 +225,7 @@ class WorldModel(nn.Module):
     @classmethod
     def from_pretrained(cls, path, device: torch.device | str = "cpu", **overrides) -> "WorldModel":
         """Load a folder written by `save_pretrained`. `overrides` change run-time settings such as
-        `backend` or `attn_query_frames`; sizes must match the weights."""
+        `backend` or `chunk_size`; sizes must match the weights."""
         config = load_config(path)
         if overrides:
             config = WorldModelConfig.from_dict({**config.to_dict(), **overrides})
