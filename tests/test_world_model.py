@@ -70,7 +70,7 @@ def test_state_size_is_the_same_after_10_and_1000_steps(model):
         for t in range(1000):
             _, state = model.step(state, frames[:, t], actions[:, t])
             if t + 1 in (10, 1000):
-                sizes[t + 1] = (state.nbytes, [tuple(x.shape) for x in state._tensors()])
+                sizes[t + 1] = (state.nbytes, [tuple(x.shape) for x in state.tensors()])
     assert sizes[10] == sizes[1000]
     assert state.frame.item() == 1000
 

@@ -36,7 +36,7 @@ class ModelState:
     slot_frame: torch.Tensor  # [B, window + 1] int64: frame held by each ring slot, -1 if none
     layers: list[LayerState]
 
-    def _tensors(self) -> list[torch.Tensor]:
+    def tensors(self) -> list[torch.Tensor]:
         out = [self.frame, self.slot_frame]
         for layer in self.layers:
             out += layer.tensors()
@@ -60,7 +60,7 @@ class ModelState:
     @property
     def nbytes(self) -> int:
         """Bytes held by the state's tensors (constant in the number of frames seen)."""
-        return sum(t.numel() * t.element_size() for t in self._tensors())
+        return sum(t.numel() * t.element_size() for t in self.tensors())
 
     def clone(self) -> "ModelState":
         return self._map(torch.clone)
@@ -85,7 +85,7 @@ class ModelState:
     def __setitem__(self, idx, other: "ModelState") -> None:
         """Write `other` into the selected batch elements, in place."""
         idx = self._index(idx)
-        for mine, theirs in zip(self._tensors(), other._tensors(), strict=True):
+        for mine, theirs in zip(self.tensors(), other.tensors(), strict=True):
             mine[idx] = theirs.to(mine.device, mine.dtype)
 
     def repeat(self, n: int) -> "ModelState":
