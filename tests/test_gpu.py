@@ -18,7 +18,8 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("length,chunk", [(256, 64), (1000, 256), (77, 32)])
 @pytest.mark.parametrize("with_state", [False, True])
-def test_triton_scan_matches_torch_forward_and_backward(length, chunk, with_state):
+@pytest.mark.parametrize("with_boundaries", [False, True])
+def test_triton_scan_matches_torch_forward_and_backward(length, chunk, with_state, with_boundaries):
     if not triton_available():
         pytest.skip("mamba_ssm does not import")
     gen = torch.Generator(device="cuda").manual_seed(length + chunk)
@@ -35,10 +36,15 @@ def test_triton_scan_matches_torch_forward_and_backward(length, chunk, with_stat
         rand(b, h, p, n) if with_state else None,
     ]
     grad_y, grad_s = rand(b, length, h, p), rand(b, h, p, n)
+    seq_idx = None
+    if with_boundaries:  # packed episodes: one boundary at the start of row 1, others mid-chunk
+        starts = torch.rand(b, length, device="cuda", generator=gen) < 0.02
+        starts[1, 0] = True
+        seq_idx = starts.long().cumsum(1)
     results = {}
     for backend in ("torch", "triton"):
         leaves = [None if t is None else t.clone().requires_grad_() for t in inputs]
-        y, s = ssd_scan(*leaves[:5], initial_state=leaves[5], chunk_size=chunk, backend=backend)
+        y, s = ssd_scan(*leaves[:5], initial_state=leaves[5], chunk_size=chunk, backend=backend, seq_idx=seq_idx)
         ((y * grad_y).sum() + (s * grad_s).sum()).backward()
         results[backend] = [y, s] + [t.grad for t in leaves if t is not None]
     names = ["y", "final_state", "dx", "ddt", "dA", "dB", "dC", "dstate"]
@@ -53,13 +59,18 @@ def test_model_parallel_and_recurrent_agree_on_cuda(backend):
     model = randomized(WorldModel(tiny_config(backend=backend))).cuda()
     frames, actions = random_episode(model.config, 3, 40, seed=1)
     frames, actions = frames.cuda(), actions.cuda()
+    resets = torch.zeros(3, 40, dtype=torch.bool, device="cuda")
+    resets[0, [7, 25]] = True
     with torch.no_grad():
-        parallel = model(frames, actions)
+        parallel = model(frames, actions, resets=resets)
         state = model.initial_state(3)
-        stepped = [model.step(state, frames[:, t], actions[:, t])[0].frame_logits for t in range(40)]
+        stepped = []
+        for t in range(40):
+            state.reset(resets[:, t])
+            stepped.append(model.step(state, frames[:, t], actions[:, t])[0].frame_logits)
     err = rel_err(torch.stack(stepped, 1), parallel.frame_logits)
     assert err <= 1e-3, f"relative error {err:.2e}"
     # And the GPU agrees with the CPU reference.
     with torch.no_grad():
-        cpu = model.cpu()(frames.cpu(), actions.cpu()).frame_logits
+        cpu = model.cpu()(frames.cpu(), actions.cpu(), resets=resets.cpu()).frame_logits
     assert rel_err(parallel.frame_logits.cpu(), cpu) <= 3e-3

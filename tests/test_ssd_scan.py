@@ -90,3 +90,23 @@ def test_bad_shapes_and_backends_are_refused_clearly():
     if not torch.cuda.is_available():
         with pytest.raises((ValueError, RuntimeError), match="triton"):
             ssd_scan(x, dt, A, B, C, backend="triton")
+
+
+@pytest.mark.parametrize("chunk", [1, 8, 13, 64])
+def test_sequence_boundaries_restart_from_zero(chunk):
+    x, dt, A, B, C, s0 = random_inputs(3, 50, 4, 8, 2, 16, 7, True)
+    starts = torch.zeros(3, 50, dtype=torch.bool)
+    starts[0, [5, 6, 31]] = True  # neighbouring boundaries, one mid-chunk
+    starts[1, 0] = True           # the very first position: the initial state is dropped
+    # row 2: no boundary at all
+    seq_idx = starts.long().cumsum(1)
+    y, state = ssd_scan(x, dt, A, B, C, initial_state=s0, chunk_size=chunk, backend="torch", seq_idx=seq_idx)
+    y_ref, state_ref = ssd_scan_sequential(x, dt, A, B, C, initial_state=s0, seq_idx=seq_idx)
+    assert_close(y, y_ref)
+    assert_close(state, state_ref)
+    # Row 1 equals a scan from zero; the part after row 0's last boundary equals a fresh scan of it.
+    y_fresh, _ = ssd_scan(x[1:2], dt[1:2], A, B[1:2], C[1:2], chunk_size=chunk, backend="torch")
+    torch.testing.assert_close(y[1:2], y_fresh, atol=1e-5, rtol=1e-5)
+    y_tail, s_tail = ssd_scan(x[:1, 31:], dt[:1, 31:], A, B[:1, 31:], C[:1, 31:], chunk_size=chunk, backend="torch")
+    torch.testing.assert_close(y[:1, 31:], y_tail, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(state[:1], s_tail, atol=1e-5, rtol=1e-5)

@@ -62,6 +62,32 @@ def test_forward_continues_from_a_carried_state(model):
     torch.testing.assert_close(rest.frame_logits, whole.frame_logits[:, 5:], atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("carried", [False, True])
+def test_resets_inside_a_window_equal_resetting_the_state_between_steps(model, carried):
+    frames, actions = random_episode(model.config, 3, 30, seed=8)
+    resets = torch.zeros(3, 30, dtype=torch.bool)
+    resets[0, [4, 5, 19]] = True   # back-to-back episodes, then one long past the window
+    resets[1, 0] = True            # the carried state is dropped at once
+    resets[2, 29] = True           # the last frame starts a new episode
+    start = model.initial_state(3)
+    if carried:
+        _, start = step_through(model, start, *random_episode(model.config, 3, 6, seed=9))
+    with torch.no_grad():
+        parallel = model(frames, actions, state=start.clone(), return_state=True, resets=resets)
+    state, outs = start.clone(), []
+    with torch.no_grad():
+        for t in range(30):
+            state.reset(resets[:, t])
+            out, state = model.step(state, frames[:, t], actions[:, t])
+            outs.append(out.frame_logits)
+    torch.testing.assert_close(torch.stack(outs, 1), parallel.frame_logits, atol=1e-4, rtol=1e-4)
+    assert torch.equal(parallel.state.frame, state.frame)
+    assert torch.equal(parallel.state.slot_frame, state.slot_frame)
+    for a, b in zip(parallel.state.layers, state.layers):
+        for x, y in zip(a.tensors(), b.tensors()):
+            torch.testing.assert_close(x, y, atol=1e-4, rtol=1e-4)
+
+
 def test_state_size_is_the_same_after_10_and_1000_steps(model):
     frames, actions = random_episode(model.config, 1, 1000, seed=3)
     state = model.initial_state(1)
@@ -138,6 +164,8 @@ def test_bad_inputs_get_clear_errors(model):
         model.step(state, frames[:, 0], actions[:, 0])
     with pytest.raises(ValueError, match=r"frames must be \[B, H, W\]"):
         model.step(model.initial_state(2), frames, actions)
+    with pytest.raises(ValueError, match="resets must be a bool tensor"):
+        model(frames, actions, resets=torch.zeros(2, 3))
     with pytest.raises(ValueError, match="reset mask"):
         state.reset(torch.tensor([True]))
 

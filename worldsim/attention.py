@@ -68,17 +68,19 @@ class FrameLocalAttention(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        first_frame: torch.Tensor,
+        frame: torch.Tensor,
+        episode: torch.Tensor | None = None,
         cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Parallel over T frames. x [B, T, N, D]; first_frame [B]: frame index of x[:, 0].
+        """Parallel over T frames. x [B, T, N, D]; frame [B, T]: each frame's index in its episode.
 
+        episode [B, T]: non-decreasing episode number per frame, 0 for the episode of the cache;
+        frames never attend across episodes. None: all 0.
         cache: (keys [B, S, N, D], values [B, S, N, D], slot_frame [B, S]) ring buffer from
         earlier frames, or None. Returns (y [B, T, N, D], the ring buffer after these frames).
         """
         b, t, n, d = x.shape
         s = self.slots
-        frame = first_frame[:, None] + torch.arange(t, device=x.device)       # [B, T]
         q, k, v = self._project(x, frame)
         k, v = k.flatten(-2), v.flatten(-2)                                   # [B, T, N, D]
         if cache is None:
@@ -94,9 +96,12 @@ class FrameLocalAttention(nn.Module):
             pick = order[:, :, None, None].expand(-1, -1, n, d)
             old_k = cache_k.gather(1, pick).to(k.dtype)
             old_v = cache_v.gather(1, pick).to(v.dtype)
+        if episode is None:
+            episode = torch.zeros_like(frame)
         all_k = torch.cat([old_k, k], 1)                                      # [B, S + T, N, D]
         all_v = torch.cat([old_v, v], 1)
         all_frame = torch.cat([old_frame, frame], 1)
+        all_episode = torch.cat([torch.zeros_like(old_frame), episode], 1)
 
         # New frame i (timeline position S + i) sees positions i + 1 ... i + S.
         def windows(z: torch.Tensor) -> torch.Tensor:
@@ -105,7 +110,8 @@ class FrameLocalAttention(nn.Module):
 
         win_frame = windows(all_frame)
         age = frame[:, :, None] - win_frame
-        key_valid = (win_frame >= 0) & (age >= 0) & (age <= self.window)
+        same_episode = windows(all_episode) == episode[:, :, None]
+        key_valid = (win_frame >= 0) & (age >= 0) & (age <= self.window) & same_episode
         y = self._attend(
             q,
             windows(all_k).unflatten(-1, (self.heads, self.head_dim)),
@@ -113,13 +119,20 @@ class FrameLocalAttention(nn.Module):
             key_valid,
         )
 
-        # The ring after these frames: slot j holds the newest frame f with f % S == j.
+        # The ring after these frames: slot j holds the newest frame f of the last episode with
+        # f % S == j; slots whose frame would precede the episode's start are empty (-1).
         last = frame[:, -1:]                                                  # [B, 1]
         slot = torch.arange(s, device=x.device)
-        source = (s - 1) - torch.remainder(last - slot, s)                    # [B, S] index into the last S
-        tail_frame = all_frame[:, -s:]
+        slot_frame = last - torch.remainder(last - slot, s)                   # [B, S]
+        slot_frame = slot_frame.masked_fill(slot_frame < 0, -1)
+        source = (s - 1) - (last - slot_frame.clamp(min=0))                   # index into the last S
         pick = source[:, :, None, None].expand(-1, -1, n, d)
-        ring = (all_k[:, -s:].gather(1, pick), all_v[:, -s:].gather(1, pick), tail_frame.gather(1, source))
+        empty = (slot_frame < 0)[:, :, None, None]  # zeroed, as state.reset leaves them
+        ring = (
+            all_k[:, -s:].gather(1, pick).masked_fill(empty, 0),
+            all_v[:, -s:].gather(1, pick).masked_fill(empty, 0),
+            slot_frame,
+        )
         return self.out(y), ring
 
     def step(

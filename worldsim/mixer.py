@@ -80,11 +80,14 @@ class BlockwiseMamba2(nn.Module):
         x: torch.Tensor,
         ssm_state: torch.Tensor | None = None,
         conv_state: torch.Tensor | None = None,
+        episode: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x [B, T, H, W, d_model] -> (y [B, T, H, W, d_model], ssm_state, conv_state).
 
         ssm_state [B, num_blocks, heads, headdim, d_state] and conv_state
         [B, num_blocks, d_conv - 1, conv_dim]; None means zeros (the start of an episode).
+        episode [B, T]: non-decreasing episode number of each frame, 0 for the episode the carried
+        state belongs to; where it steps up, the scan and the conv start afresh. None: all 0.
         """
         c, layout = self.config, self.layout
         batch, frames = x.shape[:2]
@@ -99,12 +102,22 @@ class BlockwiseMamba2(nn.Module):
         if conv_state is None:
             conv_state = xbc.new_zeros(batch, nb, c.d_conv - 1, self.conv_dim)
         history = torch.cat([conv_state.reshape(batch * nb, c.d_conv - 1, -1).to(xbc.dtype), xbc], 1)
-        new_conv_state = history[:, history.shape[1] - (c.d_conv - 1):]
-        length = xbc.shape[1]
+        length, keep = xbc.shape[1], c.d_conv - 1
+        seq_idx = None
+        if episode is not None:
+            # Episode number of every token of every block sequence; the carried history is episode 0.
+            seq_idx = episode.repeat_interleave(nb, dim=0).repeat_interleave(layout.block_tokens, dim=1)
+            history_seq = F.pad(seq_idx, (keep, 0))
         conv = self.conv_bias.to(xbc.dtype)
         for j in range(c.d_conv):
-            conv = conv + history[:, j : j + length] * self.conv_weight[:, j].to(xbc.dtype)
+            window = history[:, j : j + length]
+            if seq_idx is not None:  # inputs from an earlier episode do not reach across a reset
+                window = window * (history_seq[:, j : j + length] == seq_idx)[..., None]
+            conv = conv + window * self.conv_weight[:, j].to(xbc.dtype)
         xbc = F.silu(conv)
+        new_conv_state = history[:, history.shape[1] - keep :]
+        if seq_idx is not None:  # what the next call carries must belong to the last episode
+            new_conv_state = new_conv_state * (history_seq[:, history.shape[1] - keep :] == seq_idx[:, -1:])[..., None]
 
         xs, B, C = xbc.split([c.d_inner, self.bc_dim, self.bc_dim], dim=-1)
         dt = F.softplus(dt.float() + self.dt_bias) * real
@@ -113,7 +126,7 @@ class BlockwiseMamba2(nn.Module):
             xs, dt, -torch.exp(self.A_log.float()),
             B.unflatten(-1, (c.ngroups, c.d_state)), C.unflatten(-1, (c.ngroups, c.d_state)),
             initial_state=None if ssm_state is None else ssm_state.flatten(0, 1),
-            chunk_size=c.chunk_size, backend=c.backend,
+            chunk_size=c.chunk_size, backend=c.backend, seq_idx=seq_idx,
         )
         y = y + xs * self.D[:, None].to(xs.dtype)
         y = self.out_proj(self.norm(y.flatten(-2), z))

@@ -60,21 +60,23 @@ class WorldModelLayer(nn.Module):
         mods = self.modulation(cond)[:, :, None, None].chunk(9, dim=-1)
         return [mods[i : i + 3] for i in (0, 3, 6)]
 
-    def forward(self, x, cond, first_frame, state: LayerState | None, slot_frame: torch.Tensor | None):
-        """Parallel: x [B, T, H, W, D]. Returns (x, LayerState after the last frame)."""
+    def forward(self, x, cond, frame, episode, state: LayerState | None, slot_frame: torch.Tensor | None):
+        """Parallel: x [B, T, H, W, D]; frame, episode [B, T] (see WorldModel.forward).
+        Returns (x, LayerState after the last frame, the ring's slot frames)."""
         (s1, c1, g1), (s2, c2, g2), (s3, c3, g3) = self._sublayer_inputs(cond)
         y, ssm, conv = self.mixer(
             _modulate(self.norms[0](x), s1, c1),
             None if state is None else state.ssm,
             None if state is None else state.conv,
+            episode,
         )
         x = x + g1 * y
         h = _modulate(self.norms[1](x), s2, c2).flatten(2, 3)
         cache = None if state is None else (state.keys, state.values, slot_frame)
-        y, (keys, values, _) = self.attn(h, first_frame, cache)
+        y, (keys, values, new_slot_frame) = self.attn(h, frame, episode, cache)
         x = x + g2 * y.unflatten(2, x.shape[2:4])
         x = x + g3 * self.mlp(_modulate(self.norms[2](x), s3, c3))
-        return x, LayerState(ssm=ssm, conv=conv, keys=keys, values=values)
+        return x, LayerState(ssm=ssm, conv=conv, keys=keys, values=values), new_slot_frame
 
     def step(self, x, cond, frame, state: LayerState, slot_frame: torch.Tensor):
         """Recurrent: x [B, 1, H, W, D]; updates `state` in place."""
@@ -168,33 +170,51 @@ class WorldModel(nn.Module):
         actions: torch.Tensor,
         state: ModelState | None = None,
         return_state: bool = False,
+        resets: torch.Tensor | None = None,
     ) -> WorldModelOutput:
         """frames [B, T, H, W] tokens, actions [B, T]. Output at t predicts frame t+1 from frames
-        ≤ t and actions ≤ t. `state`: continue from it (None: fresh episodes); it is not modified."""
+        ≤ t and actions ≤ t of the same episode.
+
+        state: continue from it (None: fresh episodes); it is not modified.
+        resets [B, T] bool: True where frame t starts a new episode. The state is zeroed just before
+        it, exactly as `state.reset(mask)` between two `step` calls, so training windows may cross
+        episode boundaries.
+        """
         self._check(frames, actions, time_dim=True)
         self._check_values(frames, actions)
-        if state is not None and state.batch_size != frames.shape[0]:
-            raise ValueError(f"state holds {state.batch_size} envs but frames hold {frames.shape[0]}")
+        batch, length = frames.shape[:2]
+        if state is not None and state.batch_size != batch:
+            raise ValueError(f"state holds {state.batch_size} envs but frames hold {batch}")
+        if resets is not None and (resets.shape != (batch, length) or resets.dtype != torch.bool):
+            raise ValueError(f"resets must be a bool tensor of shape {(batch, length)}, got "
+                             f"{resets.dtype} {tuple(resets.shape)}")
+        frame, episode = self._frame_and_episode(state, resets, batch, length, frames.device)
         x, cond = self._embed(frames, actions)
-        first_frame = (
-            state.frame if state is not None
-            else torch.zeros(frames.shape[0], dtype=torch.long, device=frames.device)
-        )
         new_layers = []
         for i, layer in enumerate(self.layers):
-            x, new_state = layer(x, cond, first_frame, None if state is None else state.layers[i],
-                                 None if state is None else state.slot_frame)
+            x, new_state, slot_frame = layer(
+                x, cond, frame, episode,
+                None if state is None else state.layers[i],
+                None if state is None else state.slot_frame,
+            )
             new_layers.append(new_state)
         logits, reward, done, features = self._heads(x, cond)
         out = WorldModelOutput(logits, reward, done, features)
         if return_state:
-            t = frames.shape[1]
-            last = first_frame + t - 1
-            slot = torch.arange(self.config.attn_window + 1, device=frames.device)
-            slot_frame = last[:, None] - torch.remainder(last[:, None] - slot, self.config.attn_window + 1)
-            slot_frame = slot_frame.masked_fill(slot_frame < 0, -1)
-            out.state = ModelState(frame=first_frame + t, slot_frame=slot_frame, layers=new_layers)
+            out.state = ModelState(frame=frame[:, -1] + 1, slot_frame=slot_frame, layers=new_layers)
         return out
+
+    @staticmethod
+    def _frame_and_episode(state, resets, batch, length, device):
+        """Each frame's index within its episode, and a per-row episode number that starts at 0
+        (the episode of the carried state) and steps up at every reset. Both [B, T] int64."""
+        position = torch.arange(length, device=device).expand(batch, -1)
+        first = state.frame[:, None] if state is not None else torch.zeros(batch, 1, dtype=torch.long, device=device)
+        if resets is None:
+            return first + position, torch.zeros_like(position)
+        last_reset = torch.where(resets, position, -1).cummax(dim=1).values
+        frame = torch.where(last_reset >= 0, position - last_reset, first + position)
+        return frame, resets.long().cumsum(dim=1)
 
     def step(
         self, state: ModelState, frame: torch.Tensor, action: torch.Tensor

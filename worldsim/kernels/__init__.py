@@ -5,7 +5,8 @@
 Shapes and meaning follow mamba_ssm's `mamba_chunk_scan_combined`: x [b,l,h,p]; dt [b,l,h], already
 positive unless `dt_softplus=True` (then softplus(dt + dt_bias) is applied first); A [h], negative;
 B and C [b,l,g,n] with h divisible by g; state [b,h,p,n]. y [b,l,h,p] excludes the D skip term.
-The final state is float32.
+The final state is float32. `seq_idx` [b,l] (non-decreasing ints) marks packed sequences: where
+it steps up the state restarts from zero; the initial state belongs to sequence 0.
 
 `backend="auto"` takes mamba_ssm's Triton kernel for CUDA tensors when it imports, else PyTorch.
 """
@@ -57,7 +58,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return backend
 
 
-def _check_shapes(x, dt, A, B, C, initial_state) -> None:
+def _check_shapes(x, dt, A, B, C, initial_state, seq_idx) -> None:
     if x.dim() != 4:
         raise ValueError(f"x must be [batch, length, heads, headdim], got shape {tuple(x.shape)}")
     b, l, h, p = x.shape
@@ -75,6 +76,8 @@ def _check_shapes(x, dt, A, B, C, initial_state) -> None:
         raise ValueError(
             f"initial_state must be {(b, h, p, B.shape[3])}, got {tuple(initial_state.shape)}"
         )
+    if seq_idx is not None and seq_idx.shape != (b, l):
+        raise ValueError(f"seq_idx must be {(b, l)}, got {tuple(seq_idx.shape)}")
 
 
 def ssd_scan(
@@ -88,8 +91,9 @@ def ssd_scan(
     backend: str = "auto",
     dt_bias: torch.Tensor | None = None,
     dt_softplus: bool = False,
+    seq_idx: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    _check_shapes(x, dt, A, B, C, initial_state)
+    _check_shapes(x, dt, A, B, C, initial_state, seq_idx)
     backend = resolve_backend(backend, x.device)
     chunk_size = chunk_size or DEFAULT_CHUNK_SIZE[backend]
     if chunk_size <= 0:
@@ -99,6 +103,7 @@ def ssd_scan(
             x, dt, A, B, C, chunk_size,
             dt_bias=dt_bias, dt_softplus=dt_softplus,
             initial_states=None if initial_state is None else initial_state.float(),
+            seq_idx=None if seq_idx is None else seq_idx.to(torch.int32).contiguous(),
             return_final_states=True,
         )
         return y, final_state.float()
@@ -107,4 +112,4 @@ def ssd_scan(
         dt = dt + dt_bias.float()
     if dt_softplus:
         dt = F.softplus(dt)
-    return ssd_scan_torch(x, dt, A, B, C, chunk_size, initial_state)
+    return ssd_scan_torch(x, dt, A, B, C, chunk_size, initial_state, seq_idx)

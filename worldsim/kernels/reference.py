@@ -12,6 +12,7 @@ def ssd_scan_sequential(
     B: torch.Tensor,
     C: torch.Tensor,
     initial_state: torch.Tensor | None = None,
+    seq_idx: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Same arguments and results as `ssd_scan`, computed in float64 with a loop over time."""
     batch, length, heads, headdim = x.shape
@@ -23,7 +24,12 @@ def ssd_scan_sequential(
         x.new_zeros(batch, heads, headdim, dstate) if initial_state is None else initial_state.double()
     )
     ys = []
+    previous_seq = torch.zeros(batch, dtype=torch.long, device=x.device)
     for t in range(length):
+        if seq_idx is not None:  # a new sequence starts from zero
+            starts = seq_idx[:, t] != previous_seq
+            state = state.masked_fill(starts[:, None, None, None], 0)
+            previous_seq = seq_idx[:, t]
         decay = torch.exp(dt[:, t] * A)                                   # [b,h]
         update = torch.einsum("bhp,bhn->bhpn", x[:, t] * dt[:, t, :, None], B[:, t])
         state = decay[..., None, None] * state + update

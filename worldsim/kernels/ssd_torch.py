@@ -38,9 +38,12 @@ def ssd_scan_torch(
     C: torch.Tensor,
     chunk_size: int,
     initial_state: torch.Tensor | None = None,
+    seq_idx: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """x [b,l,h,p], dt [b,l,h] (positive), A [h] (negative), B/C [b,l,g,n], state [b,h,p,n].
 
+    seq_idx [b,l], non-decreasing integers (mamba_ssm's convention): where it steps up, a new
+    sequence starts from a zero state; the initial state belongs to sequence 0.
     Returns y [b,l,h,p] in x's dtype and the final state [b,h,p,n] in float32.
     """
     batch, length, heads, headdim = x.shape
@@ -58,6 +61,8 @@ def ssd_scan_torch(
     if pad:
         x, B, C = (F.pad(t, (0, 0, 0, 0, 0, pad)) for t in (x, B, C))
         dt = F.pad(dt, (0, 0, 0, pad))
+        if seq_idx is not None:
+            seq_idx = torch.cat([seq_idx, seq_idx[:, -1:].expand(-1, pad)], dim=1)
     chunks = (length + pad) // chunk_size
 
     def to_chunks(t: torch.Tensor) -> torch.Tensor:
@@ -70,10 +75,17 @@ def ssd_scan_torch(
 
     # 1. Within each chunk: y_i = sum_{j<=i} (C_i·B_j) exp(a_{j+1..i}) x_j dt_j.
     decay_within = torch.exp(_segment_sums(a))               # [b,h,c,L,L]
+    if seq_idx is not None:
+        # Sequence boundaries cut every decay path that crosses them.
+        seq = seq_idx.reshape(batch, chunks, chunk_size)
+        seq_at_boundary = F.pad(seq[:, :, -1], (1, 0))        # [b, c+1]: before chunk 0, then chunk ends
+        decay_within = decay_within * (seq[:, :, :, None] == seq[:, :, None, :])[:, None]
     y = torch.einsum("bclhn,bcshn,bhcls,bcshp->bclhp", C, B, decay_within, x_dt)
 
     # 2. Each chunk's own contribution to the state at its end.
     decay_to_end = torch.exp(a_cum[..., -1:] - a_cum)        # [b,h,c,L]
+    if seq_idx is not None:
+        decay_to_end = decay_to_end * (seq == seq[:, :, -1:])[:, None]
     chunk_states = torch.einsum("bclhn,bhcl,bclhp->bchpn", B, decay_to_end, x_dt)
 
     # 3. Pass states across chunks (a short scan over chunk boundaries, initial state first).
@@ -81,11 +93,16 @@ def ssd_scan_torch(
         initial_state = x.new_zeros(batch, heads, headdim, dstate)
     chunk_states = torch.cat([initial_state.float()[:, None], chunk_states], dim=1)
     decay_across = torch.exp(_segment_sums(F.pad(a_cum[..., -1], (1, 0))))  # [b,h,c+1,c+1]
+    if seq_idx is not None:
+        decay_across = decay_across * (seq_at_boundary[:, :, None] == seq_at_boundary[:, None, :])[:, None]
     states = torch.einsum("bhzc,bchpn->bzhpn", decay_across, chunk_states)
     states_in, final_state = states[:, :-1], states[:, -1]
 
     # 4. The state entering each chunk, decayed to each step and read out through C.
-    y = y + torch.einsum("bclhn,bchpn,bhcl->bclhp", C, states_in, torch.exp(a_cum))
+    decay_from_start = torch.exp(a_cum)                      # [b,h,c,L]
+    if seq_idx is not None:
+        decay_from_start = decay_from_start * (seq == seq_at_boundary[:, :-1, None])[:, None]
+    y = y + torch.einsum("bclhn,bchpn,bhcl->bclhp", C, states_in, decay_from_start)
 
     y = y.reshape(batch, chunks * chunk_size, heads, headdim)[:, :length]
     return y.to(out_dtype), final_state
