@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from .attention import FrameLocalAttention
 from .checkpoint import load_config, load_weights, save_checkpoint
@@ -107,6 +108,9 @@ class WorldModel(nn.Module):
         self.frame_head = nn.Linear(d, config.vocab_size)
         # Reward and termination of the step, from the frame's pooled tokens.
         self.step_head = nn.Sequential(nn.Linear(d, d), nn.GELU(approximate="tanh"), nn.Linear(d, 2))
+        # Recompute each layer's activations in the backward pass instead of storing them
+        # (a run-time switch for long training windows, not part of the saved config).
+        self.activation_checkpointing = False
 
     # ---- shared pieces -------------------------------------------------------------------------
 
@@ -192,11 +196,13 @@ class WorldModel(nn.Module):
         x, cond = self._embed(frames, actions)
         new_layers = []
         for i, layer in enumerate(self.layers):
-            x, new_state, slot_frame = layer(
-                x, cond, frame, episode,
-                None if state is None else state.layers[i],
-                None if state is None else state.slot_frame,
-            )
+            args = (x, cond, frame, episode,
+                    None if state is None else state.layers[i],
+                    None if state is None else state.slot_frame)
+            if self.activation_checkpointing and torch.is_grad_enabled():
+                x, new_state, slot_frame = checkpoint(layer, *args, use_reentrant=False)
+            else:
+                x, new_state, slot_frame = layer(*args)
             new_layers.append(new_state)
         logits, reward, done, features = self._heads(x, cond)
         out = WorldModelOutput(logits, reward, done, features)
