@@ -28,6 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="a few seconds instead of a minute (used by CI)")
     demo.add_argument("--seed", type=int, default=0, help="seed for collection, init and sampling")
     demo.set_defaults(run=_demo)
+
+    from .collect import add_collect_parser
+
+    add_collect_parser(commands)
     return parser
 
 

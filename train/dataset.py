@@ -114,7 +114,7 @@ def read_manifest(root: str | os.PathLike) -> dict:
     """The manifest of the dataset at ``root``, checked for format and required keys."""
     path = Path(root) / MANIFEST
     if not path.is_file():
-        raise DatasetError(f"{path}: no manifest (not a worldsim dataset, or collection never finished a shard)")
+        raise DatasetError(f"{path}: no manifest (not a worldsim dataset)")
     try:
         manifest = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -152,6 +152,8 @@ def _load_shard(root: Path, entry: dict, manifest: dict) -> dict[str, np.ndarray
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise DatasetError(f"{path}: cannot load shard ({e})") from e
     _check_shard(path, arrays, entry, manifest)
+    for array in arrays.values():               # episodes are views into cached shards: keep them intact
+        array.flags.writeable = False
     return arrays
 
 
@@ -164,7 +166,8 @@ def _check_shard(path: Path, a: dict[str, np.ndarray], entry: dict, manifest: di
         fail(f"lacks arrays {missing}")
     lengths, seeds = a["lengths"], a["seeds"]
     if lengths.ndim != 1 or lengths.shape != seeds.shape or lengths.dtype.kind != "i" or seeds.dtype.kind != "i":
-        fail(f"lengths {lengths.shape} {lengths.dtype} / seeds {seeds.shape} {seeds.dtype} are not matching int vectors")
+        fail(f"lengths {lengths.shape} {lengths.dtype} / seeds {seeds.shape} {seeds.dtype} "
+             "are not matching int vectors")
     if (lengths < 1).any():
         fail("holds an episode with no steps")
     if len(lengths) != entry["episodes"] or seeds.tolist() != list(entry["seeds"]):
@@ -216,8 +219,8 @@ class DatasetWriter:
                              "frame_dtype": frame_dtype(header["vocab_size"]).name, "shards": [],
                              "totals": {"episodes": 0, "steps": 0, "frames": 0}}
             self._write_manifest()
-        for stale in self.root.glob(".*.tmp"):                  # a previous run's shard in flight
-            stale.unlink()
+        for stale in [*self.root.glob(".shard-*.npz.tmp"), *self.root.glob(f".{MANIFEST}.tmp")]:
+            stale.unlink()                                       # a previous run's file in flight
 
     @property
     def seeds_done(self) -> set[int]:
@@ -236,7 +239,8 @@ class DatasetWriter:
             if ep.env_id != self.manifest["env_id"]:
                 raise ValueError(f"episode of {ep.env_id!r} in a dataset of {self.manifest['env_id']!r}")
             if ep.frames.shape[1:] != shape or ep.frames.shape[0] != len(ep.actions) + 1:
-                raise ValueError(f"episode frames {ep.frames.shape} do not fit {len(ep.actions)} steps of {shape} frames")
+                raise ValueError(f"episode frames {ep.frames.shape} do not fit {len(ep.actions)} steps "
+                                 f"of {shape} frames")
         arrays = {key: np.concatenate([getattr(ep, key) for ep in episodes]) for key in (*_PER_FRAME, *_PER_STEP)}
         arrays["frames"] = arrays["frames"].astype(dtype, copy=False)
         arrays["agent_pos"] = arrays["agent_pos"].astype(np.int16, copy=False)
@@ -276,7 +280,8 @@ class EpisodeDataset:
         try:
             self.codec = MiniGridCodec.from_config(self.manifest["codec"])
         except (ValueError, KeyError, TypeError) as e:
-            raise DatasetError(f"{self.root / MANIFEST}: codec {self.manifest['codec']!r} cannot be rebuilt ({e})") from e
+            raise DatasetError(f"{self.root / MANIFEST}: codec {self.manifest['codec']!r} "
+                               f"cannot be rebuilt ({e})") from e
         counts = [entry["episodes"] for entry in self.manifest["shards"]]
         self._shard_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self._cache: OrderedDict[int, tuple[dict, np.ndarray, np.ndarray]] = OrderedDict()
@@ -325,7 +330,7 @@ class EpisodeDataset:
             raise TypeError(f"episode index must be an integer; got {type(i).__name__}")
         if not 0 <= i < self.num_episodes:
             raise IndexError(f"episode {i} out of range: the dataset has {self.num_episodes}")
-        s = int(np.searchsorted(self._shard_start, i, side="right")) - 1
+        s = self._shard_of(i)
         j = int(i - self._shard_start[s])
         arrays, frame_off, step_off = self._shard(s)
         f, st = slice(frame_off[j], frame_off[j + 1]), slice(step_off[j], step_off[j + 1])

@@ -4,11 +4,12 @@ A world model with long memory needs episodes that cover a whole layout and *com
 seen long ago; a uniformly random policy dithers near its start (and ends at the goal early). This
 agent builds a map from its own observations (each visible view cell placed in the world with the
 agent's pose, through ``view_to_world``) and counts its visits per cell. It walks the shortest known
-path to the nearest frontier (a reachable cell next to one never seen); once none is left it picks
-far, rarely visited cells and walks there, so it crosses the layout again and again. Now and then it
-takes a short burst of one random action (action persistence), so the data also holds every action
-in every situation. It avoids lava and the goal (episodes stay long; collect random episodes for
-goal-reaching data), opens closed doors on its way, and treats locked doors and objects as walls.
+path to the nearest frontier: a reachable cell it has never stood on, or one next to a cell never
+seen. Once none is left it picks far, rarely visited cells and walks there, so it crosses the layout
+again and again. Now and then it takes a short burst of one random action (action persistence), so
+the data also holds every action in every situation. It never steps onto lava or the goal (episodes
+stay long; collect random episodes for goal-reaching data), opens closed doors on its way, and
+treats locked doors and objects as walls.
 
 It reads only the observation and the agent's world position and the grid's size (the collector
 puts them in ``info``), never the grid itself.
@@ -28,6 +29,7 @@ _UNKNOWN = -1
 _WALKABLE = (OBJECT_TO_IDX["empty"], OBJECT_TO_IDX["floor"])
 _DOOR, _LOCKED = OBJECT_TO_IDX["door"], STATE_TO_IDX["locked"]
 _CLOSED = STATE_TO_IDX["closed"]
+_ENDS_EPISODE = (OBJECT_TO_IDX["goal"], OBJECT_TO_IDX["lava"])
 _DIR_VEC = [tuple(int(v) for v in vec) for vec in DIR_TO_VEC]
 
 
@@ -85,9 +87,10 @@ class ExploreAgent:
         return walk & ~self.blocked
 
     def _frontier(self, passable: np.ndarray) -> np.ndarray:
+        """Cells worth going to first: never stood on, or next to a cell never seen."""
         unknown = np.pad(self.obj == _UNKNOWN, 1)
         near_unknown = unknown[:-2, 1:-1] | unknown[2:, 1:-1] | unknown[1:-1, :-2] | unknown[1:-1, 2:]
-        return passable & near_unknown
+        return passable & (near_unknown | (self.visits == 0))
 
     # ---------------------------------------------------------------- planning
 
@@ -162,14 +165,25 @@ class ExploreAgent:
         self.pos = pos
         if self._observe(obs):
             self.path = []                                     # new cells: the nearest frontier may have moved
+        direction = int(obs["direction"])
         if self.burst:
-            return self.burst.pop()
+            return self._safe(self.burst.pop(), direction)
         if self.rng.random() < self.noise:
             action = int(self.rng.integers(self.num_actions))
             self.burst = [action] * int(self.rng.integers(self.max_burst))
-            return action
+            return self._safe(action, direction)
         if not self.path:
             self._plan()
         if not self.path:
-            return int(self.rng.choice([LEFT, RIGHT, FORWARD]))
-        return self._step_towards(int(obs["direction"]))
+            return self._safe(int(self.rng.choice([LEFT, RIGHT, FORWARD])), direction)
+        return self._step_towards(direction)
+
+    def _safe(self, action: int, direction: int) -> int:
+        """A random action, but never a step onto lava or the goal (it would end the episode)."""
+        dx, dy = _DIR_VEC[direction]
+        ahead = (self.pos[0] + dx, self.pos[1] + dy)
+        inside = 0 <= ahead[0] < self.obj.shape[0] and 0 <= ahead[1] < self.obj.shape[1]
+        if action == FORWARD and inside and self.obj[ahead] in _ENDS_EPISODE:
+            self.burst = []
+            return int(self.rng.choice([LEFT, RIGHT]))
+        return action
