@@ -26,7 +26,8 @@ class CheckpointError(ValueError):
     """A checkpoint folder or file is missing, malformed or does not fit the model."""
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """Call write(tmp_name) on a temporary file beside `path`, then rename it into place."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -41,14 +42,14 @@ def save_checkpoint(model: torch.nn.Module, config: WorldModelConfig, path: str 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(path / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "worldsim"}))
+    atomic_write(path / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "worldsim"}))
     payload = {"format_version": FORMAT_VERSION, "config": config.to_dict()}
 
     def write_json(tmp: str) -> None:
         with open(tmp, "w") as f:
             json.dump(payload, f, indent=2)
 
-    _atomic_write(path / CONFIG_NAME, write_json)
+    atomic_write(path / CONFIG_NAME, write_json)
     return path
 
 

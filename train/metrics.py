@@ -1,0 +1,322 @@
+"""Training losses, their breakdown, and evaluation metrics of a world model.
+
+- `prediction_losses`: the next-frame, reward and termination losses of one chunk of a window,
+  masked where the target lies in another episode and weighed over time (long-context training);
+  the frame loss is also reported on cells seen before ("remembered": the target cell's gap >= 0)
+  and on cells never seen before (gap == -1).
+- `aux_reconstruction_loss`: the state-regularisation loss: a small head reads the features at
+  frame t and reconstructs frame t - d of the same episode.
+- `teacher_forced_metrics`: next-frame token accuracy (overall, remembered, new, by gap), exact
+  frame match, the copy-previous-frame baseline beside each, reward MAE, termination accuracy.
+- `rollout_metrics`: open-loop rollouts: C real context frames, then G frames the model generates
+  from its own samples with the real actions, scored against the real frames by the gap since
+  each cell was last seen (buckets 1, 2-4, 5-16, 17-64, 65-256, 257+, never) and by horizon.
+
+Every function that sums over batches uses a `Meter`: weighted sums kept on the device and turned
+into floats once, at the end.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from contextlib import nullcontext
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .windows import Window, evenly_spaced_starts, gather_windows, rollout_starts
+
+# Gap buckets (inclusive upper edges); a gap of 0 cannot occur (a cell is "seen before" in an
+# earlier frame) and would count as 1. "never": gap == -1.
+GAP_EDGES = (1, 4, 16, 64, 256)
+GAP_BUCKETS = ("1", "2-4", "5-16", "17-64", "65-256", "257+", "never")
+
+
+def gap_bucket(gap: torch.Tensor) -> torch.Tensor:
+    """Index into GAP_BUCKETS for every gap value (same shape, int64)."""
+    edges = torch.tensor(GAP_EDGES, device=gap.device, dtype=gap.dtype)
+    idx = torch.bucketize(gap.clamp_min(0), edges)
+    return torch.where(gap < 0, len(GAP_BUCKETS) - 1, idx)
+
+
+class Meter:
+    """Weighted means: add(name, weighted_sum, weight) any number of times, then compute()."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.weights: dict[str, torch.Tensor] = {}
+
+    def add(self, name: str, total: torch.Tensor, weight: torch.Tensor | float) -> None:
+        total = total.detach().double()
+        weight = torch.as_tensor(weight, dtype=torch.float64, device=total.device).detach()
+        if name in self.sums:
+            self.sums[name] = self.sums[name] + total
+            self.weights[name] = self.weights[name] + weight
+        else:
+            self.sums[name], self.weights[name] = total, weight
+
+    def add_buckets(self, prefix: str, hits: torch.Tensor, weight: torch.Tensor, bucket: torch.Tensor,
+                    names=GAP_BUCKETS) -> None:
+        """Per-bucket means of `hits` (same shape as `bucket`), weighted by `weight`."""
+        n = len(names)
+        flat = bucket.flatten()
+        w = weight.expand_as(hits).flatten().double()
+        totals = torch.zeros(n, dtype=torch.float64, device=hits.device).index_add_(0, flat, hits.flatten().double() * w)
+        counts = torch.zeros(n, dtype=torch.float64, device=hits.device).index_add_(0, flat, w)
+        for i, name in enumerate(names):
+            self.add(f"{prefix}_{name}", totals[i], counts[i])
+            self.add(f"{prefix}_count_{name}", counts[i], 1.0)
+
+    def compute(self) -> dict[str, float]:
+        """Means (names ending in a `_count_...` part are totals); NaN-free: empty means are left out."""
+        if not self.sums:
+            return {}
+        names = list(self.sums)
+        sums = torch.stack([self.sums[k] for k in names]).cpu()
+        weights = torch.stack([self.weights[k].to(self.sums[k].device) for k in names]).cpu()
+        out = {}
+        for k, s, w in zip(names, sums.tolist(), weights.tolist()):
+            if "_count_" in k:
+                if s > 0:
+                    out[k] = s
+            elif w > 0:
+                out[k] = s / w
+        return out
+
+
+# ---- the model call --------------------------------------------------------------------------
+
+_warned_no_resets = False
+
+
+def supports_resets(model: nn.Module) -> bool:
+    params = inspect.signature(model.forward).parameters
+    return "resets" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def model_forward(model: nn.Module, frames, actions, state=None, return_state: bool = False, resets=None):
+    """`model(frames, actions, state=..., return_state=..., resets=...)`; for a model without the
+    `resets` argument, resets at a chunk's first frame reset the carried state and resets inside
+    the chunk are ignored with a warning (the loss still never crosses episodes)."""
+    global _warned_no_resets
+    if resets is None or supports_resets(model):
+        kwargs = {} if resets is None else {"resets": resets}
+        return model(frames, actions, state=state, return_state=return_state, **kwargs)
+    if state is not None and bool(resets[:, 0].any()):
+        state = state.clone().reset(resets[:, 0])
+    if not _warned_no_resets and bool(resets[:, 1:].any()):
+        warnings.warn("this WorldModel.forward has no `resets` argument: its state runs on across "
+                      "episode boundaries inside a window (the loss still masks cross-episode targets)")
+        _warned_no_resets = True
+    return model(frames, actions, state=state, return_state=return_state)
+
+
+# ---- training losses -------------------------------------------------------------------------
+
+def time_weights(length: int, context_fraction: float, prefix_weight: float, min_length: int = 0,
+                 device=None) -> torch.Tensor:
+    """[L] loss weight of each window position: long-context training gives the first
+    floor(context_fraction * L) frames (the context) weight `prefix_weight`, the rest 1; windows
+    shorter than `min_length` weigh every frame 1."""
+    w = torch.ones(length, device=device)
+    if context_fraction > 0 and length >= min_length:
+        w[: int(context_fraction * length)] = prefix_weight
+    return w
+
+
+def prediction_losses(out, win: Window, sl: slice, weight: torch.Tensor, normalizer: torch.Tensor,
+                      reward_loss: str = "mse", meter: Meter | None = None) -> dict[str, torch.Tensor]:
+    """Losses of the window positions `sl` (the chunk `out` was computed on).
+
+    weight [B, len(sl)]: has_target times the time weight; `normalizer`: the sum of the weights
+    over the whole window, so that summing chunk losses gives the window's mean loss. Returns the
+    frame, reward and termination losses (scalars with gradients); records the breakdown in `meter`.
+    """
+    targets = win.targets[:, sl]
+    logits = out.frame_logits.float()
+    ce = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), reduction="none").view(targets.shape)
+    per_frame = ce.mean(dim=(2, 3))
+    reward_pred = out.reward.float()
+    reward_true = win.rewards[:, sl]
+    if reward_loss == "mse":
+        r = (reward_pred - reward_true).square()
+    elif reward_loss == "smooth_l1":
+        r = F.smooth_l1_loss(reward_pred, reward_true, reduction="none")
+    else:
+        raise ValueError(f"reward_loss must be mse or smooth_l1, got {reward_loss!r}")
+    d = F.binary_cross_entropy_with_logits(out.done_logits.float(), win.terminated[:, sl].float(), reduction="none")
+    losses = {
+        "frame": (per_frame * weight).sum() / normalizer,
+        "reward": (r * weight).sum() / normalizer,
+        "done": (d * weight).sum() / normalizer,
+    }
+    if meter is not None:
+        with torch.no_grad():
+            total_w = weight.sum()
+            meter.add("frame_loss", (per_frame * weight).sum(), total_w)
+            meter.add("reward_loss", (r * weight).sum(), total_w)
+            meter.add("done_loss", (d * weight).sum(), total_w)
+            cell_w = weight[:, :, None, None].expand_as(ce)
+            seen = (win.target_gap[:, sl] >= 0).float()
+            meter.add("frame_loss_remembered", (ce * cell_w * seen).sum(), (cell_w * seen).sum())
+            meter.add("frame_loss_new", (ce * cell_w * (1 - seen)).sum(), (cell_w * (1 - seen)).sum())
+            hits = (logits.argmax(-1) == targets).float()
+            meter.add("acc", (hits * cell_w).sum(), cell_w.sum())
+    return losses
+
+
+def aux_valid(resets: torch.Tensor, delay: int) -> torch.Tensor:
+    """[B, L] bool: position t has a frame t - delay in the same episode inside the window."""
+    b, length = resets.shape
+    seg = torch.cumsum(resets.long(), dim=1)
+    valid = torch.zeros(b, length, dtype=torch.bool, device=resets.device)
+    if delay < length:
+        valid[:, delay:] = seg[:, delay:] == seg[:, : length - delay]
+    return valid
+
+
+def aux_reconstruction_loss(head: nn.Module, features: torch.Tensor, win: Window, sl: slice, delay: int,
+                            valid: torch.Tensor, normalizer: torch.Tensor,
+                            meter: Meter | None = None) -> torch.Tensor:
+    """Cross-entropy of `head(features, delay)` against the tokens of frame t - delay, at the
+    positions of `sl` where `valid` [B, L] (whole window) holds; `normalizer`: valid.sum()."""
+    t = torch.arange(sl.start, sl.stop, device=features.device)
+    v = valid[:, sl].float()
+    targets = win.frames[:, (t - delay).clamp_min(0)]                           # [B, c, H, W]
+    logits = head(features, delay).float()
+    ce = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), reduction="none").view(targets.shape)
+    per_frame = ce.mean(dim=(2, 3))
+    if meter is not None:
+        with torch.no_grad():
+            meter.add("aux_loss", (per_frame * v).sum(), v.sum())
+            cell_v = v[:, :, None, None].expand_as(ce)
+            meter.add("aux_acc", ((logits.argmax(-1) == targets).float() * cell_v).sum(), cell_v.sum())
+    return (per_frame * v).sum() / normalizer
+
+
+# ---- evaluation ------------------------------------------------------------------------------
+
+def _batches(n: int, size: int):
+    for i in range(0, n, size):
+        yield slice(i, min(i + size, n))
+
+
+@torch.no_grad()
+def teacher_forced_metrics(model: nn.Module, stream: Any, *, length: int, count: int, batch_size: int,
+                           chunk: int | None = None, device: torch.device | str = "cpu",
+                           autocast: Callable[[], Any] = nullcontext) -> dict[str, float]:
+    """Next-frame metrics over `count` evenly spaced windows of `length` frames of a held-out stream,
+    the model teacher-forced (it sees the real frames), chunks of `chunk` frames with the state
+    carried. Positions whose target lies in another episode are left out."""
+    was_training = model.training
+    model.eval()
+    length = min(length, len(stream.frames) - 1)
+    starts = evenly_spaced_starts(len(stream.frames), length, count)
+    chunk = chunk or length
+    meter = Meter()
+    for sel in _batches(len(starts), batch_size):
+        win = gather_windows(stream, starts[sel], length).to(device)
+        state = None
+        for a in range(0, length, chunk):
+            sl = slice(a, min(a + chunk, length))
+            with autocast():
+                out = model_forward(model, win.frames[:, sl], win.actions[:, sl], state=state,
+                                    return_state=sl.stop < length, resets=win.resets[:, sl])
+            state = out.state
+            w = win.has_target[:, sl].float()
+            prediction_losses(out, win, sl, w, w.sum().clamp_min(1), meter=meter)
+            targets, inputs = win.targets[:, sl], win.frames[:, sl]
+            hits = (out.frame_logits.argmax(-1) == targets).float()
+            copy = (inputs == targets).float()
+            cell_w = w[:, :, None, None].expand_as(hits)
+            seen = (win.target_gap[:, sl] >= 0).float()
+            for name, h in (("acc", hits), ("copy_acc", copy)):
+                if name != "acc":
+                    meter.add(name, (h * cell_w).sum(), cell_w.sum())
+                meter.add(f"{name}_remembered", (h * cell_w * seen).sum(), (cell_w * seen).sum())
+                meter.add(f"{name}_new", (h * cell_w * (1 - seen)).sum(), (cell_w * (1 - seen)).sum())
+                meter.add(f"{name.replace('acc', 'exact_frame')}", (h.amin(dim=(2, 3)) * w).sum(), w.sum())
+            meter.add_buckets("acc_gap", hits, cell_w, gap_bucket(win.target_gap[:, sl]))
+            meter.add("reward_mae", ((out.reward.float() - win.rewards[:, sl]).abs() * w).sum(), w.sum())
+            done_hit = ((out.done_logits.float() > 0) == win.terminated[:, sl]).float()
+            meter.add("done_acc", (done_hit * w).sum(), w.sum())
+            term = win.terminated[:, sl].float() * w
+            meter.add("done_recall", (done_hit * term).sum(), term.sum())
+    model.train(was_training)
+    result = {k: v for k, v in meter.compute().items() if "_count_" not in k}
+    result["windows"] = float(len(starts))
+    return result
+
+
+def _horizon_bucket(steps: torch.Tensor) -> torch.Tensor:
+    """Bucket of the number of generated steps (1-based) with the same edges as gaps."""
+    return gap_bucket(steps)
+
+
+@torch.no_grad()
+def rollout_metrics(model: nn.Module, stream: Any, *, context: int, horizon: int, count: int, batch_size: int,
+                    sampling: str = "argmax", temperature: float = 1.0, seed: int = 0,
+                    device: torch.device | str = "cpu", autocast: Callable[[], Any] = nullcontext) -> dict[str, float]:
+    """Open-loop rollouts from the starts of up to `count` held-out episodes with at least
+    context + 1 frames: `context` real frames teacher-forced (forward with return_state), then
+    `horizon` frames generated one by one (`model.step`, fed its own prediction and the real
+    action), each compared with the real frame. Generated frames past the episode's end are left
+    out. Sampling: "argmax", or "sample" from softmax(logits / temperature) with a generator seeded
+    by `seed` (the same numbers every evaluation)."""
+    if sampling not in ("argmax", "sample"):
+        raise ValueError(f"rollout sampling must be argmax or sample, got {sampling!r}")
+    starts, lengths = rollout_starts(stream, context, count)
+    if len(starts) == 0 or horizon < 1:
+        return {}
+    was_training = model.training
+    model.eval()
+    device = torch.device(device)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    n = len(stream.frames)
+    frames_np, actions_np, gap_np = np.asarray(stream.frames), np.asarray(stream.actions), np.asarray(stream.gap)
+    meter = Meter()
+    for sel in _batches(len(starts), batch_size):
+        s, ep_len = starts[sel], lengths[sel]
+        idx = np.minimum(s[:, None] + np.arange(context + horizon), n - 1)
+        frames = torch.from_numpy(frames_np[idx].astype(np.int64)).to(device)
+        actions = torch.from_numpy(actions_np[idx].astype(np.int64)).to(device)
+        gap = torch.from_numpy(gap_np[idx[:, context:]].astype(np.int64)).to(device)
+        valid = torch.from_numpy(np.arange(horizon)[None] < (ep_len - context)[:, None]).to(device)  # [B, G]
+        with autocast():
+            out = model_forward(model, frames[:, :context], actions[:, :context], return_state=True)
+        state, logits = out.state, out.frame_logits[:, -1]
+        preds = []
+        for g in range(horizon):
+            if sampling == "argmax":
+                pred = logits.argmax(-1)
+            else:
+                probs = torch.softmax(logits.float() / temperature, dim=-1)
+                pred = torch.multinomial(probs.flatten(0, -2), 1, generator=gen).view(probs.shape[:-1])
+            preds.append(pred)
+            if g + 1 < horizon:
+                with autocast():
+                    step_out, state = model.step(state, pred, actions[:, context + g])
+                logits = step_out.frame_logits
+        pred = torch.stack(preds, 1)                                              # [B, G, H, W]
+        real = frames[:, context:]
+        hits = (pred == real).float()
+        copy = (frames[:, context - 1 : context] == real).float()
+        w = valid.float()
+        cell_w = w[:, :, None, None].expand_as(hits)
+        meter.add("acc", (hits * cell_w).sum(), cell_w.sum())
+        meter.add("copy_acc", (copy * cell_w).sum(), cell_w.sum())
+        meter.add("exact_frame", (hits.amin(dim=(2, 3)) * w).sum(), w.sum())
+        meter.add_buckets("acc_gap", hits, cell_w, gap_bucket(gap))
+        meter.add_buckets("copy_acc_gap", copy, cell_w, gap_bucket(gap))
+        steps = torch.arange(1, horizon + 1, device=device)[None, :, None, None].expand_as(hits)
+        meter.add_buckets("acc_step", hits, cell_w, _horizon_bucket(steps), names=GAP_BUCKETS[:-1] + ("-",))
+    model.train(was_training)
+    result = meter.compute()
+    # The horizon buckets never hold "never"; the per-bucket counts of the gap are worth keeping.
+    result = {k: v for k, v in result.items() if not k.startswith(("acc_step_count", "copy_acc_gap_count"))}
+    result["episodes"] = float(len(starts))
+    return result
