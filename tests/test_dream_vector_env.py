@@ -1,0 +1,216 @@
+"""DreamVectorEnv: shapes, one batched model step, same-step autoreset, seeding, torch mode, gym.make_vec."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.vector import AutoresetMode
+from gymnasium.vector.utils import batch_space
+
+from envs.minigrid import MiniGridCodec
+from worldsim import DreamEnv, DreamVectorEnv, WorldModel, WorldModelConfig
+
+ENV_ID = "MiniGrid-Empty-8x8-v0"
+RANDOM_ENV_ID = "MiniGrid-Empty-Random-6x6-v0"   # starts differ per seed
+
+
+def tiny_model(env_id=ENV_ID, done_bias=-20.0, seed=0) -> WorldModel:
+    codec = MiniGridCodec(7)
+    model = WorldModel(WorldModelConfig(
+        vocab_size=codec.vocab_size, frame_shape=codec.frame_shape, num_actions=7, d_model=32, n_layers=2,
+        headdim=16, d_state=8, n_heads=2, attn_window=3, backend="torch",
+        metadata={"env_id": env_id, "codec": codec.config}))
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.1)
+        if done_bias is not None:
+            model.step_head[2].weight[1].zero_()
+            model.step_head[2].bias[1] = done_bias
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("dreamvec") / "ckpt"
+    tiny_model().save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def rollout(env, seed, actions):
+    out = [env.reset(seed=seed)[0]]
+    for a in actions:
+        obs, r, te, tr, _ = env.step(a)
+        out.append((obs["image"].copy(), obs["direction"].copy(), r, te, tr))
+    return out
+
+
+def test_spaces_and_shapes(checkpoint):
+    env = DreamVectorEnv(checkpoint, num_envs=3, device="cpu", start_pool=4)
+    assert env.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
+    single = DreamEnv(checkpoint, device="cpu")
+    assert env.single_observation_space == single.observation_space
+    assert env.single_action_space == single.action_space
+    assert env.observation_space == batch_space(single.observation_space, 3)
+    assert env.action_space == batch_space(single.action_space, 3)
+    obs, info = env.reset(seed=0)
+    assert env.observation_space.contains(obs) and obs["image"].shape == (3, 7, 7, 3)
+    for _ in range(4):
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        assert env.observation_space.contains(obs)
+        assert reward.shape == terminated.shape == truncated.shape == (3,)
+        assert reward.dtype == np.float64 and terminated.dtype == truncated.dtype == np.bool_
+
+
+def test_one_batched_model_step_per_step(checkpoint):
+    env = DreamVectorEnv(checkpoint, num_envs=5, device="cpu", start_pool=5)
+    calls = []
+    original = env.model.step
+
+    def counting(state, frame, action):
+        calls.append(frame.shape[0])
+        return original(state, frame, action)
+
+    env.model.step = counting
+    env.reset(seed=0)
+    for _ in range(3):
+        env.step(np.arange(5) % 7)
+    assert calls == [5, 5, 5]
+
+
+def test_image_only_and_rgb(checkpoint):
+    env = DreamVectorEnv(checkpoint, num_envs=2, device="cpu", obs_mode="rgb", image_only=True, start_pool=2)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (2, 56, 56, 3) and env.observation_space.contains(obs)
+    obs, *_ = env.step([1, 2])
+    assert env.observation_space.contains(obs)
+
+
+def test_starts_come_from_real_resets_with_successive_seeds(tmp_path):
+    tiny_model(env_id=RANDOM_ENV_ID).save_pretrained(tmp_path / "ckpt")
+    env = DreamVectorEnv(tmp_path / "ckpt", num_envs=4, device="cpu", start_pool=6)
+    obs, _ = env.reset(seed=100)
+    real = gym.make(RANDOM_ENV_ID)
+    for i in range(4):
+        real_obs, _ = real.reset(seed=100 + i)
+        assert np.array_equal(obs["image"][i], real_obs["image"]) and obs["direction"][i] == real_obs["direction"]
+
+
+def test_same_seed_same_rollout_and_seeds_differ(checkpoint):
+    actions = [np.array([i % 7, (i + 3) % 7, 2]) for i in range(5)]
+    a = rollout(DreamVectorEnv(checkpoint, num_envs=3, device="cpu", start_pool=3), 5, actions)
+    b = rollout(DreamVectorEnv(checkpoint, num_envs=3, device="cpu", start_pool=3), 5, actions)
+    c = rollout(DreamVectorEnv(checkpoint, num_envs=3, device="cpu", start_pool=3), 6, actions)
+    eq = lambda x, y: all(np.array_equal(np.asarray(p), np.asarray(q)) for p, q in zip(x, y))
+    assert all(eq(x, y) for x, y in zip(a[1:], b[1:]))
+    assert not all(eq(x, y) for x, y in zip(a[1:], c[1:]))
+
+
+def test_truncation_autoresets_in_the_same_step(checkpoint):
+    env = DreamVectorEnv(checkpoint, num_envs=2, device="cpu", max_episode_steps=3, start_pool=4)
+    first, _ = env.reset(seed=0)
+    for t in range(1, 4):
+        obs, _, terminated, truncated, infos = env.step([2, 2])
+        assert not terminated.any()
+        if t < 3:
+            assert not truncated.any() and "final_obs" not in infos
+    assert truncated.all()
+    assert infos["_final_obs"].tolist() == [True, True] and infos["final_info"]["episode_length"].tolist() == [3, 3]
+    for i in range(2):
+        assert env.single_observation_space.contains(infos["final_obs"][i])
+    # The returned observation is the next episode's first: pool entries 2 and 3 (seeds 2 and 3).
+    real = gym.make(ENV_ID)
+    for i in range(2):
+        assert np.array_equal(obs["image"][i], real.reset(seed=2 + i)[0]["image"])
+    assert env._state.frame.tolist() == [0, 0]
+
+
+def test_autoreset_touches_only_the_finished_slot(checkpoint):
+    """Force slot 1 to terminate at step 2; slots 0 and 2 must go on exactly as without it."""
+    actions = [np.array([1, 2, 3]), np.array([2, 2, 2]), np.array([0, 1, 2]), np.array([2, 5, 2])]
+    plain = DreamVectorEnv(checkpoint, num_envs=3, device="cpu", start_pool=8)
+    forced = DreamVectorEnv(checkpoint, num_envs=3, device="cpu", start_pool=8)
+    original = forced.setup.dream_step
+    step_no = [0]
+
+    def dream_step(state, frames, a, gen):
+        nxt, reward, terminated, p = original(state, frames, a, gen)
+        step_no[0] += 1
+        if step_no[0] == 2:
+            terminated = torch.tensor([False, True, False])
+        return nxt, reward, terminated, p
+
+    forced.setup.dream_step = dream_step
+    plain.reset(seed=3)
+    forced.reset(seed=3)
+    for t, a in enumerate(actions, start=1):
+        p_obs, _, _, _, p_info = plain.step(a)
+        f_obs, _, f_term, _, f_info = forced.step(a)
+        if t == 2:
+            assert f_term.tolist() == [False, True, False]
+            assert f_info["_final_obs"].tolist() == [False, True, False]
+            assert f_info["final_obs"][0] is None and f_info["final_obs"][2] is None
+            assert np.array_equal(f_info["final_obs"][1]["image"], p_obs["image"][1])   # the dreamed last frame
+            assert forced._state.frame.tolist() == [2, 0, 2]
+            assert np.array_equal(f_obs["image"][1], gym.make(ENV_ID).reset(seed=3 + 3)[0]["image"])
+        else:
+            assert "final_obs" not in f_info
+        # On CPU, multinomial draws each row's numbers in turn, so untouched slots agree exactly.
+        for i in (0, 2):
+            assert np.array_equal(f_obs["image"][i], p_obs["image"][i])
+            assert f_obs["direction"][i] == p_obs["direction"][i]
+
+
+def test_torch_mode_stays_on_the_device(checkpoint):
+    env = DreamVectorEnv(checkpoint, num_envs=4, device="cpu", return_torch=True, max_episode_steps=2, start_pool=4)
+    numpy_env = DreamVectorEnv(checkpoint, num_envs=4, device="cpu", max_episode_steps=2, start_pool=4)
+    obs, _ = env.reset(seed=0)
+    n_obs, _ = numpy_env.reset(seed=0)
+    for t in range(3):
+        assert isinstance(obs["image"], torch.Tensor) and obs["image"].device == env.device
+        assert obs["image"].dtype == torch.uint8 and obs["direction"].dtype == torch.int64
+        assert np.array_equal(obs["image"].numpy(), n_obs["image"])
+        assert np.array_equal(obs["direction"].numpy(), n_obs["direction"])
+        a = torch.tensor([0, 1, 2, 3])
+        obs, reward, terminated, truncated, infos = env.step(a)
+        n_obs, n_reward, *_ = numpy_env.step(a.numpy())
+        assert isinstance(reward, torch.Tensor) and reward.device == env.device
+        assert torch.allclose(reward.double(), torch.from_numpy(n_reward))
+        assert infos["_final_obs"].dtype == torch.bool and isinstance(infos["final_obs"]["image"], torch.Tensor)
+    # Device decode equals the codec's decode for any legal frame.
+    codec = MiniGridCodec(7)
+    legal = codec.legal_mask()
+    frames = torch.distributions.Categorical(probs=legal.float()).sample((16,))
+    images, directions = codec.decode_batch(frames.numpy())
+    t_images, t_directions = env.decode_torch(frames)
+    assert np.array_equal(t_images.numpy(), images) and np.array_equal(t_directions.numpy(), directions)
+
+
+def test_bad_actions(checkpoint):
+    env = DreamVectorEnv(checkpoint, num_envs=2, device="cpu", start_pool=2)
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step([0, 0])
+    env.reset(seed=0)
+    for bad in ([0, 7], [0], [0.5, 1.0], [[0, 1]]):
+        with pytest.raises(ValueError):
+            env.step(bad)
+
+
+def test_gym_make_and_make_vec(checkpoint):
+    env = gym.make("worldsim/Dream-v0", checkpoint=checkpoint, device="cpu", image_only=True)
+    obs, _ = env.reset(seed=0)
+    assert isinstance(env.unwrapped, DreamEnv) and obs.shape == (7, 7, 3)
+    env.step(2)
+    venv = gym.make_vec("worldsim/Dream-v0", num_envs=3, checkpoint=checkpoint, device="cpu", start_pool=3)
+    assert isinstance(venv, DreamVectorEnv) and venv.num_envs == 3
+    obs, _ = venv.reset(seed=0)
+    assert obs["image"].shape == (3, 7, 7, 3)
+    venv.step(np.array([0, 1, 2]))

@@ -1,0 +1,223 @@
+"""DreamVectorEnv: N imagined episodes stepped together on one device.
+
+Every ``step`` is ONE batched ``WorldModel.step`` over all N envs, sampling on the device (one
+torch Generator seeded from the env's ``np_random`` at ``reset``). Frames, state, step counters and
+the start pool stay on the device; with ``return_torch=True`` observations, rewards and flags are
+returned as device tensors and a step never synchronises with the host (for GPU-native agents);
+otherwise they are converted to numpy at the boundary.
+
+Autoreset is same-step (``AutoresetMode.SAME_STEP``, as gymnasium 1.x ``SyncVectorEnv``): when a
+sub-env terminates or truncates, the returned observation is already the first one of its next
+episode, the last observation of the finished episode is in ``infos["final_obs"]`` (with the mask
+``infos["_final_obs"]``) and ``infos["final_info"]`` holds ``episode_length``; only that slot's model
+state is reset (``state.reset(mask)``). In numpy mode these keys appear only on steps where some
+env finished, ``final_obs`` being an object array with None for the others (as SyncVectorEnv);
+in torch mode they are always present as batched tensors, valid where the mask is True.
+
+Starts: a pool of ``start_pool`` real initial observations, from resetting the real env with
+successive seeds ``seed, seed + 1, ...`` (cached per seed); sub-env i starts from pool entry i and
+each restart takes the next entry, round robin. With ``starts=`` (a dataset folder or token frames)
+the pool is those starts, shuffled by the reset seed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from .dream_env import RGB_TILE_SIZE, DreamSetup, generator_for
+
+
+class DreamVectorEnv(VectorEnv):
+    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(self, checkpoint, num_envs: int = 1, real_env_id: str | None = None, obs_mode: str = "symbolic",
+                 image_only: bool = False, device: str | torch.device = "auto", temperature: float = 1.0,
+                 termination: str = "threshold", max_episode_steps: int | None = None, starts=None,
+                 return_torch: bool = False, start_pool: int = 256, render_mode: str | None = None,
+                 tile_size: int = RGB_TILE_SIZE, real_env_kwargs: dict | None = None):
+        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive integer; got {num_envs!r}")
+        if isinstance(start_pool, bool) or not isinstance(start_pool, (int, np.integer)) or start_pool < 1:
+            raise ValueError(f"start_pool must be a positive integer; got {start_pool!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode {render_mode!r} is not supported; DreamVectorEnv renders 'rgb_array'")
+        self.render_mode = render_mode
+        self.setup = s = DreamSetup(checkpoint, real_env_id, obs_mode, image_only, device, temperature, termination,
+                                    max_episode_steps, starts, tile_size, real_env_kwargs)
+        self.num_envs = int(num_envs)
+        self.model, self.codec, self.device = s.model, s.codec, s.device
+        self.max_episode_steps = s.max_episode_steps
+        self.return_torch = bool(return_torch)
+        self.start_pool = int(start_pool)
+        self.single_observation_space = s.single_observation_space
+        self.single_action_space = s.action_space
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._num_actions = int(s.action_space.n)
+        h, w = self.codec.frame_shape
+        self._state = None
+        self._frames = torch.zeros(self.num_envs, h, w, dtype=torch.long, device=self.device)
+        self._steps = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
+        self._start_idx = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
+        self._cursor = torch.zeros((), dtype=torch.long, device=self.device)
+        self._pool: torch.Tensor | None = None
+        self._pool_missions: np.ndarray | None = None
+        self._gen: torch.Generator | None = None
+        if self.return_torch:
+            self._build_torch_decoder()
+
+    # -------------------------------------------------------------------------------- starts
+
+    def _build_pool(self, seed: int | None) -> None:
+        s = self.setup
+        if s.starts is not None:
+            order = self.np_random.permutation(len(s.starts))
+            frames = [s.starts[i][0] for i in order]
+            missions = [s.mission_for(s.starts[i][1] if s.starts[i][1] is not None else seed) for i in order] \
+                if s.has_mission else [""] * len(order)
+        else:
+            size = max(self.start_pool, self.num_envs)
+            base = seed if seed is not None else int(self.np_random.integers(0, 2**31 - 1 - size))
+            frames, missions = zip(*(s.real_start(base + i) for i in range(size)))
+        self._pool = torch.stack(list(frames)).to(self.device)
+        self._pool_missions = np.array(list(missions), dtype=object)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is not None and not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"DreamVectorEnv.reset takes one int seed (sub-env i starts from seed + i); got {seed!r}")
+        super().reset(seed=None if seed is None else int(seed))
+        self._build_pool(None if seed is None else int(seed))
+        self._gen = generator_for(self.device, self.np_random)
+        n, p = self.num_envs, len(self._pool)
+        self._state = self.model.initial_state(n, self.device)
+        self._start_idx = torch.arange(n, device=self.device) % p
+        self._cursor = torch.tensor(n % p, device=self.device)
+        self._frames = self._pool[self._start_idx].clone()
+        self._steps.zero_()
+        return self._observations(self._frames), {}
+
+    # -------------------------------------------------------------------------------- step
+
+    def _actions(self, actions) -> torch.Tensor:
+        if isinstance(actions, torch.Tensor):
+            a = actions.to(self.device)
+        else:
+            a = np.asarray(actions)
+            if a.dtype.kind not in "iu":
+                raise ValueError(f"actions must be integers; got dtype {a.dtype}")
+            a = torch.from_numpy(a.astype(np.int64)).to(self.device)
+        if a.dtype.is_floating_point or a.dtype == torch.bool or a.shape != (self.num_envs,):
+            raise ValueError(f"actions must be {self.num_envs} integers (shape ({self.num_envs},)); "
+                             f"got {a.dtype} {tuple(a.shape)}")
+        if not self.return_torch or a.device.type == "cpu":
+            bad = (a < 0) | (a >= self._num_actions)
+            if bool(bad.any()):
+                i = int(bad.nonzero()[0, 0])
+                raise ValueError(f"action {int(a[i])} of env {i} is not in {self.single_action_space}")
+        return a.long()
+
+    def step(self, actions):
+        if self._state is None:
+            raise RuntimeError("call reset() before step()")
+        a = self._actions(actions)
+        nxt, reward, terminated, _ = self.setup.dream_step(self._state, self._frames, a, self._gen)
+        self._steps += 1
+        if self.max_episode_steps is not None:
+            truncated = (self._steps >= self.max_episode_steps) & ~terminated
+        else:
+            truncated = torch.zeros_like(terminated)
+        done = terminated | truncated
+        final_frames, final_idx, lengths = nxt, self._start_idx, self._steps.clone()
+        # Restart finished slots from the next pool entries, without a host sync.
+        p = len(self._pool)
+        offset = torch.cumsum(done.long(), 0) - 1
+        self._start_idx = torch.where(done, (self._cursor + offset) % p, self._start_idx)
+        self._cursor = (self._cursor + done.long().sum()) % p
+        self._frames = torch.where(done[:, None, None], self._pool[self._start_idx], nxt)
+        self._state.reset(done)
+        self._steps.masked_fill_(done, 0)
+        obs = self._observations(self._frames)
+        if self.return_torch:
+            infos = {"final_obs": self._observations(final_frames, final_idx), "_final_obs": done,
+                     "final_info": {"episode_length": lengths, "_episode_length": done}, "_final_info": done}
+            return obs, reward, terminated, truncated, infos
+        done_np = done.cpu().numpy()
+        infos: dict[str, Any] = {}
+        if done_np.any():
+            rows = np.flatnonzero(done_np)
+            finals = self.setup.format_obs(final_frames[done].cpu().numpy(),
+                                           self._pool_missions[final_idx[done].cpu().numpy()])
+            final_obs = np.full(self.num_envs, None, dtype=object)
+            for r, o in zip(rows, finals, strict=True):
+                final_obs[r] = o
+            length_np = np.where(done_np, lengths.cpu().numpy(), 0)
+            infos = {"final_obs": final_obs, "_final_obs": done_np.copy(),
+                     "final_info": {"episode_length": length_np, "_episode_length": done_np.copy()},
+                     "_final_info": done_np.copy()}
+        return (obs, reward.cpu().numpy().astype(np.float64), terminated.cpu().numpy(),
+                truncated.cpu().numpy(), infos)
+
+    # -------------------------------------------------------------------------------- observations
+
+    def _observations(self, frames: torch.Tensor, start_idx: torch.Tensor | None = None):
+        """Batched observations of frames [B, H, W] (B = num_envs unless start_idx says otherwise)."""
+        start_idx = self._start_idx if start_idx is None else start_idx
+        s = self.setup
+        if self.return_torch:
+            images, directions = self.decode_torch(frames)
+            if s.obs_mode == "rgb":
+                images = torch.from_numpy(s.codec.render(frames.cpu().numpy(), tile_size=s.tile_size)).to(self.device)
+            return images if s.image_only else {"image": images, "direction": directions}
+        tokens = frames.cpu().numpy()
+        images, directions = s.codec.decode_batch(tokens)
+        if s.obs_mode == "rgb":
+            images = s.codec.render(tokens, tile_size=s.tile_size)
+        if s.image_only:
+            return images
+        obs = {"image": images, "direction": directions.astype(np.int64)}
+        if s.has_mission:
+            obs["mission"] = tuple(self._pool_missions[start_idx.cpu().numpy()])
+        return obs
+
+    def _build_torch_decoder(self) -> None:
+        """Per-cell lookup tables token -> (object, colour, state) and agent token -> direction, probed
+        through the codec's own decode_batch, so decoding on the device gives the same numbers."""
+        legal = self.codec.legal_mask()                               # [H, W, V]
+        h, w, v = legal.shape
+        first = legal.float().argmax(-1)                              # a legal filler per cell
+        k = torch.arange(v)[:, None, None]
+        probes = torch.where(legal.permute(2, 0, 1), k, first)        # [V, H, W]
+        images, directions = self.codec.decode_batch(probes.numpy())  # [V, x, y, 3], [V]
+        lut = torch.from_numpy(np.ascontiguousarray(np.swapaxes(images, 1, 2)))   # [V, H(y), W(x), 3]
+        self._img_lut = lut.permute(1, 2, 0, 3).reshape(h * w * v, 3).to(self.device)
+        self._dir_lut = torch.from_numpy(directions.astype(np.int64)).to(self.device)
+        self._agent_cell = tuple(self.codec.agent_cell)
+
+    def decode_torch(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """frames [B, H, W] on the device -> (images uint8 [B, x, y, 3], directions int64 [B]) on the device."""
+        b, h, w = frames.shape
+        v = self.codec.vocab_size
+        idx = torch.arange(h * w, device=frames.device) * v + frames.reshape(b, -1)
+        images = self._img_lut[idx].view(b, h, w, 3).transpose(1, 2)
+        directions = self._dir_lut[frames[:, self._agent_cell[0], self._agent_cell[1]]]
+        return images, directions
+
+    # -------------------------------------------------------------------------------- misc
+
+    @property
+    def frames(self) -> torch.Tensor:
+        """The current token frames [N, H, W] on the device."""
+        return self._frames
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        return self.setup.render_rgb(self._frames.cpu().numpy())
+
+    def close_extras(self, **kwargs):
+        self.setup.close()

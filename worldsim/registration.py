@@ -1,0 +1,25 @@
+"""Gymnasium registration of the dream envs (called when `worldsim` is imported).
+
+    gym.make("worldsim/Dream-v0", checkpoint=path)                      # DreamEnv
+    gym.make_vec("worldsim/Dream-v0", num_envs=N, checkpoint=path)      # DreamVectorEnv (vector_entry_point)
+
+Both take every keyword of DreamEnv / DreamVectorEnv. The step limit is the env's own (the real
+env's, or max_episode_steps=...), so the spec sets none and gym.make adds no TimeLimit.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+DREAM_ENV_ID = "worldsim/Dream-v0"
+
+
+def register_envs() -> None:
+    if DREAM_ENV_ID in gym.registry:
+        return
+    gym.register(
+        id=DREAM_ENV_ID,
+        entry_point="worldsim.dream_env:DreamEnv",
+        vector_entry_point="worldsim.dream_vector_env:DreamVectorEnv",
+        disable_env_checker=False,
+    )
