@@ -7,9 +7,10 @@ not depend on the weights) is reset and stepped with uniform random actions; aft
 - numpy: observations decoded to numpy at the boundary (what SB3 and gymnasium agents get);
 - torch: ``return_torch=True``, observations decoded on the device (GPU-native agents).
 
-Reported: env-steps/s = num_envs * steps / seconds. The real env line is gymnasium's
-SyncVectorEnv of the real MiniGrid env with the same num_envs (CPU, one process), the same
-random actions. Termination is pinned off (an untrained model would end episodes at random);
+Reported: env-steps/s = num_envs * steps / seconds. The real env lines: gymnasium's SyncVectorEnv
+of the real MiniGrid env with the same num_envs (CPU, one process: one core) and, once, an
+AsyncVectorEnv of 16 processes, with the same random actions. ``--profile`` adds the top CUDA
+kernels of one dream step at the largest num_envs. Termination is pinned off (an untrained model would end episodes at random);
 truncation at the real env's limit still autoresets.
 
 Run (from the repository root):
@@ -45,6 +46,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--n-layers", type=int, default=4)
     p.add_argument("--quick", action="store_true", help="tiny model, few envs and steps: a smoke test")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--async-envs", type=int, default=16, help="processes of the async real-env line (0: skip)")
+    p.add_argument("--profile", action="store_true", help="print the top kernels of a step at the largest batch")
     return p.parse_args()
 
 
@@ -79,10 +82,27 @@ def time_dream(model, args, n: int, return_torch: bool) -> float:
     return n * args.steps / (time.perf_counter() - start)
 
 
-def time_real(args, n: int) -> float:
+def profile_dream(model, args, n: int) -> str:
+    from torch.profiler import ProfilerActivity, profile
+
+    env = DreamVectorEnv(model, num_envs=n, device=args.device, return_torch=True, start_pool=n)
+    env.reset(seed=0)
+    actions = torch.randint(0, 7, (n,), device=env.device)
+    for _ in range(3):
+        env.step(actions)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(5):
+            env.step(actions)
+        torch.cuda.synchronize()
+    return prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=60)
+
+
+def time_real(args, n: int, mode: str = "sync") -> float:
     import minigrid  # noqa: F401
 
-    env = gym.make_vec(args.env_id, num_envs=n, vectorization_mode="sync")
+    # MiniGrid's mission string cannot live in shared memory.
+    kwargs = {"vector_kwargs": {"shared_memory": False}} if mode == "async" else {}
+    env = gym.make_vec(args.env_id, num_envs=n, vectorization_mode=mode, **kwargs)
     env.reset(seed=0)
     rng = np.random.default_rng(0)
     for _ in range(args.warmup):
@@ -108,8 +128,19 @@ def main() -> None:
                "dream_torch": time_dream(model, args, n, True), "real_sync": time_real(args, n)}
         rows.append(row)
         print(f"{n:>8} {row['dream_numpy']:>14.0f} {row['dream_torch']:>14.0f} {row['real_sync']:>14.0f}")
+    real_async = None
+    if args.async_envs:
+        real_async = time_real(args, args.async_envs, "async")
+        print(f"real env, AsyncVectorEnv of {args.async_envs} processes: {real_async:.0f} env-steps/s")
+    one_core = rows[0]["real_sync"]
+    best = max(rows, key=lambda r: r["num_envs"])
+    print(f"dream at {best['num_envs']} envs / real on one core: {best['dream_numpy'] / one_core:.1f}x (numpy), "
+          f"{best['dream_torch'] / one_core:.1f}x (torch)")
+    if args.profile and args.device.startswith("cuda"):
+        print(profile_dream(model, args, best["num_envs"]))
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
-    results = {"rows": rows, "device": device_name, "torch": torch.__version__, "env_id": args.env_id,
+    results = {"rows": rows, "real_async": {"processes": args.async_envs, "env_steps_per_s": real_async},
+               "device": device_name, "torch": torch.__version__, "env_id": args.env_id,
                "steps": args.steps, "model": model.config.to_dict()}
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2)

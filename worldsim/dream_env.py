@@ -5,7 +5,8 @@ dataset) encoded by the checkpoint's codec; ``step(a)`` feeds the current frame 
 ``WorldModel.step`` (state carried on the device, in place) and samples the next frame:
 
 - frame: every cell from softmax(logits / temperature) over the codec's *legal* tokens for that
-  cell (``codec.legal_mask``), so every sampled frame decodes; temperature 0 takes the argmax.
+  cell (``codec.legal_mask``), so every sampled frame decodes (Gumbel-max sampling); temperature 0
+  takes the argmax.
 - reward: the predicted reward, as is.
 - terminated: ``termination="threshold"`` (default): sigmoid(done_logit) > 0.5, deterministic like
   MiniGrid's own goal/lava termination; ``"sample"``: a Bernoulli draw with that probability.
@@ -211,8 +212,10 @@ class DreamSetup:
         if self.temperature == 0:
             nxt = logits.argmax(-1)
         else:
-            probs = torch.softmax(logits / self.temperature, dim=-1)
-            nxt = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator).view(frames.shape)
+            # Gumbel-max: argmax(logits / T + Gumbel noise) is a draw from softmax(logits / T), in one
+            # elementwise pass (torch.multinomial over B·H·W rows is far slower at large batch).
+            uniform = torch.rand(logits.shape, generator=generator, device=logits.device).clamp_(min=1e-20)
+            nxt = (logits / self.temperature - torch.log(-torch.log(uniform))).argmax(-1)
         p_done = torch.sigmoid(out.done_logits.float())
         if self.termination == "sample":
             terminated = torch.rand(p_done.shape, generator=generator, device=p_done.device) < p_done
