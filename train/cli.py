@@ -32,10 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
 
     from .collect import add_collect_parser
+    from .play import add_play_parser
     from .trainer import add_train_parser
 
     add_collect_parser(commands)
     add_train_parser(commands)
+    add_play_parser(commands)
     return parser
 
 
