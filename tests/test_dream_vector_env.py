@@ -214,3 +214,15 @@ def test_gym_make_and_make_vec(checkpoint):
     obs, _ = venv.reset(seed=0)
     assert obs["image"].shape == (3, 7, 7, 3)
     venv.step(np.array([0, 1, 2]))
+
+
+def test_bf16_precision_runs_with_a_half_size_attention_cache(checkpoint):
+    env = DreamVectorEnv(checkpoint, num_envs=2, device="cpu", precision="bf16")
+    env.reset(seed=0)
+    for _ in range(3):
+        obs, *_ = env.step(np.zeros(2, dtype=np.int64))
+    assert env._state.layers[0].keys.dtype == torch.bfloat16
+    assert env._state.layers[0].ssm.dtype == torch.float32
+    assert env.observation_space.contains(obs)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        DreamVectorEnv(checkpoint, num_envs=2, device="cpu", precision="fp8")

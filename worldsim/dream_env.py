@@ -17,7 +17,8 @@ All randomness comes from a torch Generator seeded from ``self.np_random`` at ev
 same seed and actions give the same episode. Observations are the real env's format: MiniGrid's
 Dict(image, direction, mission) (mission from the real env's reset observation), or the image
 alone (``image_only=True``, as ``ImgObsWrapper``); symbolic cells or RGB (``obs_mode="rgb"``,
-as ``RGBImgPartialObsWrapper`` with ``tile_size`` 8).
+as ``RGBImgPartialObsWrapper`` with ``tile_size`` 8). ``precision``: "auto" runs the model step
+under bf16 autocast on CUDA and in float32 elsewhere; "float32" or "bf16" force one.
 
 worldsim imports no env package at module level: the codec class comes from the checkpoint's
 ``metadata["codec"]`` through ``worldsim.codecs``; importing it registers its envs.
@@ -40,6 +41,7 @@ from .model import WorldModel
 
 OBS_MODES = ("symbolic", "rgb")
 TERMINATION_MODES = ("threshold", "sample")
+PRECISIONS = ("auto", "float32", "bf16")
 RGB_TILE_SIZE = 8  # RGBImgPartialObsWrapper's default
 
 
@@ -78,7 +80,9 @@ class DreamSetup:
 
     def __init__(self, checkpoint, real_env_id=None, obs_mode="symbolic", image_only=False, device="auto",
                  temperature=1.0, termination="threshold", max_episode_steps=None, starts=None,
-                 tile_size=RGB_TILE_SIZE, real_env_kwargs=None):
+                 tile_size=RGB_TILE_SIZE, real_env_kwargs=None, precision="auto"):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
         if obs_mode not in OBS_MODES:
             raise ValueError(f"obs_mode must be one of {OBS_MODES}; got {obs_mode!r}")
         if termination not in TERMINATION_MODES:
@@ -119,6 +123,9 @@ class DreamSetup:
         self.has_mission = "mission" in space.spaces and not self.image_only
         self.single_observation_space = self._observation_space(space)
         self.temperature = float(temperature)
+        # bf16 autocast for the model step: on CUDA by default (matrix units, half the bytes); the
+        # attention cache is kept in bf16 too; the SSM state, sampling and outputs stay float32.
+        self.bf16 = precision == "bf16" or (precision == "auto" and self.device.type == "cuda")
         self.termination = termination
         if max_episode_steps is None:
             spec = self.real_env.spec
@@ -130,6 +137,9 @@ class DreamSetup:
         self.legal = self.codec.legal_mask().to(self.device)                 # [H, W, V] bool
         self.starts = self._load_starts(starts)
         self._real_cache: dict[int, tuple[np.ndarray, str]] = {}
+
+    def initial_state(self, batch_size: int):
+        return self.model.initial_state(batch_size, self.device, torch.bfloat16 if self.bf16 else None)
 
     # -------------------------------------------------------------------------------- spaces
 
@@ -207,7 +217,8 @@ class DreamSetup:
     def dream_step(self, state, frames: torch.Tensor, actions: torch.Tensor, generator: torch.Generator):
         """One batched WorldModel.step and sampling on the device.
         Returns next frames [B, H, W] long, reward [B] float32, terminated [B] bool, done probability [B]."""
-        out, _ = self.model.step(state, frames, actions)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            out, _ = self.model.step(state, frames, actions)
         logits = out.frame_logits.float().masked_fill(~self.legal, float("-inf"))
         if self.temperature == 0:
             nxt = logits.argmax(-1)
@@ -263,13 +274,13 @@ class DreamEnv(gym.Env):
                  image_only: bool = False, device: str | torch.device = "auto", temperature: float = 1.0,
                  termination: str = "threshold", max_episode_steps: int | None = None, starts=None,
                  render_mode: str | None = None, tile_size: int = RGB_TILE_SIZE,
-                 real_env_kwargs: dict | None = None):
+                 real_env_kwargs: dict | None = None, precision: str = "auto"):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode {render_mode!r} is not supported; DreamEnv renders 'rgb_array' "
                              "(record frames with it; 'human' display is not implemented)")
         self.render_mode = render_mode
         self.setup = DreamSetup(checkpoint, real_env_id, obs_mode, image_only, device, temperature, termination,
-                                max_episode_steps, starts, tile_size, real_env_kwargs)
+                                max_episode_steps, starts, tile_size, real_env_kwargs, precision)
         self.observation_space = self.setup.single_observation_space
         self.action_space = self.setup.action_space
         self.model = self.setup.model
@@ -309,7 +320,7 @@ class DreamEnv(gym.Env):
             frame, mission = s.real_start(real_seed)
             info["start"] = "real"
         self._gen = generator_for(s.device, self.np_random)
-        self._state = self.model.initial_state(1, s.device)
+        self._state = s.initial_state(1)
         self._frame = frame.to(s.device)[None]
         self._mission = mission
         self._steps = 0

@@ -39,7 +39,7 @@ class DreamVectorEnv(VectorEnv):
                  image_only: bool = False, device: str | torch.device = "auto", temperature: float = 1.0,
                  termination: str = "threshold", max_episode_steps: int | None = None, starts=None,
                  return_torch: bool = False, start_pool: int = 256, render_mode: str | None = None,
-                 tile_size: int = RGB_TILE_SIZE, real_env_kwargs: dict | None = None):
+                 tile_size: int = RGB_TILE_SIZE, real_env_kwargs: dict | None = None, precision: str = "auto"):
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer; got {num_envs!r}")
         if isinstance(start_pool, bool) or not isinstance(start_pool, (int, np.integer)) or start_pool < 1:
@@ -48,7 +48,7 @@ class DreamVectorEnv(VectorEnv):
             raise ValueError(f"render_mode {render_mode!r} is not supported; DreamVectorEnv renders 'rgb_array'")
         self.render_mode = render_mode
         self.setup = s = DreamSetup(checkpoint, real_env_id, obs_mode, image_only, device, temperature, termination,
-                                    max_episode_steps, starts, tile_size, real_env_kwargs)
+                                    max_episode_steps, starts, tile_size, real_env_kwargs, precision)
         self.num_envs = int(num_envs)
         self.model, self.codec, self.device = s.model, s.codec, s.device
         self.max_episode_steps = s.max_episode_steps
@@ -94,7 +94,7 @@ class DreamVectorEnv(VectorEnv):
         self._build_pool(None if seed is None else int(seed))
         self._gen = generator_for(self.device, self.np_random)
         n, p = self.num_envs, len(self._pool)
-        self._state = self.model.initial_state(n, self.device)
+        self._state = self.setup.initial_state(n)
         self._start_idx = torch.arange(n, device=self.device) % p
         self._cursor = torch.tensor(n % p, device=self.device)
         self._frames = self._pool[self._start_idx].clone()

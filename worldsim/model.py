@@ -147,11 +147,15 @@ class WorldModel(nn.Module):
 
     # ---- public API ----------------------------------------------------------------------------
 
-    def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> ModelState:
-        """The state before the first frame of an episode, for `batch_size` envs."""
+    def initial_state(
+        self, batch_size: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> ModelState:
+        """The state before the first frame of an episode, for `batch_size` envs. `dtype` is that of
+        the conv history and attention keys/values (default: the weights'; bf16 halves the state for
+        bf16 inference); the SSM state is always float32."""
         c = self.config
         device = torch.device(device) if device is not None else self.position_embed.device
-        dtype = self.position_embed.dtype
+        dtype = dtype or self.position_embed.dtype
         layers = []
         for layer in self.layers:
             shapes = layer.mixer.state_shapes()

@@ -99,6 +99,9 @@ def ssd_scan(
     if chunk_size <= 0:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     if backend == "triton":
+        # A short sequence (one frame in step()) runs in one small chunk instead of a mostly padded
+        # long one; the Triton kernels want a power of two of at least 16.
+        chunk_size = min(chunk_size, max(16, 1 << (x.shape[1] - 1).bit_length()))
         y, final_state = _triton_scan()(
             x, dt, A, B, C, chunk_size,
             dt_bias=dt_bias, dt_softplus=dt_softplus,
