@@ -49,6 +49,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--async-envs", type=int, default=16, help="processes of the async real-env line (0: skip)")
     p.add_argument("--precision", default="auto", choices=("auto", "float32", "bf16"),
                    help="DreamVectorEnv precision (auto: bf16 autocast on CUDA)")
+    p.add_argument("--compile", action="store_true", help="DreamVectorEnv(compile=True): torch.compile the step")
+    p.add_argument("--backend", default="auto", choices=("auto", "torch", "triton"), help="SSD scan backend")
     p.add_argument("--profile", action="store_true", help="print the top kernels of a step at the largest batch")
     return p.parse_args()
 
@@ -58,7 +60,7 @@ def make_model(args) -> WorldModel:
     torch.manual_seed(0)
     model = WorldModel(WorldModelConfig(
         vocab_size=codec.vocab_size, frame_shape=codec.frame_shape, num_actions=7, d_model=args.d_model,
-        n_layers=args.n_layers, metadata={"env_id": args.env_id, "codec": codec.config}))
+        n_layers=args.n_layers, backend=args.backend, metadata={"env_id": args.env_id, "codec": codec.config}))
     with torch.no_grad():
         model.step_head[2].weight[1].zero_()
         model.step_head[2].bias[1] = -20.0
@@ -67,7 +69,7 @@ def make_model(args) -> WorldModel:
 
 def time_dream(model, args, n: int, return_torch: bool) -> float:
     env = DreamVectorEnv(model, num_envs=n, device=args.device, return_torch=return_torch, start_pool=n,
-                         precision=args.precision)
+                         precision=args.precision, compile=args.compile)
     env.reset(seed=0)
     rng = np.random.default_rng(0)
     actions = [rng.integers(0, 7, n) for _ in range(args.warmup + args.steps)]
@@ -89,7 +91,7 @@ def profile_dream(model, args, n: int) -> str:
     from torch.profiler import ProfilerActivity, profile
 
     env = DreamVectorEnv(model, num_envs=n, device=args.device, return_torch=True, start_pool=n,
-                         precision=args.precision)
+                         precision=args.precision, compile=args.compile)
     env.reset(seed=0)
     actions = torch.randint(0, 7, (n,), device=env.device)
     for _ in range(3):
@@ -145,7 +147,7 @@ def main() -> None:
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
     results = {"rows": rows, "real_async": {"processes": args.async_envs, "env_steps_per_s": real_async},
                "device": device_name, "torch": torch.__version__, "env_id": args.env_id,
-               "steps": args.steps, "precision": args.precision, "model": model.config.to_dict()}
+               "steps": args.steps, "precision": args.precision, "compile": args.compile, "model": model.config.to_dict()}
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2)
 

@@ -73,13 +73,13 @@ def test_spaces_and_shapes(checkpoint):
 def test_one_batched_model_step_per_step(checkpoint):
     env = DreamVectorEnv(checkpoint, num_envs=5, device="cpu", start_pool=5)
     calls = []
-    original = env.model.step
+    original = env.setup.model_step
 
     def counting(state, frame, action):
         calls.append(frame.shape[0])
         return original(state, frame, action)
 
-    env.model.step = counting
+    env.setup.model_step = counting
     env.reset(seed=0)
     for _ in range(3):
         env.step(np.arange(5) % 7)

@@ -18,7 +18,8 @@ same seed and actions give the same episode. Observations are the real env's for
 Dict(image, direction, mission) (mission from the real env's reset observation), or the image
 alone (``image_only=True``, as ``ImgObsWrapper``); symbolic cells or RGB (``obs_mode="rgb"``,
 as ``RGBImgPartialObsWrapper`` with ``tile_size`` 8). ``precision``: "auto" runs the model step
-under bf16 autocast on CUDA and in float32 elsewhere; "float32" or "bf16" force one.
+under bf16 autocast on CUDA and in float32 elsewhere; "float32" or "bf16" force one. ``compile=True``
+wraps the model step in ``torch.compile``.
 
 worldsim imports no env package at module level: the codec class comes from the checkpoint's
 ``metadata["codec"]`` through ``worldsim.codecs``; importing it registers its envs.
@@ -80,7 +81,7 @@ class DreamSetup:
 
     def __init__(self, checkpoint, real_env_id=None, obs_mode="symbolic", image_only=False, device="auto",
                  temperature=1.0, termination="threshold", max_episode_steps=None, starts=None,
-                 tile_size=RGB_TILE_SIZE, real_env_kwargs=None, precision="auto"):
+                 tile_size=RGB_TILE_SIZE, real_env_kwargs=None, precision="auto", compile=False):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
         if obs_mode not in OBS_MODES:
@@ -126,6 +127,9 @@ class DreamSetup:
         # bf16 autocast for the model step: on CUDA by default (matrix units, half the bytes); the
         # attention cache is kept in bf16 too; the SSM state, sampling and outputs stay float32.
         self.bf16 = precision == "bf16" or (precision == "auto" and self.device.type == "cuda")
+        # torch.compile fuses the step's many small elementwise kernels (opt-in: compiling takes a
+        # while, and again for every new batch size).
+        self.model_step = torch.compile(self.model.step, dynamic=False) if compile else self.model.step
         self.termination = termination
         if max_episode_steps is None:
             spec = self.real_env.spec
@@ -218,7 +222,7 @@ class DreamSetup:
         """One batched WorldModel.step and sampling on the device.
         Returns next frames [B, H, W] long, reward [B] float32, terminated [B] bool, done probability [B]."""
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            out, _ = self.model.step(state, frames, actions)
+            out, _ = self.model_step(state, frames, actions)
         logits = out.frame_logits.float().masked_fill(~self.legal, float("-inf"))
         if self.temperature == 0:
             nxt = logits.argmax(-1)
@@ -274,13 +278,13 @@ class DreamEnv(gym.Env):
                  image_only: bool = False, device: str | torch.device = "auto", temperature: float = 1.0,
                  termination: str = "threshold", max_episode_steps: int | None = None, starts=None,
                  render_mode: str | None = None, tile_size: int = RGB_TILE_SIZE,
-                 real_env_kwargs: dict | None = None, precision: str = "auto"):
+                 real_env_kwargs: dict | None = None, precision: str = "auto", compile: bool = False):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode {render_mode!r} is not supported; DreamEnv renders 'rgb_array' "
                              "(record frames with it; 'human' display is not implemented)")
         self.render_mode = render_mode
         self.setup = DreamSetup(checkpoint, real_env_id, obs_mode, image_only, device, temperature, termination,
-                                max_episode_steps, starts, tile_size, real_env_kwargs, precision)
+                                max_episode_steps, starts, tile_size, real_env_kwargs, precision, compile)
         self.observation_space = self.setup.single_observation_space
         self.action_space = self.setup.action_space
         self.model = self.setup.model

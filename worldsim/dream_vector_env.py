@@ -39,7 +39,8 @@ class DreamVectorEnv(VectorEnv):
                  image_only: bool = False, device: str | torch.device = "auto", temperature: float = 1.0,
                  termination: str = "threshold", max_episode_steps: int | None = None, starts=None,
                  return_torch: bool = False, start_pool: int = 256, render_mode: str | None = None,
-                 tile_size: int = RGB_TILE_SIZE, real_env_kwargs: dict | None = None, precision: str = "auto"):
+                 tile_size: int = RGB_TILE_SIZE, real_env_kwargs: dict | None = None, precision: str = "auto",
+                 compile: bool = False):
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer; got {num_envs!r}")
         if isinstance(start_pool, bool) or not isinstance(start_pool, (int, np.integer)) or start_pool < 1:
@@ -48,7 +49,7 @@ class DreamVectorEnv(VectorEnv):
             raise ValueError(f"render_mode {render_mode!r} is not supported; DreamVectorEnv renders 'rgb_array'")
         self.render_mode = render_mode
         self.setup = s = DreamSetup(checkpoint, real_env_id, obs_mode, image_only, device, temperature, termination,
-                                    max_episode_steps, starts, tile_size, real_env_kwargs, precision)
+                                    max_episode_steps, starts, tile_size, real_env_kwargs, precision, compile)
         self.num_envs = int(num_envs)
         self.model, self.codec, self.device = s.model, s.codec, s.device
         self.max_episode_steps = s.max_episode_steps
