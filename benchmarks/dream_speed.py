@@ -138,10 +138,12 @@ def main() -> None:
     if args.async_envs:
         real_async = time_real(args, args.async_envs, "async")
         print(f"real env, AsyncVectorEnv of {args.async_envs} processes: {real_async:.0f} env-steps/s")
-    one_core = rows[0]["real_sync"]
     best = max(rows, key=lambda r: r["num_envs"])
-    print(f"dream at {best['num_envs']} envs / real on one core: {best['dream_numpy'] / one_core:.1f}x (numpy), "
-          f"{best['dream_torch'] / one_core:.1f}x (torch)")
+    single = min(rows, key=lambda r: r["num_envs"])
+    for name, real in ((f"one real env on one core (num_envs={single['num_envs']})", single["real_sync"]),
+                       (f"the real SyncVectorEnv of {best['num_envs']} on one core", best["real_sync"])):
+        print(f"dream at {best['num_envs']} envs / {name}: {best['dream_numpy'] / real:.1f}x (numpy), "
+              f"{best['dream_torch'] / real:.1f}x (torch)")
     if args.profile and args.device.startswith("cuda"):
         print(profile_dream(model, args, best["num_envs"]))
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
