@@ -129,8 +129,20 @@ def test_render_rgb_array(checkpoint):
     frame = env.render()
     assert frame.shape == (7 * 32, 7 * 32, 3) and frame.dtype == np.uint8
     assert DreamEnv(checkpoint, device="cpu").render() is None
-    with pytest.raises(ValueError, match="human"):
-        DreamEnv(checkpoint, device="cpu", render_mode="human")
+    with pytest.raises(ValueError, match="render_mode 'ansi' is not supported"):
+        DreamEnv(checkpoint, device="cpu", render_mode="ansi")
+
+
+def test_render_human_draws_into_a_window(checkpoint, monkeypatch):
+    pygame = pytest.importorskip("pygame")
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")  # a real window, no screen needed
+    env = DreamEnv(checkpoint, device="cpu", render_mode="human")
+    env.reset(seed=0)
+    env.step(2)
+    shown = pygame.surfarray.array3d(pygame.display.get_surface()).transpose(1, 0, 2)
+    assert np.array_equal(shown, env.setup.render_rgb(env.frame.cpu().numpy()))
+    env.close()
+    assert not pygame.display.get_init()
 
 
 # ------------------------------------------------------------------------------------ seeding

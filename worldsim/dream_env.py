@@ -272,7 +272,7 @@ def generator_for(device: torch.device, np_random: np.random.Generator) -> torch
 class DreamEnv(gym.Env):
     """One imagined episode; observation and action spaces are the real env's. See the module docstring."""
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 10}
 
     def __init__(self, checkpoint, real_env_id: str | None = None, obs_mode: str = "symbolic",
                  image_only: bool = False, device: str | torch.device = "auto", temperature: float = 1.0,
@@ -280,8 +280,8 @@ class DreamEnv(gym.Env):
                  render_mode: str | None = None, tile_size: int = RGB_TILE_SIZE,
                  real_env_kwargs: dict | None = None, precision: str = "auto", compile: bool = False):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode {render_mode!r} is not supported; DreamEnv renders 'rgb_array' "
-                             "(record frames with it; 'human' display is not implemented)")
+            raise ValueError(f"render_mode {render_mode!r} is not supported; choose one of "
+                             f"{self.metadata['render_modes']}")
         self.render_mode = render_mode
         self.setup = DreamSetup(checkpoint, real_env_id, obs_mode, image_only, device, temperature, termination,
                                 max_episode_steps, starts, tile_size, real_env_kwargs, precision, compile)
@@ -295,6 +295,7 @@ class DreamEnv(gym.Env):
         self._mission = ""
         self._steps = 0
         self._gen: torch.Generator | None = None
+        self._window = None  # pygame window of render_mode="human"
 
     @property
     def frame(self) -> torch.Tensor:
@@ -328,6 +329,8 @@ class DreamEnv(gym.Env):
         self._frame = frame.to(s.device)[None]
         self._mission = mission
         self._steps = 0
+        if self.render_mode == "human":
+            self.render()
         return self._obs(), info
 
     def _obs(self):
@@ -346,14 +349,42 @@ class DreamEnv(gym.Env):
         truncated = (not terminated and self.max_episode_steps is not None
                      and self._steps >= self.max_episode_steps)
         info = {"done_prob": float(p_done[0]), "episode_step": self._steps}
+        if self.render_mode == "human":
+            self.render()
         return self._obs(), float(reward[0]), terminated, bool(truncated), info
 
     def render(self):
-        if self.render_mode != "rgb_array":
+        if self.render_mode is None:
             return None
         if self._frame is None:
             raise gym.error.ResetNeeded("call reset() before render()")
-        return self.setup.render_rgb(self._frame[0].cpu().numpy())
+        rgb = self.setup.render_rgb(self._frame[0].cpu().numpy())
+        if self.render_mode == "rgb_array":
+            return rgb
+        self._show(rgb)
+        return None
+
+    def _show(self, rgb: np.ndarray) -> None:
+        """render_mode="human": the dreamed frame in a pygame window (imported only here, as
+        Gymnasium's own envs do)."""
+        try:
+            import pygame
+        except ImportError as e:
+            raise gym.error.DependencyNotInstalled("render_mode='human' needs pygame (pip install pygame-ce)") from e
+        if self._window is None:
+            pygame.init()
+            self._window = pygame.display.set_mode((rgb.shape[1], rgb.shape[0]))
+            pygame.display.set_caption(f"worldsim dream: {self.setup.real_env_id}")
+            self._clock = pygame.time.Clock()
+        self._window.blit(pygame.surfarray.make_surface(np.ascontiguousarray(rgb.transpose(1, 0, 2))), (0, 0))
+        pygame.event.pump()
+        pygame.display.flip()
+        self._clock.tick(self.metadata["render_fps"])
 
     def close(self):
+        if self._window is not None:
+            import pygame
+
+            pygame.display.quit()
+            self._window = None
         self.setup.close()
