@@ -40,3 +40,35 @@ def random_episode(config: WorldModelConfig, batch: int, frames: int, seed: int 
     f = torch.randint(config.vocab_size, (batch, frames, *config.frame_shape), generator=gen)
     a = torch.randint(config.num_actions, (batch, frames), generator=gen)
     return f, a
+
+
+MINIGRID_ENV_ID = "MiniGrid-Empty-8x8-v0"
+
+
+def tiny_minigrid_model(env_id=MINIGRID_ENV_ID, done_bias=None, seed=0, codec_config=None, view_size=7) -> WorldModel:
+    """A tiny MiniGrid world model with shaken weights (outputs depend on frames and actions), tagged
+    with the env id and codec as trained checkpoints are; done_bias pins the termination logit
+    (-20: never terminates, +20: always)."""
+    from envs.minigrid import MiniGridCodec
+
+    codec = MiniGridCodec(view_size)
+    torch.manual_seed(seed)
+    model = WorldModel(WorldModelConfig(
+        vocab_size=codec.vocab_size, frame_shape=codec.frame_shape, num_actions=7, d_model=32, n_layers=2,
+        headdim=16, d_state=8, n_heads=2, attn_window=3, backend="torch",
+        metadata={"env_id": env_id, "codec": codec_config or codec.config}))
+    randomized(model, seed=seed)
+    if done_bias is not None:
+        with torch.no_grad():
+            model.step_head[2].weight[1].zero_()
+            model.step_head[2].bias[1] = done_bias
+    return model
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small models run faster on one thread, and tests sharing 2 cores do not fight."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

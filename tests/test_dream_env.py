@@ -12,27 +12,13 @@ from gymnasium.utils.env_checker import check_env
 from minigrid.wrappers import ImgObsWrapper, RGBImgPartialObsWrapper
 
 from envs.minigrid import MiniGridCodec
-from worldsim import CheckpointError, DreamEnv, WorldModel, WorldModelConfig
+from worldsim import CheckpointError, DreamEnv
 
-ENV_ID = "MiniGrid-Empty-8x8-v0"
+from conftest import MINIGRID_ENV_ID as ENV_ID, tiny_minigrid_model
 
 
-def tiny_model(env_id=ENV_ID, done_bias=None, seed=0, codec_config=None, view_size=7) -> WorldModel:
-    """A tiny MiniGrid world model with shaken weights (so outputs depend on frames and actions);
-    done_bias pins the termination logit (-20: never terminates, +20: always)."""
-    codec = MiniGridCodec(view_size)
-    model = WorldModel(WorldModelConfig(
-        vocab_size=codec.vocab_size, frame_shape=codec.frame_shape, num_actions=7, d_model=32, n_layers=2,
-        headdim=16, d_state=8, n_heads=2, attn_window=3, backend="torch",
-        metadata={"env_id": env_id, "codec": codec_config or codec.config}))
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=gen) * 0.1)
-        if done_bias is not None:
-            model.step_head[2].weight[1].zero_()
-            model.step_head[2].bias[1] = done_bias
-    return model.eval()
+
+tiny_model = tiny_minigrid_model
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +28,7 @@ def checkpoint(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run(env, seed, actions):

@@ -8,26 +8,16 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from envs.minigrid import MiniGridCodec
-from worldsim import DreamEnv, DreamVectorEnv, WorldModel, WorldModelConfig
+from worldsim import DreamEnv, DreamVectorEnv, WorldModel
 
-ENV_ID = "MiniGrid-Empty-8x8-v0"
+from conftest import MINIGRID_ENV_ID as ENV_ID, tiny_minigrid_model
+
 RANDOM_ENV_ID = "MiniGrid-Empty-Random-6x6-v0"   # starts differ per seed
 
 
 def tiny_model(env_id=ENV_ID, done_bias=-20.0, seed=0) -> WorldModel:
-    codec = MiniGridCodec(7)
-    model = WorldModel(WorldModelConfig(
-        vocab_size=codec.vocab_size, frame_shape=codec.frame_shape, num_actions=7, d_model=32, n_layers=2,
-        headdim=16, d_state=8, n_heads=2, attn_window=3, backend="torch",
-        metadata={"env_id": env_id, "codec": codec.config}))
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=gen) * 0.1)
-        if done_bias is not None:
-            model.step_head[2].weight[1].zero_()
-            model.step_head[2].bias[1] = done_bias
-    return model.eval()
+    """Never terminates by default: episodes end by truncation, so slot bookkeeping is exact."""
+    return tiny_minigrid_model(env_id, done_bias=done_bias, seed=seed)
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +27,7 @@ def checkpoint(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def rollout(env, seed, actions):

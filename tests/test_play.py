@@ -6,10 +6,9 @@ import os
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from test_dream_env import tiny_model
+from conftest import tiny_minigrid_model
 from train.play import (CAPTION_HEIGHT, GAP, PlaySession, add_play_parser, parse_actions, run_headless,
                         run_interactive)
 
@@ -19,16 +18,11 @@ TILE = 8
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("play") / "ckpt"
-    tiny_model(done_bias=-20).save_pretrained(path)      # never terminates: frame counts are exact
+    tiny_minigrid_model(done_bias=-20).save_pretrained(path)      # never terminates: frame counts are exact
     return str(path)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def play(*argv) -> int:

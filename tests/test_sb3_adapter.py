@@ -9,36 +9,19 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecEnv
 
 from agents.sb3_vec_env import DreamSB3VecEnv
-from envs.minigrid import MiniGridCodec
-from worldsim import DreamVectorEnv, WorldModel, WorldModelConfig
+from worldsim import DreamVectorEnv
 
-ENV_ID = "MiniGrid-Empty-8x8-v0"
+from conftest import tiny_minigrid_model
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    codec = MiniGridCodec(7)
-    model = WorldModel(WorldModelConfig(
-        vocab_size=codec.vocab_size, frame_shape=codec.frame_shape, num_actions=7, d_model=32, n_layers=2,
-        headdim=16, d_state=8, n_heads=2, attn_window=3, backend="torch",
-        metadata={"env_id": ENV_ID, "codec": codec.config}))
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=gen) * 0.1)
-        model.step_head[2].weight[1].zero_()
-        model.step_head[2].bias[1] = -20.0      # never terminates: episodes end by truncation
     path = tmp_path_factory.mktemp("sb3") / "ckpt"
-    model.save_pretrained(path)
+    tiny_minigrid_model(done_bias=-20.0).save_pretrained(path)  # never terminates: episodes end by truncation
     return path
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_adapter_info_layout(checkpoint):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from worldsim import ModelState, WorldModel
+from worldsim import WorldModel
 
 from conftest import random_episode, randomized, tiny_config
 
