@@ -217,11 +217,12 @@ class WorldModel(nn.Module):
     @staticmethod
     def _frame_and_episode(state, resets, batch, length, device):
         """Each frame's index within its episode, and a per-row episode number that starts at 0
-        (the episode of the carried state) and steps up at every reset. Both [B, T] int64."""
+        (the episode of the carried state) and steps up at every reset. Both [B, T] int64; the
+        episode number is None without resets (nothing to mask)."""
         position = torch.arange(length, device=device).expand(batch, -1)
         first = state.frame[:, None] if state is not None else torch.zeros(batch, 1, dtype=torch.long, device=device)
         if resets is None:
-            return first + position, torch.zeros_like(position)
+            return first + position, None
         last_reset = torch.where(resets, position, -1).cummax(dim=1).values
         frame = torch.where(last_reset >= 0, position - last_reset, first + position)
         return frame, resets.long().cumsum(dim=1)
