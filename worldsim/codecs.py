@@ -17,6 +17,8 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
+from .checkpoint import CheckpointError
+
 _REGISTRY: dict[str, str] = {
     "minigrid-symbolic-v1": "envs.minigrid:MiniGridCodec",
 }
@@ -55,3 +57,21 @@ def codec_from_config(config: Any):
     if not isinstance(config, Mapping) or "version" not in config:
         raise ValueError(f"a codec config must be a dict with a 'version'; got {config!r}")
     return load_codec_class(config["version"]).from_config(config)
+
+
+def codec_for_model(config: Any, codec: Any = None):
+    """The codec given, or the one a WorldModelConfig's metadata names; checked against the
+    model's vocabulary and frame shape."""
+    if codec is None:
+        meta = getattr(config, "metadata", None) or {}
+        if "codec" not in meta:
+            raise CheckpointError("the model's config.metadata has no 'codec' entry; cannot decode its frames "
+                                  "(pass a codec)")
+        codec = codec_from_config(meta["codec"])
+    vocab, shape = getattr(config, "vocab_size", None), getattr(config, "frame_shape", None)
+    if (vocab is not None and codec.vocab_size != vocab) or \
+            (shape is not None and tuple(codec.frame_shape) != tuple(shape)):
+        raise CheckpointError(f"codec {getattr(codec, 'version', codec)!r} has vocab {codec.vocab_size} and frames "
+                              f"{tuple(codec.frame_shape)}, but the model was built for vocab {vocab} and frames "
+                              f"{tuple(shape)}")
+    return codec

@@ -37,11 +37,11 @@ import torch
 from gymnasium import spaces
 
 from .checkpoint import CheckpointError
-from .codecs import codec_from_config
+from .codecs import codec_for_model
 from .model import WorldModel
+from .sampling import TERMINATION_MODES, sample_step
 
 OBS_MODES = ("symbolic", "rgb")
-TERMINATION_MODES = ("threshold", "sample")
 PRECISIONS = ("auto", "float32", "bf16")
 RGB_TILE_SIZE = 8  # RGBImgPartialObsWrapper's default
 
@@ -94,13 +94,7 @@ class DreamSetup:
         self.model = load_world_model(checkpoint, self.device)
         config = self.model.config
         meta = config.metadata or {}
-        if "codec" not in meta:
-            raise CheckpointError("the checkpoint's config.metadata has no 'codec' entry; cannot decode its frames")
-        self.codec = codec_from_config(meta["codec"])   # imports the env package, registering its envs
-        if self.codec.vocab_size != config.vocab_size or tuple(self.codec.frame_shape) != tuple(config.frame_shape):
-            raise CheckpointError(
-                f"codec {meta['codec']!r} has vocab {self.codec.vocab_size} and frames {tuple(self.codec.frame_shape)}, "
-                f"but the model was built for vocab {config.vocab_size} and frames {tuple(config.frame_shape)}")
+        self.codec = codec_for_model(config)   # imports the env package, registering its envs
         trained_on = meta.get("env_id")
         if real_env_id is None:
             if trained_on is None:
@@ -219,24 +213,9 @@ class DreamSetup:
 
     @torch.no_grad()
     def dream_step(self, state, frames: torch.Tensor, actions: torch.Tensor, generator: torch.Generator):
-        """One batched WorldModel.step and sampling on the device.
-        Returns next frames [B, H, W] long, reward [B] float32, terminated [B] bool, done probability [B]."""
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            out, _ = self.model_step(state, frames, actions)
-        logits = out.frame_logits.float().masked_fill(~self.legal, float("-inf"))
-        if self.temperature == 0:
-            nxt = logits.argmax(-1)
-        else:
-            # Gumbel-max: argmax(logits / T + Gumbel noise) is a draw from softmax(logits / T), in one
-            # elementwise pass (torch.multinomial over B·H·W rows is far slower at large batch).
-            uniform = torch.rand(logits.shape, generator=generator, device=logits.device).clamp_(min=1e-20)
-            nxt = (logits / self.temperature - torch.log(-torch.log(uniform))).argmax(-1)
-        p_done = torch.sigmoid(out.done_logits.float())
-        if self.termination == "sample":
-            terminated = torch.rand(p_done.shape, generator=generator, device=p_done.device) < p_done
-        else:
-            terminated = p_done > 0.5
-        return nxt, out.reward.float(), terminated, p_done
+        """One batched WorldModel.step and sampling on the device (`worldsim.sampling.sample_step`)."""
+        return sample_step(self.model_step, state, frames, actions, self.legal, self.temperature,
+                           self.termination, generator, self.bf16)
 
     def format_obs(self, frames: np.ndarray, missions: Sequence[str]) -> list:
         """Token frames [B, H, W] (numpy) -> B observations in the chosen format."""

@@ -1,0 +1,248 @@
+"""Model-predictive planning in the real env with a world model: random shooting and CEM.
+
+At every real step the planner
+
+1. encodes the real observation o_t as a frame of tokens f_t (the checkpoint's codec);
+2. forks the *tracking state* (the model state that has consumed the real frames < t and the
+   actions taken after them) into ``population`` branches (``ModelState.repeat``);
+3. rolls out ``population`` candidate action sequences a_0..a_{H-1} in one batched pass per
+   horizon step: ``step(f_t, a_0)`` -> sampled f_{t+1}, r_0, d_0; ``step(f_{t+1}, a_1)`` -> ...
+   (the model's step(frame_k, action_k) predicts frame k+1, the reward and the termination of
+   that step). Branch frames are sampled over the codec's legal tokens only, by the same
+   ``worldsim.sampling.sample_step`` the dream envs use (temperature 0: argmax);
+4. scores each sequence by its discounted return Σ_k γ^k r_k · alive_k, where alive_k is the
+   probability that the branch is still running before step k: ``termination="expected"``
+   multiplies it by 1 - sigmoid(done_k) at every step (expected return under the predicted
+   survival), ``"threshold"`` cuts it to 0 after sigmoid(done) > 0.5, ``"sample"`` after a
+   Bernoulli draw. The terminating step's own reward counts, so a done with positive reward
+   (MiniGrid's goal) is a success, a done with none (lava, timeout) ends the income;
+5. takes the first action of the best sequence seen, acts, and advances the tracking state by
+   ``step(f_t, a_0)`` with the real frame and the action actually taken, so the model keeps
+   tracking reality rather than its own dream.
+
+Optimisers (``PlannerConfig.optimizer``), each over ``iterations`` rounds of ``population``
+sequences (one batched model step per horizon step per round):
+
+- ``"random"``: random shooting, every round uniform over the actions;
+- ``"cem"``: the cross-entropy method over a categorical distribution per time step: each round
+  samples from it, keeps the ``elite_frac`` best and moves the distribution towards the elites'
+  action frequencies (``smoothing`` keeps that share of the old one; ``min_prob`` floors it).
+  With ``warm_start`` the distribution is shifted by one step to seed the next real step.
+
+Everything random draws from one torch Generator seeded by ``PlannerConfig.seed`` (and again by
+``reset(obs, seed=...)``), so the same seed and observations give the same actions.
+
+    planner = Planner("runs/minigrid/ckpt", config=PlannerConfig(optimizer="cem", horizon=8))
+    print(run_episode(planner, "MiniGrid-Empty-8x8-v0", seed=0))   # {'return': ..., 'success': ...}
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from worldsim.codecs import codec_for_model
+from worldsim.sampling import sample_step
+from worldsim.dream_env import PRECISIONS, load_world_model, make_real_env, resolve_device
+from worldsim.model import WorldModel
+
+OPTIMIZERS = ("random", "cem")
+TERMINATIONS = ("expected", "threshold", "sample")
+
+
+@dataclass
+class PlannerConfig:
+    optimizer: str = "cem"          # "random" (random shooting) or "cem"
+    horizon: int = 8                # actions per candidate sequence
+    population: int = 64            # candidate sequences per round (the batch of the rollouts)
+    iterations: int = 3             # rounds per real step (CEM refits between rounds)
+    elite_frac: float = 0.1         # CEM: share of a round kept as elites (at least one)
+    smoothing: float = 0.5          # CEM: share of the old distribution kept at each refit
+    min_prob: float = 0.01          # CEM: floor of every action's probability (then renormalised)
+    warm_start: bool = True         # CEM: start each real step from the last one's shifted distribution
+    gamma: float = 0.99             # discount of predicted rewards
+    termination: str = "expected"   # "expected" (survival probability), "threshold" or "sample"
+    temperature: float = 1.0        # sampling of branch frames; 0: argmax
+    seed: int = 0
+    precision: str = "auto"         # as DreamEnv: bf16 autocast on CUDA under "auto"
+
+    def validate(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}; got {self.optimizer!r}")
+        if self.termination not in TERMINATIONS:
+            raise ValueError(f"termination must be one of {TERMINATIONS}; got {self.termination!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}; got {self.precision!r}")
+        for name in ("horizon", "population", "iterations"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer; got {v!r}")
+        if not 0 < self.elite_frac <= 1:
+            raise ValueError(f"elite_frac must lie in (0, 1]; got {self.elite_frac!r}")
+        if not 0 <= self.smoothing < 1:
+            raise ValueError(f"smoothing must lie in [0, 1); got {self.smoothing!r}")
+        if not 0 <= self.min_prob < 1:
+            raise ValueError(f"min_prob must lie in [0, 1); got {self.min_prob!r}")
+        if not 0 <= self.gamma <= 1:
+            raise ValueError(f"gamma must lie in [0, 1]; got {self.gamma!r}")
+        if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) \
+                or self.temperature < 0:
+            raise ValueError(f"temperature must be a number >= 0; got {self.temperature!r}")
+
+
+class Planner:
+    """MPC in the real env with a world model. See the module docstring.
+
+    model: a WorldModel, a checkpoint folder (``save_pretrained``), or any object with ``config``
+    (``num_actions``), ``initial_state(batch, device, dtype)`` and ``step(state, frame, action)``
+    returning (WorldModelOutput, state) with a batch-first state that has ``repeat``.
+    codec: None takes the checkpoint's (``config.metadata["codec"]``).
+    """
+
+    def __init__(self, model: Any, codec=None, config: PlannerConfig | None = None,
+                 device: str | torch.device = "auto"):
+        self.config = config = config or PlannerConfig()
+        config.validate()
+        self.device = resolve_device(device)
+        if isinstance(model, (WorldModel, str, os.PathLike)):
+            model = load_world_model(model, self.device)
+        self.model = model
+        self.codec = codec_for_model(model.config, codec)
+        self.num_actions = int(model.config.num_actions)
+        self.bf16 = config.precision == "bf16" or (config.precision == "auto" and self.device.type == "cuda")
+        # "expected" scores by survival probability; sampled branches then end only by threshold.
+        self._termination = "threshold" if config.termination == "expected" else config.termination
+        self._legal = self.codec.legal_mask().to(self.device)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(int(config.seed))
+        self.state = None          # tracking state: real frames < t and the actions taken after them
+        self.steps = 0             # real steps taken since reset
+        self.last_plan: dict[str, Any] = {}
+        self._probs: torch.Tensor | None = None   # CEM distribution [horizon, actions]
+
+    # ------------------------------------------------------------------------------ public
+
+    def reset(self, obs: Any = None, seed: int | None = None) -> None:
+        """Start tracking a new real episode (obs: its first observation, checked to encode);
+        a seed reseeds the planner's generator."""
+        if seed is not None:
+            self.generator.manual_seed(int(seed))
+        if obs is not None:
+            self._encode(obs)
+        dtype = torch.bfloat16 if self.bf16 else None
+        self.state = self.model.initial_state(1, self.device, dtype)
+        self.steps = 0
+        self._probs = None
+        self.last_plan = {}
+
+    @torch.no_grad()
+    def act(self, obs: Any) -> int:
+        """Plan from the real observation o_t, return the chosen action and advance the tracking
+        state by (f_t, action). Calls reset(obs) first if the planner was never reset."""
+        if self.state is None:
+            self.reset(obs)
+        frame = self._encode(obs)
+        action = self.plan(frame)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            self.model.step(self.state, frame[None], torch.tensor([action], dtype=torch.long, device=self.device))
+        self.steps += 1
+        return action
+
+    @torch.no_grad()
+    def plan(self, frame: torch.Tensor) -> int:
+        """The first action of the best sequence from the current frame f_t [H, W] (on the device),
+        branching from the tracking state; the tracking state is left untouched."""
+        if self.state is None:
+            raise RuntimeError("call reset() before plan()")
+        c, A = self.config, self.num_actions
+        probs = self._probs if (c.optimizer == "cem" and c.warm_start and self._probs is not None) \
+            else torch.full((c.horizon, A), 1.0 / A, device=self.device)
+        n_elite = max(1, math.ceil(c.elite_frac * c.population))
+        best_return, best_seq = -math.inf, None
+        for _ in range(c.iterations):
+            if c.optimizer == "random":
+                seqs = torch.randint(A, (c.population, c.horizon), generator=self.generator, device=self.device)
+            else:
+                seqs = torch.multinomial(probs, c.population, replacement=True, generator=self.generator).T
+            returns = self.rollout(frame, seqs)
+            i = int(returns.argmax())
+            if float(returns[i]) > best_return:
+                best_return, best_seq = float(returns[i]), seqs[i].clone()
+            if c.optimizer == "cem":
+                elites = seqs[returns.topk(n_elite).indices]                             # [E, H]
+                freq = torch.nn.functional.one_hot(elites, A).float().mean(0)           # [H, A]
+                probs = c.smoothing * probs + (1 - c.smoothing) * freq
+                probs = probs.clamp_min(c.min_prob)
+                probs = probs / probs.sum(-1, keepdim=True)
+        if c.optimizer == "cem":
+            self._probs = torch.cat([probs[1:], torch.full((1, A), 1.0 / A, device=self.device)])
+        self.last_plan = {"return": best_return, "sequence": best_seq.tolist(),
+                          "probs": probs.cpu() if c.optimizer == "cem" else None}
+        return int(best_seq[0])
+
+    @torch.no_grad()
+    def rollout(self, frame: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Predicted returns [P] of action sequences [P, horizon] from frame f_t [H, W]: one batched
+        model step per horizon step, branching from (a copy of) the tracking state."""
+        c = self.config
+        n, horizon = actions.shape
+        state = self.state.repeat(n)
+        frames = frame[None].expand(n, *frame.shape).contiguous()
+        returns = torch.zeros(n, device=self.device)
+        alive = torch.ones(n, device=self.device)
+        discount = 1.0
+        for k in range(horizon):
+            frames, reward, terminated, p_done = sample_step(
+                self.model.step, state, frames, actions[:, k], self._legal, c.temperature, self._termination,
+                self.generator, self.bf16)
+            returns += discount * alive * reward
+            alive = alive * ((1 - p_done) if c.termination == "expected" else (~terminated).float())
+            discount *= c.gamma
+        return returns
+
+    # ------------------------------------------------------------------------------ helpers
+
+    def _encode(self, obs: Any) -> torch.Tensor:
+        """A real observation (or a frame of tokens [H, W]) -> LongTensor[H, W] on the device."""
+        if isinstance(obs, (torch.Tensor, np.ndarray)) and tuple(obs.shape) == tuple(self.codec.frame_shape):
+            frame = torch.as_tensor(obs)
+        else:
+            if not isinstance(obs, Mapping):
+                raise ValueError(f"the planner needs the real env's observation dict (or a token frame "
+                                 f"{tuple(self.codec.frame_shape)}); got {type(obs).__name__}")
+            frame = self.codec.encode(obs)
+        if frame.dtype.is_floating_point or frame.dtype == torch.bool:
+            raise ValueError(f"token frames must be integers; got {frame.dtype}")
+        return frame.long().to(self.device)
+
+
+def run_episode(planner: Planner, env: gym.Env | str, seed: int | None = None,
+                max_steps: int | None = None) -> dict:
+    """One real episode acted by the planner. env: a Gymnasium env or an env id. Returns
+    dict(return, success, steps, terminated, truncated); success: it terminated with a positive
+    last reward (MiniGrid's goal). max_steps stops it early (counted as truncated)."""
+    own = isinstance(env, str)
+    if own:
+        env = make_real_env(env)
+    try:
+        obs, _ = env.reset(seed=seed)
+        planner.reset(obs)
+        total, steps, terminated, truncated, reward = 0.0, 0, False, False, 0.0
+        while not (terminated or truncated):
+            obs, reward, terminated, truncated, _ = env.step(planner.act(obs))
+            total += float(reward)
+            steps += 1
+            if max_steps is not None and steps >= max_steps and not terminated:
+                truncated = True
+        return {"return": total, "success": bool(terminated and reward > 0), "steps": steps,
+                "terminated": bool(terminated), "truncated": bool(truncated)}
+    finally:
+        if own:
+            env.close()

@@ -1,0 +1,198 @@
+"""agents.planner: valid and seeded actions, batched branch rollouts, state tracking, scoring."""
+
+from types import SimpleNamespace
+
+import gymnasium as gym
+import pytest
+import torch
+
+from agents.planner import Planner, PlannerConfig, run_episode
+from worldsim.model import WorldModelOutput
+from worldsim.state import ModelState
+
+from conftest import MINIGRID_ENV_ID as ENV_ID, tiny_minigrid_model
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SMALL = dict(horizon=3, population=8, iterations=2)
+
+
+# ------------------------------------------------------------------------------- a scripted model
+
+REAL, DREAMED = 0, 1   # the real frame holds token 0 everywhere; every frame the model dreams, token 1
+
+
+class FakeModel:
+    """A stand-in world model whose step rewards depend on the action and on whether the input
+    frame is the real one (the first step of every branch) or a dreamed one (later steps).
+
+    rewards: {action: reward} on the real frame; dreamed_reward: any action on dreamed frames.
+    dones: actions that terminate (done logit +30) when taken on the real frame."""
+
+    def __init__(self, rewards, dreamed_reward=0.0, dones=(), num_actions=4, shape=(2, 3), vocab=3):
+        self.config = SimpleNamespace(num_actions=num_actions, vocab_size=vocab, frame_shape=shape, metadata={})
+        self.rewards, self.dreamed_reward, self.dones = rewards, dreamed_reward, set(dones)
+        self.calls = []
+
+    def initial_state(self, batch_size, device=None, dtype=None):
+        return ModelState(frame=torch.zeros(batch_size, dtype=torch.long, device=device),
+                          slot_frame=torch.zeros(batch_size, 1, dtype=torch.long, device=device), layers=[])
+
+    def step(self, state, frame, action):
+        self.calls.append(frame.shape[0])
+        real = (frame == REAL).flatten(1).all(1)
+        reward = torch.full(action.shape, float(self.dreamed_reward))
+        done = torch.full(action.shape, -30.0)
+        for a, r in self.rewards.items():
+            reward[real & (action == a)] = float(r)
+        for a in self.dones:
+            done[real & (action == a)] = 30.0
+        logits = torch.zeros(*frame.shape, self.config.vocab_size)
+        logits[..., DREAMED] = 30.0
+        state.frame += 1
+        return WorldModelOutput(logits, reward, done, None), state
+
+
+class FakeCodec:
+    vocab_size, frame_shape = 3, (2, 3)
+
+    def legal_mask(self):
+        return torch.ones(*self.frame_shape, self.vocab_size, dtype=torch.bool)
+
+
+REAL_FRAME = torch.full((2, 3), REAL)
+
+
+def fake_planner(model, **overrides):
+    settings = dict(horizon=4, population=32, iterations=3, gamma=1.0, temperature=0.0, seed=0)
+    settings.update(overrides)
+    planner = Planner(model, codec=FakeCodec(), config=PlannerConfig(**settings), device="cpu")
+    planner.reset(REAL_FRAME)
+    return planner
+
+
+@pytest.mark.parametrize("optimizer", ["random", "cem"])
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_picks_the_rewarded_first_action(optimizer, temperature):
+    planner = fake_planner(FakeModel({2: 1.0}), optimizer=optimizer, temperature=temperature)
+    for _ in range(3):
+        assert planner.act(REAL_FRAME) == 2
+        assert planner.last_plan["return"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("optimizer", ["random", "cem"])
+@pytest.mark.parametrize("termination", ["expected", "threshold", "sample"])
+def test_termination_scoring(optimizer, termination):
+    # Alive: 0.1 per step (0.4 over the horizon). Action 2 ends the episode with nothing (lava);
+    # action 1 ends it with 1.0 (the goal): the goal beats surviving, surviving beats lava.
+    model = FakeModel({1: 1.0, 2: 0.0, 0: 0.1, 3: 0.1}, dreamed_reward=0.1, dones=(1, 2))
+    planner = fake_planner(model, optimizer=optimizer, termination=termination)
+    assert planner.act(REAL_FRAME) == 1
+    assert planner.last_plan["return"] == pytest.approx(1.0, abs=1e-6)
+    returns = planner.rollout(REAL_FRAME, torch.tensor([[2, 0, 0, 0], [0, 0, 0, 0], [1, 0, 0, 0]]))
+    assert returns.tolist() == pytest.approx([0.0, 0.4, 1.0], abs=1e-6)
+
+    no_goal = FakeModel({2: 0.0, 0: 0.1, 1: 0.1, 3: 0.1}, dreamed_reward=0.1, dones=(2,))
+    assert fake_planner(no_goal, optimizer=optimizer, termination=termination).act(REAL_FRAME) != 2
+
+
+@pytest.mark.parametrize("optimizer", ["random", "cem"])
+def test_rollouts_are_batched(optimizer):
+    model = FakeModel({2: 1.0})
+    planner = fake_planner(model, optimizer=optimizer, horizon=5, population=16, iterations=3)
+    model.calls.clear()
+    planner.act(REAL_FRAME)
+    # one call per horizon step per iteration, each over the whole population; one to track reality
+    assert model.calls == [16] * (5 * 3) + [1]
+
+
+def test_rollouts_are_batched_with_a_world_model(monkeypatch):
+    model = tiny_minigrid_model()
+    calls = []
+    step = model.step
+
+    def counting_step(state, frame, action):
+        calls.append(frame.shape[0])
+        return step(state, frame, action)
+
+    monkeypatch.setattr(model, "step", counting_step)
+    planner = Planner(model, config=PlannerConfig(optimizer="cem", horizon=3, population=8, iterations=2),
+                      device="cpu")
+    env = gym.make(ENV_ID)
+    obs, _ = env.reset(seed=0)
+    planner.reset(obs)
+    planner.act(obs)
+    assert calls == [8] * 6 + [1]
+
+
+def test_tracking_state_follows_reality():
+    model = tiny_minigrid_model()
+    planner = Planner(model, config=PlannerConfig(**SMALL), device="cpu")
+    env = gym.make(ENV_ID)
+    obs, _ = env.reset(seed=1)
+    planner.reset(obs)
+    assert int(planner.state.frame[0]) == 0
+    for t in range(1, 4):
+        obs, *_ = env.step(planner.act(obs))
+        assert int(planner.state.frame[0]) == t and planner.steps == t
+    # the tracking state holds exactly the real frames and the actions taken: replaying them gives it
+    planner2 = Planner(model, config=PlannerConfig(**SMALL), device="cpu")
+    env2 = gym.make(ENV_ID)
+    obs2, _ = env2.reset(seed=1)
+    planner2.reset(obs2)
+    state = model.initial_state(1)
+    for _ in range(3):
+        frame = planner2.codec.encode(obs2).long()
+        a = planner2.act(obs2)
+        model.step(state, frame[None], torch.tensor([a]))
+        obs2, *_ = env2.step(a)
+    for mine, theirs in zip(planner2.state.tensors(), state.tensors()):
+        torch.testing.assert_close(mine, theirs)
+    planner.reset(obs)
+    assert int(planner.state.frame[0]) == 0 and planner.steps == 0
+
+
+@pytest.mark.parametrize("optimizer", ["random", "cem"])
+def test_valid_and_seeded_actions(optimizer):
+    model = tiny_minigrid_model()
+
+    def actions(seed):
+        planner = Planner(model, config=PlannerConfig(optimizer=optimizer, seed=seed, **SMALL), device="cpu")
+        env = gym.make(ENV_ID)
+        obs, _ = env.reset(seed=3)
+        planner.reset(obs)
+        out = []
+        for _ in range(6):
+            a = planner.act(obs)
+            assert isinstance(a, int) and env.action_space.contains(a)
+            out.append(a)
+            obs, *_ = env.step(a)
+        return out
+
+    assert actions(0) == actions(0)
+    assert any(actions(0) != actions(s) for s in (1, 2, 3))
+
+
+def test_run_episode_on_minigrid(tmp_path):
+    path = tmp_path / "ckpt"
+    tiny_minigrid_model().save_pretrained(path)
+    planner = Planner(str(path), config=PlannerConfig(optimizer="random", **SMALL), device="auto")
+    env = gym.make(ENV_ID, max_steps=10)
+    result = run_episode(planner, env, seed=0)
+    assert set(result) >= {"return", "success", "steps"}
+    assert 1 <= result["steps"] <= 10 and (result["terminated"] or result["truncated"])
+    assert isinstance(result["return"], float) and isinstance(result["success"], bool)
+    assert result["success"] == (result["return"] > 0)
+    assert int(planner.state.frame[0]) == result["steps"]
+    capped = run_episode(planner, ENV_ID, seed=0, max_steps=4)
+    assert capped["steps"] <= 4
+
+
+def test_bad_config():
+    with pytest.raises(ValueError, match="optimizer"):
+        PlannerConfig(optimizer="ppo").validate()
+    with pytest.raises(ValueError, match="horizon"):
+        Planner(FakeModel({}), codec=FakeCodec(), config=PlannerConfig(horizon=0), device="cpu")
+    planner = Planner(tiny_minigrid_model(), config=PlannerConfig(**SMALL), device="cpu")
+    with pytest.raises(ValueError, match="observation"):
+        planner.act("not an observation")
