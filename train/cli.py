@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="seed for collection, init and sampling")
     demo.set_defaults(run=_demo)
 
+    from agents.cli import add_agent_parser
+
     from .collect import add_collect_parser
     from .play import add_play_parser
     from .trainer import add_train_parser
@@ -38,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_collect_parser(commands)
     add_train_parser(commands)
     add_play_parser(commands)
+    add_agent_parser(commands)
     return parser
 
 

@@ -1,0 +1,108 @@
+"""`worldsim agent train` and `worldsim agent eval`: SB3 agents in the dream or the real env."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _where(args) -> str:
+    where = args.where
+    if where == "dream" and args.checkpoint is None:
+        raise ValueError("--in dream needs --checkpoint DIR (a world-model checkpoint folder)")
+    if where == "real" and args.checkpoint is not None:
+        raise ValueError("--checkpoint is only used with --in dream")
+    return where
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .training import train_agent
+
+    try:
+        where = _where(args)
+        info = train_agent(args.env, where=where, algo=args.algo, steps=args.steps, out=args.out,
+                           checkpoint=args.checkpoint, num_envs=args.num_envs, seed=args.seed, device=args.device,
+                           features=args.features, max_episode_steps=args.max_episode_steps,
+                           verbose=0 if args.quiet else 1)
+    except (ValueError, OSError) as e:                  # CheckpointError is a ValueError
+        print(f"worldsim agent train: error: {e}", file=sys.stderr)
+        return 1
+    print(f"trained {info['algo']} in the {info['where']} of {info['env_id']} for {info['num_timesteps']} steps "
+          f"({info['train_seconds']:.1f} s): {info['policy_path']} (+ {os.path.join(args.out, 'agent.json')}, "
+          f"TensorBoard logs in {os.path.join(args.out, 'tb')})")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate_policy, format_table
+
+    try:
+        where = _where(args)
+        if not os.path.exists(args.policy):
+            raise FileNotFoundError(f"--policy {args.policy!r} does not exist (a folder written by "
+                                    "`worldsim agent train` or an SB3 .zip)")
+        out = args.out
+        if out is None:
+            folder = args.policy if os.path.isdir(args.policy) else os.path.dirname(args.policy) or "."
+            out = os.path.join(folder, f"eval_{where}.json")
+        result = evaluate_policy(args.policy, args.env, episodes=args.episodes, where=where,
+                                 checkpoint=args.checkpoint, seed=args.seed, deterministic=args.deterministic,
+                                 max_episode_steps=args.max_episode_steps, device=args.device, out=out)
+    except (ValueError, OSError) as e:
+        print(f"worldsim agent eval: error: {e}", file=sys.stderr)
+        return 1
+    print(format_table(result))
+    print(f"wrote {out}")
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--in", dest="where", choices=("dream", "real"), default="real",
+                   help="the dream of a world-model checkpoint (needs --checkpoint) or the real env (default: real)")
+    p.add_argument("--checkpoint", default=None, help="world-model checkpoint folder (with --in dream)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    p.add_argument("--device", default="auto", help="torch device of the policy and the dream model (default: auto)")
+    p.add_argument("--max-episode-steps", type=int, default=None,
+                   help="episode step limit (truncation) replacing the env's own (default: the env's)")
+
+
+def add_agent_parser(subparsers) -> argparse.ArgumentParser:
+    """Register `agent` (with `train` and `eval`) on the `worldsim` command's subparsers."""
+    from .training import ALGOS, DEFAULT_NUM_ENVS, FEATURES
+
+    agent = subparsers.add_parser(
+        "agent", help="train a Stable-Baselines3 agent in the dream or the real env, and evaluate it",
+        description="Train SB3 agents on MiniGrid's 7x7x3 symbolic view inside a world model's dream or in the "
+        "real env, and evaluate them (success rate and mean return with 95% confidence intervals) in either.")
+    commands = agent.add_subparsers(dest="agent_command", required=True, metavar="AGENT_COMMAND")
+
+    train = commands.add_parser(
+        "train", help="train a PPO / A2C / DQN agent in the dream or the real env",
+        description="Train an SB3 agent (PPO defaults follow rl-baselines3-zoo's MiniGrid entries) with a small "
+        "CNN on the 7x7x3 symbolic image. Writes OUT/policy.zip, OUT/agent.json and TensorBoard logs in OUT/tb.")
+    train.add_argument("--env", required=True, help="real env id, e.g. MiniGrid-Empty-8x8-v0")
+    _common(train)
+    train.add_argument("--algo", choices=sorted(ALGOS), default="ppo", help="algorithm (default: ppo)")
+    train.add_argument("--steps", type=int, required=True, help="total env steps to train for")
+    train.add_argument("--out", required=True, help="output folder (policy.zip, agent.json, tb/)")
+    train.add_argument("--num-envs", type=int, default=DEFAULT_NUM_ENVS,
+                       help=f"parallel envs (default: {DEFAULT_NUM_ENVS})")
+    train.add_argument("--features", choices=FEATURES, default="cnn",
+                       help="features extractor: small CNN for 7x7 grids, or the flattened grid for an MLP (default: cnn)")
+    train.add_argument("--quiet", action="store_true", help="no SB3 training log on stdout")
+    train.set_defaults(run=_train, agent_parser=train)
+
+    ev = commands.add_parser(
+        "eval", help="success rate and mean return of a policy, with 95%% confidence intervals",
+        description="Run --episodes episodes (episode i reset with seed --seed + i) in the real env or the dream. "
+        "Success = terminated with a positive return (MiniGrid: reached the goal); Wilson interval for the "
+        "success rate, Student t interval for the mean return. Prints a table and writes JSON.")
+    ev.add_argument("--env", default=None, help="real env id (default: the one in the policy's agent.json)")
+    ev.add_argument("--policy", required=True, help="folder written by `worldsim agent train`, or an SB3 .zip")
+    ev.add_argument("--episodes", type=int, default=100, help="number of episodes (default: 100)")
+    _common(ev)
+    ev.add_argument("--deterministic", action="store_true", help="take the most likely action (default: sample)")
+    ev.add_argument("--out", default=None, help="JSON file to write (default: POLICY/eval_<in>.json)")
+    ev.set_defaults(run=_eval, agent_parser=ev)
+    return agent

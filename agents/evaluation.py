@@ -1,0 +1,227 @@
+"""Evaluate a policy in the real env or in the dream, with 95% confidence intervals.
+
+Episode i is reset with seed ``seed + i`` (in the dream: starts from the real env's reset with that
+seed), so episodes are distinct and the same seeds give the same start layouts in both.
+
+- **success**: the episode *terminated* (not truncated by the step limit) with a return > 0. In
+  MiniGrid the only positive reward is for reaching the goal (1 - 0.9 * steps / max_steps), and a
+  lava / wrong-object termination gives 0, so this is "reached the goal". In the dream the reward
+  and termination are the model's predictions.
+- success rate: k / n with the Wilson score interval.
+- mean return: with a Student t interval (scipy.stats.t when scipy is installed; otherwise the
+  normal approximation, and the result says so in ``return_ci_method``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CONFIDENCE = 0.95
+SUCCESS_DEFINITION = "terminated (not truncated) with episode return > 0 (MiniGrid: reached the goal)"
+
+
+# ---------------------------------------------------------------------------------------- statistics
+
+
+def _z(confidence: float) -> float:
+    try:
+        from scipy.stats import norm
+        return float(norm.ppf(0.5 + confidence / 2))
+    except ImportError:
+        if abs(confidence - 0.95) > 1e-12:
+            raise ValueError("without scipy only the 95% interval is available") from None
+        return 1.959963984540054
+
+
+def wilson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion successes / n (bounds in [0, 1])."""
+    if n < 1:
+        raise ValueError(f"need at least one trial; got n={n}")
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be in [0, n={n}]; got {successes}")
+    z = _z(confidence)
+    p = successes / n
+    denom = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / denom
+    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    lo = 0.0 if successes == 0 else max(0.0, center - half)     # exact at the edges (no rounding past 0 / 1)
+    hi = 1.0 if successes == n else min(1.0, center + half)
+    return lo, hi
+
+
+def mean_interval(values, confidence: float = CONFIDENCE) -> tuple[tuple[float, float] | None, str]:
+    """(confidence interval of the mean, method): Student t with n-1 degrees of freedom (scipy), or
+    the normal approximation without scipy. None for a single value (no spread to estimate)."""
+    x = np.asarray(values, dtype=np.float64)
+    n = len(x)
+    if n < 2:
+        return None, "undefined for fewer than 2 episodes"
+    mean, sem = float(x.mean()), float(x.std(ddof=1) / math.sqrt(n))
+    try:
+        from scipy.stats import t
+        q, method = float(t.ppf(0.5 + confidence / 2, n - 1)), "student t (scipy)"
+    except ImportError:
+        q, method = _z(confidence), "normal approximation (scipy not installed)"
+    return (mean - q * sem, mean + q * sem), method
+
+
+# ---------------------------------------------------------------------------------------- episodes
+
+
+def _run_real(model, env_id, seeds, deterministic, max_episode_steps, batch):
+    import gymnasium as gym
+    import minigrid  # noqa: F401  (registers the MiniGrid ids)
+    from minigrid.wrappers import ImgObsWrapper
+
+    kwargs = {} if max_episode_steps is None else {"max_episode_steps": int(max_episode_steps)}
+    try:
+        envs = [ImgObsWrapper(gym.make(env_id, **kwargs)) for _ in range(min(batch, len(seeds)))]
+    except gym.error.Error as e:
+        raise ValueError(f"cannot make the real env {env_id!r} ({e})") from None
+    returns, lengths, terminated = [], [], []
+    for lo in range(0, len(seeds), len(envs)):
+        chunk = seeds[lo:lo + len(envs)]
+        obs = [env.reset(seed=int(s))[0] for env, s in zip(envs, chunk)]
+        ret, length = np.zeros(len(chunk)), np.zeros(len(chunk), dtype=np.int64)
+        term, active = np.zeros(len(chunk), dtype=bool), np.ones(len(chunk), dtype=bool)
+        while active.any():
+            idx = np.flatnonzero(active)
+            actions, _ = model.predict(np.stack([obs[i] for i in idx]), deterministic=deterministic)
+            for i, a in zip(idx, np.asarray(actions).reshape(-1)):
+                obs[i], r, te, tr, _ = envs[i].step(int(a))
+                ret[i] += r
+                length[i] += 1
+                if te or tr:
+                    active[i], term[i] = False, bool(te)
+        returns += ret.tolist()
+        lengths += length.tolist()
+        terminated += term.tolist()
+    for env in envs:
+        env.close()
+    return returns, lengths, terminated
+
+
+def _run_dream(model, env_id, seeds, deterministic, max_episode_steps, batch, checkpoint, device):
+    from worldsim import DreamVectorEnv
+
+    n = min(batch, len(seeds))
+    venv = DreamVectorEnv(checkpoint, num_envs=n, real_env_id=env_id, image_only=True, device=device,
+                          max_episode_steps=max_episode_steps, start_pool=n)
+    returns, lengths, terminated = [], [], []
+    try:
+        for lo in range(0, len(seeds), n):
+            k = len(seeds[lo:lo + n])
+            # sub-env j starts from the real env's reset with seed seeds[lo] + j = seed + lo + j
+            obs, _ = venv.reset(seed=int(seeds[lo]))
+            ret, length = np.zeros(n), np.zeros(n, dtype=np.int64)
+            term, active = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+            active[:k] = True
+            while active.any():
+                actions, _ = model.predict(obs, deterministic=deterministic)
+                obs, r, te, tr, _ = venv.step(np.asarray(actions).reshape(n).astype(np.int64))
+                ret[active] += r[active]
+                length[active] += 1
+                done = active & (te | tr)
+                term[done] = te[done]
+                active &= ~done              # a finished sub-env restarts (autoreset); its next episode is ignored
+            returns += ret[:k].tolist()
+            lengths += length[:k].tolist()
+            terminated += term[:k].tolist()
+    finally:
+        venv.close()
+    return returns, lengths, terminated
+
+
+def evaluate_policy(policy, env_id: str | None = None, episodes: int = 100, where: str = "real", checkpoint=None,
+                    seed: int = 0, deterministic: bool = True, max_episode_steps: int | None = None,
+                    device: str = "auto", batch: int = 16, out: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Run `episodes` episodes of a policy (a folder from train_agent, a policy .zip, or an SB3 model) in
+    the real env `env_id` or in the dream of `checkpoint`, episode i with seed seed + i, `batch` at a time.
+
+    Returns success_rate, success_ci (Wilson), mean_return, return_ci (t), episodes, per-episode
+    returns / lengths / successes / seeds and the settings; with `out`, also writes it as JSON.
+    `env_id` defaults to the one in the policy folder's agent.json.
+    """
+    from .training import WHERE, load_policy
+
+    if where not in WHERE:
+        raise ValueError(f"where must be one of {WHERE}; got {where!r}")
+    if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
+        raise ValueError(f"episodes must be a positive integer; got {episodes!r}")
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+        raise ValueError(f"batch must be a positive integer; got {batch!r}")
+    if where == "dream" and checkpoint is None:
+        raise ValueError("evaluating in the dream needs a world-model checkpoint (--checkpoint DIR)")
+    if where == "real" and checkpoint is not None:
+        raise ValueError("a checkpoint is only used in the dream; drop it or evaluate with where='dream'")
+    if checkpoint is not None and isinstance(checkpoint, (str, os.PathLike)) and not os.path.isdir(checkpoint):
+        raise FileNotFoundError(f"checkpoint {os.fspath(checkpoint)!r} does not exist "
+                                "(expected a folder written by WorldModel.save_pretrained)")
+    if isinstance(policy, (str, os.PathLike)):
+        model, info = load_policy(policy, device=device)
+        policy_name = os.fspath(policy)
+    else:
+        if not hasattr(policy, "predict"):
+            raise TypeError(f"policy must be a path or an SB3 model with predict(); got {type(policy).__name__}")
+        model, info, policy_name = policy, {}, type(policy).__name__
+    env_id = env_id or info.get("env_id")
+    if env_id is None:
+        raise ValueError("no env_id given and the policy has no agent.json naming one")
+    if info.get("env_id") and info["env_id"].split(":")[-1] != env_id.split(":")[-1]:
+        raise ValueError(f"the policy was trained on {info['env_id']!r}, not {env_id!r}")
+
+    seeds = [int(seed) + i for i in range(int(episodes))]
+    if where == "real":
+        returns, lengths, terminated = _run_real(model, env_id, seeds, deterministic, max_episode_steps, batch)
+    else:
+        returns, lengths, terminated = _run_dream(model, env_id, seeds, deterministic, max_episode_steps, batch,
+                                                  checkpoint, device)
+    successes = [bool(t and r > 0) for t, r in zip(terminated, returns)]
+    n, k = len(returns), int(sum(successes))
+    return_ci, ci_method = mean_interval(returns)
+    result = {
+        "env_id": env_id, "where": where, "episodes": n, "seed": int(seed), "deterministic": bool(deterministic),
+        "policy": policy_name, "trained_in": info.get("where"), "algo": info.get("algo"),
+        "checkpoint": None if checkpoint is None else (os.path.abspath(checkpoint)
+                                                       if isinstance(checkpoint, (str, os.PathLike)) else repr(checkpoint)),
+        "success_definition": SUCCESS_DEFINITION, "confidence": CONFIDENCE,
+        "successes": k, "success_rate": k / n, "success_ci": list(wilson_interval(k, n)),
+        "success_ci_method": "wilson score",
+        "mean_return": float(np.mean(returns)), "return_std": float(np.std(returns, ddof=1)) if n > 1 else 0.0,
+        "return_ci": None if return_ci is None else list(return_ci), "return_ci_method": ci_method,
+        "mean_length": float(np.mean(lengths)), "terminated_rate": float(np.mean(terminated)),
+        "returns": [float(r) for r in returns], "lengths": [int(x) for x in lengths],
+        "success": successes, "seeds": seeds,
+    }
+    if out is not None:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A small table: metric, value, 95% CI."""
+    def ci(c):
+        return "n/a" if c is None else f"[{c[0]:.3f}, {c[1]:.3f}]"
+
+    rows = [("metric", "value", f"{int(result['confidence'] * 100)}% CI"),
+            ("success rate", f"{result['success_rate']:.3f} ({result['successes']}/{result['episodes']})",
+             ci(result["success_ci"])),
+            ("mean return", f"{result['mean_return']:.3f}", ci(result["return_ci"])),
+            ("mean length", f"{result['mean_length']:.1f}", "")]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = [f"{result['env_id']} in the {result['where']}: {result['episodes']} episodes, seeds "
+             f"{result['seeds'][0]}..{result['seeds'][-1]}, {'deterministic' if result['deterministic'] else 'sampled'} actions"]
+    for j, r in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    lines.append(f"success = {result['success_definition']}; return CI: {result['return_ci_method']}")
+    return "\n".join(lines)

@@ -1,0 +1,230 @@
+"""Train a Stable-Baselines3 agent on a MiniGrid task, in the dream (a world-model checkpoint) or in the real env.
+
+``train_agent(env_id, where="dream"|"real", algo="ppo"|"a2c"|"dqn", steps=..., out=DIR, checkpoint=...)``
+writes ``DIR/policy.zip`` (SB3's own format), ``DIR/agent.json`` (env id, where it was trained, algo,
+steps, seed, checkpoint, hyperparameters) and TensorBoard logs under ``DIR/tb``.
+
+Both envs give the agent the same observation: MiniGrid's 7x7x3 symbolic egocentric image (object,
+colour, state per cell), via ``ImgObsWrapper`` in the real env and ``image_only=True`` in the dream,
+so a policy trained in one runs unchanged in the other.
+
+Policy: SB3's actor-critic / Q-network heads on a small features extractor for 7x7 symbolic grids
+(``MiniGridCNN``, default: three 2x2 convolutions with a 2x2 max-pool after the first, the image
+model of lcswillems' rl-starter-files, on channels scaled by their value ranges), or ``MiniGridFlat``
+(the scaled grid flattened, for an MLP).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3 import A2C, DQN, PPO
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+
+ALGOS = {"ppo": PPO, "a2c": A2C, "dqn": DQN}
+WHERE = ("dream", "real")
+FEATURES = ("cnn", "mlp")
+POLICY_FILE = "policy.zip"
+INFO_FILE = "agent.json"
+
+# Starting hyperparameters. PPO follows rl-baselines3-zoo's `hyperparams/ppo.yml` MiniGrid entries
+# (MiniGrid-DoorKey-5x5-v0, marked "Following https://github.com/lcswillems/rl-starter-files"; n_envs 8,
+# n_steps 128, batch_size 64, gae_lambda 0.95, gamma 0.99, n_epochs 10, ent_coef 0.0, learning_rate 2.5e-4,
+# clip_range 0.2). The zoo entry also sets `normalize: true` (VecNormalize); we instead scale the symbolic
+# channels by their fixed value ranges inside the features extractor, which is the same in dream and real.
+# A2C and DQN: Stable-Baselines3's defaults, except a smaller DQN replay buffer (1e6 7x7x3 images is
+# more than a MiniGrid task needs) and a 1000-step warm-up before learning.
+DEFAULT_HYPERPARAMS: dict[str, dict[str, Any]] = {
+    "ppo": dict(n_steps=128, batch_size=64, gae_lambda=0.95, gamma=0.99, n_epochs=10, ent_coef=0.0,
+                learning_rate=2.5e-4, clip_range=0.2),
+    "a2c": dict(),
+    "dqn": dict(buffer_size=100_000, learning_starts=1000),
+}
+DEFAULT_NUM_ENVS = 8   # the zoo's n_envs for MiniGrid
+
+# MiniGrid symbolic channel ranges: OBJECT_TO_IDX (0..10), COLOR_TO_IDX (0..5), STATE_TO_IDX (0..2).
+CHANNEL_MAX = (10.0, 5.0, 2.0)
+
+
+def _channels_first(space: spaces.Box) -> bool:
+    """SB3 wraps image-like envs in VecTransposeImage (HWC -> CHW); accept either layout."""
+    shape = space.shape
+    if len(shape) != 3 or 3 not in (shape[0], shape[-1]):
+        raise ValueError(f"MiniGrid features expect a (7, 7, 3) or (3, 7, 7) symbolic image; got {shape}")
+    return shape[0] == 3 and shape[-1] != 3
+
+
+class _ScaledGrid(torch.nn.Module):
+    """[B, H, W, 3] or [B, 3, H, W] symbolic cells -> [B, 3, H, W] floats in [0, 1]."""
+
+    def __init__(self, channels_first: bool):
+        super().__init__()
+        self.channels_first = channels_first
+        self.register_buffer("scale", torch.tensor(CHANNEL_MAX).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs.float()
+        if not self.channels_first:
+            x = x.permute(0, 3, 1, 2)
+        return x / self.scale
+
+
+class MiniGridCNN(BaseFeaturesExtractor):
+    """rl-starter-files' image model: Conv(3->16, 2x2), ReLU, MaxPool 2x2, Conv(16->32, 2x2), ReLU,
+    Conv(32->64, 2x2), ReLU; 7x7 -> 6x6 -> 3x3 -> 2x2 -> 1x1, so 64 features for the default view."""
+
+    def __init__(self, observation_space: spaces.Box, features_dim: int = 64):
+        channels_first = _channels_first(observation_space)
+        h, w = observation_space.shape[1:] if channels_first else observation_space.shape[:2]
+        if min(h, w) < 5:
+            raise ValueError(f"MiniGridCNN needs a view of at least 5x5 cells; got {h}x{w}")
+        convs = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 16, 2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(16, 32, 2), torch.nn.ReLU(),
+            torch.nn.Conv2d(32, 64, 2), torch.nn.ReLU(), torch.nn.Flatten())
+        with torch.no_grad():
+            n_flat = convs(torch.zeros(1, 3, h, w)).shape[1]
+        super().__init__(observation_space, n_flat)
+        self.net = torch.nn.Sequential(_ScaledGrid(channels_first), convs)
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return self.net(observations)
+
+
+class MiniGridFlat(BaseFeaturesExtractor):
+    """The scaled symbolic grid, flattened (for an MLP on top)."""
+
+    def __init__(self, observation_space: spaces.Box):
+        channels_first = _channels_first(observation_space)
+        super().__init__(observation_space, int(np.prod(observation_space.shape)))
+        self.net = torch.nn.Sequential(_ScaledGrid(channels_first), torch.nn.Flatten())
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return self.net(observations)
+
+
+def policy_kwargs_for(features: str) -> dict[str, Any]:
+    if features not in FEATURES:
+        raise ValueError(f"features must be one of {FEATURES}; got {features!r}")
+    if features == "cnn":
+        # rl-starter-files: 64 image features, then 64-unit actor and critic heads.
+        return dict(features_extractor_class=MiniGridCNN, net_arch=[64], normalize_images=False)
+    return dict(features_extractor_class=MiniGridFlat, net_arch=[64, 64], normalize_images=False)
+
+
+def _check_args(env_id, where, algo, steps, checkpoint, num_envs):
+    if not isinstance(env_id, str) or not env_id:
+        raise ValueError(f"env_id must be a real env id such as 'MiniGrid-Empty-8x8-v0'; got {env_id!r}")
+    if where not in WHERE:
+        raise ValueError(f"where must be one of {WHERE}; got {where!r}")
+    if algo not in ALGOS:
+        raise ValueError(f"unknown algo {algo!r}; choose one of {sorted(ALGOS)}")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps must be a positive integer; got {steps!r}")
+    if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+        raise ValueError(f"num_envs must be a positive integer; got {num_envs!r}")
+    if where == "dream" and checkpoint is None:
+        raise ValueError("training in the dream needs a world-model checkpoint (--checkpoint DIR)")
+    if where == "real" and checkpoint is not None:
+        raise ValueError("a checkpoint is only used in the dream; drop it or train with where='dream'")
+    if checkpoint is not None and isinstance(checkpoint, (str, os.PathLike)) and not os.path.isdir(checkpoint):
+        raise FileNotFoundError(f"checkpoint {os.fspath(checkpoint)!r} does not exist "
+                                "(expected a folder written by WorldModel.save_pretrained)")
+
+
+def make_env(env_id: str, where: str = "real", num_envs: int = 1, seed: int | None = 0,
+             checkpoint=None, device: str = "auto", max_episode_steps: int | None = None):
+    """The SB3 VecEnv an agent trains on: the real env (DummyVecEnv of Monitor(ImgObsWrapper(env)))
+    or the dream (DreamSB3VecEnv with image_only=True); both give 7x7x3 symbolic images."""
+    if where == "real":
+        import minigrid  # noqa: F401  (registers the MiniGrid ids)
+        from minigrid.wrappers import ImgObsWrapper
+        from stable_baselines3.common.env_util import make_vec_env
+        from stable_baselines3.common.vec_env import DummyVecEnv
+
+        env_kwargs = {} if max_episode_steps is None else {"max_episode_steps": int(max_episode_steps)}
+        try:
+            gym.spec(env_id)
+        except gym.error.Error as e:
+            raise ValueError(f"unknown real env {env_id!r} ({e})") from None
+        return make_vec_env(env_id, n_envs=num_envs, seed=seed, wrapper_class=ImgObsWrapper,
+                            env_kwargs=env_kwargs, vec_env_cls=DummyVecEnv)
+    from .sb3_vec_env import DreamSB3VecEnv
+
+    venv = DreamSB3VecEnv(checkpoint=checkpoint, num_envs=num_envs, real_env_id=env_id, image_only=True,
+                          device=device, max_episode_steps=max_episode_steps)
+    venv.seed(seed)
+    return venv
+
+
+def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int = 100_000,
+                out: str | os.PathLike = "runs/agent", checkpoint=None, num_envs: int = DEFAULT_NUM_ENVS,
+                seed: int = 0, device: str = "auto", features: str = "cnn", hyperparams: dict | None = None,
+                max_episode_steps: int | None = None, verbose: int = 0) -> dict[str, Any]:
+    """Train `algo` for `steps` env steps in the dream (`checkpoint`) or the real env `env_id`.
+
+    Writes out/policy.zip, out/agent.json and TensorBoard logs in out/tb; returns agent.json's
+    contents (plus "policy_path"). `hyperparams` override the MiniGrid defaults
+    (DEFAULT_HYPERPARAMS[algo]); `device` is used by both the policy and the dream model.
+    """
+    _check_args(env_id, where, algo, steps, checkpoint, num_envs)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    params = {**DEFAULT_HYPERPARAMS[algo], **(hyperparams or {})}
+    venv = make_env(env_id, where, num_envs, seed, checkpoint, device, max_episode_steps)
+    start = time.time()
+    try:
+        model = ALGOS[algo]("MlpPolicy", venv, seed=seed, device=device, tensorboard_log=str(out / "tb"),
+                            policy_kwargs=policy_kwargs_for(features), verbose=verbose, **params)
+        model.learn(total_timesteps=int(steps), tb_log_name=f"{algo}_{where}")
+        model.save(out / POLICY_FILE)
+    finally:
+        venv.close()
+    import stable_baselines3
+
+    info = {
+        "env_id": env_id, "where": where, "algo": algo, "steps": int(steps),
+        "num_timesteps": int(model.num_timesteps), "seed": seed, "num_envs": int(num_envs),
+        "checkpoint": None if checkpoint is None else (os.path.abspath(checkpoint)
+                                                       if isinstance(checkpoint, (str, os.PathLike)) else repr(checkpoint)),
+        "features": features, "hyperparams": params, "max_episode_steps": max_episode_steps,
+        "device": str(model.device), "observation": "7x7x3 symbolic image (ImgObsWrapper / image_only=True)",
+        "policy": POLICY_FILE, "tensorboard": "tb", "train_seconds": round(time.time() - start, 3),
+        "stable_baselines3": stable_baselines3.__version__,
+    }
+    with open(out / INFO_FILE, "w") as f:
+        json.dump(info, f, indent=2)
+    return {**info, "policy_path": str(out / POLICY_FILE)}
+
+
+def load_policy(path, device: str = "auto"):
+    """(SB3 model, agent.json dict or {}) from a folder written by train_agent or a policy .zip."""
+    path = Path(path)
+    if path.is_dir():
+        info_file, zip_file = path / INFO_FILE, path / POLICY_FILE
+    else:
+        info_file, zip_file = path.with_name(INFO_FILE), path
+    if not zip_file.is_file():
+        raise FileNotFoundError(f"no policy at {os.fspath(zip_file)!r} (expected a folder written by "
+                                "`worldsim agent train` or an SB3 .zip)")
+    info = json.loads(info_file.read_text()) if info_file.is_file() else {}
+    algo = info.get("algo")
+    if algo is not None:
+        if algo not in ALGOS:
+            raise ValueError(f"{info_file}: unknown algo {algo!r}")
+        return ALGOS[algo].load(zip_file, device=device), info
+    errors = []
+    for name, cls in ALGOS.items():       # a bare .zip: try each algorithm
+        try:
+            return cls.load(zip_file, device=device), info
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"{name}: {e}")
+    raise ValueError(f"cannot load {os.fspath(zip_file)!r} as any of {sorted(ALGOS)}: " + "; ".join(errors))
