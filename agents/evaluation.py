@@ -8,8 +8,7 @@ seed), so episodes are distinct and the same seeds give the same start layouts i
   lava / wrong-object termination gives 0, so this is "reached the goal". In the dream the reward
   and termination are the model's predictions.
 - success rate: k / n with the Wilson score interval.
-- mean return: with a Student t interval (scipy.stats.t when scipy is installed; otherwise the
-  normal approximation, and the result says so in ``return_ci_method``).
+- mean return: with a Student t interval (n - 1 degrees of freedom).
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 CONFIDENCE = 0.95
 SUCCESS_DEFINITION = "terminated (not truncated) with episode return > 0 (MiniGrid: reached the goal)"
@@ -30,13 +30,7 @@ SUCCESS_DEFINITION = "terminated (not truncated) with episode return > 0 (MiniGr
 
 
 def _z(confidence: float) -> float:
-    try:
-        from scipy.stats import norm
-        return float(norm.ppf(0.5 + confidence / 2))
-    except ImportError:
-        if abs(confidence - 0.95) > 1e-12:
-            raise ValueError("without scipy only the 95% interval is available") from None
-        return 1.959963984540054
+    return float(stats.norm.ppf(0.5 + confidence / 2))
 
 
 def wilson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
@@ -56,19 +50,15 @@ def wilson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> t
 
 
 def mean_interval(values, confidence: float = CONFIDENCE) -> tuple[tuple[float, float] | None, str]:
-    """(confidence interval of the mean, method): Student t with n-1 degrees of freedom (scipy), or
-    the normal approximation without scipy. None for a single value (no spread to estimate)."""
+    """(confidence interval of the mean, method): Student t with n-1 degrees of freedom. None for a
+    single value (no spread to estimate)."""
     x = np.asarray(values, dtype=np.float64)
     n = len(x)
     if n < 2:
         return None, "undefined for fewer than 2 episodes"
     mean, sem = float(x.mean()), float(x.std(ddof=1) / math.sqrt(n))
-    try:
-        from scipy.stats import t
-        q, method = float(t.ppf(0.5 + confidence / 2, n - 1)), "student t (scipy)"
-    except ImportError:
-        q, method = _z(confidence), "normal approximation (scipy not installed)"
-    return (mean - q * sem, mean + q * sem), method
+    q = float(stats.t.ppf(0.5 + confidence / 2, n - 1))
+    return (mean - q * sem, mean + q * sem), "student t"
 
 
 # ---------------------------------------------------------------------------------------- episodes
