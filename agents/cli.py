@@ -28,7 +28,8 @@ def _train(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as e:                  # CheckpointError is a ValueError
         print(f"worldsim agent train: error: {e}", file=sys.stderr)
         return 1
-    print(f"trained {info['algo']} in the {info['where']} of {info['env_id']} for {info['num_timesteps']} steps "
+    place = f"the dream of {info['env_id']}" if info["where"] == "dream" else f"the real {info['env_id']}"
+    print(f"trained {info['algo']} in {place} for {info['num_timesteps']} steps "
           f"({info['train_seconds']:.1f} s): {info['policy_path']} (+ {os.path.join(args.out, 'agent.json')}, "
           f"TensorBoard logs in {os.path.join(args.out, 'tb')})")
     return 0

@@ -207,7 +207,8 @@ def format_table(result: dict[str, Any]) -> str:
             ("mean return", f"{result['mean_return']:.3f}", ci(result["return_ci"])),
             ("mean length", f"{result['mean_length']:.1f}", "")]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    lines = [f"{result['env_id']} in the {result['where']}: {result['episodes']} episodes, seeds "
+    place = "real env" if result["where"] == "real" else "dream"
+    lines = [f"{result['env_id']} in the {place}: {result['episodes']} episodes, seeds "
              f"{result['seeds'][0]}..{result['seeds'][-1]}, {'deterministic' if result['deterministic'] else 'sampled'} actions"]
     for j, r in enumerate(rows):
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())

@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="seed for collection, init and sampling")
     demo.set_defaults(run=_demo)
 
+    from agents.benchmark import add_benchmark_parser
     from agents.cli import add_agent_parser
 
     from .collect import add_collect_parser
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(commands)
     add_play_parser(commands)
     add_agent_parser(commands)
+    add_benchmark_parser(commands)
     return parser
 
 

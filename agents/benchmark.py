@@ -1,0 +1,469 @@
+"""The learned-vs-real benchmark: PPO trained in the real env vs PPO trained in the dream vs the planner.
+
+``learned_vs_real(env_id, checkpoint, steps, seeds, ...)`` (CLI: ``worldsim benchmark learned-vs-real``)
+does, for each seed s in 0..seeds-1:
+
+1. trains PPO in the REAL env ``env_id`` for ``steps`` agent steps with seed s (``train_agent``);
+2. trains PPO in the DREAM of ``checkpoint`` with the same step budget and seed;
+3. evaluates both policies in the REAL env for ``eval_episodes`` episodes (``evaluate_policy``,
+   deterministic actions), episode i reset with seed ``10_000 + s * stride + i``
+   (stride = max(eval_episodes, planner_episodes)), so both policies meet the same layouts and no
+   layout is shared between training seeds;
+4. runs the planner (``agents.planner``, MPC with the world model) in the REAL env for
+   ``planner_episodes`` episodes from the same start seeds, its generator seeded with s.
+
+Reported per method (pooled over all seeds' episodes, and per seed): success rate with its 95%
+Wilson interval, mean return with its 95% Student t interval, real env steps and wall time.
+
+Real env steps, what is counted:
+
+- real PPO: the agent's training steps in the real env (SB3's ``num_timesteps``; PPO rounds the
+  budget up to whole rollouts of ``n_steps * num_envs``), summed over seeds;
+- dream PPO: 0 agent steps in the real env, plus the real env steps that produced the world model's
+  training data (all collected transitions, training and held-out episodes alike). That count is read
+  from ``--world-model-data DIR``'s ``manifest.json`` if given, else from the dataset folder named in
+  the checkpoint's ``config.json`` metadata, else from the run's ``train_config.json`` data summary
+  (frames - episodes), else it is unknown (null). It is a one-time cost shared by every seed, so it
+  is counted once;
+- planner: the real steps it acted (its evaluation episodes); it trains nothing in the real env
+  beyond the world model (whose data steps are listed separately, as for dream PPO);
+- evaluation steps of the two PPO policies are reported separately (``eval_real_steps``) and are
+  not added to the training counts.
+
+Wall time: training + evaluation for the PPO rows (world-model training time is not included),
+acting time for the planner.
+
+Outputs under ``out``: ``seed_<s>/{real,dream}/`` (policy.zip, agent.json, tb/),
+``learned_vs_real.json`` (every number, per-seed results, per-episode data and the learning curves:
+SB3's per-rollout ``rollout/ep_rew_mean`` against timesteps, read from the TensorBoard logs),
+``learning_curves.csv`` and ``learning_curves.svg`` (a plain SVG drawn here; no matplotlib needed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .evaluation import CONFIDENCE, SUCCESS_DEFINITION, evaluate_policy, mean_interval, wilson_interval
+from .training import DEFAULT_NUM_ENVS, train_agent
+
+EVAL_SEED_BASE = 10_000
+RESULT_FILE = "learned_vs_real.json"
+CURVES_CSV = "learning_curves.csv"
+CURVES_SVG = "learning_curves.svg"
+RATIO_FLOOR = 0.9          # the issue's floor for dream-success / real-success on Empty-8x8 and DoorKey-8x8
+METHODS = ("real_ppo", "dream_ppo", "planner")
+LABELS = {"real_ppo": "PPO trained in real env", "dream_ppo": "PPO trained in dream", "planner": "planner (MPC)"}
+
+
+# ---------------------------------------------------------------------------------------- helpers
+
+
+def _positive_int(name, v, allow_zero=False):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (0 if allow_zero else 1):
+        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} integer; got {v!r}")
+    return int(v)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return d if isinstance(d, dict) else None
+
+
+def _manifest_steps(root: Path) -> dict | None:
+    m = _read_json(root / "manifest.json")
+    if m is None or not isinstance(m.get("totals"), dict) or "steps" not in m["totals"]:
+        return None
+    t = m["totals"]
+    return {"steps": int(t["steps"]), "episodes": int(t.get("episodes", 0)), "env_id": m.get("env_id"),
+            "source": str((root / "manifest.json").resolve()),
+            "what": "all transitions collected in the real env (dataset manifest totals.steps)"}
+
+
+def world_model_data_steps(checkpoint, world_model_data=None) -> dict[str, Any]:
+    """The real env steps behind a world model: {"steps" (int or None), "episodes", "source", "what"}.
+
+    Looks in order at `world_model_data`'s manifest.json, the dataset named in the checkpoint's
+    config.json metadata, and a train_config.json in the checkpoint folder or up to three folders
+    above it (a run folder holds model/ and checkpoints/checkpoint-N/model/)."""
+    if world_model_data is not None:
+        root = Path(world_model_data)
+        found = _manifest_steps(root)
+        if found is None:
+            raise FileNotFoundError(f"--world-model-data {os.fspath(world_model_data)!r} has no readable "
+                                    "manifest.json with totals.steps (expected a folder written by `worldsim collect`)")
+        return found
+    ckpt = Path(checkpoint)
+    config = _read_json(ckpt / "config.json") or {}
+    dataset = (config.get("metadata") or {}).get("dataset")
+    if dataset:
+        found = _manifest_steps(Path(dataset))
+        if found is not None:
+            return found
+    for folder in [ckpt, *list(ckpt.resolve().parents)[:3]]:
+        tc = _read_json(folder / "train_config.json")
+        data = (tc or {}).get("data")
+        if isinstance(data, dict) and "train_frames" in data:
+            frames = int(data.get("train_frames", 0)) + int(data.get("eval_frames", 0))
+            episodes = int(data.get("train_episodes", 0)) + int(data.get("eval_episodes", 0))
+            return {"steps": frames - episodes, "episodes": episodes, "env_id": data.get("env_id"),
+                    "source": str((folder / "train_config.json").resolve()),
+                    "what": "training + held-out transitions of the world model's data (train_config.json: "
+                            "frames - episodes)"}
+    return {"steps": None, "episodes": None, "env_id": None, "source": None,
+            "what": "unknown: no --world-model-data, no dataset in the checkpoint metadata, no train_config.json"}
+
+
+def read_learning_curve(tb_dir) -> list[dict[str, float]]:
+    """SB3's per-rollout rollout/ep_rew_mean (and ep_len_mean) vs timesteps from TensorBoard logs."""
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    except ImportError:
+        return []
+    points: dict[int, dict[str, float]] = {}
+    runs = sorted({p.parent for p in Path(tb_dir).rglob("events.out.tfevents.*")})
+    for run in runs:
+        acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
+        acc.Reload()
+        tags = acc.Tags().get("scalars", [])
+        for tag, key in (("rollout/ep_rew_mean", "mean_episode_reward"), ("rollout/ep_len_mean", "mean_episode_length")):
+            if tag in tags:
+                for ev in acc.Scalars(tag):
+                    points.setdefault(int(ev.step), {"timesteps": int(ev.step)})[key] = float(ev.value)
+    return [points[k] for k in sorted(points) if "mean_episode_reward" in points[k]]
+
+
+def summarize(returns, successes, lengths) -> dict[str, Any]:
+    """Success rate (Wilson CI) and mean return (t CI) of a list of episodes."""
+    n, k = len(returns), int(sum(bool(s) for s in successes))
+    ci, method = mean_interval(returns)
+    return {"episodes": n, "successes": k, "success_rate": k / n, "success_ci": list(wilson_interval(k, n)),
+            "mean_return": float(np.mean(returns)), "return_ci": None if ci is None else list(ci),
+            "return_ci_method": method, "mean_length": float(np.mean(lengths)), "steps": int(np.sum(lengths))}
+
+
+def _run_planner(checkpoint, env_id, seeds, planner_config, device, max_episode_steps):
+    from dataclasses import replace
+
+    from worldsim.dream_env import make_real_env
+
+    from .planner import Planner, PlannerConfig, run_episode
+
+    config = planner_config or PlannerConfig()
+    planner = Planner(checkpoint, config=replace(config), device=device)
+    kwargs = {} if max_episode_steps is None else {"max_episode_steps": int(max_episode_steps)}
+    env = make_real_env(env_id, **kwargs)
+    episodes = []
+    try:
+        for s in seeds:
+            episodes.append(run_episode(planner, env, seed=int(s)))
+    finally:
+        env.close()
+    return episodes
+
+
+# ---------------------------------------------------------------------------------------- the benchmark
+
+
+def learned_vs_real(env_id: str, checkpoint, steps: int, seeds: int = 3, eval_episodes: int = 100,
+                    planner_episodes: int = 10, out: str | os.PathLike = "runs/benchmark", num_envs: int = DEFAULT_NUM_ENVS,
+                    device: str = "auto", world_model_data=None, planner_config=None, hyperparams: dict | None = None,
+                    max_episode_steps: int | None = None, verbose: bool = False) -> dict[str, Any]:
+    """Run the learned-vs-real benchmark (see the module docstring); returns the result dict that is
+    also written to OUT/learned_vs_real.json. planner_config: an agents.planner.PlannerConfig
+    (its seed is replaced by the training seed); hyperparams override the PPO defaults for both."""
+    if not isinstance(env_id, str) or not env_id:
+        raise ValueError(f"env_id must be a real env id such as 'MiniGrid-Empty-8x8-v0'; got {env_id!r}")
+    if checkpoint is None or not os.path.isdir(checkpoint):
+        raise FileNotFoundError(f"checkpoint {None if checkpoint is None else os.fspath(checkpoint)!r} does not exist "
+                                "(expected a world-model folder written by WorldModel.save_pretrained)")
+    if not (Path(checkpoint) / "config.json").is_file():
+        raise FileNotFoundError(f"checkpoint {os.fspath(checkpoint)!r} has no config.json "
+                                "(expected a world-model folder written by WorldModel.save_pretrained)")
+    steps = _positive_int("steps", steps)
+    n_seeds = _positive_int("seeds", seeds)
+    eval_episodes = _positive_int("eval_episodes", eval_episodes)
+    planner_episodes = _positive_int("planner_episodes", planner_episodes, allow_zero=True)
+    num_envs = _positive_int("num_envs", num_envs)
+    if planner_config is not None:
+        planner_config.validate()
+    wm_data = world_model_data_steps(checkpoint, world_model_data)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    stride = max(eval_episodes, planner_episodes)
+    say = print if verbose else (lambda *a, **k: None)
+
+    per_seed = []
+    curves = {"real_ppo": [], "dream_ppo": []}
+    for s in range(n_seeds):
+        eval_seed = EVAL_SEED_BASE + s * stride
+        row: dict[str, Any] = {"seed": s, "eval_seed_start": eval_seed}
+        for method, where in (("real_ppo", "real"), ("dream_ppo", "dream")):
+            agent_dir = out / f"seed_{s}" / where
+            shutil.rmtree(agent_dir / "tb", ignore_errors=True)      # one TensorBoard run per folder
+            say(f"seed {s}: training PPO in the {where} for {steps} steps ...")
+            t0 = time.time()
+            info = train_agent(env_id, where=where, algo="ppo", steps=steps, out=agent_dir,
+                               checkpoint=checkpoint if where == "dream" else None, num_envs=num_envs, seed=s,
+                               device=device, hyperparams=hyperparams, max_episode_steps=max_episode_steps)
+            t1 = time.time()
+            ev = evaluate_policy(agent_dir, env_id, episodes=eval_episodes, where="real", seed=eval_seed,
+                                 deterministic=True, max_episode_steps=max_episode_steps, device=device)
+            t2 = time.time()
+            curve = read_learning_curve(agent_dir / "tb")
+            curves[method].append({"seed": s, "points": curve})
+            row[method] = {
+                **summarize(ev["returns"], ev["success"], ev["lengths"]),
+                "train_timesteps": int(info["num_timesteps"]),
+                "real_train_steps": int(info["num_timesteps"]) if where == "real" else 0,
+                "eval_real_steps": int(sum(ev["lengths"])),
+                "train_seconds": t1 - t0, "eval_seconds": t2 - t1, "wall_seconds": t2 - t0,
+                "policy": str(agent_dir), "returns": ev["returns"], "success": ev["success"],
+                "lengths": ev["lengths"], "eval_seeds": ev["seeds"],
+            }
+            say(f"  {where}: success {row[method]['success_rate']:.3f}, mean return {row[method]['mean_return']:.3f}")
+        if planner_episodes:
+            from dataclasses import replace
+
+            from .planner import PlannerConfig
+
+            pc = replace(planner_config or PlannerConfig(), seed=s)
+            say(f"seed {s}: planner for {planner_episodes} real episodes ...")
+            t0 = time.time()
+            p_seeds = [eval_seed + i for i in range(planner_episodes)]
+            eps = _run_planner(checkpoint, env_id, p_seeds, pc, device, max_episode_steps)
+            t1 = time.time()
+            row["planner"] = {
+                **summarize([e["return"] for e in eps], [e["success"] for e in eps], [e["steps"] for e in eps]),
+                "real_train_steps": 0, "wall_seconds": t1 - t0,
+                "returns": [float(e["return"]) for e in eps], "success": [bool(e["success"]) for e in eps],
+                "lengths": [int(e["steps"]) for e in eps], "eval_seeds": p_seeds,
+                "planner_config": pc.__dict__.copy(),
+            }
+        per_seed.append(row)
+
+    pooled: dict[str, Any] = {}
+    for method in METHODS:
+        rows = [r[method] for r in per_seed if method in r]
+        if not rows:
+            continue
+        summary = summarize([x for r in rows for x in r["returns"]], [x for r in rows for x in r["success"]],
+                            [x for r in rows for x in r["lengths"]])
+        summary["wall_seconds"] = float(sum(r["wall_seconds"] for r in rows))
+        summary["seeds"] = len(rows)
+        if method == "real_ppo":
+            summary["real_steps"] = int(sum(r["real_train_steps"] for r in rows))
+            summary["real_steps_what"] = "agent training steps in the real env (SB3 num_timesteps), all seeds"
+        elif method == "dream_ppo":
+            summary["real_steps"] = wm_data["steps"]
+            summary["real_steps_what"] = ("0 agent steps in the real env + the world model's data: "
+                                          + wm_data["what"] + " (counted once for all seeds)")
+        else:
+            summary["real_steps"] = summary["steps"]
+            summary["real_steps_what"] = "real steps acted by the planner (its evaluation episodes only)"
+        if method != "planner":
+            summary["eval_real_steps"] = int(sum(r["eval_real_steps"] for r in rows))
+            summary["train_timesteps_per_seed"] = [r["train_timesteps"] for r in rows]
+        pooled[method] = summary
+
+    real_sr, dream_sr = pooled["real_ppo"]["success_rate"], pooled["dream_ppo"]["success_rate"]
+    ratio = None if real_sr == 0 else dream_sr / real_sr
+    result = {
+        "benchmark": "learned-vs-real", "env_id": env_id, "checkpoint": os.path.abspath(checkpoint),
+        "steps": steps, "seeds": n_seeds, "eval_episodes_per_seed": eval_episodes,
+        "planner_episodes_per_seed": planner_episodes, "num_envs": num_envs, "device": device,
+        "max_episode_steps": max_episode_steps, "hyperparams": hyperparams,
+        "eval_seed_rule": f"seed s, episode i: reset seed {EVAL_SEED_BASE} + s * {stride} + i (same for all methods)",
+        "deterministic_eval": True, "success_definition": SUCCESS_DEFINITION, "confidence": CONFIDENCE,
+        "world_model_data": wm_data, "methods": pooled, "per_seed": per_seed,
+        "success_ratio_dream_over_real": ratio,
+        "success_ratio_note": "pooled dream-PPO success rate / pooled real-PPO success rate (null if real is 0)",
+        "ratio_floor": RATIO_FLOOR, "meets_floor": None if ratio is None else bool(ratio >= RATIO_FLOOR),
+        "learning_curves": curves,
+        "learning_curves_what": "SB3 rollout/ep_rew_mean (mean return of the last <=100 training episodes) after "
+                                "each PPO rollout, vs timesteps; read from each agent's TensorBoard log",
+        "files": {"json": str(out / RESULT_FILE), "curves_csv": str(out / CURVES_CSV),
+                  "curves_svg": str(out / CURVES_SVG)},
+    }
+    _write_curves_csv(out / CURVES_CSV, curves)
+    _write_curves_svg(out / CURVES_SVG, curves, env_id)
+    (out / RESULT_FILE).write_text(json.dumps(result, indent=2, default=_json_default))
+    return result
+
+
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.bool_):
+        return bool(o)
+    return str(o)
+
+
+def _write_curves_csv(path: Path, curves) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["method", "seed", "timesteps", "mean_episode_reward", "mean_episode_length"])
+        for method, runs in curves.items():
+            for run in runs:
+                for p in run["points"]:
+                    w.writerow([method, run["seed"], p["timesteps"], p["mean_episode_reward"],
+                                p.get("mean_episode_length", "")])
+
+
+def _write_curves_svg(path: Path, curves, title: str) -> None:
+    """A plain SVG line plot (no plotting library): one polyline per method and seed."""
+    W, H, L, R, T, B = 640, 400, 60, 170, 30, 45
+    pts = [p for runs in curves.values() for run in runs for p in run["points"]]
+    xmax = max([p["timesteps"] for p in pts], default=1) or 1
+    ys = [p["mean_episode_reward"] for p in pts]
+    ymin, ymax = min(ys + [0.0]), max(ys + [1.0])
+    if ymax - ymin < 1e-9:
+        ymax = ymin + 1.0
+
+    def xy(p):
+        return (L + (W - L - R) * p["timesteps"] / xmax,
+                T + (H - T - B) * (1 - (p["mean_episode_reward"] - ymin) / (ymax - ymin)))
+
+    colors = {"real_ppo": "#1f77b4", "dream_ppo": "#d62728"}
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
+             f'<rect width="{W}" height="{H}" fill="white"/>',
+             f'<text x="{L}" y="18">{_esc(title)}: training mean episode reward vs timesteps</text>',
+             f'<line x1="{L}" y1="{H - B}" x2="{W - R}" y2="{H - B}" stroke="black"/>',
+             f'<line x1="{L}" y1="{T}" x2="{L}" y2="{H - B}" stroke="black"/>',
+             f'<text x="{L}" y="{H - B + 16}">0</text>',
+             f'<text x="{W - R}" y="{H - B + 16}" text-anchor="end">{xmax}</text>',
+             f'<text x="{(L + W - R) / 2}" y="{H - 8}" text-anchor="middle">timesteps</text>',
+             f'<text x="{L - 6}" y="{H - B}" text-anchor="end">{ymin:.2f}</text>',
+             f'<text x="{L - 6}" y="{T + 10}" text-anchor="end">{ymax:.2f}</text>']
+    for i, (method, runs) in enumerate(curves.items()):
+        c = colors.get(method, "black")
+        for run in runs:
+            if run["points"]:
+                line = " ".join(f"{x:.1f},{y:.1f}" for x, y in map(xy, run["points"]))
+                parts.append(f'<polyline points="{line}" fill="none" stroke="{c}" stroke-width="1.5"/>')
+        parts.append(f'<line x1="{W - R + 10}" y1="{T + 10 + 18 * i}" x2="{W - R + 30}" y2="{T + 10 + 18 * i}" '
+                     f'stroke="{c}" stroke-width="2"/>')
+        parts.append(f'<text x="{W - R + 35}" y="{T + 14 + 18 * i}">{_esc(LABELS.get(method, method))}</text>')
+    parts.append("</svg>")
+    path.write_text("\n".join(parts) + "\n")
+
+
+def _esc(s: str) -> str:
+    return str(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# ---------------------------------------------------------------------------------------- table
+
+
+def format_benchmark_table(result: dict[str, Any]) -> str:
+    """The learned-vs-real table (pooled over seeds), then per-seed rows and what was counted."""
+    def ci(c):
+        return "n/a" if c is None else f"[{c[0]:.3f}, {c[1]:.3f}]"
+
+    def steps(v):
+        return "unknown" if v is None else f"{v:,}"
+
+    head = ("method", "episodes", "success (95% CI)", "mean return (95% CI)", "real env steps", "wall s")
+    rows = [head]
+    for method in METHODS:
+        m = result["methods"].get(method)
+        if m is None:
+            continue
+        rows.append((LABELS[method], str(m["episodes"]),
+                     f"{m['success_rate']:.3f} {ci(m['success_ci'])}",
+                     f"{m['mean_return']:.3f} {ci(m['return_ci'])}",
+                     f"0 + {steps(m['real_steps'])} (world-model data)" if method == "dream_ppo" else steps(m["real_steps"]),
+                     f"{m['wall_seconds']:.1f}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = [f"learned vs real on {result['env_id']}: {result['seeds']} seed(s), {result['steps']:,} agent steps each, "
+             f"{result['eval_episodes_per_seed']} eval + {result['planner_episodes_per_seed']} planner episodes per "
+             f"seed in the real env (pooled over seeds)"]
+    for j, r in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    ratio = result["success_ratio_dream_over_real"]
+    lines.append(f"dream/real success ratio: {'undefined (real success 0)' if ratio is None else f'{ratio:.3f}'} "
+                 f"(floor {result['ratio_floor']}: {'n/a' if ratio is None else ('met' if result['meets_floor'] else 'NOT met')})")
+    lines.append("per seed (success rate / mean return):")
+    for r in result["per_seed"]:
+        cells = [f"{LABELS[m]} {r[m]['success_rate']:.3f} / {r[m]['mean_return']:.3f}" for m in METHODS if m in r]
+        lines.append(f"  seed {r['seed']}: " + "; ".join(cells))
+    lines.append("real env steps: " + "; ".join(f"{LABELS[m]}: {result['methods'][m]['real_steps_what']}"
+                                                for m in METHODS if m in result["methods"]))
+    lines.append("PPO evaluation steps are not in those counts (JSON: eval_real_steps); wall time excludes "
+                 "world-model training.")
+    lines.append(f"success = {result['success_definition']}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------- CLI
+
+
+def _learned_vs_real(args: argparse.Namespace) -> int:
+    from .planner import PlannerConfig
+
+    try:
+        pc = PlannerConfig(optimizer=args.planner_optimizer, horizon=args.planner_horizon,
+                           population=args.planner_population, iterations=args.planner_iterations)
+        out = args.out or os.path.join("runs", "benchmark", args.env.split(":")[-1])
+        result = learned_vs_real(args.env, args.checkpoint, args.steps, args.seeds, eval_episodes=args.eval_episodes,
+                                 planner_episodes=args.planner_episodes, out=out, num_envs=args.num_envs,
+                                 device=args.device, world_model_data=args.world_model_data, planner_config=pc,
+                                 max_episode_steps=args.max_episode_steps, verbose=not args.quiet)
+    except (ValueError, OSError) as e:                  # CheckpointError is a ValueError
+        print(f"worldsim benchmark learned-vs-real: error: {e}", file=sys.stderr)
+        return 1
+    print(format_benchmark_table(result))
+    print(f"wrote {result['files']['json']}, {result['files']['curves_csv']} and {result['files']['curves_svg']}")
+    return 0
+
+
+def add_benchmark_parser(subparsers) -> argparse.ArgumentParser:
+    """Register `benchmark` (with `learned-vs-real`) on the `worldsim` command's subparsers."""
+    from .planner import OPTIMIZERS, PlannerConfig
+
+    bench = subparsers.add_parser(
+        "benchmark", help="benchmarks of agents in learned vs real envs",
+        description="Benchmarks comparing agents trained or planning in a world model with agents trained in the real env.")
+    commands = bench.add_subparsers(dest="benchmark_command", required=True, metavar="BENCHMARK_COMMAND")
+    p = commands.add_parser(
+        "learned-vs-real", help="PPO trained in the real env vs PPO trained in the dream vs the planner",
+        description="For each seed: train PPO in the real env and in the dream of --checkpoint with the same step "
+        "budget and seed, evaluate both in the real env, and run the planner in the real env. Prints success rate "
+        "and mean return with 95%% confidence intervals (pooled over seeds, and per seed), real env steps used and "
+        "wall time, and the dream/real success ratio; writes OUT/learned_vs_real.json, learning curves as CSV and SVG.")
+    p.add_argument("--env", required=True, help="real env id, e.g. MiniGrid-Empty-8x8-v0")
+    p.add_argument("--checkpoint", required=True, help="world-model checkpoint folder (WorldModel.save_pretrained)")
+    p.add_argument("--steps", type=int, required=True, help="agent steps of PPO training, in each env and seed")
+    p.add_argument("--seeds", type=int, required=True, help="number of seeds (0..SEEDS-1)")
+    p.add_argument("--eval-episodes", type=int, default=100, help="real-env evaluation episodes per policy and seed (default: 100)")
+    p.add_argument("--planner-episodes", type=int, default=10, help="real-env planner episodes per seed; 0 skips the planner (default: 10)")
+    p.add_argument("--out", default=None, help="output folder (default: runs/benchmark/<env>)")
+    p.add_argument("--num-envs", type=int, default=DEFAULT_NUM_ENVS, help=f"parallel envs for PPO (default: {DEFAULT_NUM_ENVS})")
+    p.add_argument("--device", default="auto", help="torch device of the policies, the dream and the planner (default: auto)")
+    p.add_argument("--world-model-data", default=None,
+                   help="the dataset folder the world model was trained on (its manifest gives the real steps counted for the dream)")
+    p.add_argument("--max-episode-steps", type=int, default=None, help="episode step limit replacing the env's own (default: the env's)")
+    d = PlannerConfig()
+    p.add_argument("--planner-optimizer", choices=OPTIMIZERS, default=d.optimizer, help=f"(default: {d.optimizer})")
+    p.add_argument("--planner-horizon", type=int, default=d.horizon, help=f"(default: {d.horizon})")
+    p.add_argument("--planner-population", type=int, default=d.population, help=f"(default: {d.population})")
+    p.add_argument("--planner-iterations", type=int, default=d.iterations, help=f"(default: {d.iterations})")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(run=_learned_vs_real, benchmark_parser=p)
+    return bench
