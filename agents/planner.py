@@ -120,6 +120,8 @@ class Planner:
         # "expected" scores by survival probability; sampled branches then end only by threshold.
         self._termination = "threshold" if config.termination == "expected" else config.termination
         self._legal = self.codec.legal_mask().to(self.device)
+        meta = getattr(model.config, "metadata", None) or {}
+        self._rewards_only_on_termination = bool(meta.get("rewards_only_on_termination", False))
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(int(config.seed))
         self.state = None          # tracking state: real frames < t and the actions taken after them
@@ -201,7 +203,7 @@ class Planner:
         for k in range(horizon):
             frames, reward, terminated, p_done = sample_step(
                 self.model.step, state, frames, actions[:, k], self._legal, c.temperature, self._termination,
-                self.generator, self.bf16)
+                self.generator, self.bf16, self._rewards_only_on_termination)
             returns += discount * alive * reward
             alive = alive * ((1 - p_done) if c.termination == "expected" else (~terminated).float())
             discount *= c.gamma

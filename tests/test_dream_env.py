@@ -247,3 +247,17 @@ def test_worldsim_imports_no_env_package():
     code = ("import sys, worldsim; bad = [m for m in ('minigrid', 'stable_baselines3', 'train', 'envs') "
             "if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_rewards_only_on_termination_when_the_checkpoint_says_so(tmp_path):
+    # A model that never terminates: with the rule (recorded by the trainer for MiniGrid-style
+    # sparse rewards) it earns nothing; without it, the reward head's raw output.
+    rewards = {}
+    for rule in (False, True):
+        model = tiny_model(done_bias=-20.0)
+        model.config.metadata["rewards_only_on_termination"] = rule
+        env = DreamEnv(model, device="cpu")
+        env.reset(seed=0)
+        rewards[rule] = [env.step(2)[1] for _ in range(5)]
+    assert all(r == 0.0 for r in rewards[True])
+    assert any(r != 0.0 for r in rewards[False])

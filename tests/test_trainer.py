@@ -407,6 +407,7 @@ def test_command_line_trains_and_resumes_on_a_collected_dataset(tmp_path, capsys
     saved = json.loads((run / "train_config.json").read_text())
     assert saved["train"]["lr"] == 1e-3 and saved["model"]["d_model"] == 32
     assert saved["model"]["metadata"]["env_id"] == "MiniGrid-Empty-8x8-v0"
+    assert saved["model"]["metadata"]["rewards_only_on_termination"] is True   # MiniGrid pays at the goal only
     assert _cli(["train", "--resume", str(run), *common]) == 0
     assert "model in" in capsys.readouterr().out
     lines = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]

@@ -446,8 +446,12 @@ def _split_dataset(data: Any, config: TrainConfig, source: str | None) -> Traini
         metadata["codec"] = manifest["codec"]
     if source:
         metadata["dataset"] = os.path.abspath(source)
+    train = data.stream(train_ids)
+    # Envs that pay only on the terminating step (MiniGrid) get that rule in the dream: a regressed
+    # reward head's small errors on ordinary steps would otherwise add up over long episodes.
+    metadata["rewards_only_on_termination"] = not bool(np.any(train.rewards[~train.terminated]))
     return TrainingData(
-        train=data.stream(train_ids), eval=data.stream(test_ids) if test_ids else None,
+        train=train, eval=data.stream(test_ids) if test_ids else None,
         vocab_size=int(data.vocab_size), num_actions=int(data.num_actions),
         frame_shape=tuple(data.frame_shape), env_id=data.env_id, metadata=metadata, source=source,
     )

@@ -95,6 +95,7 @@ class DreamSetup:
         config = self.model.config
         meta = config.metadata or {}
         self.codec = codec_for_model(config)   # imports the env package, registering its envs
+        self.rewards_only_on_termination = bool(meta.get("rewards_only_on_termination", False))
         trained_on = meta.get("env_id")
         if real_env_id is None:
             if trained_on is None:
@@ -215,7 +216,7 @@ class DreamSetup:
     def dream_step(self, state, frames: torch.Tensor, actions: torch.Tensor, generator: torch.Generator):
         """One batched WorldModel.step and sampling on the device (`worldsim.sampling.sample_step`)."""
         return sample_step(self.model_step, state, frames, actions, self.legal, self.temperature,
-                           self.termination, generator, self.bf16)
+                           self.termination, generator, self.bf16, self.rewards_only_on_termination)
 
     def format_obs(self, frames: np.ndarray, missions: Sequence[str]) -> list:
         """Token frames [B, H, W] (numpy) -> B observations in the chosen format."""

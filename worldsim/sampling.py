@@ -18,13 +18,16 @@ def sample_step(
     termination: str,
     generator: torch.Generator,
     bf16: bool = False,
+    rewards_only_on_termination: bool = False,
 ):
     """`model_step(state, frames, actions)` (WorldModel.step, maybe compiled; the state is updated
     in place), then sampling:
 
     - next frame: every cell from softmax(logits / temperature) restricted to the codec's legal
       tokens `legal` [H, W, V] (so every frame decodes); temperature 0 takes the argmax;
-    - termination: "threshold": sigmoid(done logit) > 0.5; "sample": a Bernoulli draw of it.
+    - termination: "threshold": sigmoid(done logit) > 0.5; "sample": a Bernoulli draw of it;
+    - reward: the predicted reward; with `rewards_only_on_termination` (an env that pays only on the
+      terminating step, as the trainer records in the checkpoint) zero on steps that do not end.
 
     Returns next frames [B, H, W] long, reward [B] float32, terminated [B] bool, done probability [B].
     """
@@ -43,4 +46,7 @@ def sample_step(
         terminated = torch.rand(p_done.shape, generator=generator, device=p_done.device) < p_done
     else:
         terminated = p_done > 0.5
-    return nxt, out.reward.float(), terminated, p_done
+    reward = out.reward.float()
+    if rewards_only_on_termination:
+        reward = reward * terminated
+    return nxt, reward, terminated, p_done
