@@ -257,7 +257,8 @@ def test_tbptt_matches_one_pass_when_the_window_fits_and_detaches_between_chunks
         ce = F.cross_entropy(out.frame_logits.flatten(0, -2), win.targets[:, sl].flatten(), reduction="none")
         frame = (ce.view(win.targets[:, sl].shape).mean((2, 3)) * w[:, sl]).sum() / w.sum()
         reward = ((out.reward - win.rewards[:, sl]).square() * w[:, sl]).sum() / w.sum()
-        done = (F.binary_cross_entropy_with_logits(out.done_logits, win.terminated[:, sl].float(), reduction="none")
+        done = (F.binary_cross_entropy_with_logits(out.done_logits, win.terminated[:, sl].float(), reduction="none",
+                                                   pos_weight=torch.tensor(trainer.done_pos_weight))
                 * w[:, sl]).sum() / w.sum()
         (frame + 0.5 * reward + done).backward()
         state = out.state.detach()
@@ -458,3 +459,18 @@ def test_bad_input_gets_clear_errors(tmp_path, capsys):
     bad_tokens.vocab_size = 5
     with pytest.raises(TrainError, match="tokens in"):
         Trainer(config(), bad_tokens)
+
+
+def test_termination_loss_is_balanced_by_the_data():
+    from train.trainer import auto_done_pos_weight
+
+    terminated = np.zeros(1000, dtype=bool)
+    terminated[[99, 499]] = True
+    assert auto_done_pos_weight(terminated) == 100.0          # 998 / 2, capped
+    terminated = np.zeros(1000, dtype=bool)
+    terminated[::10] = True
+    assert auto_done_pos_weight(terminated) == pytest.approx(900 / 100)
+    assert auto_done_pos_weight(np.zeros(5, dtype=bool)) == 1.0
+    data = synthetic_data()
+    assert Trainer(config(done_pos_weight=3.0), data).done_pos_weight == 3.0
+    assert Trainer(config(), data).done_pos_weight == auto_done_pos_weight(data.train.terminated)

@@ -129,12 +129,14 @@ def time_weights(length: int, context_fraction: float, prefix_weight: float, min
 
 
 def prediction_losses(out, win: Window, sl: slice, weight: torch.Tensor, normalizer: torch.Tensor,
-                      reward_loss: str = "mse", meter: Meter | None = None) -> dict[str, torch.Tensor]:
+                      reward_loss: str = "mse", meter: Meter | None = None,
+                      done_pos_weight: float = 1.0) -> dict[str, torch.Tensor]:
     """Losses of the window positions `sl` (the chunk `out` was computed on).
 
     weight [B, len(sl)]: has_target times the time weight; `normalizer`: the sum of the weights
     over the whole window, so that summing chunk losses gives the window's mean loss. Returns the
     frame, reward and termination losses (scalars with gradients); records the breakdown in `meter`.
+    `done_pos_weight` weighs terminating steps in the termination loss (they are rare).
     """
     targets = win.targets[:, sl]
     logits = out.frame_logits.float()
@@ -148,7 +150,9 @@ def prediction_losses(out, win: Window, sl: slice, weight: torch.Tensor, normali
         r = F.smooth_l1_loss(reward_pred, reward_true, reduction="none")
     else:
         raise ValueError(f"reward_loss must be mse or smooth_l1, got {reward_loss!r}")
-    d = F.binary_cross_entropy_with_logits(out.done_logits.float(), win.terminated[:, sl].float(), reduction="none")
+    d = F.binary_cross_entropy_with_logits(
+        out.done_logits.float(), win.terminated[:, sl].float(), reduction="none",
+        pos_weight=torch.tensor(float(done_pos_weight), device=out.done_logits.device))
     losses = {
         "frame": (per_frame * weight).sum() / normalizer,
         "reward": (r * weight).sum() / normalizer,

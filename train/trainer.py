@@ -140,6 +140,8 @@ class TrainConfig:
     reward_loss_weight: float = _f(1.0, "weight of the reward loss")
     reward_loss: str = _f("mse", "reward loss: mse or smooth_l1")
     done_loss_weight: float = _f(1.0, "weight of the termination loss (BCE with logits)")
+    done_pos_weight: float = _f(0.0, "weight of terminating steps in that loss (0: auto, the training data's "
+                                "ratio of other to terminating steps, at most 100; 1: unweighted)")
     # auxiliary state regularisation
     aux_loss_weight: float = _f(0.0, "weight of the auxiliary reconstruction of an earlier frame (0: off)")
     aux_delay_min: int = _f(1, "smallest delay d of the frame to reconstruct")
@@ -457,6 +459,15 @@ def _split_dataset(data: Any, config: TrainConfig, source: str | None) -> Traini
     )
 
 
+def auto_done_pos_weight(terminated: np.ndarray, cap: float = 100.0) -> float:
+    """Other steps per terminating step in the training data (at most `cap`): balances the
+    termination loss, where terminating steps are rare (one per episode at most)."""
+    positives = int(np.count_nonzero(terminated))
+    if positives == 0:
+        return 1.0
+    return float(min(cap, (len(terminated) - positives) / positives))
+
+
 # ---- run folder ------------------------------------------------------------------------------
 
 def _json_default(o):
@@ -597,6 +608,7 @@ class Trainer:
             self.config = config = config.replace(data=str(data))
         self.data = load_data(data, config)
         d = self.data
+        self.done_pos_weight = config.done_pos_weight or auto_done_pos_weight(d.train.terminated)
 
         seed_everything(config.seed)
         if checkpoint is None:
@@ -714,7 +726,8 @@ class Trainer:
             with self.autocast():
                 out = model_forward(self.model, win.frames[:, sl], win.actions[:, sl], state=state,
                                     return_state=sl.stop < length, resets=win.resets[:, sl])
-                parts = prediction_losses(out, win, sl, weight[:, sl], normalizer, c.reward_loss, meter)
+                parts = prediction_losses(out, win, sl, weight[:, sl], normalizer, c.reward_loss, meter,
+                                          self.done_pos_weight)
                 loss = (c.frame_loss_weight * parts["frame"] + c.reward_loss_weight * parts["reward"]
                         + c.done_loss_weight * parts["done"])
                 if use_aux:
