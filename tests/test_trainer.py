@@ -256,7 +256,8 @@ def test_tbptt_matches_one_pass_when_the_window_fits_and_detaches_between_chunks
         out = model(win.frames[:, sl], win.actions[:, sl], state=state, return_state=True, resets=win.resets[:, sl])
         ce = F.cross_entropy(out.frame_logits.flatten(0, -2), win.targets[:, sl].flatten(), reduction="none")
         frame = (ce.view(win.targets[:, sl].shape).mean((2, 3)) * w[:, sl]).sum() / w.sum()
-        reward = ((out.reward - win.rewards[:, sl]).square() * w[:, sl]).sum() / w.sum()
+        paying = torch.where(win.rewards[:, sl] != 0, trainer.done_pos_weight, 1.0)
+        reward = ((out.reward - win.rewards[:, sl]).square() * paying * w[:, sl]).sum() / w.sum()
         done = (F.binary_cross_entropy_with_logits(out.done_logits, win.terminated[:, sl].float(), reduction="none",
                                                    pos_weight=torch.tensor(trainer.done_pos_weight))
                 * w[:, sl]).sum() / w.sum()

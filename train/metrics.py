@@ -136,7 +136,8 @@ def prediction_losses(out, win: Window, sl: slice, weight: torch.Tensor, normali
     weight [B, len(sl)]: has_target times the time weight; `normalizer`: the sum of the weights
     over the whole window, so that summing chunk losses gives the window's mean loss. Returns the
     frame, reward and termination losses (scalars with gradients); records the breakdown in `meter`.
-    `done_pos_weight` weighs terminating steps in the termination loss (they are rare).
+    `done_pos_weight` weighs the rare steps that terminate (termination loss) or pay a reward
+    (reward loss).
     """
     targets = win.targets[:, sl]
     logits = out.frame_logits.float()
@@ -150,6 +151,9 @@ def prediction_losses(out, win: Window, sl: slice, weight: torch.Tensor, normali
         r = F.smooth_l1_loss(reward_pred, reward_true, reduction="none")
     else:
         raise ValueError(f"reward_loss must be mse or smooth_l1, got {reward_loss!r}")
+    # Sparse rewards come with termination in MiniGrid-like tasks: weigh the steps that pay as the
+    # terminating steps are weighed, or the head learns to predict 0 everywhere.
+    r = r * torch.where(reward_true != 0, float(done_pos_weight), 1.0)
     d = F.binary_cross_entropy_with_logits(
         out.done_logits.float(), win.terminated[:, sl].float(), reduction="none",
         pos_weight=torch.tensor(float(done_pos_weight), device=out.done_logits.device))

@@ -140,8 +140,9 @@ class TrainConfig:
     reward_loss_weight: float = _f(1.0, "weight of the reward loss")
     reward_loss: str = _f("mse", "reward loss: mse or smooth_l1")
     done_loss_weight: float = _f(1.0, "weight of the termination loss (BCE with logits)")
-    done_pos_weight: float = _f(0.0, "weight of terminating steps in that loss (0: auto, the training data's "
-                                "ratio of other to terminating steps, at most 100; 1: unweighted)")
+    done_pos_weight: float = _f(0.0, "weight of terminating steps in the termination loss and of paying steps in "
+                                "the reward loss (0: auto, the training data's ratio of other to terminating "
+                                "steps, at most 100; 1: unweighted)")
     # auxiliary state regularisation
     aux_loss_weight: float = _f(0.0, "weight of the auxiliary reconstruction of an earlier frame (0: off)")
     aux_delay_min: int = _f(1, "smallest delay d of the frame to reconstruct")
