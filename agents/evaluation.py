@@ -138,21 +138,11 @@ def evaluate_policy(policy, env_id: str | None = None, episodes: int = 100, wher
     returns / lengths / successes / seeds and the settings; with `out`, also writes it as JSON.
     `env_id` defaults to the one in the policy folder's agent.json.
     """
-    from .training import WHERE, load_policy
+    from .training import check_place, load_policy, positive_int
 
-    if where not in WHERE:
-        raise ValueError(f"where must be one of {WHERE}; got {where!r}")
-    if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
-        raise ValueError(f"episodes must be a positive integer; got {episodes!r}")
-    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
-        raise ValueError(f"batch must be a positive integer; got {batch!r}")
-    if where == "dream" and checkpoint is None:
-        raise ValueError("evaluating in the dream needs a world-model checkpoint (--checkpoint DIR)")
-    if where == "real" and checkpoint is not None:
-        raise ValueError("a checkpoint is only used in the dream; drop it or evaluate with where='dream'")
-    if checkpoint is not None and isinstance(checkpoint, (str, os.PathLike)) and not os.path.isdir(checkpoint):
-        raise FileNotFoundError(f"checkpoint {os.fspath(checkpoint)!r} does not exist "
-                                "(expected a folder written by WorldModel.save_pretrained)")
+    positive_int("episodes", episodes)
+    positive_int("batch", batch)
+    check_place(where, checkpoint, "evaluating")
     if isinstance(policy, (str, os.PathLike)):
         model, info = load_policy(policy, device=device)
         policy_name = os.fspath(policy)

@@ -120,24 +120,32 @@ def policy_kwargs_for(features: str) -> dict[str, Any]:
     return dict(features_extractor_class=MiniGridFlat, net_arch=[64, 64], normalize_images=False)
 
 
-def _check_args(env_id, where, algo, steps, checkpoint, num_envs):
-    if not isinstance(env_id, str) or not env_id:
-        raise ValueError(f"env_id must be a real env id such as 'MiniGrid-Empty-8x8-v0'; got {env_id!r}")
+def positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}")
+
+
+def check_place(where: str, checkpoint: Any, doing: str) -> None:
+    """`where` is dream or real, and a checkpoint folder comes exactly with the dream."""
     if where not in WHERE:
         raise ValueError(f"where must be one of {WHERE}; got {where!r}")
-    if algo not in ALGOS:
-        raise ValueError(f"unknown algo {algo!r}; choose one of {sorted(ALGOS)}")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps must be a positive integer; got {steps!r}")
-    if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
-        raise ValueError(f"num_envs must be a positive integer; got {num_envs!r}")
     if where == "dream" and checkpoint is None:
-        raise ValueError("training in the dream needs a world-model checkpoint (--checkpoint DIR)")
+        raise ValueError(f"{doing} in the dream needs a world-model checkpoint (--checkpoint DIR)")
     if where == "real" and checkpoint is not None:
-        raise ValueError("a checkpoint is only used in the dream; drop it or train with where='dream'")
+        raise ValueError(f"a checkpoint is only used in the dream; drop it or use where='dream' for {doing}")
     if checkpoint is not None and isinstance(checkpoint, (str, os.PathLike)) and not os.path.isdir(checkpoint):
         raise FileNotFoundError(f"checkpoint {os.fspath(checkpoint)!r} does not exist "
                                 "(expected a folder written by WorldModel.save_pretrained)")
+
+
+def _check_args(env_id, where, algo, steps, checkpoint, num_envs):
+    if not isinstance(env_id, str) or not env_id:
+        raise ValueError(f"env_id must be a real env id such as 'MiniGrid-Empty-8x8-v0'; got {env_id!r}")
+    if algo not in ALGOS:
+        raise ValueError(f"unknown algo {algo!r}; choose one of {sorted(ALGOS)}")
+    positive_int("steps", steps)
+    positive_int("num_envs", num_envs)
+    check_place(where, checkpoint, "training")
 
 
 def make_env(env_id: str, where: str = "real", num_envs: int = 1, seed: int | None = 0,
