@@ -475,3 +475,25 @@ def test_termination_loss_is_balanced_by_the_data():
     data = synthetic_data()
     assert Trainer(config(done_pos_weight=3.0), data).done_pos_weight == 3.0
     assert Trainer(config(), data).done_pos_weight == auto_done_pos_weight(data.train.terminated)
+
+
+def test_termination_precision_recall_and_terminal_reward_error(minigrid):
+    import dataclasses
+
+    from train.windows import evenly_spaced_starts
+
+    model = WorldModel(Trainer(config(), minigrid).model.config)
+    positions = [p for s in evenly_spaced_starts(len(minigrid.eval.frames), 20, 6) for p in range(s, s + 20)
+                 if minigrid.eval.has_target[p]]
+    # Mark a few scored positions as paying terminations (the metrics read only these labels).
+    terminal = positions[::7]
+    terminated, rewards = minigrid.eval.terminated.copy(), minigrid.eval.rewards.copy()
+    terminated[terminal], rewards[terminal] = True, 0.5
+    stream = dataclasses.replace(minigrid.eval, terminated=terminated, rewards=rewards)
+    with torch.no_grad():   # a model that always predicts termination, with reward 0
+        model.step_head[2].weight.zero_()
+        model.step_head[2].bias.copy_(torch.tensor([0.0, 20.0]))
+    tf = teacher_forced_metrics(model, stream, length=20, count=6, batch_size=4)
+    assert tf["done_precision"] == pytest.approx(len(terminal) / len(positions))
+    assert tf["done_recall"] == 1.0
+    assert tf["reward_mae_terminal"] == pytest.approx(0.5)

@@ -254,6 +254,10 @@ def teacher_forced_metrics(model: nn.Module, stream: Any, *, length: int, count:
             meter.add("done_acc", (done_hit * w).sum(), w.sum())
             term = win.terminated[:, sl].float() * w
             meter.add("done_recall", (done_hit * term).sum(), term.sum())
+            # What a dream-trained agent meets: false terminations, and the reward where episodes end.
+            predicted = (out.done_logits.float() > 0).float() * w
+            meter.add("done_precision", (predicted * win.terminated[:, sl].float()).sum(), predicted.sum())
+            meter.add("reward_mae_terminal", ((out.reward.float() - win.rewards[:, sl]).abs() * term).sum(), term.sum())
     model.train(was_training)
     result = {k: v for k, v in meter.compute().items() if "_count_" not in k}
     result["windows"] = float(len(starts))
