@@ -232,6 +232,25 @@ def test_sb3_policies_collect(sb3_models, tmp_path):
         assert ds.num_episodes == 3 and run_cli("--verify", out) == 0
 
 
+def test_epsilon_mixes_random_actions_per_episode(sb3_models, tmp_path):
+    ppo = str(sb3_models / "ppo.zip")
+    kw = dict(episodes=6, max_steps=40, num_envs=3, deterministic=True, progress=False)
+    collect(EMPTY, ppo, out=tmp_path / "expert", **kw)
+    collect(EMPTY, ppo, out=tmp_path / "mixed", epsilon="0:1", **kw)
+    collect(EMPTY, ppo, out=tmp_path / "again", epsilon="0:1", **kw)
+    expert, mixed, again = (EpisodeDataset(tmp_path / n) for n in ("expert", "mixed", "again"))
+    assert mixed.manifest["policy"] == expert.manifest["policy"] + "+epsilon:0-1"
+    # A deterministic untrained PPO repeats one action from the start frame; the random ones break that.
+    first_actions = [set(expert.episode(i).actions[:1].tolist()) for i in range(6)]
+    assert len(set().union(*first_actions)) == 1
+    assert len(set(np.concatenate([mixed.episode(i).actions for i in range(6)]).tolist())) > 1
+    for i in range(6):                                        # each episode's mix is reproducible from its seed
+        np.testing.assert_array_equal(mixed.episode(i).actions, again.episode(i).actions)
+    with pytest.raises(ValueError, match="LOW:HIGH"):
+        collect(EMPTY, ppo, out=tmp_path / "bad", epsilon="0.5:0.2", episodes=1)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_sb3_model_that_does_not_fit_is_refused(sb3_models, tmp_path):
     with pytest.raises(ValueError, match="observes .* does not fit"):
         collect(EMPTY, str(sb3_models / "dqn.zip"), episodes=1, out=tmp_path)

@@ -9,7 +9,9 @@ most the episodes that had not reached disk.
 
 Policies: ``random`` (uniform over the action space), ``explore`` (``envs.minigrid.explore``: covers
 the layout and comes back), or the path of a Stable-Baselines3 model ``.zip`` (PPO, A2C or DQN) that
-acts on MiniGrid's image (as with ``ImgObsWrapper``) or on a Dict of image and direction.
+acts on MiniGrid's image (as with ``ImgObsWrapper``) or on a Dict of image and direction. ``epsilon``
+mixes any of them with random actions, so one dataset can hold an expert's goal-reaching episodes
+and everything between them and a random walk.
 """
 
 from __future__ import annotations
@@ -192,13 +194,64 @@ class SB3Policy:
         return np.asarray(actions, dtype=np.int64).reshape(-1)
 
 
-def make_policy(spec: str, num_envs: int, num_actions: int, codec: MiniGridCodec, deterministic: bool = False):
-    """'random', 'explore', or the path of an SB3 model zip -> a policy over ``num_envs`` env copies."""
+class EpsilonMix:
+    """Another policy whose every action is replaced, with probability epsilon, by a uniform random one.
+
+    Each episode draws its own epsilon uniformly from [low, high] (from its seed), so one dataset can
+    span everything from the expert (epsilon 0) to a random walk (epsilon 1): a world model trained on
+    it sees both the goal-reaching states an agent ends in and the wandering it starts from.
+    """
+
+    def __init__(self, base, num_envs: int, num_actions: int, low: float, high: float):
+        self.base, self.num_actions, self.low, self.high = base, num_actions, low, high
+        self.name = f"{base.name}+epsilon:{low:g}-{high:g}"
+        self.rngs = [np.random.default_rng() for _ in range(num_envs)]
+        self.epsilon = np.zeros(num_envs)
+
+    def start(self, slot: int, seed: int, obs, agent_pos, grid_size) -> None:
+        self.base.start(slot, seed, obs, agent_pos, grid_size)
+        # A stream apart from the base policy's (which may seed its own generator with `seed`).
+        self.rngs[slot] = np.random.default_rng([seed, 0x5EED])
+        self.epsilon[slot] = self.rngs[slot].uniform(self.low, self.high)
+
+    def act(self, obs, agent_pos, active) -> np.ndarray:
+        actions = self.base.act(obs, agent_pos, active)
+        for i in np.flatnonzero(active):
+            if self.rngs[i].random() < self.epsilon[i]:
+                actions[i] = self.rngs[i].integers(self.num_actions)
+        return actions
+
+
+def parse_epsilon(spec: str | float | None) -> tuple[float, float] | None:
+    """'0.2' -> (0.2, 0.2); '0:1' -> (0.0, 1.0); None -> None. ValueError names the bad part."""
+    if spec is None:
+        return None
+    try:
+        parts = [float(v) for v in str(spec).split(":")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or not 0.0 <= parts[0] <= parts[1] <= 1.0:
+        raise ValueError(f"--epsilon {spec!r}: expected a probability E or a range LOW:HIGH with "
+                         "0 <= LOW <= HIGH <= 1")
+    return parts[0], parts[1]
+
+
+def make_policy(spec: str, num_envs: int, num_actions: int, codec: MiniGridCodec, deterministic: bool = False,
+                epsilon: str | float | None = None):
+    """'random', 'explore', or the path of an SB3 model zip -> a policy over ``num_envs`` env copies,
+    mixed with random actions when ``epsilon`` (see ``parse_epsilon``) is given."""
+    eps = parse_epsilon(epsilon)
     if spec == "random":
-        return RandomPolicy(num_envs, num_actions)
-    if spec == "explore":
-        return ExplorePolicy(num_envs, num_actions, codec.view_size)
-    return SB3Policy(spec, num_actions, codec.view_size, deterministic=deterministic)
+        pol = RandomPolicy(num_envs, num_actions)
+    elif spec == "explore":
+        pol = ExplorePolicy(num_envs, num_actions, codec.view_size)
+    else:
+        pol = SB3Policy(spec, num_actions, codec.view_size, deterministic=deterministic)
+    if eps is None or eps == (0.0, 0.0):
+        return pol
+    return EpsilonMix(pol, num_envs, num_actions, *eps)
 
 
 # ---------------------------------------------------------------------------------------- collect
@@ -235,11 +288,13 @@ class _Recorder:
 
 def collect(env_id: str, policy: str = "random", episodes: int = 100, out: str | Path = "data",
             max_steps: int | None = None, num_envs: int = 4, seed: int = 0, shard_episodes: int = 64,
-            vectorization: str = "sync", deterministic: bool = False, progress: bool | None = None) -> dict:
+            vectorization: str = "sync", deterministic: bool = False, progress: bool | None = None,
+            epsilon: str | float | None = None) -> dict:
     """Collect until ``out`` holds episodes with seeds ``seed .. seed + episodes - 1``; returns a summary.
 
     ``max_steps`` replaces the env's own episode limit (None keeps it). ``vectorization`` is
-    gymnasium's "sync" (one process) or "async" (one process per env copy).
+    gymnasium's "sync" (one process) or "async" (one process per env copy). ``epsilon`` mixes
+    the policy with random actions (``EpsilonMix``): a probability, or a range "LOW:HIGH" drawn per episode.
     """
     for name, value in (("episodes", episodes), ("num_envs", num_envs), ("shard_episodes", shard_episodes)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -248,7 +303,7 @@ def collect(env_id: str, policy: str = "random", episodes: int = 100, out: str |
         raise ValueError(f"vectorization must be 'sync' or 'async'; got {vectorization!r}")
     codec, num_actions, env_max_steps = inspect_env(env_id, max_steps)
     num_envs = min(num_envs, episodes)
-    pol = make_policy(policy, num_envs, num_actions, codec, deterministic)
+    pol = make_policy(policy, num_envs, num_actions, codec, deterministic, epsilon)
     writer = DatasetWriter(out, {"env_id": env_id, "codec": codec.config, "vocab_size": codec.vocab_size,
                                  "frame_shape": list(codec.frame_shape), "num_actions": num_actions,
                                  "policy": pol.name, "max_steps": env_max_steps, "seed": int(seed)})
@@ -345,7 +400,7 @@ def _run(args: argparse.Namespace) -> int:
         summary = collect(args.env, policy=args.policy, episodes=args.episodes, out=args.out,
                           max_steps=args.max_steps, num_envs=args.num_envs, seed=args.seed,
                           shard_episodes=args.shard_episodes, vectorization=args.vector,
-                          deterministic=args.deterministic)
+                          deterministic=args.deterministic, epsilon=args.epsilon)
     except KeyboardInterrupt:
         print(f"interrupted: finished shards are in {args.out}; run the same command again to continue",
               file=sys.stderr)
@@ -386,6 +441,10 @@ def add_collect_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="first episode's reset seed (default: 0)")
     p.add_argument("--shard-episodes", type=int, default=64, help="episodes per shard file (default: 64)")
     p.add_argument("--deterministic", action="store_true", help="SB3 policy: take its most likely action")
+    p.add_argument("--epsilon", metavar="E|LOW:HIGH", default=None,
+                   help="replace each action by a random one with probability E, or with a probability drawn "
+                   "per episode from [LOW, HIGH]: e.g. an SB3 expert with 0:1 gives data from expert to random "
+                   "walk (default: none)")
     p.add_argument("--verify", metavar="DIR", help="check the dataset in DIR, print a summary, exit 1 on problems")
     p.set_defaults(run=_run, collect_parser=p)
     return p
