@@ -200,6 +200,22 @@ def test_explore_policy_collects_long_episodes(tmp_path):
     assert all(len(ds.episode(i)) == 300 for i in range(2))   # it keeps off the goal: episodes run full length
 
 
+@pytest.mark.parametrize("env_id", ["MiniGrid-DoorKey-8x8-v0", "MiniGrid-Empty-8x8-v0"])
+def test_expert_reaches_the_goal(env_id, tmp_path):
+    collect(env_id, "expert", episodes=8, out=tmp_path, num_envs=4, progress=False)
+    ds = EpisodeDataset(tmp_path)
+    assert ds.manifest["policy"] == "expert"
+    for i in range(8):
+        ep = ds.episode(i)
+        assert ep.terminated[-1] and ep.rewards[-1] > 0 and not ep.truncated.any()
+        assert len(ep) < 100                                  # well inside the limits (256, 640)
+    if "DoorKey" in env_id:                                   # the key is picked up (then carried: shown in
+        agent = ds.codec.agent_cell                           # the agent's cell) and the door opened (toggle)
+        ep = ds.episode(0)
+        assert 3 in ep.actions and 5 in ep.actions
+        assert len({int(t) for t in ep.frames[:, agent[0], agent[1]]}) > 4   # 4 directions, empty-handed
+
+
 # ---------------------------------------------------------------------------------------- SB3 models
 
 

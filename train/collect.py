@@ -8,7 +8,8 @@ the same ``--out`` and settings collects only the seeds still missing, so an int
 most the episodes that had not reached disk.
 
 Policies: ``random`` (uniform over the action space), ``explore`` (``envs.minigrid.explore``: covers
-the layout and comes back), or the path of a Stable-Baselines3 model ``.zip`` (PPO, A2C or DQN) that
+the layout and comes back), ``expert`` (``envs.minigrid.goal_seeker``: fetches keys, opens doors,
+walks to the goal), or the path of a Stable-Baselines3 model ``.zip`` (PPO, A2C or DQN) that
 acts on MiniGrid's image (as with ``ImgObsWrapper``) or on a Dict of image and direction. ``epsilon``
 mixes any of them with random actions, so one dataset can hold an expert's goal-reaching episodes
 and everything between them and a random walk.
@@ -35,6 +36,7 @@ from tqdm import tqdm
 
 from envs.minigrid import MiniGridCodec
 from envs.minigrid.explore import ExploreAgent
+from envs.minigrid.goal_seeker import GoalSeeker
 from train.dataset import DatasetWriter, Episode, frame_dtype, verify_dataset
 
 
@@ -113,13 +115,14 @@ class RandomPolicy:
                         dtype=np.int64)
 
 
-class ExplorePolicy:
-    """One ``ExploreAgent`` per env copy."""
+class ScriptedPolicy:
+    """One scripted agent per env copy: ``ExploreAgent`` ("explore") or ``GoalSeeker`` ("expert")."""
 
-    name = "explore"
+    AGENTS = {"explore": ExploreAgent, "expert": GoalSeeker}
 
-    def __init__(self, num_envs: int, num_actions: int, view_size: int):
-        self.agents = [ExploreAgent(view_size=view_size, num_actions=num_actions) for _ in range(num_envs)]
+    def __init__(self, name: str, num_envs: int, num_actions: int, view_size: int):
+        self.name = name
+        self.agents = [self.AGENTS[name](view_size=view_size, num_actions=num_actions) for _ in range(num_envs)]
 
     def start(self, slot: int, seed: int, obs, agent_pos, grid_size) -> None:
         self.agents[slot].reset(obs, agent_pos, grid_size, seed=seed)
@@ -155,8 +158,8 @@ class SB3Policy:
         if not path.is_file() and Path(f"{path}.zip").is_file():
             path = Path(f"{path}.zip")
         if not path.is_file():
-            raise ValueError(f"--policy {str(path)!r}: no such file; give 'random', 'explore' or the path of a "
-                             "Stable-Baselines3 model .zip")
+            raise ValueError(f"--policy {str(path)!r}: no such file; give 'random', 'explore', 'expert' or the "
+                             "path of a Stable-Baselines3 model .zip")
         algo = _sb3_algorithm(path)
         self.model = algo.load(path, device="cpu")
         self.deterministic = deterministic
@@ -240,13 +243,13 @@ def parse_epsilon(spec: str | float | None) -> tuple[float, float] | None:
 
 def make_policy(spec: str, num_envs: int, num_actions: int, codec: MiniGridCodec, deterministic: bool = False,
                 epsilon: str | float | None = None):
-    """'random', 'explore', or the path of an SB3 model zip -> a policy over ``num_envs`` env copies,
+    """'random', 'explore', 'expert', or the path of an SB3 model zip -> a policy over ``num_envs`` env copies,
     mixed with random actions when ``epsilon`` (see ``parse_epsilon``) is given."""
     eps = parse_epsilon(epsilon)
     if spec == "random":
         pol = RandomPolicy(num_envs, num_actions)
-    elif spec == "explore":
-        pol = ExplorePolicy(num_envs, num_actions, codec.view_size)
+    elif spec in ScriptedPolicy.AGENTS:
+        pol = ScriptedPolicy(spec, num_envs, num_actions, codec.view_size)
     else:
         pol = SB3Policy(spec, num_actions, codec.view_size, deterministic=deterministic)
     if eps is None or eps == (0.0, 0.0):
@@ -427,7 +430,8 @@ def add_collect_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--env", help="gymnasium id of a MiniGrid env, e.g. MiniGrid-FourRooms-v0")
     p.add_argument("--policy", default="random",
-                   help="'random', 'explore' (covers the layout and comes back), or the path of a "
+                   help="'random', 'explore' (covers the layout and comes back), 'expert' (scripted: explores, "
+                   "fetches keys, unlocks doors, walks to the goal), or the path of a "
                    "Stable-Baselines3 PPO/A2C/DQN model .zip trained on the image (ImgObsWrapper) or "
                    "Dict(image, direction) observation (default: random)")
     p.add_argument("--episodes", type=int, help="episodes the dataset should hold (seeds SEED .. SEED+N-1)")

@@ -151,6 +151,11 @@ class ExploreAgent:
 
     def act(self, obs, agent_pos) -> int:
         """The action for this observation; ``agent_pos`` is the agent's world (x, y) now."""
+        self._track(obs, agent_pos)
+        return self._explore(int(obs["direction"]))
+
+    def _track(self, obs, agent_pos) -> None:
+        """Update pose, visits, path progress and the map from this step's observation."""
         pos = (int(agent_pos[0]), int(agent_pos[1]))
         if self.last_forward_to is not None and pos != self.last_forward_to and pos == self.pos:
             self.blocked[self.last_forward_to] = True          # the map said free, the world said no
@@ -165,7 +170,9 @@ class ExploreAgent:
         self.pos = pos
         if self._observe(obs):
             self.path = []                                     # new cells: the nearest frontier may have moved
-        direction = int(obs["direction"])
+
+    def _explore(self, direction: int) -> int:
+        """The exploring action: a random burst, or the next step towards a frontier or far cell."""
         if self.burst:
             return self._safe(self.burst.pop(), direction)
         if self.rng.random() < self.noise:
