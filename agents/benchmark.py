@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from .evaluation import CONFIDENCE, SUCCESS_DEFINITION, evaluate_policy, mean_interval, wilson_interval
-from .training import DEFAULT_NUM_ENVS, train_agent
+from .training import DEFAULT_NUM_ENVS, parse_hyperparams, train_agent
 
 EVAL_SEED_BASE = 10_000
 RESULT_FILE = "learned_vs_real.json"
@@ -424,7 +424,8 @@ def _learned_vs_real(args: argparse.Namespace) -> int:
         result = learned_vs_real(args.env, args.checkpoint, args.steps, args.seeds, eval_episodes=args.eval_episodes,
                                  planner_episodes=args.planner_episodes, out=out, num_envs=args.num_envs,
                                  device=args.device, world_model_data=args.world_model_data, planner_config=pc,
-                                 max_episode_steps=args.max_episode_steps, verbose=not args.quiet)
+                                 max_episode_steps=args.max_episode_steps, verbose=not args.quiet,
+                                 hyperparams=parse_hyperparams(args.hyperparams, "ppo"))
     except (ValueError, OSError) as e:                  # CheckpointError is a ValueError
         print(f"worldsim benchmark learned-vs-real: error: {e}", file=sys.stderr)
         return 1
@@ -464,6 +465,8 @@ def add_benchmark_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--planner-horizon", type=int, default=d.horizon, help=f"(default: {d.horizon})")
     p.add_argument("--planner-population", type=int, default=d.population, help=f"(default: {d.population})")
     p.add_argument("--planner-iterations", type=int, default=d.iterations, help=f"(default: {d.iterations})")
+    p.add_argument("--hyperparams", metavar="KEY=VALUE,...", default=None,
+                   help="override PPO's defaults for both agents, e.g. 'ent_coef=0.01,batch_size=256'")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(run=_learned_vs_real, benchmark_parser=p)
     return bench

@@ -17,13 +17,14 @@ def _where(args) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .training import train_agent
+    from .training import parse_hyperparams, train_agent
 
     try:
         where = _where(args)
         info = train_agent(args.env, where=where, algo=args.algo, steps=args.steps, out=args.out,
                            checkpoint=args.checkpoint, num_envs=args.num_envs, seed=args.seed, device=args.device,
                            features=args.features, max_episode_steps=args.max_episode_steps,
+                           hyperparams=parse_hyperparams(args.hyperparams, args.algo),
                            verbose=0 if args.quiet else 1)
     except (ValueError, OSError) as e:                  # CheckpointError is a ValueError
         print(f"worldsim agent train: error: {e}", file=sys.stderr)
@@ -91,6 +92,9 @@ def add_agent_parser(subparsers) -> argparse.ArgumentParser:
                        help=f"parallel envs (default: {DEFAULT_NUM_ENVS})")
     train.add_argument("--features", choices=FEATURES, default="cnn",
                        help="features extractor: small CNN for 7x7 grids, or the flattened grid for an MLP (default: cnn)")
+    train.add_argument("--hyperparams", metavar="KEY=VALUE,...", default=None,
+                       help="override the algorithm's defaults, e.g. 'ent_coef=0.01,batch_size=256' "
+                       "(arguments of the SB3 class; values are Python literals)")
     train.add_argument("--quiet", action="store_true", help="no SB3 training log on stdout")
     train.set_defaults(run=_train, agent_parser=train)
 

@@ -16,6 +16,8 @@ model of lcswillems' rl-starter-files, on channels scaled by their value ranges)
 
 from __future__ import annotations
 
+import ast
+import inspect
 import json
 import os
 import time
@@ -49,6 +51,32 @@ DEFAULT_HYPERPARAMS: dict[str, dict[str, Any]] = {
     "dqn": dict(buffer_size=100_000, learning_starts=1000),
 }
 DEFAULT_NUM_ENVS = 8   # the zoo's n_envs for MiniGrid
+
+
+def parse_hyperparams(text: str | None, algo: str = "ppo") -> dict[str, Any]:
+    """'n_steps=256,ent_coef=0.01' -> {"n_steps": 256, "ent_coef": 0.01} for `algo`'s constructor.
+
+    Values are Python literals (numbers, True/False, None, strings in quotes). A key the algorithm
+    does not take, or a value that is not a literal, is a ValueError naming it."""
+    if not text:
+        return {}
+    if algo not in ALGOS:
+        raise ValueError(f"unknown algo {algo!r}; choose one of {sorted(ALGOS)}")
+    accepted = set(inspect.signature(ALGOS[algo].__init__).parameters) - {"self", "policy", "env"}
+    params: dict[str, Any] = {}
+    for item in (part.strip() for part in text.split(",") if part.strip()):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"hyperparameter {item!r}: expected KEY=VALUE")
+        if key not in accepted:
+            raise ValueError(f"hyperparameter {key!r}: {ALGOS[algo].__name__} takes no such argument")
+        try:
+            params[key] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            raise ValueError(f"hyperparameter {key}={value.strip()!r}: not a Python literal "
+                             "(a number, True/False/None, or a quoted string)") from None
+    return params
 
 # MiniGrid symbolic channel ranges: OBJECT_TO_IDX (0..10), COLOR_TO_IDX (0..5), STATE_TO_IDX (0..2).
 CHANNEL_MAX = (10.0, 5.0, 2.0)

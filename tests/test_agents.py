@@ -9,7 +9,7 @@ import pytest
 
 from agents.cli import add_agent_parser
 from agents.evaluation import evaluate_policy, format_table, mean_interval, wilson_interval
-from agents.training import MiniGridCNN, load_policy, train_agent
+from agents.training import MiniGridCNN, load_policy, parse_hyperparams, train_agent
 
 from conftest import MINIGRID_ENV_ID, tiny_minigrid_model
 
@@ -226,8 +226,11 @@ def test_cli_parses_train_and_eval():
 def test_cli_train_and_eval_end_to_end(tmp_path, capsys):
     out = tmp_path / "agent"
     args = _parser().parse_args(["agent", "train", "--env", REAL_ID, "--in", "real", "--steps", "128", "--out",
-                                 str(out), "--num-envs", "1", "--device", "cpu", "--quiet"])
+                                 str(out), "--num-envs", "1", "--device", "cpu", "--quiet",
+                                 "--hyperparams", "n_steps=64, batch_size=32,ent_coef=0.01"])
     assert args.run(args) == 0 and (out / "policy.zip").is_file()
+    params = json.loads((out / "agent.json").read_text())["hyperparams"]
+    assert (params["n_steps"], params["batch_size"], params["ent_coef"], params["n_epochs"]) == (64, 32, 0.01, 10)
     args = _parser().parse_args(["agent", "eval", "--policy", str(out), "--episodes", "3", "--device", "cpu",
                                  "--max-episode-steps", "10", "--deterministic"])
     assert args.run(args) == 0
@@ -235,6 +238,16 @@ def test_cli_train_and_eval_end_to_end(tmp_path, capsys):
     assert "success rate" in printed and "mean return" in printed
     saved = json.loads((out / "eval_real.json").read_text())
     assert saved["episodes"] == 3 and saved["env_id"] == REAL_ID and saved["deterministic"] is True
+
+
+def test_hyperparams_are_parsed_and_checked():
+    assert parse_hyperparams("learning_rate=1e-3, normalize_advantage=False,device='cpu'") == \
+        {"learning_rate": 1e-3, "normalize_advantage": False, "device": "cpu"}
+    assert parse_hyperparams(None) == {} and parse_hyperparams("buffer_size=5", "dqn") == {"buffer_size": 5}
+    for text, why in [("n_step=3", "'n_step': PPO takes no such argument"), ("ent_coef", "expected KEY=VALUE"),
+                      ("gamma=high", "not a Python literal"), ("buffer_size=5", "PPO takes no such")]:
+        with pytest.raises(ValueError, match=why):
+            parse_hyperparams(text)
 
 
 def test_cli_errors(tmp_path, capsys):
