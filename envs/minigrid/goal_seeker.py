@@ -34,6 +34,7 @@ class GoalSeeker(ExploreAgent):
 
     def reset(self, obs, agent_pos, grid_size, seed: int | None = None) -> None:
         self.carrying = False
+        self.errand_to: tuple[tuple[int, int], int] | None = None   # (target cell, action) being walked to
         super().reset(obs, agent_pos, grid_size, seed=seed)
 
     def _observe(self, obs) -> bool:
@@ -78,19 +79,27 @@ class GoalSeeker(ExploreAgent):
         return None
 
     def act(self, obs, agent_pos) -> int:
-        self._track(obs, agent_pos)                            # pose, map and `carrying`
+        self._track(obs, agent_pos)                            # pose, map and `carrying`; drops a stale path
         direction = int(obs["direction"])
         errand = self._errand()
-        found = None if errand is None else self._path_next_to(errand[0])
-        if found is None:
+        if errand is None:
+            self.errand_to = None
             return self._explore(direction)                    # nothing known to do yet
-        path, target = found
-        if path:
-            self.path = path
+        targets, action = errand
+        if not (self.path and self.errand_to is not None and self.errand_to[1] == action
+                and targets[self.errand_to[0]]):               # else: on the way already
+            found = self._path_next_to(targets)
+            if found is None:
+                self.errand_to = None
+                return self._explore(direction)
+            self.path, target = found
+            self.errand_to = (target, action)
+        if self.path:
             return self._step_towards(direction)
-        self.path = []
+        target = self.errand_to[0]
         want = _DIR_VEC.index((target[0] - self.pos[0], target[1] - self.pos[1]))
         turn = (want - direction) % 4
         if turn == 0:
-            return errand[1]
+            self.errand_to = None                              # done; the next step looks afresh
+            return action
         return LEFT if turn == 3 else RIGHT
