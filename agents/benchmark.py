@@ -177,13 +177,92 @@ def _run_planner(checkpoint, env_id, seeds, planner_config, device, max_episode_
 # ---------------------------------------------------------------------------------------- the benchmark
 
 
+def _run_job(method: str, s: int, stride: int, common: dict) -> tuple[dict, list | None]:
+    """One seed of one method: (its per-seed result, its learning curve or None). Runs in a worker
+    process when the benchmark runs jobs in parallel, so it takes and returns plain data."""
+    env_id, device, max_steps = common["env_id"], common["device"], common["max_episode_steps"]
+    eval_seed = EVAL_SEED_BASE + s * stride
+    if method == "planner":
+        from dataclasses import replace
+
+        from .planner import PlannerConfig
+
+        pc = replace(common["planner_config"] or PlannerConfig(), seed=s)
+        t0 = time.time()
+        p_seeds = [eval_seed + i for i in range(common["planner_episodes"])]
+        eps = _run_planner(common["checkpoint"], env_id, p_seeds, pc, device, max_steps)
+        return {
+            **summarize([e["return"] for e in eps], [e["success"] for e in eps], [e["steps"] for e in eps]),
+            "real_train_steps": 0, "wall_seconds": time.time() - t0,
+            "returns": [float(e["return"]) for e in eps], "success": [bool(e["success"]) for e in eps],
+            "lengths": [int(e["steps"]) for e in eps], "eval_seeds": p_seeds,
+            "planner_config": pc.__dict__.copy(),
+        }, None
+    where = "real" if method == "real_ppo" else "dream"
+    agent_dir = Path(common["out"]) / f"seed_{s}" / where
+    shutil.rmtree(agent_dir / "tb", ignore_errors=True)              # one TensorBoard run per folder
+    t0 = time.time()
+    info = train_agent(env_id, where=where, algo="ppo", steps=common["steps"], out=agent_dir,
+                       checkpoint=common["checkpoint"] if where == "dream" else None, num_envs=common["num_envs"],
+                       seed=s, device=device, hyperparams=common["hyperparams"], max_episode_steps=max_steps)
+    t1 = time.time()
+    ev = evaluate_policy(agent_dir, env_id, episodes=common["eval_episodes"], where="real", seed=eval_seed,
+                         deterministic=True, max_episode_steps=max_steps, device=device)
+    t2 = time.time()
+    return {
+        **summarize(ev["returns"], ev["success"], ev["lengths"]),
+        "train_timesteps": int(info["num_timesteps"]),
+        "real_train_steps": int(info["num_timesteps"]) if where == "real" else 0,
+        "eval_real_steps": int(sum(ev["lengths"])),
+        "train_seconds": t1 - t0, "eval_seconds": t2 - t1, "wall_seconds": t2 - t0,
+        "policy": str(agent_dir), "returns": ev["returns"], "success": ev["success"],
+        "lengths": ev["lengths"], "eval_seeds": ev["seeds"],
+    }, read_learning_curve(agent_dir / "tb")
+
+
+def _run_jobs(jobs, common, stride, workers, say) -> dict:
+    """{(method, seed): (result, curve)} for every job, one after another or in `workers` processes."""
+    def done(job, result):
+        r = result[0]
+        say(f"{LABELS[job[0]]}, seed {job[1]}: success {r['success_rate']:.3f}, mean return {r['mean_return']:.3f} "
+            f"({r['wall_seconds']:.0f} s)")
+
+    results = {}
+    if workers <= 1:
+        for job in jobs:
+            say(f"{LABELS[job[0]]}, seed {job[1]} ...")
+            results[job] = _run_job(*job, stride, common)
+            done(job, results[job])
+        return results
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # spawn: CUDA cannot be used in a forked child; each worker imports torch afresh.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_worker_init) as pool:
+        futures = {pool.submit(_run_job, *job, stride, common): job for job in jobs}
+        say(f"{len(jobs)} jobs in {workers} processes ...")
+        for future in as_completed(futures):
+            results[futures[future]] = future.result()
+            done(futures[future], results[futures[future]])
+    return results
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)                 # the workers share the cores
+
+
 def learned_vs_real(env_id: str, checkpoint, steps: int, seeds: int = 3, eval_episodes: int = 100,
                     planner_episodes: int = 10, out: str | os.PathLike = "runs/benchmark", num_envs: int = DEFAULT_NUM_ENVS,
                     device: str = "auto", world_model_data=None, planner_config=None, hyperparams: dict | None = None,
-                    max_episode_steps: int | None = None, verbose: bool = False) -> dict[str, Any]:
+                    max_episode_steps: int | None = None, verbose: bool = False, workers: int = 1) -> dict[str, Any]:
     """Run the learned-vs-real benchmark (see the module docstring); returns the result dict that is
     also written to OUT/learned_vs_real.json. planner_config: an agents.planner.PlannerConfig
-    (its seed is replaced by the training seed); hyperparams override the PPO defaults for both."""
+    (its seed is replaced by the training seed); hyperparams override the PPO defaults for both.
+    `workers` > 1 runs the (method, seed) jobs in that many processes at once; results are the same
+    as one after another (each job seeds itself)."""
     if not isinstance(env_id, str) or not env_id:
         raise ValueError(f"env_id must be a real env id such as 'MiniGrid-Empty-8x8-v0'; got {env_id!r}")
     if checkpoint is None or not os.path.isdir(checkpoint):
@@ -197,6 +276,7 @@ def learned_vs_real(env_id: str, checkpoint, steps: int, seeds: int = 3, eval_ep
     eval_episodes = _positive_int("eval_episodes", eval_episodes)
     planner_episodes = _positive_int("planner_episodes", planner_episodes, allow_zero=True)
     num_envs = _positive_int("num_envs", num_envs)
+    workers = _positive_int("workers", workers)
     if planner_config is not None:
         planner_config.validate()
     wm_data = world_model_data_steps(checkpoint, world_model_data)
@@ -205,53 +285,21 @@ def learned_vs_real(env_id: str, checkpoint, steps: int, seeds: int = 3, eval_ep
     stride = max(eval_episodes, planner_episodes)
     say = print if verbose else (lambda *a, **k: None)
 
+    common = dict(env_id=env_id, checkpoint=checkpoint, steps=steps, num_envs=num_envs, device=device,
+                  hyperparams=hyperparams, max_episode_steps=max_episode_steps, eval_episodes=eval_episodes,
+                  planner_episodes=planner_episodes, planner_config=planner_config, out=out)
+    jobs = [(method, s) for s in range(n_seeds) for method in ("real_ppo", "dream_ppo")]
+    jobs += [("planner", s) for s in range(n_seeds)] if planner_episodes else []
+    results = _run_jobs(jobs, common, stride, workers, say)
     per_seed = []
     curves = {"real_ppo": [], "dream_ppo": []}
     for s in range(n_seeds):
-        eval_seed = EVAL_SEED_BASE + s * stride
-        row: dict[str, Any] = {"seed": s, "eval_seed_start": eval_seed}
-        for method, where in (("real_ppo", "real"), ("dream_ppo", "dream")):
-            agent_dir = out / f"seed_{s}" / where
-            shutil.rmtree(agent_dir / "tb", ignore_errors=True)      # one TensorBoard run per folder
-            say(f"seed {s}: training PPO in the {where} for {steps} steps ...")
-            t0 = time.time()
-            info = train_agent(env_id, where=where, algo="ppo", steps=steps, out=agent_dir,
-                               checkpoint=checkpoint if where == "dream" else None, num_envs=num_envs, seed=s,
-                               device=device, hyperparams=hyperparams, max_episode_steps=max_episode_steps)
-            t1 = time.time()
-            ev = evaluate_policy(agent_dir, env_id, episodes=eval_episodes, where="real", seed=eval_seed,
-                                 deterministic=True, max_episode_steps=max_episode_steps, device=device)
-            t2 = time.time()
-            curve = read_learning_curve(agent_dir / "tb")
-            curves[method].append({"seed": s, "points": curve})
-            row[method] = {
-                **summarize(ev["returns"], ev["success"], ev["lengths"]),
-                "train_timesteps": int(info["num_timesteps"]),
-                "real_train_steps": int(info["num_timesteps"]) if where == "real" else 0,
-                "eval_real_steps": int(sum(ev["lengths"])),
-                "train_seconds": t1 - t0, "eval_seconds": t2 - t1, "wall_seconds": t2 - t0,
-                "policy": str(agent_dir), "returns": ev["returns"], "success": ev["success"],
-                "lengths": ev["lengths"], "eval_seeds": ev["seeds"],
-            }
-            say(f"  {where}: success {row[method]['success_rate']:.3f}, mean return {row[method]['mean_return']:.3f}")
-        if planner_episodes:
-            from dataclasses import replace
-
-            from .planner import PlannerConfig
-
-            pc = replace(planner_config or PlannerConfig(), seed=s)
-            say(f"seed {s}: planner for {planner_episodes} real episodes ...")
-            t0 = time.time()
-            p_seeds = [eval_seed + i for i in range(planner_episodes)]
-            eps = _run_planner(checkpoint, env_id, p_seeds, pc, device, max_episode_steps)
-            t1 = time.time()
-            row["planner"] = {
-                **summarize([e["return"] for e in eps], [e["success"] for e in eps], [e["steps"] for e in eps]),
-                "real_train_steps": 0, "wall_seconds": t1 - t0,
-                "returns": [float(e["return"]) for e in eps], "success": [bool(e["success"]) for e in eps],
-                "lengths": [int(e["steps"]) for e in eps], "eval_seeds": p_seeds,
-                "planner_config": pc.__dict__.copy(),
-            }
+        row: dict[str, Any] = {"seed": s, "eval_seed_start": EVAL_SEED_BASE + s * stride}
+        for method in METHODS:
+            if (method, s) in results:
+                row[method], curve = results[(method, s)]
+                if curve is not None:
+                    curves[method].append({"seed": s, "points": curve})
         per_seed.append(row)
 
     pooled: dict[str, Any] = {}
@@ -425,7 +473,7 @@ def _learned_vs_real(args: argparse.Namespace) -> int:
                                  planner_episodes=args.planner_episodes, out=out, num_envs=args.num_envs,
                                  device=args.device, world_model_data=args.world_model_data, planner_config=pc,
                                  max_episode_steps=args.max_episode_steps, verbose=not args.quiet,
-                                 hyperparams=parse_hyperparams(args.hyperparams, "ppo"))
+                                 hyperparams=parse_hyperparams(args.hyperparams, "ppo"), workers=args.workers)
     except (ValueError, OSError) as e:                  # CheckpointError is a ValueError
         print(f"worldsim benchmark learned-vs-real: error: {e}", file=sys.stderr)
         return 1
@@ -465,6 +513,8 @@ def add_benchmark_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--planner-horizon", type=int, default=d.horizon, help=f"(default: {d.horizon})")
     p.add_argument("--planner-population", type=int, default=d.population, help=f"(default: {d.population})")
     p.add_argument("--planner-iterations", type=int, default=d.iterations, help=f"(default: {d.iterations})")
+    p.add_argument("--workers", type=int, default=1,
+                   help="run the (method, seed) jobs in this many processes at once (default: 1)")
     p.add_argument("--hyperparams", metavar="KEY=VALUE,...", default=None,
                    help="override PPO's defaults for both agents, e.g. 'ent_coef=0.01,batch_size=256'")
     p.add_argument("--quiet", action="store_true", help="no progress lines")

@@ -101,6 +101,17 @@ def test_end_to_end_numbers_come_from_real_episodes(result, checkpoint):
         assert label in table
 
 
+def test_parallel_workers_give_the_same_results(result, checkpoint, tmp_path):
+    again = learned_vs_real(ENV_ID, checkpoint, steps=256, seeds=SEEDS, eval_episodes=EVAL_EPISODES,
+                            planner_episodes=PLANNER_EPISODES, out=tmp_path, num_envs=2, device="cpu",
+                            planner_config=PlannerConfig(optimizer="random", horizon=2, population=4, iterations=1),
+                            max_episode_steps=12, workers=3)
+    for method in ("real_ppo", "dream_ppo", "planner"):
+        for key in ("returns", "success", "lengths", "eval_seeds"):
+            assert again["per_seed"][0][method][key] == result["per_seed"][0][method][key], (method, key)
+    assert again["learning_curves"] == result["learning_curves"]
+
+
 def test_world_model_data_from_manifest(tmp_path, checkpoint):
     data = tmp_path / "data"
     data.mkdir()
