@@ -9,14 +9,14 @@ steps=${STEPS:-1500}
 for pair in "$@"; do
     name=${pair%%=*}
     [ -f "runs/data/$name/manifest.json" ] || python3 -m train.cli collect --env "${pair#*=}" --policy expert \
-        --epsilon 0:1 --episodes "${EPISODES:-3000}" --num-envs "$(nproc)" --vector async --out "runs/data/$name" 2>&1 | tail -1
+        --epsilon "${EPSILON:-0:1}" --episodes "${EPISODES:-3000}" --num-envs "$(nproc)" --vector async --out "runs/data/$name" 2>&1 | tail -1
 done
 for pair in "$@"; do
     name=${pair%%=*}
     # d_model 128 x 4 layers: 1.9 M parameters, 7.7 MB of float32 weights (small enough to ship).
     python3 -m train.cli train --data "runs/data/$name" --out "/tmp/wm_$name" --steps "$steps" \
         --lr 1e-3 --warmup-steps 100 --batch-size 16 --curriculum "0:64,$((steps / 3)):256" \
-        --aux-loss-weight 0.1 --aux-delay-max 32 --eval-every 0 --save-every 0 --keep-last 1 \
+        --aux-loss-weight 0.1 --aux-delay-max 32 --eval-every 0 --save-every 500 --keep-last 1 \
         --eval-windows 64 --eval-length 256 --eval-batch-size 16 \
         --rollout-episodes 32 --rollout-context 16 --rollout-horizon 64 --progress false \
         > "$out/train_$name.log" 2>&1 &

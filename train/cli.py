@@ -14,6 +14,30 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _models(args: argparse.Namespace) -> int:
+    from worldsim.zoo import shipped_models
+
+    models = shipped_models()
+    if not models:
+        print("no world models are shipped in this installation")
+        return 0
+    rows = [("gym id", "real env", "params", "MB", "next-frame acc", "dream/real success")]
+    for m in models:
+        c = m.card
+        lvr = c.get("learned_vs_real") or {}
+        ratio = lvr.get("success_ratio_dream_over_real")
+        rows.append((m.dream_id, m.env_id, f"{c['model']['parameters'] / 1e6:.2f} M",
+                     f"{c['model']['file_bytes'] / 2**20:.1f}", f"{c['metrics']['eval/acc']:.3f}",
+                     "-" if ratio is None else f"{ratio:.2f}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+    if args.verbose:
+        for m in models:
+            print(f"\n{m.dream_id}: {m.path}\n  card: {m.path / 'README.md'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="worldsim", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -30,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="a few seconds instead of a minute (used by CI)")
     demo.add_argument("--seed", type=int, default=0, help="seed for collection, init and sampling")
     demo.set_defaults(run=_demo)
+
+    models = commands.add_parser(
+        "models", help="list the world models shipped with worldsim (gym ids that work offline)",
+        description="List the pretrained world models inside the package: the gym id that loads each, "
+        "its real env, size and headline numbers from its model card.")
+    models.add_argument("--verbose", action="store_true", help="also print where each model and its card are")
+    models.set_defaults(run=_models)
 
     from agents.benchmark import add_benchmark_parser
     from agents.cli import add_agent_parser

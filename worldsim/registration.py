@@ -3,7 +3,10 @@
     gym.make("worldsim/Dream-v0", checkpoint=path)                      # DreamEnv
     gym.make_vec("worldsim/Dream-v0", num_envs=N, checkpoint=path)      # DreamVectorEnv (vector_entry_point)
 
-Both take every keyword of DreamEnv / DreamVectorEnv. The step limit is the env's own (the real
+Both take every keyword of DreamEnv / DreamVectorEnv. Each world model shipped in the package
+(`worldsim.zoo`) gets its own id with the checkpoint and real env filled in:
+
+    gym.make("worldsim/MiniGrid-Empty-8x8-Dream-v0") The step limit is the env's own (the real
 env's, or max_episode_steps=...), so the spec sets none and gym.make adds no TimeLimit.
 """
 
@@ -15,6 +18,8 @@ DREAM_ENV_ID = "worldsim/Dream-v0"
 
 
 def register_envs() -> None:
+    from .zoo import shipped_models
+
     if DREAM_ENV_ID in gym.registry:
         return
     gym.register(
@@ -23,3 +28,11 @@ def register_envs() -> None:
         vector_entry_point="worldsim.dream_vector_env:DreamVectorEnv",
         disable_env_checker=False,
     )
+    for model in shipped_models():
+        gym.register(
+            id=model.dream_id,
+            entry_point="worldsim.dream_env:DreamEnv",
+            vector_entry_point="worldsim.dream_vector_env:DreamVectorEnv",
+            kwargs={"checkpoint": str(model.path), "real_env_id": model.env_id},
+            disable_env_checker=False,
+        )
