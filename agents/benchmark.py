@@ -181,6 +181,8 @@ def _run_job(method: str, s: int, stride: int, common: dict) -> tuple[dict, list
     """One seed of one method: (its per-seed result, its learning curve or None). Runs in a worker
     process when the benchmark runs jobs in parallel, so it takes and returns plain data."""
     env_id, device, max_steps = common["env_id"], common["device"], common["max_episode_steps"]
+    if common["verbose"]:
+        print(f"{time.strftime('%H:%M:%S')} {LABELS[method]}, seed {s}: started", flush=True)
     eval_seed = EVAL_SEED_BASE + s * stride
     if method == "planner":
         from dataclasses import replace
@@ -199,6 +201,8 @@ def _run_job(method: str, s: int, stride: int, common: dict) -> tuple[dict, list
             "planner_config": pc.__dict__.copy(),
         }, None
     where = "real" if method == "real_ppo" else "dream"
+    if where == "real" and common["real_device"] is not None:
+        device = common["real_device"]
     agent_dir = Path(common["out"]) / f"seed_{s}" / where
     shutil.rmtree(agent_dir / "tb", ignore_errors=True)              # one TensorBoard run per folder
     t0 = time.time()
@@ -230,7 +234,6 @@ def _run_jobs(jobs, common, stride, workers, say) -> dict:
     results = {}
     if workers <= 1:
         for job in jobs:
-            say(f"{LABELS[job[0]]}, seed {job[1]} ...")
             results[job] = _run_job(*job, stride, common)
             done(job, results[job])
         return results
@@ -257,12 +260,15 @@ def _worker_init() -> None:
 def learned_vs_real(env_id: str, checkpoint, steps: int, seeds: int = 3, eval_episodes: int = 100,
                     planner_episodes: int = 10, out: str | os.PathLike = "runs/benchmark", num_envs: int = DEFAULT_NUM_ENVS,
                     device: str = "auto", world_model_data=None, planner_config=None, hyperparams: dict | None = None,
-                    max_episode_steps: int | None = None, verbose: bool = False, workers: int = 1) -> dict[str, Any]:
+                    max_episode_steps: int | None = None, verbose: bool = False, workers: int = 1,
+                    real_device: str | None = None) -> dict[str, Any]:
     """Run the learned-vs-real benchmark (see the module docstring); returns the result dict that is
     also written to OUT/learned_vs_real.json. planner_config: an agents.planner.PlannerConfig
     (its seed is replaced by the training seed); hyperparams override the PPO defaults for both.
     `workers` > 1 runs the (method, seed) jobs in that many processes at once; results are the same
-    as one after another (each job seeds itself)."""
+    as one after another (each job seeds itself). `real_device` (default: `device`) is where the
+    real-env PPO runs: its small CNN is as fast on the CPU, which leaves a shared GPU to the dream
+    (GPU time-slicing between many processes' small kernels is slow)."""
     if not isinstance(env_id, str) or not env_id:
         raise ValueError(f"env_id must be a real env id such as 'MiniGrid-Empty-8x8-v0'; got {env_id!r}")
     if checkpoint is None or not os.path.isdir(checkpoint):
@@ -286,6 +292,7 @@ def learned_vs_real(env_id: str, checkpoint, steps: int, seeds: int = 3, eval_ep
     say = print if verbose else (lambda *a, **k: None)
 
     common = dict(env_id=env_id, checkpoint=checkpoint, steps=steps, num_envs=num_envs, device=device,
+                  real_device=real_device, verbose=verbose,
                   hyperparams=hyperparams, max_episode_steps=max_episode_steps, eval_episodes=eval_episodes,
                   planner_episodes=planner_episodes, planner_config=planner_config, out=out)
     jobs = [(method, s) for s in range(n_seeds) for method in ("real_ppo", "dream_ppo")]
@@ -332,6 +339,7 @@ def learned_vs_real(env_id: str, checkpoint, steps: int, seeds: int = 3, eval_ep
         "benchmark": "learned-vs-real", "env_id": env_id, "checkpoint": os.path.abspath(checkpoint),
         "steps": steps, "seeds": n_seeds, "eval_episodes_per_seed": eval_episodes,
         "planner_episodes_per_seed": planner_episodes, "num_envs": num_envs, "device": device,
+        "real_device": real_device or device,
         "max_episode_steps": max_episode_steps, "hyperparams": hyperparams,
         "eval_seed_rule": f"seed s, episode i: reset seed {EVAL_SEED_BASE} + s * {stride} + i (same for all methods)",
         "deterministic_eval": True, "success_definition": SUCCESS_DEFINITION, "confidence": CONFIDENCE,
@@ -473,7 +481,8 @@ def _learned_vs_real(args: argparse.Namespace) -> int:
                                  planner_episodes=args.planner_episodes, out=out, num_envs=args.num_envs,
                                  device=args.device, world_model_data=args.world_model_data, planner_config=pc,
                                  max_episode_steps=args.max_episode_steps, verbose=not args.quiet,
-                                 hyperparams=parse_hyperparams(args.hyperparams, "ppo"), workers=args.workers)
+                                 hyperparams=parse_hyperparams(args.hyperparams, "ppo"), workers=args.workers,
+                                 real_device=args.real_device)
     except (ValueError, OSError) as e:                  # CheckpointError is a ValueError
         print(f"worldsim benchmark learned-vs-real: error: {e}", file=sys.stderr)
         return 1
@@ -513,6 +522,8 @@ def add_benchmark_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--planner-horizon", type=int, default=d.horizon, help=f"(default: {d.horizon})")
     p.add_argument("--planner-population", type=int, default=d.population, help=f"(default: {d.population})")
     p.add_argument("--planner-iterations", type=int, default=d.iterations, help=f"(default: {d.iterations})")
+    p.add_argument("--real-device", default=None,
+                   help="torch device of the real-env PPO (default: --device); 'cpu' leaves a shared GPU to the dream")
     p.add_argument("--workers", type=int, default=1,
                    help="run the (method, seed) jobs in this many processes at once (default: 1)")
     p.add_argument("--hyperparams", metavar="KEY=VALUE,...", default=None,
