@@ -33,7 +33,8 @@ Real env steps, what is counted:
 Wall time: training + evaluation for the PPO rows (world-model training time is not included),
 acting time for the planner.
 
-Outputs under ``out``: ``seed_<s>/{real,dream}/`` (policy.zip, agent.json, tb/),
+Outputs under ``out``: ``seed_<s>/{real,dream}/`` (policy.zip, agent.json, tb/), ``seed_<s>/<method>.json``
+(each job's result, written when it finishes),
 ``learned_vs_real.json`` (every number, per-seed results, per-episode data and the learning curves:
 SB3's per-rollout ``rollout/ep_rew_mean`` against timesteps, read from the TensorBoard logs),
 ``learning_curves.csv`` and ``learning_curves.svg`` (a plain SVG drawn here; no matplotlib needed).
@@ -178,8 +179,18 @@ def _run_planner(checkpoint, env_id, seeds, planner_config, device, max_episode_
 
 
 def _run_job(method: str, s: int, stride: int, common: dict) -> tuple[dict, list | None]:
-    """One seed of one method: (its per-seed result, its learning curve or None). Runs in a worker
-    process when the benchmark runs jobs in parallel, so it takes and returns plain data."""
+    """One seed of one method: (its per-seed result, its learning curve or None), also written to
+    OUT/seed_<s>/<method>.json as soon as it is done (a run stopped early keeps its finished jobs).
+    Runs in a worker process when the benchmark runs jobs in parallel: plain data in and out."""
+    result = _job_result(method, s, stride, common)
+    path = Path(common["out"]) / f"seed_{s}" / f"{method}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"method": method, "seed": s, "result": result[0], "curve": result[1]},
+                               default=_json_default))
+    return result
+
+
+def _job_result(method: str, s: int, stride: int, common: dict) -> tuple[dict, list | None]:
     env_id, device, max_steps = common["env_id"], common["device"], common["max_episode_steps"]
     if common["verbose"]:
         print(f"{time.strftime('%H:%M:%S')} {LABELS[method]}, seed {s}: started", flush=True)

@@ -110,6 +110,8 @@ def test_parallel_workers_give_the_same_results(result, checkpoint, tmp_path):
         for key in ("returns", "success", "lengths", "eval_seeds"):
             assert again["per_seed"][0][method][key] == result["per_seed"][0][method][key], (method, key)
     assert again["learning_curves"] == result["learning_curves"]
+    saved = json.loads((tmp_path / "seed_0" / "dream_ppo.json").read_text())   # each job on disk when done
+    assert saved["result"]["returns"] == result["per_seed"][0]["dream_ppo"]["returns"]
 
 
 def test_world_model_data_from_manifest(tmp_path, checkpoint):
