@@ -96,8 +96,8 @@ def _manifest_steps(root: Path) -> dict | None:
 def world_model_data_steps(checkpoint, world_model_data=None) -> dict[str, Any]:
     """The real env steps behind a world model: {"steps" (int or None), "episodes", "source", "what"}.
 
-    Looks in order at `world_model_data`'s manifest.json, the dataset named in the checkpoint's
-    config.json metadata, and a train_config.json in the checkpoint folder or up to three folders
+    Looks in order at `world_model_data`'s manifest.json, the model card of a shipped model
+    (card.json), the dataset named in the checkpoint's config.json metadata, and a train_config.json in the checkpoint folder or up to three folders
     above it (a run folder holds model/ and checkpoints/checkpoint-N/model/)."""
     if world_model_data is not None:
         root = Path(world_model_data)
@@ -107,6 +107,11 @@ def world_model_data_steps(checkpoint, world_model_data=None) -> dict[str, Any]:
                                     "manifest.json with totals.steps (expected a folder written by `worldsim collect`)")
         return found
     ckpt = Path(checkpoint)
+    card = _read_json(ckpt / "card.json") or {}                     # a model shipped in worldsim/models
+    if isinstance(card.get("data"), dict) and "steps" in card["data"]:
+        return {"steps": int(card["data"]["steps"]), "episodes": int(card["data"].get("episodes", 0)),
+                "env_id": card.get("env_id"), "source": str((ckpt / "card.json").resolve()),
+                "what": "all transitions collected in the real env for the shipped model (its card.json)"}
     config = _read_json(ckpt / "config.json") or {}
     dataset = (config.get("metadata") or {}).get("dataset")
     if dataset:

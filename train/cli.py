@@ -9,9 +9,8 @@ import sys
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    summary = run_demo(out_dir=args.out, quick=args.quick, seed=args.seed)
-    ok = summary["state_bytes_constant"] and summary["checkpoint_round_trip_exact"]
-    return 0 if ok else 1
+    run_demo(out_dir=args.out, quick=args.quick, seed=args.seed, device=args.device)
+    return 0
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -44,15 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="end-to-end on MiniGrid-Empty-8x8: collect, train a tiny model, check recurrence, save/load",
-        description="Collect random MiniGrid episodes, train a tiny world model on CPU with the trainer, and "
-        "report held-out next-frame accuracy (beside the copy-previous-frame baseline), open-loop rollout "
-        "accuracy, step-vs-forward agreement, state size and a checkpoint round trip.",
+        help="the shipped Empty-8x8 world model: a dream-vs-real GIF, PPO trained in the dream, the learned-vs-real table",
+        description="Offline, on the world model shipped for MiniGrid-Empty-8x8-v0: dream an episode beside the "
+        "real env under the same actions (GIF), train PPO in the dream and in the real env with the same budget, "
+        "evaluate both in the real env and print the learned-vs-real table. A few minutes on 2 CPU cores; "
+        "uses the GPU when there is one.",
     )
-    demo.add_argument("--out", default="runs/demo",
-                      help="folder for the demo's dataset and its run/ (replaced on each demo; default: runs/demo)")
-    demo.add_argument("--quick", action="store_true", help="a few seconds instead of a minute (used by CI)")
-    demo.add_argument("--seed", type=int, default=0, help="seed for collection, init and sampling")
+    demo.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
+    demo.add_argument("--quick", action="store_true", help="tiny budgets, seconds instead of minutes (used by CI)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the GIF's episode (default: 0)")
+    demo.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda (default: auto)")
     demo.set_defaults(run=_demo)
 
     models = commands.add_parser(

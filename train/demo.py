@@ -1,83 +1,86 @@
-"""`worldsim demo`: the pipeline end to end on a real MiniGrid env, offline, on CPU.
+"""`worldsim demo`: what the project is for, in a few minutes, offline, on the shipped Empty-8x8 model.
 
-Collects random-policy episodes with `worldsim collect`'s code, trains a tiny world model with the
-trainer, and reports held-out next-frame accuracy beside the copy-previous-frame baseline, how
-closely frame-by-frame `step()` matches the parallel forward, the recurrent state's size, and a
-save/load round trip. (The full demo -- dream env, PPO in the dream -- builds on this.)
+1. Loads the world model shipped in the package (`worldsim.zoo`; nothing is downloaded or trained).
+2. Dreams one episode and plays the same actions in the real env (a scripted expert's actions from the
+   real reset), and writes the two side by side as a GIF.
+3. Trains PPO in the dream, and PPO in the real env with the same budget and seed, evaluates both in
+   the real env and prints the learned-vs-real table (`agents.benchmark.learned_vs_real`).
+
+Uses the GPU when there is one. ``quick`` (CI) shrinks every budget so the whole path runs in seconds;
+its numbers mean nothing beyond "this works".
 """
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
+import gymnasium as gym
 import torch
 
-from worldsim import WorldModel
-
-from .collect import collect
-from .dataset import EpisodeDataset
-from .trainer import train
+from worldsim.zoo import shipped_model
 
 ENV_ID = "MiniGrid-Empty-8x8-v0"
 
 
-@torch.no_grad()
-def step_vs_forward(model: WorldModel, frames: torch.Tensor, actions: torch.Tensor) -> tuple[float, bool]:
-    """Largest |logit| difference between T calls of step() and one parallel forward, and whether
-    the state's size stayed the same throughout."""
-    parallel = model(frames[None], actions[None]).frame_logits[0]
-    state = model.initial_state(1)
-    size = state.nbytes
-    worst = 0.0
-    for t in range(len(actions)):
-        out, state = model.step(state, frames[t : t + 1], actions[t : t + 1])
-        worst = max(worst, (out.frame_logits[0] - parallel[t]).abs().max().item())
-    return worst, state.nbytes == size
+def expert_actions(env_id: str, seed: int, limit: int = 64) -> list[int]:
+    """The scripted expert's actions in the real env from reset(seed), up to the goal."""
+    from envs.minigrid.goal_seeker import GoalSeeker
+
+    env = gym.make(env_id)
+    try:
+        obs, _ = env.reset(seed=seed)
+        u = env.unwrapped
+        agent = GoalSeeker(seed=seed)
+        agent.reset(obs, u.agent_pos, (u.width, u.height))
+        actions = []
+        for _ in range(limit):
+            actions.append(int(agent.act(obs, u.agent_pos)))
+            obs, _, terminated, truncated, _ = env.step(actions[-1])
+            if terminated or truncated:
+                break
+        return actions
+    finally:
+        env.close()
 
 
-def run_demo(out_dir: str = "runs/demo", quick: bool = False, seed: int = 0) -> dict:
-    start_time = time.perf_counter()
+def run_demo(out_dir: str = "runs/demo", quick: bool = False, seed: int = 0, device: str = "auto") -> dict:
+    from agents.benchmark import format_benchmark_table, learned_vs_real
+
+    from .play import PlaySession, run_headless
+
+    start = time.perf_counter()
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     out = Path(out_dir)
-    episodes, steps, window = (12, 40, 16) if quick else (48, 300, 32)
-    collect(ENV_ID, policy="random", episodes=episodes, out=out / "data", max_steps=64, seed=seed, progress=False)
-    run = out / "run"
-    shutil.rmtree(run, ignore_errors=True)  # the demo's own scratch run: each demo trains afresh
-    trainer = train(
-        data=out / "data", out=run, steps=steps, seed=seed,
-        lr=3e-3, warmup_steps=10, batch_size=8, curriculum=[[0, window]], holdout_fraction=0.25,
-        model={"d_model": 64, "n_layers": 2, "d_state": 16, "headdim": 16, "n_heads": 4, "attn_window": 4},
-        eval_every=0, eval_windows=8, eval_length=window, rollout_episodes=4, rollout_context=8,
-        rollout_horizon=16, save_every=0, keep_last=1, progress=False, device="cpu",
-    )
-    metrics = next(r for r in reversed(trainer.history) if "eval/acc" in r)
-    model = trainer.model.eval()
+    out.mkdir(parents=True, exist_ok=True)
+    model = shipped_model(ENV_ID)
+    print(f"world model: {model.dream_id} (shipped, {model.card['model']['parameters'] / 1e6:.1f} M parameters, "
+          f"held-out next-frame accuracy {model.card['metrics']['eval/acc']:.3f}); device: {device}")
 
-    dataset = EpisodeDataset(out / "data")
-    _, test_ids = dataset.split(holdout_fraction=0.25, seed=0)
-    episode = dataset.episode(test_ids[0])
-    frames = torch.tensor(episode.frames[:-1], dtype=torch.long)  # copies: the dataset's arrays are read-only
-    worst, size_constant = step_vs_forward(model, frames, torch.tensor(episode.actions))
+    gif = out / "dream_vs_real.gif"
+    session = PlaySession(str(model.path), real=True, seed=seed, device=device)
+    try:
+        rollout = run_headless(session, expert_actions(ENV_ID, seed), record=str(gif), verbose=False)
+    finally:
+        session.close()
+    print(f"same actions in the dream and the real env: {rollout['steps']} steps, cells agreeing "
+          f"{rollout['agreement']:.1%}, dream {'reached the goal' if rollout['terminated'] else 'did not end'} "
+          f"(reward {rollout['dream_reward']:.2f}, real {rollout['real_reward']:.2f}); wrote {gif}")
 
-    reloaded = WorldModel.from_pretrained(run / "model")
-    same = all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reloaded.state_dict().values()))
+    steps, episodes = (1024, 3) if quick else (20480, 50)
+    print(f"training PPO for {steps:,} steps in the dream and in the real env, then {episodes} real "
+          "evaluation episodes each ...", flush=True)
+    result = learned_vs_real(ENV_ID, model.path, steps=steps, seeds=1, eval_episodes=episodes, planner_episodes=0,
+                             out=out / "learned_vs_real", device=device, real_device="cpu",
+                             max_episode_steps=64 if quick else None)
+    print(format_benchmark_table(result))
     summary = {
-        "env_id": ENV_ID,
-        "episodes": dataset.num_episodes,
-        "heldout_next_frame_accuracy": metrics["eval/acc"],
-        "copy_previous_frame_accuracy": metrics["eval/copy_acc"],
-        "heldout_remembered_cell_accuracy": metrics["eval/acc_remembered"],
-        "open_loop_rollout_accuracy": metrics["rollout/acc"],
-        "step_vs_forward_max_abs_diff": worst,
-        "state_bytes": model.initial_state(1).nbytes,
-        "state_bytes_constant": size_constant,
-        "model": str(run / "model"),
-        "checkpoint_round_trip_exact": same,
-        "seconds": time.perf_counter() - start_time,
+        "gif": str(gif), "rollout_agreement": rollout["agreement"], "dream_terminated": rollout["terminated"],
+        "real_success": result["methods"]["real_ppo"]["success_rate"],
+        "dream_success": result["methods"]["dream_ppo"]["success_rate"],
+        "success_ratio_dream_over_real": result["success_ratio_dream_over_real"],
+        "seconds": time.perf_counter() - start,
     }
-    print(f"\n{'what':<38}{'value':>14}")
-    for key, value in summary.items():
-        shown = f"{value:.4g}" if isinstance(value, float) else str(value)
-        print(f"{key:<38}{shown:>14}")
+    print(f"demo done in {summary['seconds']:.0f} s; results in {out}")
     return summary
