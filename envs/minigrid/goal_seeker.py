@@ -7,9 +7,9 @@ model costs only the collection. Mixed with random actions (``worldsim collect -
 gives everything from expert runs to random walks.
 
 It reads what ``ExploreAgent`` reads (observation, the agent's world position, the grid's size),
-never the grid itself, and builds on its map. Each step, in order of preference: walk to a known
-goal; with a key in hand, walk to a known locked door and open it; without one, walk to a known key
-and pick it up; otherwise explore. It never steps on lava.
+never the grid itself, and builds on its map. Each step it takes the first errand it knows a way to,
+in order of preference: walk onto a known goal; with a key in hand, open a known locked door;
+without one, pick up a known key. Otherwise it explores. Its paths never cross lava.
 """
 
 from __future__ import annotations
@@ -44,16 +44,14 @@ class GoalSeeker(ExploreAgent):
                                                                                        OBJECT_TO_IDX["unseen"])
         return super()._observe(obs)
 
-    def _errand(self) -> tuple[np.ndarray, int] | None:
-        """(cells to act on, the action that does it) for the most useful errand the map allows."""
-        if (self.obj == _GOAL).any():
-            return self.obj == _GOAL, FORWARD
+    def _errands(self) -> list[tuple[np.ndarray, int]]:
+        """(cells to act on, the action that does it), most useful first, for what the map shows."""
+        errands = [(self.obj == _GOAL, FORWARD)]
         if self.carrying:
-            locked = (self.obj == _DOOR) & (self.state == STATE_TO_IDX["locked"])
-            return (locked, TOGGLE) if locked.any() else None
-        if (self.obj == _KEY).any():
-            return self.obj == _KEY, PICKUP
-        return None
+            errands.append(((self.obj == _DOOR) & (self.state == STATE_TO_IDX["locked"]), TOGGLE))
+        else:
+            errands.append((self.obj == _KEY, PICKUP))
+        return [(cells, action) for cells, action in errands if cells.any()]
 
     def _path_next_to(self, targets: np.ndarray) -> tuple[list[tuple[int, int]], tuple[int, int]] | None:
         """Shortest known path to a cell beside one of ``targets`` and that target; None if none is reachable."""
@@ -81,22 +79,22 @@ class GoalSeeker(ExploreAgent):
     def act(self, obs, agent_pos) -> int:
         self._track(obs, agent_pos)                            # pose, map and `carrying`; drops a stale path
         direction = int(obs["direction"])
-        errand = self._errand()
-        if errand is None:
+        on_the_way = (self.path and self.errand_to is not None
+                      and any(action == self.errand_to[1] and cells[self.errand_to[0]]
+                              for cells, action in self._errands()))
+        if not on_the_way:
             self.errand_to = None
-            return self._explore(direction)                    # nothing known to do yet
-        targets, action = errand
-        if not (self.path and self.errand_to is not None and self.errand_to[1] == action
-                and targets[self.errand_to[0]]):               # else: on the way already
-            found = self._path_next_to(targets)
-            if found is None:
-                self.errand_to = None
-                return self._explore(direction)
-            self.path, target = found
-            self.errand_to = (target, action)
+            for cells, action in self._errands():              # the first errand with a known way there
+                found = self._path_next_to(cells)
+                if found is not None:
+                    self.path, target = found
+                    self.errand_to = (target, action)
+                    break
+        if self.errand_to is None:
+            return self._explore(direction)                    # nothing to do yet: explore
         if self.path:
             return self._step_towards(direction)
-        target = self.errand_to[0]
+        target, action = self.errand_to
         want = _DIR_VEC.index((target[0] - self.pos[0], target[1] - self.pos[1]))
         turn = (want - direction) % 4
         if turn == 0:
