@@ -54,6 +54,8 @@ from typing import Any
 
 import numpy as np
 
+from worldsim.checkpoint import atomic_write
+
 from .evaluation import CONFIDENCE, SUCCESS_DEFINITION, evaluate_policy, mean_interval, wilson_interval
 from .training import DEFAULT_NUM_ENVS, parse_hyperparams, train_agent
 
@@ -97,8 +99,9 @@ def world_model_data_steps(checkpoint, world_model_data=None) -> dict[str, Any]:
     """The real env steps behind a world model: {"steps" (int or None), "episodes", "source", "what"}.
 
     Looks in order at `world_model_data`'s manifest.json, the model card of a shipped model
-    (card.json), the dataset named in the checkpoint's config.json metadata, and a train_config.json in the checkpoint folder or up to three folders
-    above it (a run folder holds model/ and checkpoints/checkpoint-N/model/)."""
+    (card.json), the dataset named in the checkpoint's config.json metadata, and a train_config.json
+    in the checkpoint folder or up to three folders above it (a run folder holds model/ and
+    checkpoints/checkpoint-N/model/)."""
     if world_model_data is not None:
         root = Path(world_model_data)
         found = _manifest_steps(root)
@@ -190,8 +193,8 @@ def _run_job(method: str, s: int, stride: int, common: dict) -> tuple[dict, list
     result = _job_result(method, s, stride, common)
     path = Path(common["out"]) / f"seed_{s}" / f"{method}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"method": method, "seed": s, "result": result[0], "curve": result[1]},
-                               default=_json_default))
+    text = json.dumps({"method": method, "seed": s, "result": result[0], "curve": result[1]}, default=_json_default)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
     return result
 
 
