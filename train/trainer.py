@@ -75,6 +75,7 @@ from .metrics import (
     teacher_forced_metrics,
     time_weights,
 )
+from . import distributed
 from .windows import StreamError, Window, WindowSampler, check_stream
 
 from worldsim.checkpoint import atomic_write
@@ -593,7 +594,8 @@ class Trainer:
         self.config = config
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
-        self.device = resolve_device(config.device)
+        self.dist = distributed.from_environment()   # torchrun's ranks, or rank 0 of 1
+        self.device = distributed.device_for(self.dist, resolve_device(config.device))
         if self.device.type == "cuda":
             torch.set_float32_matmul_precision("high")
         use_amp = config.amp == "bf16" or (config.amp == "auto" and self.device.type == "cuda")
@@ -662,7 +664,8 @@ class Trainer:
         fused = self.device.type == "cuda"
         self.optimizer = torch.optim.AdamW(parameter_groups(modules, config.weight_decay), lr=config.lr,
                                            betas=(config.beta1, config.beta2), **({"fused": True} if fused else {}))
-        self.sampler = WindowSampler(d.train, seed=[config.seed, 1])
+        self.sampler = WindowSampler(d.train, seed=self._sampler_seed())
+        # The same on every rank: all ranks draw the same aux delay each step.
         self.aux_rng = np.random.Generator(np.random.PCG64([config.seed, 2]))
         self.step = 0
         self.tokens_seen = 0
@@ -673,8 +676,22 @@ class Trainer:
         self.history: list[dict[str, float]] = []  # every record logged by this process, with its step
         if checkpoint is not None:
             self._load_checkpoint(checkpoint)
-        elif self.out is not None:
+        elif self.out is not None and self.dist.is_main:
             self._write_run_config()
+        # What forward and backward go through: DDP wrappers in a multi-process run (gradients are
+        # averaged across ranks in backward), the modules themselves otherwise.
+        self.train_model = distributed.wrap(self.model, self.dist)
+        self.train_aux_head = distributed.wrap(self.aux_head, self.dist)
+
+    def _sampler_seed(self, step: int | None = None) -> list[int]:
+        """One process: [seed, 1] (as always). Rank r of a multi-process run: its own stream,
+        [seed, 1, r], or [seed, 1, r, step] when it restarts at `step` after a resume."""
+        seed = [self.config.seed, 1]
+        if self.dist.enabled or step is not None:
+            seed.append(self.dist.rank)
+        if step is not None:
+            seed.append(step)
+        return seed
 
     def _write_run_config(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -712,30 +729,37 @@ class Trainer:
         chunk = c.tbptt_chunk or length
         tw = time_weights(length, c.context_fraction, c.prefix_loss_weight, c.context_min_length, self.device)
         weight = win.has_target.float() * tw
-        normalizer = weight.sum().clamp_min(1e-8)
+        # Normalised by the mean over ranks of their target weight, so that DDP's average of the
+        # ranks' gradients is the gradient of the mean loss over all ranks' windows together.
+        world = self.dist.world_size
+        normalizer = (distributed.all_reduce_sum(weight.sum(), self.dist) / world).clamp_min(1e-8)
         use_aux = self.aux_head is not None
         if use_aux:
             delay = self._draw_delay() if delay is None else delay
             valid = aux_valid(win.resets, delay)
-            aux_norm = valid.sum().clamp_min(1).float()
+            aux_norm = (distributed.all_reduce_sum(valid.sum().float(), self.dist) / world).clamp_min(1)
         meter = Meter()
         self.model.train()
         state = None
         total = torch.zeros((), device=self.device)
         for a in range(0, length, chunk):
             sl = slice(a, min(a + chunk, length))
-            with self.autocast():
-                out = model_forward(self.model, win.frames[:, sl], win.actions[:, sl], state=state,
-                                    return_state=sl.stop < length, resets=win.resets[:, sl])
-                parts = prediction_losses(out, win, sl, weight[:, sl], normalizer, c.reward_loss, meter,
-                                          self.done_pos_weight)
-                loss = (c.frame_loss_weight * parts["frame"] + c.reward_loss_weight * parts["reward"]
-                        + c.done_loss_weight * parts["done"])
-                if use_aux:
-                    aux = aux_reconstruction_loss(self.aux_head, out.features, win, sl, delay, valid, aux_norm, meter)
-                    loss = loss + c.aux_loss_weight * aux
-            total += loss.detach()  # the chunks' parts sum to the window's loss
-            loss.backward()
+            last_chunk = sl.stop >= length
+            # Gradients are all-reduced once per step, in the last chunk's backward.
+            with distributed.no_sync([self.train_model, self.train_aux_head], skip=not last_chunk):
+                with self.autocast():
+                    out = model_forward(self.train_model, win.frames[:, sl], win.actions[:, sl], state=state,
+                                        return_state=sl.stop < length, resets=win.resets[:, sl])
+                    parts = prediction_losses(out, win, sl, weight[:, sl], normalizer, c.reward_loss, meter,
+                                              self.done_pos_weight)
+                    loss = (c.frame_loss_weight * parts["frame"] + c.reward_loss_weight * parts["reward"]
+                            + c.done_loss_weight * parts["done"])
+                    if use_aux:
+                        aux = aux_reconstruction_loss(self.train_aux_head, out.features, win, sl, delay, valid,
+                                                      aux_norm, meter)
+                        loss = loss + c.aux_loss_weight * aux
+                total += loss.detach()  # the chunks' parts sum to the window's loss
+                loss.backward()
             if out.state is not None:
                 state = out.state.detach()
         meter.add("loss", total, 1.0)
@@ -795,7 +819,10 @@ class Trainer:
 
         h, w = self.model.config.frame_shape
         last: dict[str, float] = {}
-        bar = tqdm(total=end, initial=self.step, disable=not c.progress, desc="train", unit="step", dynamic_ncols=True)
+        main = self.dist.is_main            # rank 0 alone shows progress, evaluates, logs and saves
+        save = self.out is not None and main
+        bar = tqdm(total=end, initial=self.step, disable=not (c.progress and main), desc="train", unit="step",
+                   dynamic_ncols=True)
         start_time = time.perf_counter()
         try:
             while self.step < end:
@@ -806,7 +833,7 @@ class Trainer:
                 if self.device.type == "cuda":
                     torch.cuda.synchronize(self.device)
                 dt = time.perf_counter() - t0
-                tokens = batch * length * h * w
+                tokens = batch * length * h * w * self.dist.world_size      # all ranks' windows
                 self.tokens_seen += tokens
                 for k, v in stats.items():
                     self._interval.add(k, torch.tensor(v), 1.0)
@@ -819,17 +846,18 @@ class Trainer:
                     self._interval = Meter()
                     self._log(record, writer)
                     last.update(record)
-                if c.eval_every and self.step % c.eval_every == 0:
+                if main and c.eval_every and self.step % c.eval_every == 0:
                     last.update(self._evaluate_and_log(writer))
-                if self.out is not None and c.save_every and self.step % c.save_every == 0:
+                if save and c.save_every and self.step % c.save_every == 0:
                     self.save_checkpoint()
-            if c.eval_at_end and self._last_eval != self.step:
+            if main and c.eval_at_end and self._last_eval != self.step:
                 last.update(self._evaluate_and_log(writer))
-            if self.out is not None:
+            if save:
                 if self._last_saved != self.step:
                     self.save_checkpoint()
                 if self.step >= c.steps:
                     self._save_final_model()
+            distributed.barrier(self.dist)           # no rank leaves before rank 0 has saved
         finally:
             bar.close()
             if writer is not None:
@@ -845,7 +873,7 @@ class Trainer:
         return record
 
     def _open_logs(self):
-        if self.out is None:
+        if self.out is None or not self.dist.is_main:
             return None
         self.out.mkdir(parents=True, exist_ok=True)
         metrics = self.out / METRICS_FILE
@@ -865,7 +893,7 @@ class Trainer:
 
     def _log(self, record: dict[str, float], writer) -> None:
         self.history.append({"step": self.step, **record})
-        if self.out is None:
+        if self.out is None or not self.dist.is_main:
             return
         line = {"step": self.step, "time": round(time.time(), 3), **record}
         with open(self.out / METRICS_FILE, "a") as f:
@@ -901,7 +929,8 @@ class Trainer:
                 "format_version": FORMAT_VERSION,
                 "step": self.step,
                 "tokens_seen": self.tokens_seen,
-                "sampler": self.sampler.state_dict(),
+                "sampler": self.sampler.state_dict(),          # rank 0's
+                "world_size": self.dist.world_size,
                 "aux_rng": self.aux_rng.bit_generator.state,
                 "rng": _rng_state_json(),
                 "interval": {k: [float(self._interval.sums[k]), float(self._interval.weights[k])]
@@ -952,7 +981,10 @@ class Trainer:
             raise TrainError(f"checkpoint {checkpoint}: optimizer state does not fit the model ({e})") from e
         self.step = int(state["step"])
         self.tokens_seen = int(state["tokens_seen"])
-        self.sampler.load_state_dict(state["sampler"])
+        if state.get("world_size", 1) == 1 and not self.dist.enabled:
+            self.sampler.load_state_dict(state["sampler"])     # one process before and now: exactly as it was
+        else:                                                  # ranks changed: each rank a fresh stream
+            self.sampler = WindowSampler(self.data.train, seed=self._sampler_seed(self.step))
         self.aux_rng.bit_generator.state = state["aux_rng"]
         _restore_rng_json(state["rng"])
         torch.set_rng_state(tensors["rng.torch"])
@@ -966,7 +998,7 @@ class Trainer:
         self._last_saved = self.step
         self._last_eval = int(state.get("last_eval", -1))
         self._resumed_from = checkpoint
-        if self.out is not None:
+        if self.out is not None and self.dist.is_main:
             saved = json.loads((self.out / CONFIG_FILE).read_text())
             if saved.get("train") != self.config.to_dict():
                 saved["train"] = self.config.to_dict()
@@ -1070,6 +1102,9 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--config", help="JSON file of TrainConfig fields (or a run's train_config.json)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
     p.add_argument("--until", type=int, metavar="STEP", help="stop at this step (checkpointed; resume later)")
+    p.add_argument("--gpus", type=int, default=1, metavar="N",
+                   help="data-parallel over N processes on this machine (torchrun + DistributedDataParallel; "
+                   "one GPU each, or gloo on CPU): --batch-size is per process (default: 1)")
     hints = typing.get_type_hints(TrainConfig)
     group = p.add_argument_group("training settings (TrainConfig)")
     for f in dataclasses.fields(TrainConfig):
@@ -1094,8 +1129,30 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def _without_gpus(argv: list[str]) -> list[str]:
+    """The `worldsim train` arguments minus --gpus (the ranks must not launch again)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--gpus":
+            skip = True
+        elif not a.startswith("--gpus="):
+            out.append(a)
+    return out
+
+
 def run_train_command(args: argparse.Namespace) -> int:
     """`worldsim train`: returns 0 when training finished, 2 on bad input (message on stderr)."""
+    if args.gpus < 1:
+        print(f"worldsim train: error: --gpus must be >= 1; got {args.gpus}", file=sys.stderr)
+        return 2
+    if args.gpus > 1 and "WORLD_SIZE" not in os.environ:    # launch the ranks; each runs this command
+        import subprocess
+
+        from .distributed import torchrun_command
+
+        return subprocess.call(torchrun_command(args.gpus, _without_gpus(getattr(args, "argv", None) or sys.argv[2:])))
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
     overrides = {k: v for k, v in vars(args).items() if (k in train_fields and k not in ("data", "model"))
                  or k.startswith("model.")}
@@ -1119,6 +1176,8 @@ def run_train_command(args: argparse.Namespace) -> int:
         print(f"worldsim train: error: {e}", file=sys.stderr)
         return 2
     out = trainer.out
+    if not trainer.dist.is_main:
+        return 0
     print(f"trained to step {trainer.step}; run folder {out}"
           + (f", model in {out / MODEL_DIR}" if trainer.step >= trainer.config.steps else
              f" (resume with --resume {out})"))
