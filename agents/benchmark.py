@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 
 from worldsim.checkpoint import atomic_write
+from worldsim.zoo import resolve_checkpoint
 
 from .evaluation import CONFIDENCE, SUCCESS_DEFINITION, evaluate_policy, mean_interval, wilson_interval
 from .training import DEFAULT_NUM_ENVS, parse_hyperparams, train_agent
@@ -290,8 +291,12 @@ def learned_vs_real(env_id: str, checkpoint, steps: int, seeds: int = 3, eval_ep
     (GPU time-slicing between many processes' small kernels is slow)."""
     if not isinstance(env_id, str) or not env_id:
         raise ValueError(f"env_id must be a real env id such as 'MiniGrid-Empty-8x8-v0'; got {env_id!r}")
-    if checkpoint is None or not os.path.isdir(checkpoint):
-        raise FileNotFoundError(f"checkpoint {None if checkpoint is None else os.fspath(checkpoint)!r} does not exist "
+    checkpoint = resolve_checkpoint(checkpoint, env_id)
+    if checkpoint is None:
+        raise FileNotFoundError(f"no checkpoint given, and no world model is shipped for {env_id} "
+                                "(`worldsim models` lists the shipped ones)")
+    if not os.path.isdir(checkpoint):
+        raise FileNotFoundError(f"checkpoint {os.fspath(checkpoint)!r} does not exist "
                                 "(expected a world-model folder written by WorldModel.save_pretrained)")
     if not (Path(checkpoint) / "config.json").is_file():
         raise FileNotFoundError(f"checkpoint {os.fspath(checkpoint)!r} has no config.json "
@@ -525,7 +530,9 @@ def add_benchmark_parser(subparsers) -> argparse.ArgumentParser:
         "and mean return with 95%% confidence intervals (pooled over seeds, and per seed), real env steps used and "
         "wall time, and the dream/real success ratio; writes OUT/learned_vs_real.json, learning curves as CSV and SVG.")
     p.add_argument("--env", required=True, help="real env id, e.g. MiniGrid-Empty-8x8-v0")
-    p.add_argument("--checkpoint", required=True, help="world-model checkpoint folder (WorldModel.save_pretrained)")
+    p.add_argument("--checkpoint", default=None,
+                   help="world-model checkpoint folder (WorldModel.save_pretrained) or a shipped model's id "
+                   "(default: the model shipped for --env)")
     p.add_argument("--steps", type=int, required=True, help="agent steps of PPO training, in each env and seed")
     p.add_argument("--seeds", type=int, required=True, help="number of seeds (0..SEEDS-1)")
     p.add_argument("--eval-episodes", type=int, default=100, help="real-env evaluation episodes per policy and seed (default: 100)")

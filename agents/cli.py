@@ -8,9 +8,16 @@ import sys
 
 
 def _where(args) -> str:
+    """--in, checked; with --in dream, args.checkpoint resolved (a shipped model's id, or the one
+    shipped for --env when none is given)."""
+    from worldsim.zoo import resolve_checkpoint
+
     where = args.where
+    if where == "dream":
+        args.checkpoint = resolve_checkpoint(args.checkpoint, args.env)
     if where == "dream" and args.checkpoint is None:
-        raise ValueError("--in dream needs --checkpoint DIR (a world-model checkpoint folder)")
+        raise ValueError(f"--in dream needs --checkpoint DIR (a world-model checkpoint folder) or the id of a "
+                         f"shipped model (`worldsim models`); none is shipped for {args.env or 'this env'}")
     if where == "real" and args.checkpoint is not None:
         raise ValueError("--checkpoint is only used with --in dream")
     return where

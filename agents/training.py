@@ -31,6 +31,8 @@ from gymnasium import spaces
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
+from worldsim.zoo import resolve_checkpoint
+
 ALGOS = {"ppo": PPO, "a2c": A2C, "dqn": DQN}
 WHERE = ("dream", "real")
 FEATURES = ("cnn", "mlp")
@@ -205,12 +207,15 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
                 out: str | os.PathLike = "runs/agent", checkpoint=None, num_envs: int = DEFAULT_NUM_ENVS,
                 seed: int = 0, device: str = "auto", features: str = "cnn", hyperparams: dict | None = None,
                 max_episode_steps: int | None = None, verbose: int = 0) -> dict[str, Any]:
-    """Train `algo` for `steps` env steps in the dream (`checkpoint`) or the real env `env_id`.
+    """Train `algo` for `steps` env steps in the dream (`checkpoint`: a folder, or a shipped model's id;
+    None: the model shipped for `env_id`) or the real env `env_id`.
 
     Writes out/policy.zip, out/agent.json and TensorBoard logs in out/tb; returns agent.json's
     contents (plus "policy_path"). `hyperparams` override the MiniGrid defaults
     (DEFAULT_HYPERPARAMS[algo]); `device` is used by both the policy and the dream model.
     """
+    if where == "dream":
+        checkpoint = resolve_checkpoint(checkpoint, env_id if isinstance(env_id, str) else None)
     _check_args(env_id, where, algo, steps, checkpoint, num_envs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

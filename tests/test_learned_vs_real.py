@@ -143,8 +143,11 @@ def test_cli_parsing():
     defaults = _parser().parse_args(["benchmark", "learned-vs-real", "--env", ENV_ID, "--checkpoint", "ck",
                                      "--steps", "1", "--seeds", "1"])
     assert defaults.eval_episodes == 100 and defaults.planner_episodes == 10 and defaults.device == "auto"
-    with pytest.raises(SystemExit):
-        _parser().parse_args(["benchmark", "learned-vs-real", "--env", ENV_ID, "--steps", "1", "--seeds", "1"])
+    no_checkpoint = _parser().parse_args(["benchmark", "learned-vs-real", "--env", ENV_ID, "--steps", "1",
+                                          "--seeds", "1"])
+    assert no_checkpoint.checkpoint is None                      # the model shipped for --env, if any
+    with pytest.raises(FileNotFoundError, match="no world model is shipped for MiniGrid-Empty-5x5-v0"):
+        learned_vs_real(ENV_ID, None, steps=1, seeds=1)
     with pytest.raises(SystemExit):
         _parser().parse_args(["benchmark"])
 

@@ -11,7 +11,7 @@ from gymnasium.utils.env_checker import check_env
 import worldsim  # noqa: F401  (registers the ids)
 from train.cli import main as worldsim_main
 from worldsim.model import WorldModel
-from worldsim.zoo import MODELS_DIR, dream_id_for, shipped_model, shipped_models
+from worldsim.zoo import MODELS_DIR, dream_id_for, resolve_checkpoint, shipped_model, shipped_models
 
 SHIPPED = shipped_models()
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -79,3 +79,29 @@ def test_models_command_lists_every_id(capsys):
     printed = capsys.readouterr().out
     for m in SHIPPED:
         assert m.dream_id in printed and f"{m.card['metrics']['eval/acc']:.3f}" in printed
+
+
+def test_checkpoint_arguments_accept_shipped_ids(tmp_path):
+    m = shipped_model("MiniGrid-Empty-8x8-v0")
+    assert resolve_checkpoint(None, "MiniGrid-Empty-8x8-v0") == str(m.path)     # the env's own model
+    assert resolve_checkpoint(m.dream_id) == resolve_checkpoint(m.env_id) == str(m.path)
+    assert resolve_checkpoint(str(tmp_path)) == str(tmp_path)                     # a folder stays a folder
+    assert resolve_checkpoint("no/such/folder") == "no/such/folder"               # the caller reports it
+    assert resolve_checkpoint(None, "MiniGrid-Unlock-v0") is None
+    assert resolve_checkpoint(None) is None
+
+
+def test_agent_cli_dreams_in_the_shipped_model_by_default(capsys):
+    import argparse
+
+    from agents.cli import _where, add_agent_parser
+
+    parser = argparse.ArgumentParser(prog="worldsim")
+    add_agent_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["agent", "train", "--env", "MiniGrid-DoorKey-8x8-v0", "--in", "dream",
+                              "--steps", "1", "--out", "o"])
+    assert _where(args) == "dream" and args.checkpoint == str(shipped_model("MiniGrid-DoorKey-8x8-v0").path)
+    args = parser.parse_args(["agent", "train", "--env", "MiniGrid-Unlock-v0", "--in", "dream", "--steps", "1",
+                              "--out", "o"])
+    with pytest.raises(ValueError, match="none is shipped for MiniGrid-Unlock-v0"):
+        _where(args)

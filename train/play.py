@@ -113,6 +113,9 @@ class PlaySession:
     def __post_init__(self):
         from worldsim.dream_env import DreamEnv, make_real_env
 
+        from worldsim.zoo import resolve_checkpoint
+
+        self.checkpoint = resolve_checkpoint(self.checkpoint)
         if not os.path.exists(self.checkpoint):
             raise FileNotFoundError(f"checkpoint {os.fspath(self.checkpoint)!r} does not exist "
                                     "(expected a folder written by WorldModel.save_pretrained)")
@@ -398,7 +401,9 @@ def add_play_parser(subparsers) -> argparse.ArgumentParser:
         "--actions, headless. --real steps the real env with the same actions and shows its view beside the "
         "dream's (both drawn by the codec from tokens), with per-cell agreement.",
     )
-    p.add_argument("--checkpoint", required=True, help="checkpoint folder (WorldModel.save_pretrained)")
+    p.add_argument("--checkpoint", required=True,
+                   help="checkpoint folder (WorldModel.save_pretrained), or a shipped model's id, e.g. "
+                   "MiniGrid-DoorKey-8x8-v0 (`worldsim models`)")
     p.add_argument("--real", action="store_true", help="step the real env alongside and show it beside the dream")
     p.add_argument("--actions", metavar="SPEC",
                    help="headless: comma-separated MiniGrid action names (left,right,forward,pickup,drop,toggle,"

@@ -58,3 +58,22 @@ def shipped_model(name: str, root: Path = MODELS_DIR) -> ShippedModel:
             return m
     listed = ", ".join(m.env_id for m in models) or "none"
     raise KeyError(f"no shipped world model for {name!r}; shipped: {listed}")
+
+
+def resolve_checkpoint(checkpoint, env_id: str | None = None):
+    """What a checkpoint argument names: an existing folder stays as it is; the env id or gym id of
+    a shipped model becomes that model's folder; None becomes the shipped model of `env_id`, if
+    there is one. Anything else comes back unchanged, for the caller to report."""
+    if checkpoint is None:
+        if env_id is None:
+            return None
+        try:
+            return str(shipped_model(env_id).path)
+        except KeyError:
+            return None
+    if isinstance(checkpoint, (str, Path)) and not Path(checkpoint).exists():
+        try:
+            return str(shipped_model(str(checkpoint)).path)
+        except KeyError:
+            return checkpoint
+    return checkpoint
