@@ -37,6 +37,7 @@ from tqdm import tqdm
 from envs.minigrid import MiniGridCodec
 from envs.minigrid.explore import ExploreAgent
 from envs.minigrid.goal_seeker import GoalSeeker
+from envs.minigrid.memory_tasks import RetraceAgent, RevisitAgent
 from train.dataset import DatasetWriter, Episode, frame_dtype, verify_dataset
 
 
@@ -116,13 +117,28 @@ class RandomPolicy:
 
 
 class ScriptedPolicy:
-    """One scripted agent per env copy: ``ExploreAgent`` ("explore") or ``GoalSeeker`` ("expert")."""
+    """One scripted agent per env copy: ``ExploreAgent`` ("explore"), ``GoalSeeker`` ("expert"), or a
+    memory task after a context walk of C steps (``envs.minigrid.memory_tasks``: "retrace:C", "reasoning:C")."""
 
     AGENTS = {"explore": ExploreAgent, "expert": GoalSeeker}
+    CONTEXT_AGENTS = {"retrace": RetraceAgent, "reasoning": RevisitAgent}
+
+    @classmethod
+    def parse(cls, spec: str):
+        """A factory (view_size, num_actions) -> agent for a spec this class knows, else None."""
+        if spec in cls.AGENTS:
+            return cls.AGENTS[spec]
+        name, _, context = spec.partition(":")
+        if name in cls.CONTEXT_AGENTS:
+            if not context.isdigit() or int(context) < 1:
+                raise ValueError(f"--policy {spec!r}: expected {name}:C with C the context walk's length in steps")
+            return lambda **kw: cls.CONTEXT_AGENTS[name](int(context), **kw)
+        return None
 
     def __init__(self, name: str, num_envs: int, num_actions: int, view_size: int):
         self.name = name
-        self.agents = [self.AGENTS[name](view_size=view_size, num_actions=num_actions) for _ in range(num_envs)]
+        factory = self.parse(name)
+        self.agents = [factory(view_size=view_size, num_actions=num_actions) for _ in range(num_envs)]
 
     def start(self, slot: int, seed: int, obs, agent_pos, grid_size) -> None:
         self.agents[slot].reset(obs, agent_pos, grid_size, seed=seed)
@@ -248,7 +264,7 @@ def make_policy(spec: str, num_envs: int, num_actions: int, codec: MiniGridCodec
     eps = parse_epsilon(epsilon)
     if spec == "random":
         pol = RandomPolicy(num_envs, num_actions)
-    elif spec in ScriptedPolicy.AGENTS:
+    elif ScriptedPolicy.parse(spec) is not None:
         pol = ScriptedPolicy(spec, num_envs, num_actions, codec.view_size)
     else:
         pol = SB3Policy(spec, num_actions, codec.view_size, deterministic=deterministic)
@@ -431,7 +447,8 @@ def add_collect_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--env", help="gymnasium id of a MiniGrid env, e.g. MiniGrid-FourRooms-v0")
     p.add_argument("--policy", default="random",
                    help="'random', 'explore' (covers the layout and comes back), 'expert' (scripted: explores, "
-                   "fetches keys, unlocks doors, walks to the goal), or the path of a "
+                   "fetches keys, unlocks doors, walks to the goal), 'retrace:C' / 'reasoning:C' (memory tasks: "
+                   "C steps of explore, then back along the path / on to seen places by new routes), or the path of a "
                    "Stable-Baselines3 PPO/A2C/DQN model .zip trained on the image (ImgObsWrapper) or "
                    "Dict(image, direction) observation (default: random)")
     p.add_argument("--episodes", type=int, help="episodes the dataset should hold (seeds SEED .. SEED+N-1)")
