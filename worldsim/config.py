@@ -21,7 +21,8 @@ class WorldModelConfig:
     # Blocks that do not divide the frame are padded; the padding never enters the SSM state.
     block_sizes: list[tuple[int, int]] | None = None
 
-    # Mamba2 mixer.
+    # Mamba2 mixer. ssm=False drops it: attention-only layers (the frame-local attention baseline).
+    ssm: bool = True
     d_state: int = 32
     expand: int = 2
     headdim: int = 32
@@ -67,10 +68,11 @@ class WorldModelConfig:
             need(1 <= bh <= h and 1 <= bw <= w,
                  f"block_sizes[{i}] = {(bh, bw)} must fit inside the frame {self.frame_shape}")
         d_inner = self.expand * self.d_model
-        need(d_inner % self.headdim == 0,
-             f"expand * d_model ({d_inner}) must be divisible by headdim ({self.headdim})")
-        need((d_inner // self.headdim) % self.ngroups == 0,
-             f"SSM heads ({d_inner // self.headdim}) must be divisible by ngroups ({self.ngroups})")
+        if self.ssm:                                  # the mixer's shapes matter only when there is one
+            need(d_inner % self.headdim == 0,
+                 f"expand * d_model ({d_inner}) must be divisible by headdim ({self.headdim})")
+            need((d_inner // self.headdim) % self.ngroups == 0,
+                 f"SSM heads ({d_inner // self.headdim}) must be divisible by ngroups ({self.ngroups})")
         need(self.d_model % self.n_heads == 0,
              f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         need((self.d_model // self.n_heads) % 2 == 0,

@@ -51,7 +51,7 @@ class WorldModelLayer(nn.Module):
         self.modulation = nn.Linear(d, 9 * d)
         nn.init.zeros_(self.modulation.weight)
         nn.init.zeros_(self.modulation.bias)
-        self.mixer = BlockwiseMamba2(config, block_shape)
+        self.mixer = BlockwiseMamba2(config, block_shape) if config.ssm else None
         self.attn = FrameLocalAttention(config)
         hidden = int(config.mlp_ratio * d)
         self.mlp = nn.Sequential(nn.Linear(d, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, d))
@@ -65,13 +65,16 @@ class WorldModelLayer(nn.Module):
         """Parallel: x [B, T, H, W, D]; frame, episode [B, T] (see WorldModel.forward).
         Returns (x, LayerState after the last frame, the ring's slot frames)."""
         (s1, c1, g1), (s2, c2, g2), (s3, c3, g3) = self._sublayer_inputs(cond)
-        y, ssm, conv = self.mixer(
-            _modulate(self.norms[0](x), s1, c1),
-            None if state is None else state.ssm,
-            None if state is None else state.conv,
-            episode,
-        )
-        x = x + g1 * y
+        if self.mixer is not None:
+            y, ssm, conv = self.mixer(
+                _modulate(self.norms[0](x), s1, c1),
+                None if state is None else state.ssm,
+                None if state is None else state.conv,
+                episode,
+            )
+            x = x + g1 * y
+        else:                                          # attention only: an empty SSM state
+            ssm = conv = x.new_zeros(x.shape[0], 0)
         h = _modulate(self.norms[1](x), s2, c2).flatten(2, 3)
         cache = None if state is None else (state.keys, state.values, slot_frame)
         y, (keys, values, new_slot_frame) = self.attn(h, frame, episode, cache)
@@ -82,10 +85,11 @@ class WorldModelLayer(nn.Module):
     def step(self, x, cond, frame, state: LayerState, slot_frame: torch.Tensor):
         """Recurrent: x [B, 1, H, W, D]; updates `state` in place."""
         (s1, c1, g1), (s2, c2, g2), (s3, c3, g3) = self._sublayer_inputs(cond)
-        y, ssm, conv = self.mixer(_modulate(self.norms[0](x), s1, c1), state.ssm, state.conv)
-        state.ssm.copy_(ssm)
-        state.conv.copy_(conv)
-        x = x + g1 * y
+        if self.mixer is not None:
+            y, ssm, conv = self.mixer(_modulate(self.norms[0](x), s1, c1), state.ssm, state.conv)
+            state.ssm.copy_(ssm)
+            state.conv.copy_(conv)
+            x = x + g1 * y
         h = _modulate(self.norms[1](x), s2, c2).flatten(1, 3)                  # [B, N, D]
         y = self.attn.step(h, frame, state.keys, state.values, slot_frame)
         x = x + g2 * y.view_as(x)
@@ -158,7 +162,7 @@ class WorldModel(nn.Module):
         dtype = dtype or self.position_embed.dtype
         layers = []
         for layer in self.layers:
-            shapes = layer.mixer.state_shapes()
+            shapes = layer.mixer.state_shapes() if layer.mixer is not None else {"ssm": (0,), "conv": (0,)}
             kv = layer.attn.state_shapes(c.tokens_per_frame, c.d_model)
             layers.append(LayerState(
                 ssm=torch.zeros(batch_size, *shapes["ssm"], device=device, dtype=torch.float32),

@@ -1,0 +1,47 @@
+"""The model and its baselines as WorldModelConfig switches, at the same parameter budget (±10%).
+
+    baseline_config("ours", base)     block-wise scan + frame-local attention (the base config as is)
+    baseline_config("mamba2", base)   plain Mamba2: every layer scans the whole frame as one block
+    baseline_config("local", base)    frame-local attention only, no SSM; d_model grows to keep the budget
+
+All three run through the same `WorldModel` (forward, step, state), so trainer, dream envs and
+benchmarks take them unchanged. Full causal attention (with a KV cache over all past frames) is the
+one baseline still to come.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .config import WorldModelConfig
+
+BASELINES = ("ours", "mamba2", "local")
+BUDGET_TOLERANCE = 0.10
+
+
+def parameter_count(config: WorldModelConfig) -> int:
+    from .model import WorldModel
+
+    return sum(p.numel() for p in WorldModel(config).parameters())
+
+
+def baseline_config(name: str, base: WorldModelConfig) -> WorldModelConfig:
+    """`base` switched to baseline `name`, with about as many parameters as `base` (see the module)."""
+    if name == "ours":
+        return base
+    if name == "mamba2":
+        return dataclasses.replace(base, block_sizes=[tuple(base.frame_shape)] * base.n_layers)
+    if name == "local":
+        target = parameter_count(base)
+        # Attention-only layers are smaller: widen them (in steps the heads divide) to the budget.
+        step = base.n_heads * 2
+        best = None
+        for d in range(base.d_model, 3 * base.d_model + 1, step):
+            candidate = dataclasses.replace(base, ssm=False, d_model=d)
+            gap = abs(parameter_count(candidate) - target)
+            if best is None or gap < best[0]:
+                best = (gap, candidate)
+            elif gap > best[0]:
+                break                                 # the count only grows with d from here
+        return best[1]
+    raise ValueError(f"unknown baseline {name!r}; choose one of {BASELINES}")
