@@ -20,6 +20,10 @@ import torch.nn.functional as F
 
 from .config import WorldModelConfig
 
+# Rings longer than this (attention windows of the causal baseline, not the model's ~10 frames)
+# are attended only up to their filled part in `step`.
+GROWING_CACHE_SLOTS = 64
+
 
 def rotate_by_frame(x: torch.Tensor, frame: torch.Tensor, inv_freq: torch.Tensor) -> torch.Tensor:
     """Rotary embedding of x [..., N, heads, dh] by frame indices broadcastable to x[..., 0, 0, 0].
@@ -154,6 +158,12 @@ class FrameLocalAttention(nn.Module):
         values[rows, slot] = v[:, 0].flatten(-2).to(values.dtype)
         age = frame[:, None] - slot_frame
         key_valid = (slot_frame >= 0) & (age >= 0) & (age <= self.window)
+        if self.slots > GROWING_CACHE_SLOTS:
+            # A long ring (the causal baseline's KV cache) fills slot t at frame t: attend only to the
+            # filled part, so a step costs O(frames so far) like a growing cache. Short rings keep a
+            # static shape (no host sync; torch.compile and CUDA graphs see one shape).
+            filled = min(self.slots, int(frame.max()) + 1)
+            keys, values, key_valid = keys[:, :filled], values[:, :filled], key_valid[:, :filled]
         split = (self.heads, self.head_dim)
         y = self._attend(
             q, keys[:, None].unflatten(-1, split).to(q.dtype), values[:, None].unflatten(-1, split).to(q.dtype),

@@ -3,10 +3,15 @@
     baseline_config("ours", base)     block-wise scan + frame-local attention (the base config as is)
     baseline_config("mamba2", base)   plain Mamba2: every layer scans the whole frame as one block
     baseline_config("local", base)    frame-local attention only, no SSM; d_model grows to keep the budget
+    baseline_config("causal", base, context=c)
+                                      causal attention over the last c frames, no SSM (the budget as
+                                      local): with c at least the sequence length, full causal attention
 
-All three run through the same `WorldModel` (forward, step, state), so trainer, dream envs and
-benchmarks take them unchanged. Full causal attention (with a KV cache over all past frames) is the
-one baseline still to come.
+All of them run through the same `WorldModel` (forward, step, state), so trainer, dream envs and
+benchmarks take them unchanged. The causal baseline's attention ring is its KV cache: c + 1 frames,
+of which `step` attends only the filled part (cost grows with the frames seen, up to c).
+Training it uses the same per-frame key windows as frame-local attention, so its memory grows as
+T * c; that is the quadratic cost the baseline is there to show.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import dataclasses
 
 from .config import WorldModelConfig
 
-BASELINES = ("ours", "mamba2", "local")
+BASELINES = ("ours", "mamba2", "local", "causal")
 BUDGET_TOLERANCE = 0.10
 
 
@@ -25,8 +30,15 @@ def parameter_count(config: WorldModelConfig) -> int:
     return sum(p.numel() for p in WorldModel(config).parameters())
 
 
-def baseline_config(name: str, base: WorldModelConfig) -> WorldModelConfig:
-    """`base` switched to baseline `name`, with about as many parameters as `base` (see the module)."""
+def baseline_config(name: str, base: WorldModelConfig, context: int | None = None) -> WorldModelConfig:
+    """`base` switched to baseline `name`, with about as many parameters as `base` (see the module).
+    `context`: the causal baseline's attention span in frames (needed for it, refused for the others)."""
+    if (name == "causal") != (context is not None):
+        raise ValueError("the causal baseline needs context=C (frames it attends back); the others take none")
+    if name == "causal":
+        if isinstance(context, bool) or not isinstance(context, int) or context < 1:
+            raise ValueError(f"context must be a positive number of frames; got {context!r}")
+        return dataclasses.replace(baseline_config("local", base), attn_window=context)
     if name == "ours":
         return base
     if name == "mamba2":
