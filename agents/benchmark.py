@@ -515,13 +515,15 @@ def _learned_vs_real(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_benchmark_parser(subparsers) -> argparse.ArgumentParser:
-    """Register `benchmark` (with `learned-vs-real`) on the `worldsim` command's subparsers."""
+def add_benchmark_parser(subparsers):
+    """Register `benchmark` (with `learned-vs-real`) on the `worldsim` command's subparsers; returns
+    the benchmark's own subparsers, where other benchmarks register (`train.memory_benchmark`)."""
     from .planner import OPTIMIZERS, PlannerConfig
 
     bench = subparsers.add_parser(
-        "benchmark", help="benchmarks of agents in learned vs real envs",
-        description="Benchmarks comparing agents trained or planning in a world model with agents trained in the real env.")
+        "benchmark", help="benchmarks: agents in learned vs real envs, long-context memory",
+        description="Benchmarks: agents trained or planning in a world model against agents trained in the real "
+        "env (learned-vs-real), and world models' recall over long gaps (memory).")
     commands = bench.add_subparsers(dest="benchmark_command", required=True, metavar="BENCHMARK_COMMAND")
     p = commands.add_parser(
         "learned-vs-real", help="PPO trained in the real env vs PPO trained in the dream vs the planner",
@@ -556,4 +558,4 @@ def add_benchmark_parser(subparsers) -> argparse.ArgumentParser:
                    help="override PPO's defaults for both agents, e.g. 'ent_coef=0.01,batch_size=256'")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(run=_learned_vs_real, benchmark_parser=p)
-    return bench
+    return commands

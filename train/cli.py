@@ -73,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(commands)
     add_play_parser(commands)
     add_agent_parser(commands)
-    add_benchmark_parser(commands)
+    from .memory_benchmark import add_memory_parser
+
+    add_memory_parser(add_benchmark_parser(commands))
     return parser
 
 

@@ -1,0 +1,49 @@
+"""`worldsim benchmark memory` end to end on tiny models and a short retrace dataset (CPU)."""
+
+import json
+
+import pytest
+
+from train.cli import main
+from train.collect import collect
+
+from conftest import tiny_minigrid_model
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def retrace_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("memory")
+    collect("MiniGrid-FourRooms-v0", "retrace:30", episodes=3, out=root / "retrace", max_steps=60, num_envs=3,
+            progress=False)
+    for seed in (0, 1):
+        tiny_minigrid_model(env_id="MiniGrid-FourRooms-v0", seed=seed).save_pretrained(root / f"model{seed}")
+    return root
+
+
+def test_scores_every_model_by_gap(retrace_data, capsys):
+    out = retrace_data / "out"
+    assert main(["benchmark", "memory", "--data", str(retrace_data / "retrace"), "--model",
+                 f"a={retrace_data / 'model0'}", "--model", f"b={retrace_data / 'model1'}", "--out", str(out),
+                 "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "retrace:30" in printed and "gap 2-4" in printed
+    result = json.loads((out / "memory.json").read_text())
+    assert (result["context_steps"], result["test_steps"]) == (30, 30)   # 61 frames: 31 given, 30 generated
+    a, b = result["models"]["a"], result["models"]["b"]
+    assert a["episodes"] == b["episodes"] == 3
+    assert a["copy_acc"] == b["copy_acc"]                          # the same real frames for both
+    for r in (a, b):
+        assert 0 <= r["acc"] <= 1 and 0 <= r["exact_frame"] <= 1
+        assert sum(r[k] for k in r if k.startswith("acc_gap_count_")) > 0
+    assert a["acc"] != b["acc"]                                     # two different models, two scores
+    assert (out / "memory.svg").read_text().startswith("<svg")
+
+
+def test_errors_are_clear(retrace_data, tmp_path, capsys):
+    collect("MiniGrid-Empty-5x5-v0", "random", episodes=1, out=tmp_path / "random", max_steps=5, progress=False)
+    assert main(["benchmark", "memory", "--data", str(tmp_path / "random"), "--model", "a=x"]) == 1
+    assert "not a memory task" in capsys.readouterr().err
+    assert main(["benchmark", "memory", "--data", str(retrace_data / "retrace"), "--model", "nameless"]) == 1
+    assert "expected NAME=CHECKPOINT" in capsys.readouterr().err

@@ -1,0 +1,146 @@
+"""`worldsim benchmark memory`: how well models recall what they saw long ago, side by side.
+
+    worldsim collect --env MiniGrid-FourRooms-v0 --policy retrace:1000 --max-steps 2000 --episodes 32 --out data/retrace
+    worldsim benchmark memory --data data/retrace --model ours=runs/ours/model --model causal=runs/causal/model
+
+Each episode of a memory-task dataset (``envs.minigrid.memory_tasks``) is a context walk of C steps
+and then a test phase. Every model is given the C + 1 context frames (teacher-forced), then generates
+the test phase open loop: each frame is its own prediction fed back, with the real actions
+(``train.metrics.rollout_metrics``). Each generated cell is scored against the real frame, by how
+long ago its world cell was last in view: gap 1, 2-4, ..., 257+, or never seen. The exact-frame
+rate is scored as well. The output is a table, OUT/memory.json and OUT/memory.svg (accuracy vs gap).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from worldsim import WorldModel
+
+from .dataset import EpisodeDataset
+from .metrics import GAP_BUCKETS, rollout_metrics
+from .windows import episode_bounds
+
+SEEN = GAP_BUCKETS[:-1]            # every bucket but "never"
+
+
+def context_of(policy: str) -> int:
+    """C of a memory-task dataset's policy name ('retrace:C' or 'reasoning:C')."""
+    name, _, c = policy.partition(":")
+    if name not in ("retrace", "reasoning") or not c.isdigit():
+        raise ValueError(f"the dataset's policy is {policy!r}, not a memory task (collect with --policy retrace:C "
+                         "or reasoning:C)")
+    return int(c)
+
+
+def memory_benchmark(models: dict[str, str], data, out=None, episodes: int = 64, batch_size: int = 8,
+                     sampling: str = "argmax", device: str = "auto") -> dict:
+    """Score each named checkpoint on the dataset's test phases; returns (and writes) the results."""
+    if not models:
+        raise ValueError("give at least one model (name=checkpoint)")
+    device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if device == "auto" else device))
+    dataset = EpisodeDataset(data)
+    context = context_of(dataset.manifest["policy"])
+    stream = dataset.stream(range(dataset.num_episodes))
+    _, lengths = episode_bounds(stream)
+    horizon = int(lengths.max()) - (context + 1)
+    if horizon < 1:
+        raise ValueError(f"the episodes of {data} end with their context walk ({context} steps): collect with a "
+                         "larger --max-steps")
+    results = {}
+    for name, path in models.items():
+        model = WorldModel.from_pretrained(path, device=device)
+        bf16 = device.type == "cuda"
+        results[name] = rollout_metrics(
+            model, stream, context=context + 1, horizon=horizon, count=episodes, batch_size=batch_size,
+            sampling=sampling, device=device,
+            autocast=lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16))
+        results[name]["checkpoint"] = str(path)
+        results[name]["parameters"] = sum(p.numel() for p in model.parameters())
+    result = {"benchmark": "memory", "data": str(data), "policy": dataset.manifest["policy"], "env_id": dataset.env_id,
+              "context_steps": context, "test_steps": horizon, "sampling": sampling, "device": str(device),
+              "gap_buckets": list(GAP_BUCKETS), "models": results}
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "memory.json").write_text(json.dumps(result, indent=2) + "\n")
+        (out / "memory.svg").write_text(accuracy_vs_gap_svg(result))
+    return result
+
+
+def format_memory_table(result: dict) -> str:
+    head = ["model", "params", "acc", "exact frame"] + [f"gap {b}" for b in GAP_BUCKETS]
+    rows = [head]
+    for name, r in result["models"].items():
+        rows.append([name, f"{r['parameters'] / 1e6:.2f} M", f"{r.get('acc', float('nan')):.3f}",
+                     f"{r.get('exact_frame', float('nan')):.3f}"]
+                    + [f"{r[f'acc_gap_{b}']:.3f}" if f"acc_gap_{b}" in r else "-" for b in GAP_BUCKETS])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = [f"memory: {result['policy']} on {result['env_id']}, {result['context_steps']} context steps, "
+             f"{result['test_steps']} generated open loop; per-cell accuracy by frames since the cell was last seen"]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines)
+
+
+def accuracy_vs_gap_svg(result: dict) -> str:
+    """A small line chart: accuracy on remembered cells (y) per gap bucket (x), one line per model."""
+    W, H, L, B, T = 560, 320, 50, 40, 20
+    colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+    x = {b: L + i * (W - L - 120) / max(1, len(SEEN) - 1) for i, b in enumerate(SEEN)}
+    y = lambda v: T + (1 - v) * (H - T - B)  # noqa: E731
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
+             f'<line x1="{L}" y1="{y(0)}" x2="{W - 120}" y2="{y(0)}" stroke="black"/>',
+             f'<line x1="{L}" y1="{y(0)}" x2="{L}" y2="{y(1)}" stroke="black"/>']
+    for v in (0, 0.5, 1):
+        parts.append(f'<text x="{L - 30}" y="{y(v) + 4}">{v:.1f}</text>')
+    for b in SEEN:
+        parts.append(f'<text x="{x[b] - 12}" y="{H - B + 15}">{b}</text>')
+    parts.append(f'<text x="{L}" y="{H - 5}">frames since the cell was last seen</text>')
+    for i, (name, r) in enumerate(result["models"].items()):
+        pts = [(x[b], y(r[f"acc_gap_{b}"])) for b in SEEN if f"acc_gap_{b}" in r]
+        color = colors[i % len(colors)]
+        parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="'
+                     + " ".join(f"{px:.1f},{py:.1f}" for px, py in pts) + '"/>')
+        parts.append(f'<text x="{W - 110}" y="{T + 15 * (i + 1)}" fill="{color}">{name}</text>')
+    return "\n".join(parts + ["</svg>"]) + "\n"
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        models = {}
+        for spec in args.model:
+            name, sep, path = spec.partition("=")
+            if not sep or not name or not path:
+                raise ValueError(f"--model {spec!r}: expected NAME=CHECKPOINT")
+            models[name] = path
+        result = memory_benchmark(models, args.data, out=args.out, episodes=args.episodes,
+                                  batch_size=args.batch_size, sampling=args.sampling, device=args.device)
+    except (ValueError, OSError) as e:                 # DatasetError and CheckpointError are ValueErrors
+        print(f"worldsim benchmark memory: error: {e}", file=sys.stderr)
+        return 1
+    print(format_memory_table(result))
+    print(f"wrote {Path(args.out) / 'memory.json'} and memory.svg")
+    return 0
+
+
+def add_memory_parser(benchmark_commands) -> argparse.ArgumentParser:
+    """Register `memory` on `worldsim benchmark`'s subcommands."""
+    p = benchmark_commands.add_parser(
+        "memory", help="open-loop recall on memory-task episodes, models side by side, by time since last seen",
+        description=__doc__.split("\n\n", 2)[2].split("\n\nThe output")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="dataset of retrace:C or reasoning:C episodes (worldsim collect)")
+    p.add_argument("--model", action="append", required=True, metavar="NAME=CHECKPOINT",
+                   help="a model to score (repeat for each)")
+    p.add_argument("--episodes", type=int, default=64, help="episodes scored per model (default: 64)")
+    p.add_argument("--batch-size", type=int, default=8, help="episodes generated at once (default: 8)")
+    p.add_argument("--sampling", choices=("argmax", "sample"), default="argmax", help="(default: argmax)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda (default: auto)")
+    p.add_argument("--out", default="runs/benchmark/memory", help="output folder (default: runs/benchmark/memory)")
+    p.set_defaults(run=_run)
+    return p
