@@ -30,6 +30,12 @@ Run (from the repository root):
     # 10,000-step run; triton's first calls compile for ~20 s each):
     PYTHONPATH=. python3 benchmarks/model_speed.py --device cuda --out model_speed.json
 
+`--baseline` times a baseline of `worldsim.baselines` instead (same parameter budget), e.g. the
+causal one for cost vs length beside ours:
+
+    PYTHONPATH=. python3 benchmarks/model_speed.py --baseline causal --parts curve --out causal_step.json
+    PYTHONPATH=. python3 benchmarks/model_speed.py --baseline causal --parts train --out causal_train.json
+
 It prints a table per measurement and writes every number, the model config, the torch version
 and the device name to --out as JSON.
 """
@@ -51,6 +57,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from worldsim.baselines import BASELINES, baseline_config
 from worldsim.config import WorldModelConfig
 from worldsim.kernels import DEFAULT_CHUNK_SIZE, triton_available
 from worldsim.model import WorldModel
@@ -102,6 +109,12 @@ def parse_args() -> argparse.Namespace:
                    help="comma-separated subset of jump (step latency at frame 100 vs 10,000), "
                         "curve (really stepping 10,000 frames at batch 1), train (forward+backward vs length)")
     p.add_argument("--train-batch", type=int, default=None, help="override the training batch size")
+    p.add_argument("--baseline", default="ours", choices=BASELINES,
+                   help="which model (worldsim.baselines; same parameter budget): ours, mamba2, local, causal")
+    p.add_argument("--context", type=int, default=None,
+                   help="the causal baseline's attention span in frames (default: everything before: the last "
+                        "frame stepped, or with --parts train alone the longest training length; its training "
+                        "cost grows with the span, so time steps and training in separate runs)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: 1 for --quick on CPU, which keeps OpenMP from thrashing "
                         "on small shared machines; otherwise torch's own choice)")
@@ -115,12 +128,17 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def model_config(args: argparse.Namespace, backend: str) -> WorldModelConfig:
-    # A MiniGrid-sized model: 7x7 egocentric view, 138 tokens, 7 actions.
-    return WorldModelConfig(
+def model_config(args: argparse.Namespace, backend: str, s: Settings, parts: set[str]) -> WorldModelConfig:
+    # A MiniGrid-sized model: 7x7 egocentric view, 138 tokens, 7 actions; then the chosen baseline.
+    base = WorldModelConfig(
         vocab_size=138, frame_shape=(7, 7), num_actions=7,
         d_model=args.d_model, n_layers=args.n_layers, backend=backend,
     )
+    context = None
+    if args.baseline == "causal":
+        stepped = {"jump": s.late_frame, "curve": max(s.curve_checkpoints) + s.curve_window}
+        context = args.context or max([stepped[p] for p in parts if p in stepped] or [max(s.train_lengths)])
+    return baseline_config(args.baseline, base, context=context)
 
 
 # ---- timing and memory helpers ------------------------------------------------------------------
@@ -461,7 +479,7 @@ def main() -> None:
     if not parts <= {"jump", "curve", "train"}:
         raise SystemExit(f"--parts takes jump, curve and train, got {args.parts!r}")
     results = {
-        "benchmark": "model_speed", "quick": args.quick, **environment(device),
+        "benchmark": "model_speed", "baseline": args.baseline, "quick": args.quick, **environment(device),
         "settings": {**vars(s), "seed": args.seed, "parts": sorted(parts)},
         "step_precision": "float32, torch.inference_mode",
         "train_precision": "bf16 autocast" if device.type == "cuda" else "float32",
@@ -473,7 +491,7 @@ def main() -> None:
             results["backends"][backend] = {"status": "skipped", "reason": why}
             continue
         torch.manual_seed(args.seed)
-        model = WorldModel(model_config(args, backend)).to(device)
+        model = WorldModel(model_config(args, backend, s, parts)).to(device)
         # One config for all runs; only the scan backend (the key of each result) differs.
         results["model_config"] = {k: v for k, v in model.config.to_dict().items() if k != "backend"}
         results["num_parameters"] = sum(p.numel() for p in model.parameters())

@@ -107,10 +107,13 @@ class FrameLocalAttention(nn.Module):
         all_frame = torch.cat([old_frame, frame], 1)
         all_episode = torch.cat([torch.zeros_like(old_frame), episode], 1)
 
-        # New frame i (timeline position S + i) sees positions i + 1 ... i + S.
+        # New frame i (timeline position S + i) sees positions i + 1 ... i + S; without a cache only
+        # the last w = min(S, T) of them can hold a frame (a long window costs no more than T).
+        w = s if cache is not None else min(s, t)
+
         def windows(z: torch.Tensor) -> torch.Tensor:
-            z = z[:, 1:].unfold(1, s, 1)                                      # [B, T, ..., S]
-            return z.movedim(-1, 2)                                           # [B, T, S, ...]
+            z = z[:, s - w + 1:].unfold(1, w, 1)                              # [B, T, ..., w]
+            return z.movedim(-1, 2)                                           # [B, T, w, ...]
 
         win_frame = windows(all_frame)
         age = frame[:, :, None] - win_frame
