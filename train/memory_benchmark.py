@@ -7,7 +7,7 @@ Each episode of a memory-task dataset (``envs.minigrid.memory_tasks``) is a cont
 and then a test phase. Every model is given the C + 1 context frames (teacher-forced), then generates
 the test phase open loop: each frame is its own prediction fed back, with the real actions
 (``train.metrics.rollout_metrics``). Each generated cell is scored against the real frame, by how
-long ago its world cell was last in view: gap 1, 2-4, ..., 257+, or never seen. The exact-frame
+long ago its world cell was last in view: gap 1, 2-4, ..., 4097+, or never seen. The exact-frame
 rate is scored as well. The output is a table, OUT/memory.json and OUT/memory.svg (accuracy vs gap).
 """
 

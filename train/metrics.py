@@ -10,7 +10,8 @@
   frame match, the copy-previous-frame baseline beside each, reward MAE, termination accuracy.
 - `rollout_metrics`: open-loop rollouts: C real context frames, then G frames the model generates
   from its own samples with the real actions, scored against the real frames by the gap since
-  each cell was last seen (buckets 1, 2-4, 5-16, 17-64, 65-256, 257+, never) and by horizon.
+  each cell was last seen (buckets 1, 2-4, 5-16, 17-64, 65-256, 257-1024, 1025-4096, 4097+, never)
+  and by horizon.
 
 Every function that sums over batches uses a `Meter`: weighted sums kept on the device and turned
 into floats once, at the end.
@@ -32,8 +33,8 @@ from .windows import Window, evenly_spaced_starts, gather_windows, rollout_start
 
 # Gap buckets (inclusive upper edges); a gap of 0 cannot occur (a cell is "seen before" in an
 # earlier frame) and would count as 1. "never": gap == -1.
-GAP_EDGES = (1, 4, 16, 64, 256)
-GAP_BUCKETS = ("1", "2-4", "5-16", "17-64", "65-256", "257+", "never")
+GAP_EDGES = (1, 4, 16, 64, 256, 1024, 4096)
+GAP_BUCKETS = ("1", "2-4", "5-16", "17-64", "65-256", "257-1024", "1025-4096", "4097+", "never")
 
 
 def gap_bucket(gap: torch.Tensor) -> torch.Tensor:
