@@ -37,7 +37,7 @@ from tqdm import tqdm
 from envs.minigrid import MiniGridCodec
 from envs.minigrid.explore import ExploreAgent
 from envs.minigrid.goal_seeker import GoalSeeker
-from envs.minigrid.memory_tasks import RetraceAgent, RevisitAgent
+from envs.minigrid.memory_tasks import TASKS, parse_task
 from train.dataset import DatasetWriter, Episode, frame_dtype, verify_dataset
 
 
@@ -121,19 +121,17 @@ class ScriptedPolicy:
     memory task after a context walk of C steps (``envs.minigrid.memory_tasks``: "retrace:C", "reasoning:C")."""
 
     AGENTS = {"explore": ExploreAgent, "expert": GoalSeeker}
-    CONTEXT_AGENTS = {"retrace": RetraceAgent, "reasoning": RevisitAgent}
 
     @classmethod
     def parse(cls, spec: str):
         """A factory (view_size, num_actions) -> agent for a spec this class knows, else None."""
         if spec in cls.AGENTS:
             return cls.AGENTS[spec]
-        name, _, context = spec.partition(":")
-        if name in cls.CONTEXT_AGENTS:
-            if not context.isdigit() or int(context) < 1:
-                raise ValueError(f"--policy {spec!r}: expected {name}:C with C the context walk's length in steps")
-            return lambda **kw: cls.CONTEXT_AGENTS[name](int(context), **kw)
-        return None
+        task = parse_task(spec)
+        if task is None:
+            return None
+        name, context = task
+        return lambda **kw: TASKS[name](context, **kw)
 
     def __init__(self, name: str, num_envs: int, num_actions: int, view_size: int):
         self.name = name

@@ -65,8 +65,8 @@ def wrap(module: nn.Module | None, ctx: DistributedContext) -> nn.Module | None:
     """DDP around `module` in a multi-process run (its gradients are averaged across ranks)."""
     if module is None or not ctx.enabled:
         return module
-    device_ids = [module_device(module).index] if module_device(module).type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=device_ids)
+    device = module_device(module)
+    return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def module_device(module: nn.Module) -> torch.device:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from envs.minigrid.memory_tasks import parse_task
 from worldsim import WorldModel
 
 from .dataset import EpisodeDataset
@@ -31,11 +32,11 @@ SEEN = GAP_BUCKETS[:-1]            # every bucket but "never"
 
 def context_of(policy: str) -> int:
     """C of a memory-task dataset's policy name ('retrace:C' or 'reasoning:C')."""
-    name, _, c = policy.partition(":")
-    if name not in ("retrace", "reasoning") or not c.isdigit():
+    task = parse_task(policy)
+    if task is None:
         raise ValueError(f"the dataset's policy is {policy!r}, not a memory task (collect with --policy retrace:C "
                          "or reasoning:C)")
-    return int(c)
+    return task[1]
 
 
 def memory_benchmark(models: dict[str, str], data, out=None, episodes: int = 64, batch_size: int = 8,

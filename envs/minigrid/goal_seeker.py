@@ -79,12 +79,12 @@ class GoalSeeker(ExploreAgent):
     def act(self, obs, agent_pos) -> int:
         self._track(obs, agent_pos)                            # pose, map and `carrying`; drops a stale path
         direction = int(obs["direction"])
+        errands = self._errands()
         on_the_way = (self.path and self.errand_to is not None
-                      and any(action == self.errand_to[1] and cells[self.errand_to[0]]
-                              for cells, action in self._errands()))
+                      and any(action == self.errand_to[1] and cells[self.errand_to[0]] for cells, action in errands))
         if not on_the_way:
             self.errand_to = None
-            for cells, action in self._errands():              # the first errand with a known way there
+            for cells, action in errands:              # the first errand with a known way there
                 found = self._path_next_to(cells)
                 if found is not None:
                     self.path, target = found

@@ -27,6 +27,17 @@ from envs.minigrid.explore import FORWARD, LEFT, RIGHT, ExploreAgent
 _UNDO = {LEFT: RIGHT, RIGHT: LEFT, FORWARD: FORWARD}
 
 
+def parse_task(spec: str) -> tuple[str, int] | None:
+    """'retrace:C' / 'reasoning:C' -> (task, C); None for a spec that names no memory task;
+    ValueError for a memory task without a valid C."""
+    name, _, context = spec.partition(":")
+    if name not in TASKS:
+        return None
+    if not context.isdigit() or int(context) < 1:
+        raise ValueError(f"policy {spec!r}: expected {name}:C with C the context walk's length in steps")
+    return name, int(context)
+
+
 def retrace_actions(actions, moved) -> list[int]:
     """The actions that walk a path back: turn around, then undo `actions` in reverse order.
     `moved[i]`: whether forward action i changed the agent's position (blocked ones are dropped)."""
@@ -50,22 +61,17 @@ class _ContextThenTest(ExploreAgent):
     def reset(self, obs, agent_pos, grid_size, seed: int | None = None) -> None:
         super().reset(obs, agent_pos, grid_size, seed=seed)
         self.steps = 0
-        self.actions: list[int] = []
-        self.positions = [self.pos]
-        self.visited = np.zeros_like(self.visits, dtype=bool)
-        self.visited[self.pos] = True
+        self.actions: list[int] = []          # the context's actions
+        self.positions = [self.pos]           # positions[i]: before context action i (context + 1 of them)
 
     def act(self, obs, agent_pos) -> int:
         self._track(obs, agent_pos)
+        if 0 < self.steps <= self.context:
+            self.positions.append(self.pos)
         if self.steps < self.context:
-            if self.steps:
-                self.positions.append(self.pos)
-            self.visited[self.pos] = True
             action = self._explore(int(obs["direction"]))
             self.actions.append(action)
         else:
-            if self.steps == self.context:
-                self.positions.append(self.pos)
             action = self._test_action(obs)
         self.steps += 1
         return action
@@ -100,4 +106,10 @@ class RevisitAgent(_ContextThenTest):
         return passable
 
     def _test_action(self, obs) -> int:
+        if self.steps == self.context:
+            self.visited = np.zeros_like(self.visits, dtype=bool)
+            self.visited[tuple(np.array(self.positions).T)] = True
         return self._explore(int(obs["direction"]))
+
+
+TASKS = {"retrace": RetraceAgent, "reasoning": RevisitAgent}
