@@ -45,23 +45,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import gc
 import json
-import math
 import platform
-import statistics
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from worldsim.baselines import BASELINES, baseline_config
 from worldsim.config import WorldModelConfig
 from worldsim.kernels import DEFAULT_CHUNK_SIZE, triton_available
 from worldsim.model import WorldModel
 from worldsim.state import ModelState
+from train.timing import PeakMemory, free_memory, summary, time_training, timed_ms
 
 MiB = 2**20
 
@@ -139,59 +135,6 @@ def model_config(args: argparse.Namespace, backend: str, s: Settings, parts: set
         stepped = {"jump": s.late_frame, "curve": max(s.curve_checkpoints) + s.curve_window}
         context = args.context or max([stepped[p] for p in parts if p in stepped] or [max(s.train_lengths)])
     return baseline_config(args.baseline, base, context=context)
-
-
-# ---- timing and memory helpers ------------------------------------------------------------------
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed_ms(fn, device: torch.device) -> float:
-    """Wall-clock milliseconds of fn(), with the device drained before and after."""
-    sync(device)
-    start = time.perf_counter()
-    fn()
-    sync(device)
-    return (time.perf_counter() - start) * 1e3
-
-
-def summary(ms: list[float]) -> dict:
-    qs = statistics.quantiles(ms, n=10) if len(ms) >= 2 else [ms[0]] * 9
-    return {
-        "median_ms": statistics.median(ms), "mean_ms": statistics.fmean(ms),
-        "p10_ms": qs[0], "p90_ms": qs[-1], "n": len(ms),
-    }
-
-
-class PeakMemory:
-    """On CUDA: the most memory allocated inside `with` blocks beyond what was allocated on entry."""
-
-    def __init__(self, device: torch.device):
-        self.cuda = device.type == "cuda"
-        self.device = device
-        self.delta = 0
-
-    def __enter__(self):
-        if self.cuda:
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self.base = torch.cuda.memory_allocated(self.device)
-        return self
-
-    def __exit__(self, *exc):
-        if self.cuda:
-            self.delta = max(self.delta, torch.cuda.max_memory_allocated(self.device) - self.base)
-
-    def value(self) -> int | None:
-        return self.delta if self.cuda else None
-
-
-def free_memory(device: torch.device) -> None:
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
 
 
 # ---- 1. step() latency --------------------------------------------------------------------------
@@ -323,37 +266,7 @@ def bench_step(model: WorldModel, s: Settings, device: torch.device, seed: int, 
 
 
 def bench_train_one(model: WorldModel, batch: int, length: int, s: Settings, device: torch.device, seed: int) -> dict:
-    cfg = model.config
-    h, w = cfg.frame_shape
-    g = torch.Generator().manual_seed(seed)
-    frames = torch.randint(cfg.vocab_size, (batch, length, h, w), generator=g).to(device)
-    actions = torch.randint(cfg.num_actions, (batch, length), generator=g).to(device)
-    targets = torch.randint(cfg.vocab_size, (batch, length, h, w), generator=g).to(device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    losses = []
-
-    def iteration():
-        model.zero_grad(set_to_none=True)
-        with autocast:
-            logits = model(frames, actions).frame_logits
-            loss = F.cross_entropy(logits.flatten(0, -2).float(), targets.flatten())
-        loss.backward()
-        losses.append(loss.detach())
-
-    first = timed_ms(iteration, device)           # warm-up: compiles, allocator growth
-    second = timed_ms(iteration, device)
-    iters = max(3, min(20, math.ceil(s.train_seconds * 1e3 / second)))
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    ms = [timed_ms(iteration, device) for _ in range(iters)]
-    stats = summary(ms)
-    tokens = batch * length * h * w
-    return {
-        "batch": batch, "seq_len": length, "status": "ok", **stats,
-        "first_iter_ms": first, "tokens": tokens, "tokens_per_s": tokens / (stats["median_ms"] / 1e3),
-        "peak_mem_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
-        "loss": float(losses[-1]),
-    }
+    return time_training(model, batch, length, device, seed, s.train_seconds)
 
 
 def bench_train(model: WorldModel, s: Settings, device: torch.device, seed: int) -> list[dict]:

@@ -50,3 +50,32 @@ def test_the_ring_buffer_step_matches_the_parallel_pass_well_past_the_window():
     torch.testing.assert_close(ring[0], keys)
     torch.testing.assert_close(ring[1], values)
     assert torch.equal(ring[2], slot_frame)
+
+
+def test_long_windows_attend_the_whole_timeline_as_short_ones_attend_their_windows(monkeypatch):
+    """A window over GROWING_CACHE_SLOTS frames (the causal baseline) takes one attention call over the
+    whole timeline with a frame-causal mask; it must give what the per-frame windows give, across an
+    episode start inside the chunk and with a ring carried from an earlier chunk."""
+    import worldsim.attention as attention
+
+    config = tiny_config(attn_window=attention.GROWING_CACHE_SLOTS + 6)
+    torch.manual_seed(3)
+    attn = randomized(FrameLocalAttention(config))
+    b, tokens, d = 2, 6, config.d_model
+    first, second = torch.randn(b, 20, tokens, d), torch.randn(b, 30, tokens, d)
+    frame1 = torch.arange(20).expand(b, -1)
+    frame2 = torch.cat([torch.arange(20, 35), torch.arange(15)]).expand(b, -1)   # an episode starts at 15
+    episode2 = (torch.arange(30) >= 15).long().expand(b, -1)
+
+    def both_chunks():
+        y1, ring = attn(first, frame1)
+        y2, ring2 = attn(second, frame2, episode2, cache=ring)
+        return y1, y2, ring2
+
+    timeline = both_chunks()
+    monkeypatch.setattr(attention, "GROWING_CACHE_SLOTS", 10**9)             # force the windows path
+    windows = both_chunks()
+    for a, w in zip(timeline[:2], windows[:2]):
+        torch.testing.assert_close(a, w, atol=1e-5, rtol=1e-5)
+    for a, w in zip(timeline[2], windows[2]):
+        torch.testing.assert_close(a, w)

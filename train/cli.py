@@ -74,8 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_play_parser(commands)
     add_agent_parser(commands)
     from .memory_benchmark import add_memory_parser
+    from .scaling_benchmark import add_scaling_parser
 
-    add_memory_parser(add_benchmark_parser(commands))
+    benchmark_commands = add_benchmark_parser(commands)
+    add_memory_parser(benchmark_commands)
+    add_scaling_parser(benchmark_commands)
     return parser
 
 

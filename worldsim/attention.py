@@ -69,6 +69,42 @@ class FrameLocalAttention(nn.Module):
         out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
         return out.transpose(1, 2).reshape(b, t, n, h * dh)
 
+    def _key_valid(self, key_frame, key_episode, frame, episode) -> torch.Tensor:
+        """Which key frames each query frame may see: same episode, not later, at most `window` back."""
+        age = frame[:, :, None] - key_frame
+        return (key_frame >= 0) & (age >= 0) & (age <= self.window) & (key_episode == episode[:, :, None])
+
+    def _attend_windows(self, q, all_k, all_v, all_frame, all_episode, frame, episode, w: int) -> torch.Tensor:
+        """Each new frame i (timeline position S + i) against its own key frames i + S - w + 1 ... i + S,
+        gathered with `unfold`: memory and time grow as T * w, for short windows (the model's)."""
+        s = self.slots
+
+        def windows(z: torch.Tensor) -> torch.Tensor:
+            z = z[:, s - w + 1:].unfold(1, w, 1)                              # [B, T, ..., w]
+            return z.movedim(-1, 2)                                           # [B, T, w, ...]
+
+        key_valid = self._key_valid(windows(all_frame), windows(all_episode), frame, episode)
+        split = (self.heads, self.head_dim)
+        return self._attend(q, windows(all_k).unflatten(-1, split), windows(all_v).unflatten(-1, split), key_valid)
+
+    def _attend_timeline(self, q, all_k, all_v, all_frame, all_episode, frame, episode, skip: int) -> torch.Tensor:
+        """All new tokens against all timeline tokens from position `skip` on, in one attention call
+        with a frame-causal token mask. For long windows (the causal baseline), where copying every
+        frame's w key frames (`_attend_windows`) would cost T * w * N memory; this costs
+        (T * N) x (S + T) * N mask bits and attention time, the quadratic cost of full attention."""
+        b, t, n, h, dh = q.shape
+        keys, values = all_k[:, skip:], all_v[:, skip:]
+        p = keys.shape[1]
+        key_valid = self._key_valid(all_frame[:, None, skip:], all_episode[:, None, skip:], frame, episode)
+        mask = key_valid[:, None, :, None, :, None].expand(b, 1, t, n, p, n).reshape(b, 1, t * n, p * n)
+        out = F.scaled_dot_product_attention(
+            q.reshape(b, t * n, h, dh).transpose(1, 2),
+            keys.reshape(b, p * n, h, dh).transpose(1, 2),
+            values.reshape(b, p * n, h, dh).transpose(1, 2),
+            attn_mask=mask,
+        )
+        return out.transpose(1, 2).reshape(b, t, n, h * dh)
+
     def forward(
         self,
         x: torch.Tensor,
@@ -107,24 +143,12 @@ class FrameLocalAttention(nn.Module):
         all_frame = torch.cat([old_frame, frame], 1)
         all_episode = torch.cat([torch.zeros_like(old_frame), episode], 1)
 
-        # New frame i (timeline position S + i) sees positions i + 1 ... i + S; without a cache only
-        # the last w = min(S, T) of them can hold a frame (a long window costs no more than T).
-        w = s if cache is not None else min(s, t)
-
-        def windows(z: torch.Tensor) -> torch.Tensor:
-            z = z[:, s - w + 1:].unfold(1, w, 1)                              # [B, T, ..., w]
-            return z.movedim(-1, 2)                                           # [B, T, w, ...]
-
-        win_frame = windows(all_frame)
-        age = frame[:, :, None] - win_frame
-        same_episode = windows(all_episode) == episode[:, :, None]
-        key_valid = (win_frame >= 0) & (age >= 0) & (age <= self.window) & same_episode
-        y = self._attend(
-            q,
-            windows(all_k).unflatten(-1, (self.heads, self.head_dim)),
-            windows(all_v).unflatten(-1, (self.heads, self.head_dim)),
-            key_valid,
-        )
+        if self.slots > GROWING_CACHE_SLOTS:
+            y = self._attend_timeline(q, all_k, all_v, all_frame, all_episode, frame, episode,
+                                      skip=s if cache is None else 0)
+        else:
+            y = self._attend_windows(q, all_k, all_v, all_frame, all_episode, frame, episode,
+                                     w=s if cache is not None else min(s, t))
 
         # The ring after these frames: slot j holds the newest frame f of the last episode with
         # f % S == j; slots whose frame would precede the episode's start are empty (-1).
