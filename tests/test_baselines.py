@@ -70,3 +70,11 @@ def test_causal_cache_is_attended_only_where_filled():
         for t in range(4):
             model.step(state, frames[:, t], actions[:, t])
     assert seen == [1, 2, 3, 4]
+
+
+def test_widened_baselines_keep_head_sizes_fused_attention_takes():
+    from worldsim.config import WorldModelConfig
+
+    base = WorldModelConfig(vocab_size=138, frame_shape=(7, 7), num_actions=7)     # the MiniGrid default
+    for config in (baseline_config("local", base), baseline_config("causal", base, context=256)):
+        assert config.d_model > base.d_model and (config.d_model // config.n_heads) % 8 == 0

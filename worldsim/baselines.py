@@ -30,6 +30,16 @@ def parameter_count(config: WorldModelConfig) -> int:
     return sum(p.numel() for p in WorldModel(config).parameters())
 
 
+def _attention_friendly_heads(config: WorldModelConfig, near: int) -> WorldModelConfig:
+    """The head count nearest `near` whose head size is a multiple of 8: fused attention kernels
+    (flash, memory-efficient) need that; without it the widened baselines fall back to unfused
+    attention, several times slower and far larger in memory. Heads add no parameters."""
+    fits = [h for h in range(1, config.d_model + 1) if config.d_model % h == 0 and (config.d_model // h) % 8 == 0]
+    if not fits:
+        return config
+    return dataclasses.replace(config, n_heads=min(fits, key=lambda h: (abs(h - near), h)))
+
+
 def baseline_config(name: str, base: WorldModelConfig, context: int | None = None) -> WorldModelConfig:
     """`base` switched to baseline `name`, with about as many parameters as `base` (see the module).
     `context`: the causal baseline's attention span in frames (needed for it, refused for the others)."""
@@ -55,5 +65,5 @@ def baseline_config(name: str, base: WorldModelConfig, context: int | None = Non
                 best = (gap, candidate)
             elif gap > best[0]:
                 break                                 # the count only grows with d from here
-        return best[1]
+        return _attention_friendly_heads(best[1], base.n_heads)
     raise ValueError(f"unknown baseline {name!r}; choose one of {BASELINES}")
