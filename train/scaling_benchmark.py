@@ -74,6 +74,8 @@ def time_frames(model: WorldModel, frames: tuple[int, ...], window: int, device:
         starts = sorted(frames)
         for t in range(starts[-1] + window):
             if t in starts:
+                if points:                   # the previous point is done: show it now (long runs)
+                    _report(points[-1])
                 points.append({"frame": t, "state_bytes_in_use": state_bytes_in_use(state, t),
                                "state_bytes_allocated": state.nbytes, "ms": [], "peak": PeakMemory(device)})
             current = points[-1] if points and t < points[-1]["frame"] + window else None
@@ -86,6 +88,11 @@ def time_frames(model: WorldModel, frames: tuple[int, ...], window: int, device:
     return [{"frame": p["frame"], **summary(p["ms"]), "step_peak_mem_bytes": p.pop("peak").value(),
              "state_bytes_in_use": p["state_bytes_in_use"], "state_bytes_allocated": p["state_bytes_allocated"]}
             for p in points]
+
+
+def _report(point: dict) -> None:
+    print(f"  frame {point['frame']}: median {sorted(point['ms'])[len(point['ms']) // 2]:.3f} ms/step, "
+          f"state in use {point['state_bytes_in_use'] / 2**20:.1f} MiB", file=sys.stderr, flush=True)
 
 
 def time_lengths(model: WorldModel, lengths: tuple[int, ...], batch: int, seconds: float,
