@@ -28,7 +28,7 @@ wait
 models=()
 for name in ours mamba2 local causal-32 causal-256; do
     path="$runs/$name/model"
-    [ -d "$path" ] || path="$runs/$name/checkpoints/$(cat "$runs/$name/latest" 2>/dev/null)/model"
+    [ -d "$path" ] || path="$runs/$name/$(cat "$runs/$name/latest" 2>/dev/null)/model"   # latest: checkpoints/checkpoint-N
     [ -d "$path" ] && models+=(--model "$name=$path") || echo "$name: no model" | tee -a "$out/status.txt"
 done
 CUDA_VISIBLE_DEVICES=0 python3 -m train.cli benchmark memory --data runs/data/colorrooms_retrace_test \

@@ -98,6 +98,12 @@ def barrier(ctx: DistributedContext) -> None:
         dist.barrier()
 
 
+def shutdown() -> None:
+    """Leave the process group this process joined, if any (NCCL warns about, and may leak, one left open)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def torchrun_command(nproc: int, train_args: list[str]) -> list[str]:
     """The command that runs `worldsim train <train_args>` in `nproc` processes on this machine."""
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",

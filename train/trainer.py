@@ -1175,6 +1175,8 @@ def run_train_command(args: argparse.Namespace) -> int:
     except (TrainError, StreamError, CheckpointError) as e:
         print(f"worldsim train: error: {e}", file=sys.stderr)
         return 2
+    finally:
+        distributed.shutdown()
     out = trainer.out
     if not trainer.dist.is_main:
         return 0
