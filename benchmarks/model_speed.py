@@ -30,11 +30,8 @@ Run (from the repository root):
     # 10,000-step run; triton's first calls compile for ~20 s each):
     PYTHONPATH=. python3 benchmarks/model_speed.py --device cuda --out model_speed.json
 
-`--baseline` times a baseline of `worldsim.baselines` instead (same parameter budget), e.g. the
-causal one for cost vs length beside ours:
-
-    PYTHONPATH=. python3 benchmarks/model_speed.py --baseline causal --parts curve --out causal_step.json
-    PYTHONPATH=. python3 benchmarks/model_speed.py --baseline causal --parts train --out causal_train.json
+`--baseline` times a baseline of `worldsim.baselines` instead (same parameter budget). For cost vs
+context length, ours beside full causal attention, use `worldsim benchmark scaling`.
 
 It prints a table per measurement and writes every number, the model config, the torch version
 and the device name to --out as JSON.

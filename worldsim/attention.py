@@ -9,7 +9,9 @@ whole buffer, masking slots that are empty or reset.
 
 Both paths reduce to one computation, `_attend`: each query frame against its own window + 1 key
 frames, plus a per-key-frame validity mask. The parallel path gathers those windows with `unfold`,
-so its cost grows linearly with the number of frames (no T×T mask is ever built).
+so its cost grows linearly with the number of frames (no T×T mask is built). Windows longer than
+GROWING_CACHE_SLOTS (the causal baseline's) instead attend over the whole timeline in one call
+under a frame-causal token mask, which costs T^2 rather than T copies of a long window.
 """
 
 from __future__ import annotations

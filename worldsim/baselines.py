@@ -10,8 +10,9 @@
 All of them run through the same `WorldModel` (forward, step, state), so trainer, dream envs and
 benchmarks take them unchanged. The causal baseline's attention ring is its KV cache: c + 1 frames,
 of which `step` attends only the filled part (cost grows with the frames seen, up to c).
-Training it uses the same per-frame key windows as frame-local attention, so its memory grows as
-T * c; that is the quadratic cost the baseline is there to show.
+Training it attends over the whole window at once under a frame-causal mask (fused attention): time
+and mask memory grow as T^2, the quadratic cost the baseline is there to show.
+The widened baselines take a head count whose head size fused attention kernels accept.
 """
 
 from __future__ import annotations
