@@ -38,6 +38,9 @@ def test_scores_every_model_by_gap(retrace_data, capsys):
         assert 0 <= r["acc"] <= 1 and 0 <= r["exact_frame"] <= 1
         assert sum(r[k] for k in r if k.startswith("acc_gap_count_")) > 0
     assert a["acc"] != b["acc"]                                     # two different models, two scores
+    for r in (a, b):                                                # the same frames, teacher-forced
+        assert r["teacher_forced"]["episodes"] == 3 and 0 <= r["teacher_forced"]["acc"] <= 1
+    assert "a (teacher-forced)" in printed
     assert (out / "memory.svg").read_text().startswith("<svg")
 
 
@@ -47,3 +50,34 @@ def test_errors_are_clear(retrace_data, tmp_path, capsys):
     assert "not a memory task" in capsys.readouterr().err
     assert main(["benchmark", "memory", "--data", str(retrace_data / "retrace"), "--model", "nameless"]) == 1
     assert "expected NAME=CHECKPOINT" in capsys.readouterr().err
+
+
+def test_teacher_forced_recall_is_one_pass_over_the_real_frames_whatever_the_chunks(retrace_data):
+    """recall_metrics scores frame t's prediction from the real frames before it: in chunks with the
+    state carried it must match one forward pass over the whole episode, scored by hand."""
+    import numpy as np
+    import torch
+
+    from train.dataset import EpisodeDataset
+    from train.metrics import recall_metrics
+    from train.windows import episode_bounds
+    from worldsim import WorldModel
+
+    model = WorldModel.from_pretrained(retrace_data / "model0")
+    dataset = EpisodeDataset(retrace_data / "retrace")
+    stream = dataset.stream(range(dataset.num_episodes))
+    starts, lengths = episode_bounds(stream)
+    context, horizon = 31, 30
+    chunked = recall_metrics(model, stream, context=context, horizon=horizon, count=3, batch_size=2, chunk=7)
+    whole = recall_metrics(model, stream, context=context, horizon=horizon, count=3, batch_size=3, chunk=1000)
+    for key in ("acc", "exact_frame", "acc_gap_1"):
+        assert abs(chunked[key] - whole[key]) < 1e-6, key
+    hits = cells = 0
+    for s, n in zip(starts, lengths):
+        frames = torch.from_numpy(np.asarray(stream.frames)[s:s + n].astype(np.int64))[None]
+        actions = torch.from_numpy(np.asarray(stream.actions)[s:s + n].astype(np.int64))[None]
+        with torch.no_grad():
+            pred = model(frames[:, :-1], actions[:, :-1]).frame_logits.argmax(-1)
+        hits += int((pred[:, context - 1:] == frames[:, context:]).sum())
+        cells += frames[:, context:].numel()
+    assert abs(whole["acc"] - hits / cells) < 1e-9

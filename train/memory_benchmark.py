@@ -8,7 +8,10 @@ and then a test phase. Every model is given the C + 1 context frames (teacher-fo
 the test phase open loop: each frame is its own prediction fed back, with the real actions
 (``train.metrics.rollout_metrics``). Each generated cell is scored against the real frame, by how
 long ago its world cell was last in view: gap 1, 2-4, ..., 4097+, or never seen. The exact-frame
-rate is scored as well. The output is a table, OUT/memory.json and OUT/memory.svg (accuracy vs gap).
+rate is scored as well. The same frames are also predicted teacher-forced, each from the real frames
+before it with the state carried through the episode (``recall_metrics``): what a model recalls,
+apart from what its own errors do to a long open-loop rollout. The output is a table,
+OUT/memory.json and OUT/memory.svg (accuracy vs gap; teacher-forced dashed).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from envs.minigrid.memory_tasks import parse_task
 from worldsim import WorldModel
 
 from .dataset import EpisodeDataset
-from .metrics import GAP_BUCKETS, rollout_metrics
+from .metrics import GAP_BUCKETS, recall_metrics, rollout_metrics
 from .windows import episode_bounds
 
 SEEN = GAP_BUCKETS[:-1]            # every bucket but "never"
@@ -58,10 +61,13 @@ def memory_benchmark(models: dict[str, str], data, out=None, episodes: int = 64,
     for name, path in models.items():
         model = WorldModel.from_pretrained(path, device=device)
         bf16 = device.type == "cuda"
+        autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)  # noqa: E731
         results[name] = rollout_metrics(
             model, stream, context=context + 1, horizon=horizon, count=episodes, batch_size=batch_size,
-            sampling=sampling, device=device,
-            autocast=lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16))
+            sampling=sampling, device=device, autocast=autocast)
+        results[name]["teacher_forced"] = recall_metrics(
+            model, stream, context=context + 1, horizon=horizon, count=episodes, batch_size=batch_size,
+            device=device, autocast=autocast)
         results[name]["checkpoint"] = str(path)
         results[name]["parameters"] = sum(p.numel() for p in model.parameters())
     result = {"benchmark": "memory", "data": str(data), "policy": dataset.manifest["policy"], "env_id": dataset.env_id,
@@ -79,12 +85,14 @@ def format_memory_table(result: dict) -> str:
     head = ["model", "params", "acc", "exact frame"] + [f"gap {b}" for b in GAP_BUCKETS]
     rows = [head]
     for name, r in result["models"].items():
-        rows.append([name, f"{r['parameters'] / 1e6:.2f} M", f"{r.get('acc', float('nan')):.3f}",
-                     f"{r.get('exact_frame', float('nan')):.3f}"]
-                    + [f"{r[f'acc_gap_{b}']:.3f}" if f"acc_gap_{b}" in r else "-" for b in GAP_BUCKETS])
+        for label, m in ((name, r), (f"{name} (teacher-forced)", r.get("teacher_forced", {}))):
+            rows.append([label, f"{r['parameters'] / 1e6:.2f} M", f"{m.get('acc', float('nan')):.3f}",
+                         f"{m.get('exact_frame', float('nan')):.3f}"]
+                        + [f"{m[f'acc_gap_{b}']:.3f}" if f"acc_gap_{b}" in m else "-" for b in GAP_BUCKETS])
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = [f"memory: {result['policy']} on {result['env_id']}, {result['context_steps']} context steps, "
-             f"{result['test_steps']} generated open loop; per-cell accuracy by frames since the cell was last seen"]
+             f"{result['test_steps']} generated open loop (and, teacher-forced, predicted from the real frames); "
+             "per-cell accuracy by frames since the cell was last seen"]
     lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in rows]
     return "\n".join(lines)
 
@@ -104,11 +112,13 @@ def accuracy_vs_gap_svg(result: dict) -> str:
         parts.append(f'<text x="{x[b] - 12}" y="{H - B + 15}">{b}</text>')
     parts.append(f'<text x="{L}" y="{H - 5}">frames since the cell was last seen</text>')
     for i, (name, r) in enumerate(result["models"].items()):
-        pts = [(x[b], y(r[f"acc_gap_{b}"])) for b in SEEN if f"acc_gap_{b}" in r]
         color = colors[i % len(colors)]
-        parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="'
-                     + " ".join(f"{px:.1f},{py:.1f}" for px, py in pts) + '"/>')
+        for metrics, dash in ((r, ""), (r.get("teacher_forced", {}), ' stroke-dasharray="4 3"')):
+            pts = [(x[b], y(metrics[f"acc_gap_{b}"])) for b in SEEN if f"acc_gap_{b}" in metrics]
+            parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2"{dash} points="'
+                         + " ".join(f"{px:.1f},{py:.1f}" for px, py in pts) + '"/>')
         parts.append(f'<text x="{W - 110}" y="{T + 15 * (i + 1)}" fill="{color}">{name}</text>')
+    parts.append(f'<text x="{W - 110}" y="{H - B - 5}">dashed: teacher-forced</text>')
     return "\n".join(parts + ["</svg>"]) + "\n"
 
 

@@ -270,6 +270,57 @@ def _horizon_bucket(steps: torch.Tensor) -> torch.Tensor:
     return gap_bucket(steps)
 
 
+def _episode_batch(stream: Any, starts: np.ndarray, lengths: np.ndarray, context: int, horizon: int, device):
+    """Frames and actions [B, context + horizon] from each episode start (clamped at the stream's
+    end), the gap of each cell of the last `horizon` frames, and which of those lie inside the
+    episode ([B, horizon] bool)."""
+    idx = np.minimum(starts[:, None] + np.arange(context + horizon), len(stream.frames) - 1)
+    frames = torch.from_numpy(np.asarray(stream.frames)[idx].astype(np.int64)).to(device)
+    actions = torch.from_numpy(np.asarray(stream.actions)[idx].astype(np.int64)).to(device)
+    gap = torch.from_numpy(np.asarray(stream.gap)[idx[:, context:]].astype(np.int64)).to(device)
+    valid = torch.from_numpy(np.arange(horizon)[None] < (lengths - context)[:, None]).to(device)
+    return frames, actions, gap, valid
+
+
+@torch.no_grad()
+def recall_metrics(model: nn.Module, stream: Any, *, context: int, horizon: int, count: int, batch_size: int,
+                   chunk: int = 128, device: torch.device | str = "cpu",
+                   autocast: Callable[[], Any] = nullcontext) -> dict[str, float]:
+    """The same frames `rollout_metrics` generates, predicted teacher-forced instead: each of the
+    `horizon` frames after the first `context` of an episode from the real frames before it, the
+    state carried through the whole episode in chunks of `chunk` frames. It scores what the model
+    recalls apart from what its own errors do to an open-loop rollout."""
+    starts, lengths = rollout_starts(stream, context, count)
+    if len(starts) == 0 or horizon < 1:
+        return {}
+    was_training = model.training
+    model.eval()
+    device = torch.device(device)
+    meter = Meter()
+    span = context + horizon
+    for sel in _batches(len(starts), batch_size):
+        frames, actions, gap, valid = _episode_batch(stream, starts[sel], lengths[sel], context, horizon, device)
+        state, logits = None, []
+        for a in range(0, span - 1, chunk):                # frame t's logits predict frame t + 1
+            sl = slice(a, min(a + chunk, span - 1))
+            with autocast():
+                out = model_forward(model, frames[:, sl], actions[:, sl], state=state, return_state=True)
+            state = out.state
+            logits.append(out.frame_logits[:, max(0, context - 1 - a):])
+        pred = torch.cat(logits, 1).argmax(-1)                                   # [B, horizon, H, W]
+        real = frames[:, context:]
+        hits = (pred == real).float()
+        w = valid.float()
+        cell_w = w[:, :, None, None].expand_as(hits)
+        meter.add("acc", (hits * cell_w).sum(), cell_w.sum())
+        meter.add("exact_frame", (hits.amin(dim=(2, 3)) * w).sum(), w.sum())
+        meter.add_buckets("acc_gap", hits, cell_w, gap_bucket(gap))
+    model.train(was_training)
+    result = {k: v for k, v in meter.compute().items() if "_count_" not in k}
+    result["episodes"] = float(len(starts))
+    return result
+
+
 @torch.no_grad()
 def rollout_metrics(model: nn.Module, stream: Any, *, context: int, horizon: int, count: int, batch_size: int,
                     sampling: str = "argmax", temperature: float = 1.0, seed: int = 0,
@@ -289,16 +340,9 @@ def rollout_metrics(model: nn.Module, stream: Any, *, context: int, horizon: int
     model.eval()
     device = torch.device(device)
     gen = torch.Generator(device=device).manual_seed(seed)
-    n = len(stream.frames)
-    frames_np, actions_np, gap_np = np.asarray(stream.frames), np.asarray(stream.actions), np.asarray(stream.gap)
     meter = Meter()
     for sel in _batches(len(starts), batch_size):
-        s, ep_len = starts[sel], lengths[sel]
-        idx = np.minimum(s[:, None] + np.arange(context + horizon), n - 1)
-        frames = torch.from_numpy(frames_np[idx].astype(np.int64)).to(device)
-        actions = torch.from_numpy(actions_np[idx].astype(np.int64)).to(device)
-        gap = torch.from_numpy(gap_np[idx[:, context:]].astype(np.int64)).to(device)
-        valid = torch.from_numpy(np.arange(horizon)[None] < (ep_len - context)[:, None]).to(device)  # [B, G]
+        frames, actions, gap, valid = _episode_batch(stream, starts[sel], lengths[sel], context, horizon, device)
         with autocast():
             out = model_forward(model, frames[:, :context], actions[:, :context], return_state=True)
         state, logits = out.state, out.frame_logits[:, -1]
