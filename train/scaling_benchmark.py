@@ -91,7 +91,7 @@ def time_frames(model: WorldModel, frames: tuple[int, ...], window: int, device:
 
 
 def _report(point: dict) -> None:
-    print(f"  frame {point['frame']}: median {sorted(point['ms'])[len(point['ms']) // 2]:.3f} ms/step, "
+    print(f"  frame {point['frame']}: median {summary(point['ms'])['median_ms']:.3f} ms/step, "
           f"state in use {point['state_bytes_in_use'] / 2**20:.1f} MiB", file=sys.stderr, flush=True)
 
 
