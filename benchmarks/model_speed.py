@@ -54,7 +54,7 @@ from worldsim.config import WorldModelConfig
 from worldsim.kernels import DEFAULT_CHUNK_SIZE, triton_available
 from worldsim.model import WorldModel
 from worldsim.state import ModelState
-from train.timing import PeakMemory, free_memory, summary, time_training, timed_ms
+from train.timing import PeakMemory, free_memory, summary, time_training_lengths, timed_ms
 
 MiB = 2**20
 
@@ -262,24 +262,8 @@ def bench_step(model: WorldModel, s: Settings, device: torch.device, seed: int, 
 # ---- 2. training forward + backward -------------------------------------------------------------
 
 
-def bench_train_one(model: WorldModel, batch: int, length: int, s: Settings, device: torch.device, seed: int) -> dict:
-    return time_training(model, batch, length, device, seed, s.train_seconds)
-
-
 def bench_train(model: WorldModel, s: Settings, device: torch.device, seed: int) -> list[dict]:
-    model.train()
-    rows = []
-    for length in s.train_lengths:
-        oom = False
-        try:
-            rows.append(bench_train_one(model, s.train_batch, length, s, device, seed))
-        except torch.cuda.OutOfMemoryError:
-            oom = True  # handled outside the except block, so the traceback's tensors can be freed
-        model.zero_grad(set_to_none=True)
-        free_memory(device)
-        if oom:
-            rows.append({"batch": s.train_batch, "seq_len": length, "status": "oom"})
-    return rows
+    return time_training_lengths(model, s.train_batch, s.train_lengths, device, seed, s.train_seconds)
 
 
 # ---- report -------------------------------------------------------------------------------------

@@ -282,6 +282,19 @@ def _episode_batch(stream: Any, starts: np.ndarray, lengths: np.ndarray, context
     return frames, actions, gap, valid
 
 
+def _score_frames(meter: Meter, pred: torch.Tensor, real: torch.Tensor, valid: torch.Tensor, gap: torch.Tensor):
+    """Add per-cell accuracy, exact-frame rate and accuracy by gap bucket of predicted frames
+    [B, G, H, W] against the real ones (frames where `valid` [B, G] is false left out).
+    Returns (hits, cell weights) for further scores of the same cells."""
+    hits = (pred == real).float()
+    w = valid.float()
+    cell_w = w[:, :, None, None].expand_as(hits)
+    meter.add("acc", (hits * cell_w).sum(), cell_w.sum())
+    meter.add("exact_frame", (hits.amin(dim=(2, 3)) * w).sum(), w.sum())
+    meter.add_buckets("acc_gap", hits, cell_w, gap_bucket(gap))
+    return hits, cell_w
+
+
 @torch.no_grad()
 def recall_metrics(model: nn.Module, stream: Any, *, context: int, horizon: int, count: int, batch_size: int,
                    chunk: int = 128, device: torch.device | str = "cpu",
@@ -308,13 +321,7 @@ def recall_metrics(model: nn.Module, stream: Any, *, context: int, horizon: int,
             state = out.state
             logits.append(out.frame_logits[:, max(0, context - 1 - a):])
         pred = torch.cat(logits, 1).argmax(-1)                                   # [B, horizon, H, W]
-        real = frames[:, context:]
-        hits = (pred == real).float()
-        w = valid.float()
-        cell_w = w[:, :, None, None].expand_as(hits)
-        meter.add("acc", (hits * cell_w).sum(), cell_w.sum())
-        meter.add("exact_frame", (hits.amin(dim=(2, 3)) * w).sum(), w.sum())
-        meter.add_buckets("acc_gap", hits, cell_w, gap_bucket(gap))
+        _score_frames(meter, pred, frames[:, context:], valid, gap)
     model.train(was_training)
     result = {k: v for k, v in meter.compute().items() if "_count_" not in k}
     result["episodes"] = float(len(starts))
@@ -360,14 +367,9 @@ def rollout_metrics(model: nn.Module, stream: Any, *, context: int, horizon: int
                 logits = step_out.frame_logits
         pred = torch.stack(preds, 1)                                              # [B, G, H, W]
         real = frames[:, context:]
-        hits = (pred == real).float()
+        hits, cell_w = _score_frames(meter, pred, real, valid, gap)
         copy = (frames[:, context - 1 : context] == real).float()
-        w = valid.float()
-        cell_w = w[:, :, None, None].expand_as(hits)
-        meter.add("acc", (hits * cell_w).sum(), cell_w.sum())
         meter.add("copy_acc", (copy * cell_w).sum(), cell_w.sum())
-        meter.add("exact_frame", (hits.amin(dim=(2, 3)) * w).sum(), w.sum())
-        meter.add_buckets("acc_gap", hits, cell_w, gap_bucket(gap))
         meter.add_buckets("copy_acc_gap", copy, cell_w, gap_bucket(gap))
         steps = torch.arange(1, horizon + 1, device=device)[None, :, None, None].expand_as(hits)
         meter.add_buckets("acc_step", hits, cell_w, _horizon_bucket(steps), names=GAP_BUCKETS[:-1] + ("-",))

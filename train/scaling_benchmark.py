@@ -32,7 +32,7 @@ from worldsim.baselines import BASELINES, baseline_config
 from worldsim.config import WorldModelConfig
 from worldsim.model import WorldModel
 
-from .timing import PeakMemory, free_memory, summary, time_training, timed_ms
+from .timing import PeakMemory, free_memory, summary, time_training_lengths, timed_ms
 
 DEFAULT_LENGTHS = (256, 512, 1024, 2048, 4096, 8192)
 DEFAULT_FRAMES = (64, 256, 1024, 4096, 8192)
@@ -95,23 +95,6 @@ def _report(point: dict) -> None:
           f"state in use {point['state_bytes_in_use'] / 2**20:.1f} MiB", file=sys.stderr, flush=True)
 
 
-def time_lengths(model: WorldModel, lengths: tuple[int, ...], batch: int, seconds: float,
-                 device: torch.device) -> list[dict]:
-    model.train()
-    rows = []
-    for length in lengths:
-        oom = False
-        try:
-            rows.append(time_training(model, batch, length, device, seed=0, seconds=seconds))
-        except torch.cuda.OutOfMemoryError:
-            oom = True           # recorded outside the except block, so the traceback's tensors can go
-        model.zero_grad(set_to_none=True)
-        free_memory(device)
-        if oom:
-            rows.append({"batch": batch, "seq_len": length, "status": "oom"})
-    return rows
-
-
 def scaling_benchmark(models: list[str], lengths=DEFAULT_LENGTHS, frames=DEFAULT_FRAMES, batch: int = 1,
                       window: int = 32, seconds: float = 3.0, d_model: int = 128, n_layers: int = 4,
                       device: str = "auto", out=None, parts=("train", "inference")) -> dict:
@@ -130,7 +113,7 @@ def scaling_benchmark(models: list[str], lengths=DEFAULT_LENGTHS, frames=DEFAULT
         model = build_model(name, d_model, n_layers, span, device)
         entry = {"parameters": sum(p.numel() for p in model.parameters()), "config": model.config.to_dict()}
         if "train" in parts:
-            entry["train"] = time_lengths(model, tuple(lengths), batch, seconds, device)
+            entry["train"] = time_training_lengths(model, batch, tuple(lengths), device, seed=0, seconds=seconds)
         if "inference" in parts:
             entry["inference"] = time_frames(model, tuple(frames), window, device)
             first, last = entry["inference"][0], entry["inference"][-1]

@@ -99,3 +99,21 @@ def time_training(model, batch: int, length: int, device: torch.device, seed: in
         "peak_mem_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
         "loss": float(losses[-1]),
     }
+
+
+def time_training_lengths(model, batch: int, lengths, device: torch.device, seed: int, seconds: float) -> list[dict]:
+    """`time_training` at each window length in turn; a length that runs out of CUDA memory is
+    recorded as {"status": "oom"} and the next one still runs."""
+    model.train()
+    rows = []
+    for length in lengths:
+        oom = False
+        try:
+            rows.append(time_training(model, batch, length, device, seed, seconds))
+        except torch.cuda.OutOfMemoryError:
+            oom = True  # handled outside the except block, so the traceback's tensors can be freed
+        model.zero_grad(set_to_none=True)
+        free_memory(device)
+        if oom:
+            rows.append({"batch": batch, "seq_len": length, "status": "oom"})
+    return rows
