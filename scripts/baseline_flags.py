@@ -1,7 +1,8 @@
 """Print the `worldsim train` flags that turn the default model into a baseline of worldsim.baselines,
-for MiniGrid data (7x7 frames, 138 tokens, 7 actions) at the default size:
+for MiniGrid data (138 tokens, 7 actions; frames of 7x7 unless given) at the default size:
 
-    worldsim train ... $(python3 scripts/baseline_flags.py causal:256)      # local, mamba2, ours, causal:C
+    worldsim train ... $(python3 scripts/baseline_flags.py causal:256)        # local, mamba2, ours, causal:C
+    worldsim train ... $(python3 scripts/baseline_flags.py mamba2 13x13)      # map-view frames of a 13x13 grid
 """
 
 import sys
@@ -10,7 +11,8 @@ from worldsim.baselines import baseline_config
 from worldsim.config import WorldModelConfig
 
 name, _, context = sys.argv[1].partition(":")
-base = WorldModelConfig(vocab_size=138, frame_shape=(7, 7), num_actions=7)
+frame = tuple(int(v) for v in (sys.argv[2] if len(sys.argv) > 2 else "7x7").split("x"))
+base = WorldModelConfig(vocab_size=138, frame_shape=frame, num_actions=7)
 config = baseline_config(name, base, context=int(context) if context else None)
 flags = []
 for field, value in config.to_dict().items():

@@ -1,47 +1,64 @@
 #!/usr/bin/env bash
 # Issue 6's memory study: the model and its baselines trained side by side at equal budgets (same
 # data, steps, windows, batch, schedule; same parameter budget) on ColorRooms retrace episodes, then
-# `worldsim benchmark memory` on held-out retrace and reasoning episodes. One model per GPU.
-# On a lent 4-GPU machine (results tarred into $OUT even when a step runs out of time):
-#   . .gpu/setup.sh && bash scripts/gpu_memory_study.sh /tmp/study; tar czf $OUT/study.tgz -C /tmp study
-# STEPS, LIMIT (seconds per training), CURRICULUM and EXTRA (more train flags, e.g. "--tbptt-chunk 256")
-# change the budget; every model gets the same.
-# Needs runs/data/colorrooms_{retrace,retrace_test,reasoning_test} (collect commands in docs/memory/README.md).
+# `worldsim benchmark memory` on held-out retrace and reasoning episodes. One model per GPU (4 GPUs).
+# Run it again with the same RUNS folder and every training resumes from its last checkpoint, so a
+# study can span several calls on a warm machine. Results are copied into OUT as they are made:
+#   . .gpu/setup.sh && timeout 560 bash scripts/gpu_memory_study.sh /tmp/study; tar czf $OUT/study.tgz -C /tmp study
+# DATA: runs/data/${DATA}_{retrace,retrace_test,reasoning_test} (collect commands in docs/memory/README.md);
+# FRAME: their frame size (7x7 egocentric, 13x13 for the map view of ColorRooms-13x13).
+# STEPS, LIMIT (seconds of training this call), CURRICULUM, BATCH and EXTRA (more train flags, e.g.
+# "--tbptt-chunk 256") set the budget, the same for every model; BENCH=0 skips the benchmark.
 set -uo pipefail
 out=${1:?output folder}
-runs=/tmp/memory_study
+runs=${RUNS:-/tmp/memory_study}
 mkdir -p "$runs" "$out"
+DATA=${DATA:-colorrooms}
+FRAME=${FRAME:-7x7}
 STEPS=${STEPS:-1500}
-LIMIT=${LIMIT:-400}           # seconds a training may take; a run cut short keeps its last checkpoint
+LIMIT=${LIMIT:-400}           # a run cut short keeps its last checkpoint, and resumes from it next call
 CURRICULUM=${CURRICULUM:-0:64,300:256}
-common=(--data runs/data/colorrooms_retrace --steps "$STEPS" --lr 1e-3 --warmup-steps 100 --batch-size 32
+MODELS=(ours mamba2 local causal-32 causal-256 ours-blocks4)
+common=(--steps "$STEPS" --lr 1e-3 --warmup-steps 100 --batch-size "${BATCH:-32}"
         --curriculum "$CURRICULUM" --aux-loss-weight 0.1 --aux-delay-max 64 --eval-every 0 --eval-at-end true
-        --eval-windows 32 --eval-length 256 --eval-batch-size 8 --rollout-episodes 0 --save-every 250
+        --eval-windows 32 --eval-length 256 --eval-batch-size 8 --rollout-episodes 0 --save-every 100
         --keep-last 1 --progress false --tensorboard false --log-every 50)
-train() {   # name baseline gpu
-    CUDA_VISIBLE_DEVICES=$3 timeout "$LIMIT" python3 -m train.cli train "${common[@]}" --out "$runs/$1" \
-        $(python3 scripts/baseline_flags.py "$2") ${EXTRA:-} > "$runs/$1.log" 2>&1
-    echo "$1: exit $? after $SECONDS s" | tee -a "$out/status.txt"
+model_flags() {   # name -> the model's flags
+    case $1 in
+        causal-*) python3 scripts/baseline_flags.py "causal:${1#causal-}" "$FRAME" ;;
+        ours-blocks4) echo "--model.block_sizes $FRAME,4x4,$FRAME,4x4" ;;   # the block-size ablation
+        *) python3 scripts/baseline_flags.py "$1" "$FRAME" ;;
+    esac
 }
-train ours ours 0 &
-train causal-256 causal:256 1 &
-train mamba2 mamba2 2 &
-train local local 3 &
-train causal-32 causal:32 3 &
+train() {   # name gpu
+    local run="$runs/$1" start=(--data "runs/data/${DATA}_retrace" --out "$runs/$1" $(model_flags "$1"))
+    [ -f "$run/latest" ] && start=(--resume "$run")
+    CUDA_VISIBLE_DEVICES=$2 timeout "$LIMIT" python3 -m train.cli train "${start[@]}" "${common[@]}" ${EXTRA:-} \
+        >> "$run.log" 2>&1
+    echo "$1: exit $? after $SECONDS s, at $(cat "$run/latest" 2>/dev/null)" | tee -a "$out/status.txt"
+    mkdir -p "$out/train/$1"
+    cp "$run/metrics.jsonl" "$run/train_config.json" "$run.log" "$out/train/$1/" 2>/dev/null
+}
+train ours 0 &
+train causal-256 1 &
+train mamba2 2 &
+train ours-blocks4 2 &
+train local 3 &
+train causal-32 3 &
 wait
+[ "${BENCH:-1}" = 0 ] && exit 0
 models=()
-for name in ours mamba2 local causal-32 causal-256; do
+for name in "${MODELS[@]}"; do
     path="$runs/$name/model"
     [ -d "$path" ] || path="$runs/$name/$(cat "$runs/$name/latest" 2>/dev/null)/model"   # latest: checkpoints/checkpoint-N
     [ -d "$path" ] && models+=(--model "$name=$path") || echo "$name: no model" | tee -a "$out/status.txt"
 done
-CUDA_VISIBLE_DEVICES=0 timeout "${BENCH_LIMIT:-150}" python3 -m train.cli benchmark memory --data runs/data/colorrooms_retrace_test \
-    "${models[@]}" --episodes 64 --batch-size 16 --out "$out/retrace" > "$out/retrace.txt" 2>&1 &
-CUDA_VISIBLE_DEVICES=1 timeout "${BENCH_LIMIT:-150}" python3 -m train.cli benchmark memory --data runs/data/colorrooms_reasoning_test \
-    "${models[@]}" --episodes 64 --batch-size 16 --out "$out/reasoning" > "$out/reasoning.txt" 2>&1 &
+bench() {   # task gpu
+    CUDA_VISIBLE_DEVICES=$2 timeout "${BENCH_LIMIT:-150}" python3 -m train.cli benchmark memory \
+        --data "runs/data/${DATA}_$1_test" "${models[@]}" --episodes "${BENCH_EPISODES:-32}" \
+        --batch-size "${BENCH_EPISODES:-32}" --out "$out/$1" > "$out/$1.txt" 2>&1
+}
+bench retrace 0 &
+bench reasoning 1 &
 wait
 cat "$out/retrace.txt" "$out/reasoning.txt"
-for name in ours mamba2 local causal-32 causal-256; do
-    mkdir -p "$out/train/$name"
-    cp "$runs/$name/metrics.jsonl" "$runs/$name/train_config.json" "$runs/$name.log" "$out/train/$name/" 2>/dev/null
-done

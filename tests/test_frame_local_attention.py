@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from worldsim.attention import FrameLocalAttention
@@ -52,20 +53,24 @@ def test_the_ring_buffer_step_matches_the_parallel_pass_well_past_the_window():
     assert torch.equal(ring[2], slot_frame)
 
 
-def test_long_windows_attend_the_whole_timeline_as_short_ones_attend_their_windows(monkeypatch):
-    """A window over GROWING_CACHE_SLOTS frames (the causal baseline) takes one attention call over the
-    whole timeline with a frame-causal mask; it must give what the per-frame windows give, across an
-    episode start inside the chunk and with a ring carried from an earlier chunk."""
+@pytest.mark.parametrize("query_tokens", [4096, 20])         # one attention call; chunks of 3 frames
+def test_long_windows_attend_the_whole_timeline_as_short_ones_attend_their_windows(monkeypatch, query_tokens):
+    """A window over GROWING_CACHE_SLOTS frames (the causal baseline) attends over the whole timeline
+    with a frame-causal mask, in chunks of queries; it must give what the per-frame windows give, across
+    an episode start inside the chunk in one batch element (not the other) and with a ring carried
+    from an earlier chunk."""
     import worldsim.attention as attention
 
+    monkeypatch.setattr(attention, "TIMELINE_QUERY_TOKENS", query_tokens)
     config = tiny_config(attn_window=attention.GROWING_CACHE_SLOTS + 6)
     torch.manual_seed(3)
     attn = randomized(FrameLocalAttention(config))
     b, tokens, d = 2, 6, config.d_model
     first, second = torch.randn(b, 20, tokens, d), torch.randn(b, 30, tokens, d)
     frame1 = torch.arange(20).expand(b, -1)
-    frame2 = torch.cat([torch.arange(20, 35), torch.arange(15)]).expand(b, -1)   # an episode starts at 15
-    episode2 = (torch.arange(30) >= 15).long().expand(b, -1)
+    # Element 0 starts an episode at 15; element 1 goes on (so the batch cannot share one mask).
+    frame2 = torch.stack([torch.cat([torch.arange(20, 35), torch.arange(15)]), torch.arange(20, 50)])
+    episode2 = torch.stack([(torch.arange(30) >= 15).long(), torch.zeros(30, dtype=torch.long)])
 
     def both_chunks():
         y1, ring = attn(first, frame1)

@@ -34,7 +34,7 @@ from gymnasium.vector import AutoresetMode
 from minigrid.minigrid_env import MiniGridEnv
 from tqdm import tqdm
 
-from envs.minigrid import MiniGridCodec
+from envs.minigrid import MiniGridCodec, MiniGridMapCodec
 from envs.minigrid.explore import ExploreAgent
 from envs.minigrid.goal_seeker import GoalSeeker
 from envs.minigrid.memory_tasks import TASKS, parse_task
@@ -72,8 +72,14 @@ def _env_kwargs(max_steps: int | None) -> dict:
     return {} if max_steps is None else {"max_steps": int(max_steps)}
 
 
-def inspect_env(env_id: str, max_steps: int | None = None) -> tuple[MiniGridCodec, int, int]:
-    """(codec, num_actions, max_steps) for a MiniGrid env id, or a ValueError that says what is wrong."""
+VIEWS = {"ego": MiniGridCodec, "map": MiniGridMapCodec}   # --view: what a recorded frame shows
+
+
+def inspect_env(env_id: str, max_steps: int | None = None, view: str = "ego") -> tuple[MiniGridCodec, int, int]:
+    """(codec, num_actions, max_steps) for a MiniGrid env id, or a ValueError that says what is wrong.
+    view: "ego" records the agent's egocentric view, "map" the same cells on the world grid."""
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {sorted(VIEWS)}; got {view!r}")
     try:
         gym.spec(env_id)
     except gym.error.Error as e:
@@ -88,7 +94,7 @@ def inspect_env(env_id: str, max_steps: int | None = None) -> tuple[MiniGridCode
         if not isinstance(env.unwrapped, MiniGridEnv):
             raise ValueError(f"{env_id} is not a MiniGrid env ({type(env.unwrapped).__name__}); "
                              "collect supports MiniGrid-* ids")
-        codec = MiniGridCodec.for_env(env)
+        codec = VIEWS[view].for_env(env)
         if not isinstance(env.action_space, spaces.Discrete):
             raise ValueError(f"{env_id} has action space {env.action_space}; collect needs Discrete")
         return codec, int(env.action_space.n), int(env.unwrapped.max_steps)
@@ -291,9 +297,9 @@ class _Recorder:
         self.dirs.append(obs_dir)
         self.pos.append(pos)
 
-    def episode(self, env_id: str, codec: MiniGridCodec) -> Episode:
+    def episode(self, env_id: str, codec: MiniGridCodec | MiniGridMapCodec) -> Episode:
         directions = np.array(self.dirs, dtype=np.int64)
-        frames = codec.encode_batch(np.stack(self.images), directions).numpy()
+        frames = codec.encode_episode(np.stack(self.images), directions, np.stack(self.pos)).numpy()
         return Episode(frames=frames.astype(frame_dtype(codec.vocab_size)),
                        actions=np.array(self.actions, dtype=np.int64),
                        rewards=np.array(self.rewards, dtype=np.float32),
@@ -306,19 +312,21 @@ class _Recorder:
 def collect(env_id: str, policy: str = "random", episodes: int = 100, out: str | Path = "data",
             max_steps: int | None = None, num_envs: int = 4, seed: int = 0, shard_episodes: int = 64,
             vectorization: str = "sync", deterministic: bool = False, progress: bool | None = None,
-            epsilon: str | float | None = None) -> dict:
+            epsilon: str | float | None = None, view: str = "ego") -> dict:
     """Collect until ``out`` holds episodes with seeds ``seed .. seed + episodes - 1``; returns a summary.
 
     ``max_steps`` replaces the env's own episode limit (None keeps it). ``vectorization`` is
     gymnasium's "sync" (one process) or "async" (one process per env copy). ``epsilon`` mixes
     the policy with random actions (``EpsilonMix``): a probability, or a range "LOW:HIGH" drawn per episode.
+    ``view`` picks what a frame shows: "ego" the agent's view, "map" the same cells on the world grid
+    (``envs.minigrid.map_view``). Policies act on the env's own observation either way.
     """
     for name, value in (("episodes", episodes), ("num_envs", num_envs), ("shard_episodes", shard_episodes)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive integer; got {value!r}")
     if vectorization not in ("sync", "async"):
         raise ValueError(f"vectorization must be 'sync' or 'async'; got {vectorization!r}")
-    codec, num_actions, env_max_steps = inspect_env(env_id, max_steps)
+    codec, num_actions, env_max_steps = inspect_env(env_id, max_steps, view)
     num_envs = min(num_envs, episodes)
     pol = make_policy(policy, num_envs, num_actions, codec, deterministic, epsilon)
     writer = DatasetWriter(out, {"env_id": env_id, "codec": codec.config, "vocab_size": codec.vocab_size,
@@ -417,7 +425,7 @@ def _run(args: argparse.Namespace) -> int:
         summary = collect(args.env, policy=args.policy, episodes=args.episodes, out=args.out,
                           max_steps=args.max_steps, num_envs=args.num_envs, seed=args.seed,
                           shard_episodes=args.shard_episodes, vectorization=args.vector,
-                          deterministic=args.deterministic, epsilon=args.epsilon)
+                          deterministic=args.deterministic, epsilon=args.epsilon, view=args.view)
     except KeyboardInterrupt:
         print(f"interrupted: finished shards are in {args.out}; run the same command again to continue",
               file=sys.stderr)
@@ -464,6 +472,10 @@ def add_collect_parser(subparsers) -> argparse.ArgumentParser:
                    help="replace each action by a random one with probability E, or with a probability drawn "
                    "per episode from [LOW, HIGH]: e.g. an SB3 expert with 0:1 gives data from expert to random "
                    "walk (default: none)")
+    p.add_argument("--view", choices=sorted(VIEWS), default="ego",
+                   help="what a frame records: 'ego', the agent's egocentric view (what the dream envs use), or "
+                   "'map', the cells it sees now placed on the world grid, north up, the rest unseen (the memory "
+                   "benchmark's allocentric variant) (default: ego)")
     p.add_argument("--verify", metavar="DIR", help="check the dataset in DIR, print a summary, exit 1 on problems")
     p.set_defaults(run=_run, collect_parser=p)
     return p

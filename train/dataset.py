@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from envs.minigrid import MiniGridCodec
 from envs.minigrid.visibility import episode_gap
+from worldsim.codecs import codec_from_config
 
 FORMAT = "worldsim-episodes"
 FORMAT_VERSION = 1
@@ -278,7 +278,7 @@ class EpisodeDataset:
             if not (self.root / entry["file"]).is_file():
                 raise DatasetError(f"{self.root / entry['file']}: shard listed in the manifest is missing")
         try:
-            self.codec = MiniGridCodec.from_config(self.manifest["codec"])
+            self.codec = codec_from_config(self.manifest["codec"])
         except (ValueError, KeyError, TypeError) as e:
             raise DatasetError(f"{self.root / MANIFEST}: codec {self.manifest['codec']!r} "
                                f"cannot be rebuilt ({e})") from e
@@ -413,7 +413,7 @@ def verify_dataset(root: str | os.PathLike) -> VerifyReport:
     problems, notes, summary = [], [], {}
     try:
         manifest = read_manifest(root)
-        codec = MiniGridCodec.from_config(manifest["codec"])
+        codec = codec_from_config(manifest["codec"])
     except (DatasetError, ValueError, KeyError, TypeError) as e:
         return VerifyReport(root, [str(e)], notes, summary)
     if tuple(manifest["frame_shape"]) != codec.frame_shape or manifest["vocab_size"] != codec.vocab_size:

@@ -10,8 +10,8 @@ whole buffer, masking slots that are empty or reset.
 Both paths reduce to one computation, `_attend`: each query frame against its own window + 1 key
 frames, plus a per-key-frame validity mask. The parallel path gathers those windows with `unfold`,
 so its cost grows linearly with the number of frames (no T×T mask is built). Windows longer than
-GROWING_CACHE_SLOTS (the causal baseline's) instead attend over the whole timeline in one call
-under a frame-causal token mask, which costs T^2 rather than T copies of a long window.
+GROWING_CACHE_SLOTS (the causal baseline's) instead attend over the timeline under a frame-causal
+token mask, in chunks of queries, which costs T^2 time rather than T copies of a long window.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ from .config import WorldModelConfig
 # Rings longer than this (attention windows of the causal baseline, not the model's ~10 frames)
 # are attended only up to their filled part in `step`.
 GROWING_CACHE_SLOTS = 64
+# Query tokens per attention call when a long window trains over the whole timeline (mask memory
+# per call: this many rows times the key tokens they may see).
+TIMELINE_QUERY_TOKENS = 4096
 
 
 def rotate_by_frame(x: torch.Tensor, frame: torch.Tensor, inv_freq: torch.Tensor) -> torch.Tensor:
@@ -90,22 +93,34 @@ class FrameLocalAttention(nn.Module):
         return self._attend(q, windows(all_k).unflatten(-1, split), windows(all_v).unflatten(-1, split), key_valid)
 
     def _attend_timeline(self, q, all_k, all_v, all_frame, all_episode, frame, episode, skip: int) -> torch.Tensor:
-        """All new tokens against all timeline tokens from position `skip` on, in one attention call
-        with a frame-causal token mask. For long windows (the causal baseline), where copying every
-        frame's w key frames (`_attend_windows`) would cost T * w * N memory; this costs
-        (T * N) x (S + T) * N mask bits and attention time, the quadratic cost of full attention."""
+        """All new tokens against the timeline tokens from position `skip` on under a frame-causal token
+        mask: for long windows (the causal baseline), where copying every frame's w key frames
+        (`_attend_windows`) would cost T * w * N memory. Queries go in chunks of about
+        TIMELINE_QUERY_TOKENS tokens, each against only the key frames some query of it may see, so
+        the mask never spans the whole timeline squared. When every batch element has the same
+        frame-causal pattern (no episode start inside the window: the usual case) one mask serves
+        the batch. Time still grows as T^2, the cost of full attention."""
         b, t, n, h, dh = q.shape
         keys, values = all_k[:, skip:], all_v[:, skip:]
-        p = keys.shape[1]
         key_valid = self._key_valid(all_frame[:, None, skip:], all_episode[:, None, skip:], frame, episode)
-        mask = key_valid[:, None, :, None, :, None].expand(b, 1, t, n, p, n).reshape(b, 1, t * n, p * n)
-        out = F.scaled_dot_product_attention(
-            q.reshape(b, t * n, h, dh).transpose(1, 2),
-            keys.reshape(b, p * n, h, dh).transpose(1, 2),
-            values.reshape(b, p * n, h, dh).transpose(1, 2),
-            attn_mask=mask,
-        )
-        return out.transpose(1, 2).reshape(b, t, n, h * dh)
+        if bool((key_valid == key_valid[:1]).all()):
+            key_valid = key_valid[:1]                                         # [1, T, P]: shared
+        chunk = max(1, TIMELINE_QUERY_TOKENS // n)
+        outs = []
+        for a in range(0, t, chunk):
+            rows = key_valid[:, a:a + chunk]                                  # [b', F, P]
+            seen = rows.any(dim=0).any(dim=0).nonzero()
+            lo, hi = (int(seen[0]), int(seen[-1]) + 1) if len(seen) else (0, 1)
+            f, m = rows.shape[1], hi - lo
+            mask = rows[:, :, None, lo:hi, None].expand(-1, f, n, m, n).reshape(rows.shape[0], 1, f * n, m * n)
+            out = F.scaled_dot_product_attention(
+                q[:, a:a + chunk].reshape(b, f * n, h, dh).transpose(1, 2),
+                keys[:, lo:hi].reshape(b, m * n, h, dh).transpose(1, 2),
+                values[:, lo:hi].reshape(b, m * n, h, dh).transpose(1, 2),
+                attn_mask=mask,
+            )
+            outs.append(out.transpose(1, 2).reshape(b, f, n, h * dh))
+        return torch.cat(outs, 1)
 
     def forward(
         self,

@@ -21,6 +21,7 @@ from .checkpoint import CheckpointError
 
 _REGISTRY: dict[str, str] = {
     "minigrid-symbolic-v1": "envs.minigrid:MiniGridCodec",
+    "minigrid-map-v1": "envs.minigrid:MiniGridMapCodec",
 }
 
 

@@ -1,14 +1,17 @@
 """MiniGrid adapter: the exact symbolic frame codec, view geometry, an exploration policy, and
-worldsim's own MiniGrid env for the memory benchmark (registered here as MiniGrid-ColorRooms-v0)."""
+worldsim's own MiniGrid env for the memory benchmark (registered here as MiniGrid-ColorRooms-v0 and
+-13x13-v0), and the allocentric map view the memory benchmark can record instead of the egocentric one."""
 
 import gymnasium as gym
 
 from envs.minigrid.codec import MiniGridCodec
-from envs.minigrid.color_rooms import ENV_ID as COLOR_ROOMS_ID
+from envs.minigrid.color_rooms import ENV_IDS as COLOR_ROOMS_IDS
 from envs.minigrid.explore import ExploreAgent
+from envs.minigrid.map_view import MiniGridMapCodec
 from envs.minigrid.visibility import episode_gap, view_to_world, visible_mask
 
-__all__ = ["ExploreAgent", "MiniGridCodec", "episode_gap", "view_to_world", "visible_mask"]
+__all__ = ["ExploreAgent", "MiniGridCodec", "MiniGridMapCodec", "episode_gap", "view_to_world", "visible_mask"]
 
-if COLOR_ROOMS_ID not in gym.registry:
-    gym.register(COLOR_ROOMS_ID, entry_point="envs.minigrid.color_rooms:ColorRoomsEnv")
+for _env_id, _size in COLOR_ROOMS_IDS.items():
+    if _env_id not in gym.registry:
+        gym.register(_env_id, entry_point="envs.minigrid.color_rooms:ColorRoomsEnv", kwargs={"size": _size})

@@ -40,6 +40,8 @@ from minigrid.core.constants import (
 )
 from minigrid.core.grid import Grid
 
+from envs.minigrid.visibility import view_to_world
+
 VERSION = "minigrid-symbolic-v1"
 N_DIRECTIONS = 4
 
@@ -83,6 +85,7 @@ N_CELL_TOKENS = len(_CELL_TRIPLES)
 N_CONTENTS = len(_AGENT_CONTENTS)
 AGENT_TOKEN_BASE = N_CELL_TOKENS
 VOCAB_SIZE = N_CELL_TOKENS + N_DIRECTIONS * N_CONTENTS
+UNSEEN_TOKEN = _CELL_TRIPLES.index((OBJECT_TO_IDX["unseen"], 0, 0))   # a cell out of sight
 
 # triple -> cell token id / agent-cell content index; -1 where minigrid cannot emit the triple.
 _CELL_LUT = np.full(_LUT_SHAPE, -1, dtype=np.int64)
@@ -124,6 +127,7 @@ class MiniGridCodec:
     version = VERSION
     vocab_size = VOCAB_SIZE
     agent_token_base = AGENT_TOKEN_BASE
+    unseen_token = UNSEEN_TOKEN
 
     def __init__(self, view_size: int = 7):
         # MiniGridEnv itself requires an odd view of at least 3, so the agent sits mid-bottom.
@@ -179,7 +183,15 @@ class MiniGridCodec:
                              "not MiniGrid's symbolic view (an RGB wrapper?)")
         return cls(view)
 
+    def world_cells(self, agent_pos: Any, agent_dir: Any) -> tuple[np.ndarray, np.ndarray]:
+        """World (x, y) of every frame cell, int64 [..., H, W] each, given the agent's pose."""
+        return view_to_world(agent_pos, agent_dir, self.view_size)
+
     # ---------------------------------------------------------------- encode
+
+    def encode_episode(self, images: Any, directions: Any, agent_pos: Any = None) -> torch.Tensor:
+        """What `worldsim collect` records: as ``encode_batch`` (the egocentric view needs no pose)."""
+        return self.encode_batch(images, directions)
 
     def encode(self, obs: Mapping) -> torch.Tensor:
         """One observation dict (needs 'image' and 'direction') -> LongTensor[H, W]."""

@@ -6,6 +6,7 @@ tile's colour (one of minigrid's six) is drawn independently per tile and per ep
 inferred from anything but having seen that tile, so accuracy on remembered cells measures memory.
 
     gym.make("MiniGrid-ColorRooms-v0")               # 19 x 19, walls and doorways as FourRooms
+    gym.make("MiniGrid-ColorRooms-13x13-v0")         # 13 x 13: smaller rooms, cheaper map-view frames
     gym.make("MiniGrid-ColorRooms-v0", size=25)
 
 The layout is FourRooms' (four rooms joined by one random doorway in each inner wall) at `size`,
@@ -22,6 +23,7 @@ from minigrid.envs.fourrooms import FourRoomsEnv
 from minigrid.minigrid_env import MiniGridEnv
 
 ENV_ID = "MiniGrid-ColorRooms-v0"
+ENV_IDS = {ENV_ID: 19, "MiniGrid-ColorRooms-13x13-v0": 13}     # id -> size, registered by envs.minigrid
 
 
 class ColorRoomsEnv(FourRoomsEnv):

@@ -15,10 +15,13 @@ MiniGrid shows as walls) get coordinates outside the grid; they are places all t
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from minigrid.core.constants import DIR_TO_VEC
 
-from envs.minigrid.codec import MiniGridCodec
+if TYPE_CHECKING:                    # the codecs import view_to_world from here
+    from envs.minigrid.codec import MiniGridCodec
 
 _DIR_VEC = np.array(DIR_TO_VEC, dtype=np.int64)             # [4, 2]: (dx, dy) per direction
 _RIGHT_VEC = np.stack([-_DIR_VEC[:, 1], _DIR_VEC[:, 0]], 1)  # [4, 2]: the agent's right
@@ -43,17 +46,9 @@ def view_to_world(agent_pos, agent_dir, view_size: int) -> tuple[np.ndarray, np.
     return world[..., 0], world[..., 1]
 
 
-def unseen_token(codec: MiniGridCodec) -> int:
-    """The token id of an unseen cell, asked of the codec rather than hard-coded."""
-    v = codec.view_size
-    image = np.zeros((v, v, 3), dtype=np.uint8)               # all unseen (0, 0, 0) ...
-    image[v // 2, v - 1] = (1, 0, 0)                          # ... but the agent's cell, which is never unseen
-    return int(codec.encode_batch(image, np.int64(0))[0, 0])
-
-
 def visible_mask(frames, codec: MiniGridCodec) -> np.ndarray:
     """frames [..., H, W] tokens -> bool [..., H, W]: the cell is in the agent's sight (not 'unseen')."""
-    return np.asarray(frames) != unseen_token(codec)
+    return np.asarray(frames) != codec.unseen_token
 
 
 def episode_gap(frames, agent_pos, agent_dir, codec: MiniGridCodec) -> np.ndarray:
@@ -65,7 +60,7 @@ def episode_gap(frames, agent_pos, agent_dir, codec: MiniGridCodec) -> np.ndarra
     """
     frames = np.asarray(frames)
     n, h, w = frames.shape
-    wx, wy = view_to_world(agent_pos, agent_dir, codec.view_size)
+    wx, wy = codec.world_cells(agent_pos, agent_dir)          # the egocentric view or the map
     if wx.shape != frames.shape:
         raise ValueError(f"frames {frames.shape} and poses (giving {wx.shape}) disagree")
     gap = np.full((n, h, w), -1, dtype=np.int32)
