@@ -95,3 +95,16 @@ def test_bad_map_input_gets_clear_errors():
     with pytest.raises(ValueError, match="not this codec's"):
         MiniGridMapCodec.from_config({"version": "minigrid-symbolic-v1", "view_size": 7})
     assert codec.render(frames[0], tile_size=4).shape == (52, 52, 3)
+
+
+def test_a_dream_env_refuses_a_map_view_model(tmp_path):
+    from worldsim import DreamEnv, WorldModel, WorldModelConfig
+
+    codec = MiniGridMapCodec(13, 13)
+    model = WorldModel(WorldModelConfig(
+        vocab_size=codec.vocab_size, frame_shape=codec.frame_shape, num_actions=7, d_model=32, n_layers=2,
+        headdim=16, d_state=8, n_heads=2, attn_window=3, backend="torch",
+        metadata={"env_id": "MiniGrid-ColorRooms-13x13-v0", "codec": codec.config}))
+    model.save_pretrained(tmp_path / "model")
+    with pytest.raises(ValueError, match="no fixed agent cell"):
+        DreamEnv(checkpoint=str(tmp_path / "model"), device="cpu")

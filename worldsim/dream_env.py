@@ -95,6 +95,9 @@ class DreamSetup:
         config = self.model.config
         meta = config.metadata or {}
         self.codec = codec_for_model(config)   # imports the env package, registering its envs
+        if getattr(self.codec, "agent_cell", None) is None:
+            raise ValueError(f"{checkpoint} was trained on {self.codec!r} frames, which have no fixed agent cell "
+                             "(e.g. the memory benchmark's map view); a dream env needs the egocentric view")
         self.rewards_only_on_termination = bool(meta.get("rewards_only_on_termination", False))
         trained_on = meta.get("env_id")
         if real_env_id is None:
