@@ -45,13 +45,14 @@ def random_episode(config: WorldModelConfig, batch: int, frames: int, seed: int 
 MINIGRID_ENV_ID = "MiniGrid-Empty-8x8-v0"
 
 
-def tiny_minigrid_model(env_id=MINIGRID_ENV_ID, done_bias=None, seed=0, codec_config=None, view_size=7) -> WorldModel:
+def tiny_minigrid_model(env_id=MINIGRID_ENV_ID, done_bias=None, seed=0, codec_config=None, view_size=7,
+                        codec=None) -> WorldModel:
     """A tiny MiniGrid world model with shaken weights (outputs depend on frames and actions), tagged
     with the env id and codec as trained checkpoints are; done_bias pins the termination logit
-    (-20: never terminates, +20: always)."""
+    (-20: never terminates, +20: always). codec: another codec's frames (default: the egocentric view)."""
     from envs.minigrid import MiniGridCodec
 
-    codec = MiniGridCodec(view_size)
+    codec = codec or MiniGridCodec(view_size)
     torch.manual_seed(seed)
     model = WorldModel(WorldModelConfig(
         vocab_size=codec.vocab_size, frame_shape=codec.frame_shape, num_actions=7, d_model=32, n_layers=2,

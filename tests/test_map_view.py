@@ -11,6 +11,8 @@ from train.collect import collect
 from train.dataset import EpisodeDataset, verify_dataset
 from worldsim.codecs import codec_from_config
 
+from conftest import tiny_minigrid_model
+
 
 def walk(env_id="MiniGrid-ColorRooms-13x13-v0", steps=80, seed=5):
     """(egocentric images, directions, positions, the env) of a retrace walk."""
@@ -98,13 +100,9 @@ def test_bad_map_input_gets_clear_errors():
 
 
 def test_a_dream_env_refuses_a_map_view_model(tmp_path):
-    from worldsim import DreamEnv, WorldModel, WorldModelConfig
+    from worldsim import DreamEnv
 
-    codec = MiniGridMapCodec(13, 13)
-    model = WorldModel(WorldModelConfig(
-        vocab_size=codec.vocab_size, frame_shape=codec.frame_shape, num_actions=7, d_model=32, n_layers=2,
-        headdim=16, d_state=8, n_heads=2, attn_window=3, backend="torch",
-        metadata={"env_id": "MiniGrid-ColorRooms-13x13-v0", "codec": codec.config}))
+    model = tiny_minigrid_model("MiniGrid-ColorRooms-13x13-v0", codec=MiniGridMapCodec(13, 13))
     model.save_pretrained(tmp_path / "model")
     with pytest.raises(ValueError, match="no fixed agent cell"):
         DreamEnv(checkpoint=str(tmp_path / "model"), device="cpu")
