@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Issue 6's memory study: the model and its baselines trained side by side at equal budgets (same
+# The memory study: the model and its baselines trained side by side at equal budgets (same
 # data, steps, windows, batch, schedule; same parameter budget) on ColorRooms retrace episodes, then
 # `worldsim benchmark memory` on held-out retrace and reasoning episodes. One model per GPU (4 GPUs).
-# Run it again with the same RUNS folder and every training resumes from its last checkpoint, so a
-# study can span several calls on a warm machine. Results are copied into OUT as they are made:
-#   . .gpu/setup.sh && timeout 560 bash scripts/gpu_memory_study.sh /tmp/study; tar czf $OUT/study.tgz -C /tmp study
-# DATA: runs/data/${DATA}_{retrace,retrace_test,reasoning_test} (collect commands in docs/memory/README.md);
+# Runs go to RUNS (default /tmp/memory_study, a scratch folder). Run it again with the same RUNS
+# folder and every training resumes from its last checkpoint, so a study can span several calls.
+# Results are copied into OUT_DIR as they are made. On a CUDA machine, with the project installed:
+#   timeout 560 bash scripts/gpu_memory_study.sh OUT_DIR
+# DATA: DATA_ROOT/${DATA}_{retrace,retrace_test,reasoning_test}, DATA_ROOT defaulting to data
+# (collect commands in docs/memory/README.md);
 # FRAME: their frame size (7x7 egocentric, 13x13 for the map view of ColorRooms-13x13).
 # STEPS, LIMIT (seconds of training this call), CURRICULUM, BATCH and EXTRA (more train flags, e.g.
 # "--tbptt-chunk 256") set the budget, the same for every model; BENCH=0 skips the benchmark.
@@ -14,6 +16,7 @@ out=${1:?output folder}
 runs=${RUNS:-/tmp/memory_study}
 mkdir -p "$runs" "$out"
 DATA=${DATA:-colorrooms}
+DATA_ROOT=${DATA_ROOT:-data}
 FRAME=${FRAME:-7x7}
 STEPS=${STEPS:-1500}
 LIMIT=${LIMIT:-400}           # a run cut short keeps its last checkpoint, and resumes from it next call
@@ -31,7 +34,7 @@ model_flags() {   # name -> the model's flags
     esac
 }
 train() {   # name gpu
-    local run="$runs/$1" start=(--data "runs/data/${DATA}_retrace" --out "$runs/$1" $(model_flags "$1"))
+    local run="$runs/$1" start=(--data "$DATA_ROOT/${DATA}_retrace" --out "$runs/$1" $(model_flags "$1"))
     [ -f "$run/latest" ] && start=(--resume "$run")
     CUDA_VISIBLE_DEVICES=$2 timeout "$LIMIT" python3 -m train.cli train "${start[@]}" "${common[@]}" ${EXTRA:-} \
         >> "$run.log" 2>&1
@@ -55,7 +58,7 @@ for name in "${MODELS[@]}"; do
 done
 bench() {   # task gpu
     CUDA_VISIBLE_DEVICES=$2 timeout "${BENCH_LIMIT:-150}" python3 -m train.cli benchmark memory \
-        --data "runs/data/${DATA}_$1_test" "${models[@]}" --episodes "${BENCH_EPISODES:-32}" \
+        --data "$DATA_ROOT/${DATA}_$1_test" "${models[@]}" --episodes "${BENCH_EPISODES:-32}" \
         --batch-size "${BENCH_EPISODES:-32}" --out "$out/$1" > "$out/$1.txt" 2>&1
 }
 bench retrace 0 &

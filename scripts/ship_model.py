@@ -1,7 +1,7 @@
 """Put a trained world model into the package (worldsim/models/<env id>/) with its model card.
 
-    python3 scripts/ship_model.py --model RUN/model --data runs/data/empty8 --metrics RUN/metrics.jsonl \
-        --gpu "NVIDIA H200" --train-command "..." [--benchmark OUT/learned_vs_real.json]
+    python3 scripts/ship_model.py --model RUN/model --data data/empty8 --metrics RUN/metrics.jsonl \
+        --gpu "NVIDIA H200" --collect-command "..." --train-command "..." [--benchmark OUT/learned_vs_real.json]
 
 The card (card.json, and README.md for people) says what the model was trained on (env, policy,
 episodes, steps), how (steps, sequence lengths, time, GPU), and what it scores (held-out next-frame

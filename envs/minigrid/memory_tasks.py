@@ -1,4 +1,4 @@
-"""Memory tasks for the long-context benchmark: a long context walk, then a test phase (issue 6).
+"""Memory tasks for the long-context benchmark: a long context walk, then a test phase.
 
 Both tasks start with ``context`` steps of ``ExploreAgent`` (it covers the layout and comes back).
 Then:
