@@ -64,7 +64,9 @@ EVAL_SEED_BASE = 10_000
 RESULT_FILE = "learned_vs_real.json"
 CURVES_CSV = "learning_curves.csv"
 CURVES_SVG = "learning_curves.svg"
-RATIO_FLOOR = 0.9          # the issue's floor for dream-success / real-success on Empty-8x8 and DoorKey-8x8
+# The target for a useful dream: an agent trained only in it keeps at least 90% of the real-env success
+# of an agent trained in the real env with the same budget.
+RATIO_FLOOR = 0.9
 METHODS = ("real_ppo", "dream_ppo", "planner")
 LABELS = {"real_ppo": "PPO trained in real env", "dream_ppo": "PPO trained in dream", "planner": "planner (MPC)"}
 
@@ -76,6 +78,14 @@ def _positive_int(name, v, allow_zero=False):
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (0 if allow_zero else 1):
         raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} integer; got {v!r}")
     return int(v)
+
+
+def _shown(path: Path) -> str:
+    """A path as a user would write it: relative to the working folder when it lies inside it."""
+    try:
+        return os.path.relpath(path) if Path(path).resolve().is_relative_to(Path.cwd().resolve()) else os.fspath(path)
+    except (OSError, ValueError):
+        return os.fspath(path)
 
 
 def _read_json(path: Path) -> dict | None:
@@ -92,7 +102,7 @@ def _manifest_steps(root: Path) -> dict | None:
         return None
     t = m["totals"]
     return {"steps": int(t["steps"]), "episodes": int(t.get("episodes", 0)), "env_id": m.get("env_id"),
-            "source": str((root / "manifest.json").resolve()),
+            "source": _shown(root / "manifest.json"),
             "what": "all transitions collected in the real env (dataset manifest totals.steps)"}
 
 
@@ -114,7 +124,7 @@ def world_model_data_steps(checkpoint, world_model_data=None) -> dict[str, Any]:
     card = _read_json(ckpt / "card.json") or {}                     # a model shipped in worldsim/models
     if isinstance(card.get("data"), dict) and "steps" in card["data"]:
         return {"steps": int(card["data"]["steps"]), "episodes": int(card["data"].get("episodes", 0)),
-                "env_id": card.get("env_id"), "source": str((ckpt / "card.json").resolve()),
+                "env_id": card.get("env_id"), "source": _shown(ckpt / "card.json"),
                 "what": "all transitions collected in the real env for the shipped model (its card.json)"}
     config = _read_json(ckpt / "config.json") or {}
     dataset = (config.get("metadata") or {}).get("dataset")
@@ -129,7 +139,7 @@ def world_model_data_steps(checkpoint, world_model_data=None) -> dict[str, Any]:
             frames = int(data.get("train_frames", 0)) + int(data.get("eval_frames", 0))
             episodes = int(data.get("train_episodes", 0)) + int(data.get("eval_episodes", 0))
             return {"steps": frames - episodes, "episodes": episodes, "env_id": data.get("env_id"),
-                    "source": str((folder / "train_config.json").resolve()),
+                    "source": _shown(folder / "train_config.json"),
                     "what": "training + held-out transitions of the world model's data (train_config.json: "
                             "frames - episodes)"}
     return {"steps": None, "episodes": None, "env_id": None, "source": None,
@@ -226,12 +236,15 @@ def _job_result(method: str, s: int, stride: int, common: dict) -> tuple[dict, l
     agent_dir = Path(common["out"]) / f"seed_{s}" / where
     shutil.rmtree(agent_dir / "tb", ignore_errors=True)              # one TensorBoard run per folder
     t0 = time.time()
+    progress = (lambda line: print(f"{time.strftime('%H:%M:%S')} seed {s}, {line}", flush=True)) \
+        if common["verbose"] else None
     info = train_agent(env_id, where=where, algo="ppo", steps=common["steps"], out=agent_dir,
                        checkpoint=common["checkpoint"] if where == "dream" else None, num_envs=common["num_envs"],
-                       seed=s, device=device, hyperparams=common["hyperparams"], max_episode_steps=max_steps)
+                       seed=s, device=device, hyperparams=common["hyperparams"], max_episode_steps=max_steps,
+                       progress=progress)
     t1 = time.time()
     ev = evaluate_policy(agent_dir, env_id, episodes=common["eval_episodes"], where="real", seed=eval_seed,
-                         deterministic=True, max_episode_steps=max_steps, device=device)
+                         deterministic=common["deterministic_eval"], max_episode_steps=max_steps, device=device)
     t2 = time.time()
     return {
         **summarize(ev["returns"], ev["success"], ev["lengths"]),
@@ -281,16 +294,22 @@ def learned_vs_real(env_id: str, checkpoint, steps: int, seeds: int = 3, eval_ep
                     planner_episodes: int = 10, out: str | os.PathLike = "runs/benchmark", num_envs: int = DEFAULT_NUM_ENVS,
                     device: str = "auto", world_model_data=None, planner_config=None, hyperparams: dict | None = None,
                     max_episode_steps: int | None = None, verbose: bool = False, workers: int = 1,
-                    real_device: str | None = None) -> dict[str, Any]:
+                    real_device: str | None = None, first_seed: int = 0,
+                    deterministic_eval: bool = True) -> dict[str, Any]:
     """Run the learned-vs-real benchmark (see the module docstring); returns the result dict that is
     also written to OUT/learned_vs_real.json. planner_config: an agents.planner.PlannerConfig
     (its seed is replaced by the training seed); hyperparams override the PPO defaults for both.
     `workers` > 1 runs the (method, seed) jobs in that many processes at once; results are the same
     as one after another (each job seeds itself). `real_device` (default: `device`) is where the
     real-env PPO runs: its small CNN is as fast on the CPU, which leaves a shared GPU to the dream
-    (GPU time-slicing between many processes' small kernels is slow)."""
+    (GPU time-slicing between many processes' small kernels is slow). Seeds are first_seed ..
+    first_seed + seeds - 1. `deterministic_eval` False samples the evaluated policies' actions instead
+    of taking the most likely one (in an env whose every episode starts alike, greedy evaluation
+    repeats one trial). `verbose` prints a progress line about every 10 s."""
     if not isinstance(env_id, str) or not env_id:
         raise ValueError(f"env_id must be a real env id such as 'MiniGrid-Empty-8x8-v0'; got {env_id!r}")
+    checkpoint_shown = _shown(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) and os.path.isdir(checkpoint) \
+        else (checkpoint or env_id)                         # a shipped model is named by its id
     checkpoint = resolve_checkpoint(checkpoint, env_id)
     if checkpoint is None:
         raise FileNotFoundError(f"no checkpoint given, and no world model is shipped for {env_id} "
@@ -307,6 +326,7 @@ def learned_vs_real(env_id: str, checkpoint, steps: int, seeds: int = 3, eval_ep
     planner_episodes = _positive_int("planner_episodes", planner_episodes, allow_zero=True)
     num_envs = _positive_int("num_envs", num_envs)
     workers = _positive_int("workers", workers)
+    first_seed = _positive_int("first_seed", first_seed, allow_zero=True)
     if planner_config is not None:
         planner_config.validate()
     wm_data = world_model_data_steps(checkpoint, world_model_data)
@@ -316,15 +336,16 @@ def learned_vs_real(env_id: str, checkpoint, steps: int, seeds: int = 3, eval_ep
     say = print if verbose else (lambda *a, **k: None)
 
     common = dict(env_id=env_id, checkpoint=checkpoint, steps=steps, num_envs=num_envs, device=device,
-                  real_device=real_device, verbose=verbose,
+                  real_device=real_device, verbose=verbose, deterministic_eval=bool(deterministic_eval),
                   hyperparams=hyperparams, max_episode_steps=max_episode_steps, eval_episodes=eval_episodes,
                   planner_episodes=planner_episodes, planner_config=planner_config, out=out)
-    jobs = [(method, s) for s in range(n_seeds) for method in ("real_ppo", "dream_ppo")]
-    jobs += [("planner", s) for s in range(n_seeds)] if planner_episodes else []
+    seeds = range(first_seed, first_seed + n_seeds)
+    jobs = [(method, s) for s in seeds for method in ("real_ppo", "dream_ppo")]
+    jobs += [("planner", s) for s in seeds] if planner_episodes else []
     results = _run_jobs(jobs, common, stride, workers, say)
     per_seed = []
     curves = {"real_ppo": [], "dream_ppo": []}
-    for s in range(n_seeds):
+    for s in seeds:
         row: dict[str, Any] = {"seed": s, "eval_seed_start": EVAL_SEED_BASE + s * stride}
         for method in METHODS:
             if (method, s) in results:
@@ -360,13 +381,13 @@ def learned_vs_real(env_id: str, checkpoint, steps: int, seeds: int = 3, eval_ep
     real_sr, dream_sr = pooled["real_ppo"]["success_rate"], pooled["dream_ppo"]["success_rate"]
     ratio = None if real_sr == 0 else dream_sr / real_sr
     result = {
-        "benchmark": "learned-vs-real", "env_id": env_id, "checkpoint": os.path.abspath(checkpoint),
-        "steps": steps, "seeds": n_seeds, "eval_episodes_per_seed": eval_episodes,
+        "benchmark": "learned-vs-real", "env_id": env_id, "checkpoint": checkpoint_shown,
+        "steps": steps, "seeds": n_seeds, "first_seed": first_seed, "eval_episodes_per_seed": eval_episodes,
         "planner_episodes_per_seed": planner_episodes, "num_envs": num_envs, "device": device,
         "real_device": real_device or device,
         "max_episode_steps": max_episode_steps, "hyperparams": hyperparams,
         "eval_seed_rule": f"seed s, episode i: reset seed {EVAL_SEED_BASE} + s * {stride} + i (same for all methods)",
-        "deterministic_eval": True, "success_definition": SUCCESS_DEFINITION, "confidence": CONFIDENCE,
+        "deterministic_eval": bool(deterministic_eval), "success_definition": SUCCESS_DEFINITION, "confidence": CONFIDENCE,
         "world_model_data": wm_data, "methods": pooled, "per_seed": per_seed,
         "success_ratio_dream_over_real": ratio,
         "success_ratio_note": "pooled dream-PPO success rate / pooled real-PPO success rate (null if real is 0)",
@@ -477,8 +498,10 @@ def format_benchmark_table(result: dict[str, Any]) -> str:
         if j == 0:
             lines.append("  ".join("-" * w for w in widths))
     ratio = result["success_ratio_dream_over_real"]
+    verdict = "n/a" if ratio is None else ("met" if result["meets_floor"] else "NOT met")
     lines.append(f"dream/real success ratio: {'undefined (real success 0)' if ratio is None else f'{ratio:.3f}'} "
-                 f"(floor {result['ratio_floor']}: {'n/a' if ratio is None else ('met' if result['meets_floor'] else 'NOT met')})")
+                 f"(target >= {result['ratio_floor']}, i.e. the dream-trained agent keeps at least "
+                 f"{result['ratio_floor']:.0%} of the real-trained agent's success: {verdict})")
     lines.append("per seed (success rate / mean return):")
     for r in result["per_seed"]:
         cells = [f"{LABELS[m]} {r[m]['success_rate']:.3f} / {r[m]['mean_return']:.3f}" for m in METHODS if m in r]
@@ -487,7 +510,9 @@ def format_benchmark_table(result: dict[str, Any]) -> str:
                                                 for m in METHODS if m in result["methods"]))
     lines.append("PPO evaluation steps are not in those counts (JSON: eval_real_steps); wall time excludes "
                  "world-model training.")
-    lines.append(f"success = {result['success_definition']}")
+    lines.append(f"success = {result['success_definition']}; evaluation "
+                 + ("takes each policy's most likely action" if result.get("deterministic_eval", True)
+                    else "samples each policy's actions"))
     return "\n".join(lines)
 
 
@@ -506,7 +531,8 @@ def _learned_vs_real(args: argparse.Namespace) -> int:
                                  device=args.device, world_model_data=args.world_model_data, planner_config=pc,
                                  max_episode_steps=args.max_episode_steps, verbose=not args.quiet,
                                  hyperparams=parse_hyperparams(args.hyperparams, "ppo"), workers=args.workers,
-                                 real_device=args.real_device)
+                                 real_device=args.real_device, first_seed=args.first_seed,
+                                 deterministic_eval=not args.sample_actions)
     except (ValueError, OSError) as e:                  # CheckpointError is a ValueError
         print(f"worldsim benchmark learned-vs-real: error: {e}", file=sys.stderr)
         return 1
@@ -536,7 +562,8 @@ def add_benchmark_parser(subparsers):
                    help="world-model checkpoint folder (WorldModel.save_pretrained) or a shipped model's id "
                    "(default: the model shipped for --env)")
     p.add_argument("--steps", type=int, required=True, help="agent steps of PPO training, in each env and seed")
-    p.add_argument("--seeds", type=int, required=True, help="number of seeds (0..SEEDS-1)")
+    p.add_argument("--seeds", type=int, required=True, help="number of seeds (FIRST_SEED .. FIRST_SEED+SEEDS-1)")
+    p.add_argument("--first-seed", type=int, default=0, help="the first training seed (default: 0)")
     p.add_argument("--eval-episodes", type=int, default=100, help="real-env evaluation episodes per policy and seed (default: 100)")
     p.add_argument("--planner-episodes", type=int, default=10, help="real-env planner episodes per seed; 0 skips the planner (default: 10)")
     p.add_argument("--out", default=None, help="output folder (default: runs/benchmark/<env>)")
@@ -546,16 +573,23 @@ def add_benchmark_parser(subparsers):
                    help="the dataset folder the world model was trained on (its manifest gives the real steps counted for the dream)")
     p.add_argument("--max-episode-steps", type=int, default=None, help="episode step limit replacing the env's own (default: the env's)")
     d = PlannerConfig()
-    p.add_argument("--planner-optimizer", choices=OPTIMIZERS, default=d.optimizer, help=f"(default: {d.optimizer})")
-    p.add_argument("--planner-horizon", type=int, default=d.horizon, help=f"(default: {d.horizon})")
-    p.add_argument("--planner-population", type=int, default=d.population, help=f"(default: {d.population})")
-    p.add_argument("--planner-iterations", type=int, default=d.iterations, help=f"(default: {d.iterations})")
+    p.add_argument("--planner-optimizer", choices=OPTIMIZERS, default=d.optimizer,
+                   help=f"how the planner searches action sequences: random shooting or the cross-entropy method "
+                   f"(default: {d.optimizer})")
+    p.add_argument("--planner-horizon", type=int, default=d.horizon,
+                   help=f"imagined steps per candidate action sequence (default: {d.horizon})")
+    p.add_argument("--planner-population", type=int, default=d.population,
+                   help=f"candidate action sequences imagined per real step (default: {d.population})")
+    p.add_argument("--planner-iterations", type=int, default=d.iterations,
+                   help=f"refinement rounds of the cross-entropy method per real step (default: {d.iterations})")
     p.add_argument("--real-device", default=None,
                    help="torch device of the real-env PPO (default: --device); 'cpu' leaves a shared GPU to the dream")
     p.add_argument("--workers", type=int, default=1,
                    help="run the (method, seed) jobs in this many processes at once (default: 1)")
     p.add_argument("--hyperparams", metavar="KEY=VALUE,...", default=None,
                    help="override PPO's defaults for both agents, e.g. 'ent_coef=0.01,batch_size=256'")
+    p.add_argument("--sample-actions", action="store_true",
+                   help="evaluate the PPO policies with sampled actions instead of their most likely action")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(run=_learned_vs_real, benchmark_parser=p)
     return commands

@@ -100,9 +100,10 @@ class PlannerConfig:
 class Planner:
     """MPC in the real env with a world model. See the module docstring.
 
-    model: a WorldModel, a checkpoint folder (``save_pretrained``), or any object with ``config``
-    (``num_actions``), ``initial_state(batch, device, dtype)`` and ``step(state, frame, action)``
-    returning (WorldModelOutput, state) with a batch-first state that has ``repeat``.
+    model: a WorldModel, a checkpoint folder (``save_pretrained``), a shipped model's id, or any
+    object with ``config`` (``num_actions``), ``initial_state(batch, device, dtype)`` and
+    ``step(state, frame, action)`` returning (WorldModelOutput, state) with a batch-first state
+    that has ``repeat``.
     codec: None takes the checkpoint's (``config.metadata["codec"]``).
     """
 

@@ -29,7 +29,9 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3 import A2C, DQN, PPO
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.utils import LinearSchedule
 
 from worldsim.zoo import resolve_checkpoint
 
@@ -79,6 +81,66 @@ def parse_hyperparams(text: str | None, algo: str = "ppo") -> dict[str, Any]:
             raise ValueError(f"hyperparameter {key}={value.strip()!r}: not a Python literal "
                              "(a number, True/False/None, or a quoted string)") from None
     return params
+
+SCHEDULED = ("learning_rate", "clip_range")     # PPO settings that may be a schedule over training
+
+
+def with_schedules(params: dict[str, Any]) -> dict[str, Any]:
+    """rl-baselines3-zoo's convention: a learning rate or clip range written 'lin_X' falls linearly
+    from X at the start of training to 0 at its end (SB3's LinearSchedule); anything else is kept.
+    Annealing keeps a converged policy from being shaken apart by its last updates."""
+    out = dict(params)
+    for key in SCHEDULED:
+        value = out.get(key)
+        if isinstance(value, str):
+            if not value.startswith("lin_"):
+                raise ValueError(f"hyperparameter {key}={value!r}: a number, or 'lin_X' for a linear decay from X to 0")
+            try:
+                start = float(value[len("lin_"):])
+            except ValueError:
+                raise ValueError(f"hyperparameter {key}={value!r}: 'lin_X' needs a number X, e.g. 'lin_2.5e-4'") from None
+            out[key] = LinearSchedule(start, 0.0, 1.0)
+    return out
+
+
+class ProgressLines(BaseCallback):
+    """Prints a line at most every `every_s` seconds while an agent trains (steps done, mean return of
+    the last training episodes, speed, time left) and one when it ends, so that a long run on a slow
+    or busy machine is never silent."""
+
+    def __init__(self, label: str, total_steps: int, say=print, every_s: float = 10.0):
+        super().__init__()
+        self.label, self.total_steps, self.say, self.every_s = label, int(total_steps), say, float(every_s)
+
+    def _on_training_start(self) -> None:
+        self.start = self.last = time.monotonic()
+
+    def _on_step(self) -> bool:
+        now = time.monotonic()
+        if now - self.last >= self.every_s:
+            self.last = now
+            self.say(self._line(now))
+        return True
+
+    def _on_training_end(self) -> None:
+        self.say(self._line(time.monotonic()) + " (done)")
+
+    def _line(self, now: float) -> str:
+        done, elapsed = int(self.num_timesteps), now - self.start
+        speed = done / elapsed if elapsed > 0 else 0.0
+        episodes = [ep["r"] for ep in self.model.ep_info_buffer]
+        recent = f"mean return {np.mean(episodes) + 0.0:.2f} over the last {len(episodes)} episodes" if episodes \
+            else "no episode finished yet"
+        left = max(self.total_steps - done, 0) / speed if speed > 0 else float("nan")
+        eta = f", about {_duration(left)} left" if done < self.total_steps and np.isfinite(left) else ""
+        return (f"{self.label}: {done:,}/{self.total_steps:,} steps, {recent}, {speed:,.0f} steps/s, "
+                f"{_duration(elapsed)} so far{eta}")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
 
 # MiniGrid symbolic channel ranges: OBJECT_TO_IDX (0..10), COLOR_TO_IDX (0..5), STATE_TO_IDX (0..2).
 CHANNEL_MAX = (10.0, 5.0, 2.0)
@@ -206,13 +268,15 @@ def make_env(env_id: str, where: str = "real", num_envs: int = 1, seed: int | No
 def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int = 100_000,
                 out: str | os.PathLike = "runs/agent", checkpoint=None, num_envs: int = DEFAULT_NUM_ENVS,
                 seed: int = 0, device: str = "auto", features: str = "cnn", hyperparams: dict | None = None,
-                max_episode_steps: int | None = None, verbose: int = 0) -> dict[str, Any]:
+                max_episode_steps: int | None = None, verbose: int = 0, progress=None) -> dict[str, Any]:
     """Train `algo` for `steps` env steps in the dream (`checkpoint`: a folder, or a shipped model's id;
     None: the model shipped for `env_id`) or the real env `env_id`.
 
     Writes out/policy.zip, out/agent.json and TensorBoard logs in out/tb; returns agent.json's
     contents (plus "policy_path"). `hyperparams` override the MiniGrid defaults
-    (DEFAULT_HYPERPARAMS[algo]); `device` is used by both the policy and the dream model.
+    (DEFAULT_HYPERPARAMS[algo]; 'lin_X' for a learning rate or clip range decaying linearly from X to 0);
+    `device` is used by both the policy and the dream model. `progress`: a function taking a line of
+    text (e.g. print), called about every 10 s while training.
     """
     if where == "dream":
         checkpoint = resolve_checkpoint(checkpoint, env_id if isinstance(env_id, str) else None)
@@ -224,8 +288,9 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
     start = time.time()
     try:
         model = ALGOS[algo]("MlpPolicy", venv, seed=seed, device=device, tensorboard_log=str(out / "tb"),
-                            policy_kwargs=policy_kwargs_for(features), verbose=verbose, **params)
-        model.learn(total_timesteps=int(steps), tb_log_name=f"{algo}_{where}")
+                            policy_kwargs=policy_kwargs_for(features), verbose=verbose, **with_schedules(params))
+        callback = None if progress is None else ProgressLines(f"{algo.upper()} in the {where}", steps, progress)
+        model.learn(total_timesteps=int(steps), tb_log_name=f"{algo}_{where}", callback=callback)
         model.save(out / POLICY_FILE)
     finally:
         venv.close()

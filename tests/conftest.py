@@ -66,9 +66,10 @@ def tiny_minigrid_model(env_id=MINIGRID_ENV_ID, done_bias=None, seed=0, codec_co
     return model
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session", autouse=True)
 def one_torch_thread():
-    """Small models run faster on one thread, and tests sharing 2 cores do not fight."""
+    """Every test runs torch on one thread: the models here are tiny, they run faster on one thread
+    than on two busy cores, and a loaded machine cannot slow a test down by oversubscription."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

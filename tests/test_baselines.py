@@ -8,7 +8,6 @@ from worldsim.baselines import BASELINES, BUDGET_TOLERANCE, baseline_config, par
 
 from conftest import random_episode, randomized, tiny_config
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def config_of(name, base, context=80):

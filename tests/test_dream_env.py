@@ -28,7 +28,6 @@ def checkpoint(tmp_path_factory):
     return path
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run(env, seed, actions):
@@ -57,6 +56,29 @@ def test_gymnasium_check_env(checkpoint, kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         check_env(env.unwrapped)
+
+
+def test_gymnasium_check_env_prints_no_audio_or_display_noise(checkpoint, monkeypatch, capfd):
+    """check_env on an env with a spec makes one per declared render mode, "human" included: that
+    window must not start pygame's audio (ALSA errors without a sound card) nor probe Wayland on a
+    machine without a display (XDG_RUNTIME_DIR errors)."""
+    pygame = pytest.importorskip("pygame")
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER", "SDL_AUDIODRIVER"):
+        monkeypatch.delenv(name, raising=False)
+
+    def init():
+        raise AssertionError("pygame.init() also opens audio")
+
+    monkeypatch.setattr(pygame, "init", init)
+    env = gym.make("worldsim/Dream-v0", checkpoint=str(checkpoint), device="cpu")
+    capfd.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check_env(env.unwrapped)
+    printed = "".join(capfd.readouterr())
+    assert "ALSA" not in printed and "XDG_RUNTIME_DIR" not in printed
+    assert not pygame.display.get_init()
+    env.close()
 
 
 def test_sb3_check_env(checkpoint):
@@ -112,6 +134,36 @@ def test_render_rgb_array(checkpoint):
     assert DreamEnv(checkpoint, device="cpu").render() is None
     with pytest.raises(ValueError, match="render_mode 'ansi' is not supported"):
         DreamEnv(checkpoint, device="cpu", render_mode="ansi")
+
+
+def test_get_frame_is_the_real_envs_agent_view(checkpoint):
+    """MiniGrid's get_frame(agent_pov=True) from the same symbolic view: the same pixels."""
+    real = gym.make(ENV_ID)
+    real.reset(seed=3)
+    env = DreamEnv(checkpoint, device="cpu")
+    env.reset(seed=3)                                    # the dream starts from the real start
+    for tile in (8, 32):
+        assert np.array_equal(env.get_frame(tile_size=tile), real.unwrapped.get_frame(tile_size=tile, agent_pov=True))
+    assert np.array_equal(env.get_frame(), real.unwrapped.get_frame(agent_pov=True))
+    with pytest.raises(ValueError, match="egocentric view.*RGBImgObsWrapper"):
+        env.get_frame(agent_pov=False)
+    with pytest.raises(gym.error.ResetNeeded):
+        DreamEnv(checkpoint, device="cpu").get_frame()
+
+
+def test_rgb_partial_obs_wrapper_on_a_dream(checkpoint):
+    real = RGBImgPartialObsWrapper(gym.make(ENV_ID))
+    dream = RGBImgPartialObsWrapper(DreamEnv(checkpoint, device="cpu"))
+    assert dream.observation_space == real.observation_space
+    real_obs, _ = real.reset(seed=3)
+    obs, _ = dream.reset(seed=3)
+    assert np.array_equal(obs["image"], real_obs["image"])
+    for a in (2, 1, 2, 0):
+        real_obs = real.step(a)[0]
+        obs = dream.step(a)[0]
+        assert obs["image"].shape == real_obs["image"].shape and obs["image"].dtype == real_obs["image"].dtype
+        assert dream.observation_space.contains(obs)
+        assert np.array_equal(obs["image"], dream.unwrapped.codec.render(dream.unwrapped.frame.numpy(), 8))
 
 
 def test_render_human_draws_into_a_window(checkpoint, monkeypatch):

@@ -27,7 +27,6 @@ def checkpoint(tmp_path_factory):
     return path
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def rollout(env, seed, actions):

@@ -14,7 +14,6 @@ from conftest import tiny_minigrid_model
 
 ENV_ID = "MiniGrid-Empty-5x5-v0"
 EVAL_EPISODES, PLANNER_EPISODES, SEEDS = 4, 1, 1
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

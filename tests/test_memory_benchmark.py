@@ -9,7 +9,6 @@ from train.collect import collect
 
 from conftest import tiny_minigrid_model
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

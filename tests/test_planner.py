@@ -12,7 +12,6 @@ from worldsim.state import ModelState
 
 from conftest import MINIGRID_ENV_ID as ENV_ID, tiny_minigrid_model
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SMALL = dict(horizon=3, population=8, iterations=2)
 

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from conftest import tiny_minigrid_model
-from train.play import (CAPTION_HEIGHT, GAP, PlaySession, add_play_parser, parse_actions, run_headless,
-                        run_interactive)
+from train.play import (CAPTION_HEIGHT, GAP, LABEL_HEIGHT, PlaySession, add_play_parser, parse_actions,
+                        run_headless, run_interactive)
 
 TILE = 8
 
@@ -22,7 +22,6 @@ def checkpoint(tmp_path_factory):
     return str(path)
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def play(*argv) -> int:
@@ -47,7 +46,7 @@ def test_headless_names_record_gif(checkpoint, tmp_path, capsys, real):
     side = 7 * TILE
     assert n == 6                                          # the reset frame + 5 steps
     assert w == (2 * side + GAP if real else side)
-    assert h == side + CAPTION_HEIGHT
+    assert h == LABEL_HEIGHT + side + CAPTION_HEIGHT
     text = capsys.readouterr().out
     assert "5 steps" in text and "dreamed reward" in text
     assert ("real reward" in text and "agreement" in text) == real
@@ -73,6 +72,32 @@ def test_steps_truncates(checkpoint, tmp_path, capsys):
     assert gif_info(out)[0] == 5
     text = capsys.readouterr().out
     assert "truncated" in text and "5 actions unused" in text
+
+
+def ink_columns(strip: np.ndarray) -> np.ndarray:
+    """Columns of an RGB strip holding dark (text) pixels."""
+    return np.flatnonzero((strip.max(axis=-1) < 128).any(axis=0))
+
+
+@pytest.mark.parametrize("tile", [TILE, 32])          # the tests' tile and the default
+def test_panels_are_labelled(checkpoint, tile):
+    from PIL import ImageDraw
+
+    s = PlaySession(checkpoint, real=True, seed=0, device="cpu", tile_size=tile)
+    img = s.compose(s.reset())
+    s.close()
+    side = 7 * tile
+    assert img.shape[:2] == (LABEL_HEIGHT + side + CAPTION_HEIGHT, 2 * side + GAP)
+    header = img[:LABEL_HEIGHT]
+    for name, left in (("dream", 0), ("real", side + GAP)):
+        ink = ink_columns(header[:, left:left + side])
+        assert ink.size, f"no label over the {name} panel"
+        word = Image.new("RGB", (side, LABEL_HEIGHT), "white")
+        ImageDraw.Draw(word).text((0, 1), name, fill=(0, 0, 0))
+        expected = ink_columns(np.asarray(word))
+        assert ink[-1] - ink[0] == expected[-1] - expected[0]   # the word's width: 'dream' and 'real' differ
+    assert not ink_columns(header[:, side:side + GAP]).size   # each label stays over its own panel
+    assert s.compose(s.history[0], caption=False).shape[0] == side         # no strips without caption
 
 
 def test_session_real_start_agrees(checkpoint):
@@ -145,3 +170,56 @@ def test_interactive_with_injected_keys(checkpoint, tmp_path, monkeypatch, capsy
     assert n == 6 and w == 2 * 7 * TILE + GAP             # reset + 3 steps + reset + 1 step
     text = capsys.readouterr().out
     assert "forward" in text and "pickup" in text and "toggle" in text and "reset" in text
+
+
+def headless(monkeypatch, pygame):
+    """A Linux machine without a screen; waiting for events fails instead of hanging the test."""
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER"):
+        monkeypatch.delenv(name, raising=False)
+
+    def wait(*args, **kwargs):
+        raise AssertionError("play waited for keyboard events that cannot come")
+
+    monkeypatch.setattr(pygame.event, "wait", wait)
+
+
+@pytest.mark.skipif(not os.sys.platform.startswith("linux"), reason="display detection by environment is Linux's")
+def test_interactive_without_a_display_fails_at_once(checkpoint, tmp_path, monkeypatch, capsys):
+    pygame = pytest.importorskip("pygame")
+    headless(monkeypatch, pygame)
+    assert play("--checkpoint", checkpoint, "--record", tmp_path / "x.gif") == 1
+    err = capsys.readouterr().err
+    assert "worldsim play: error: no display" in err and "--actions" in err and "--record" in err
+    s = PlaySession(checkpoint, seed=0, device="cpu", tile_size=TILE)
+    with pytest.raises(RuntimeError, match="no display"):
+        run_interactive(s)
+    s.close()
+    assert not pygame.display.get_init()
+
+
+def test_interactive_on_a_screenless_video_driver_fails(checkpoint, monkeypatch):
+    pygame = pytest.importorskip("pygame")
+    headless(monkeypatch, pygame)
+    monkeypatch.setenv("DISPLAY", ":0")                     # the variables say yes, SDL's driver says no
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    s = PlaySession(checkpoint, seed=0, device="cpu", tile_size=TILE)
+    with pytest.raises(RuntimeError, match="no display.*'dummy'.*--actions"):
+        run_interactive(s)
+    s.close()
+    assert not pygame.display.get_init()
+
+
+def test_interactive_initialises_only_the_display(checkpoint, monkeypatch, capfd):
+    pygame = pytest.importorskip("pygame")
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    monkeypatch.delenv("SDL_AUDIODRIVER", raising=False)
+
+    def init():
+        raise AssertionError("pygame.init() also opens audio (ALSA errors on machines without a sound card)")
+
+    monkeypatch.setattr(pygame, "init", init)
+    s = PlaySession(checkpoint, seed=0, device="cpu", tile_size=TILE)
+    assert run_interactive(s, events=[pygame.event.Event(pygame.KEYDOWN, key=pygame.K_UP)]) == 0
+    s.close()
+    printed = "".join(capfd.readouterr())
+    assert "ALSA" not in printed and "XDG_RUNTIME_DIR" not in printed

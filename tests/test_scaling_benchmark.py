@@ -7,7 +7,6 @@ import pytest
 from train.cli import main
 from train.scaling_benchmark import build_model, state_bytes_in_use
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_times_training_and_steps_for_each_model(tmp_path, capsys):

@@ -3,8 +3,9 @@
 A :class:`PlaySession` holds a DreamEnv (and, with ``real=True``, the real env, reset with the same
 seed and stepped with the same actions). Each step gives a :class:`StepRecord`; ``compose`` draws the
 dreamed egocentric view (``codec.render`` of the dreamed tokens) and, beside it, the real env's view
-drawn the same way from its encoded observation, so the two panels are directly comparable, with a
-caption strip (step, action, rewards, per-cell agreement).
+drawn the same way from its encoded observation, so the two panels are directly comparable, under a
+strip naming them ("dream", "real") and over a caption strip (step, action, rewards, per-cell
+agreement).
 
 - headless (``--actions``): the actions come from a list (names, ints or ``random:N``); a per-step
   table and a summary are printed; ``--record`` writes the frames as an animated GIF.
@@ -26,6 +27,7 @@ KEY_TO_ACTION = {"left": 0, "right": 1, "up": 2, "space": 5, "pageup": 3, "p": 3
                  "tab": 3, "left shift": 4, "enter": 6, "return": 6}
 GAP = 4                # pixels between the dream and real panels
 CAPTION_HEIGHT = 14    # pixels of the caption strip under the panels
+LABEL_HEIGHT = 14      # pixels of the strip over the panels that names them ("dream", "real")
 DEFAULT_TILE = 32
 
 
@@ -113,12 +115,6 @@ class PlaySession:
     def __post_init__(self):
         from worldsim.dream_env import DreamEnv, make_real_env
 
-        from worldsim.zoo import resolve_checkpoint
-
-        self.checkpoint = resolve_checkpoint(self.checkpoint)
-        if not os.path.exists(self.checkpoint):
-            raise FileNotFoundError(f"checkpoint {os.fspath(self.checkpoint)!r} does not exist "
-                                    "(expected a folder written by WorldModel.save_pretrained)")
         self.env = DreamEnv(self.checkpoint, device=self.device, temperature=self.temperature,
                             max_episode_steps=self.max_steps, render_mode="rgb_array")
         self.codec = self.env.codec
@@ -167,22 +163,28 @@ class PlaySession:
     # ------------------------------------------------------------------------------------ pictures
 
     def compose(self, rec: StepRecord, caption: bool = True) -> np.ndarray:
-        """RGB uint8 [h, w, 3]: dream panel (| gap | real panel) over a caption strip."""
-        panels = [self.codec.render(rec.dream_tokens, tile_size=self.tile_size)]
+        """RGB uint8 [h, w, 3]: dream panel (| gap | real panel); with `caption`, a strip over them
+        naming each panel and a caption strip under them."""
+        panels = [("dream", self.codec.render(rec.dream_tokens, tile_size=self.tile_size))]
         if rec.real_tokens is not None:
-            panels.append(self.codec.render(rec.real_tokens, tile_size=self.tile_size))
-        h = panels[0].shape[0]
-        w = sum(p.shape[1] for p in panels) + GAP * (len(panels) - 1)
-        out = np.full((h + (CAPTION_HEIGHT if caption else 0), w, 3), 255, dtype=np.uint8)
-        x = 0
-        for p in panels:
-            out[:h, x:x + p.shape[1]] = p
+            panels.append(("real", self.codec.render(rec.real_tokens, tile_size=self.tile_size)))
+        h = panels[0][1].shape[0]
+        top = LABEL_HEIGHT if caption else 0
+        w = sum(p.shape[1] for _, p in panels) + GAP * (len(panels) - 1)
+        out = np.full((top + h + (CAPTION_HEIGHT if caption else 0), w, 3), 255, dtype=np.uint8)
+        lefts, x = [], 0
+        for _, p in panels:
+            out[top:top + h, x:x + p.shape[1]] = p
+            lefts.append(x)
             x += p.shape[1] + GAP
         if caption:
             from PIL import Image, ImageDraw
 
             img = Image.fromarray(out)
-            ImageDraw.Draw(img).text((2, h + 1), caption_text(rec), fill=(0, 0, 0))
+            draw = ImageDraw.Draw(img)
+            for (name, p), left in zip(panels, lefts):
+                draw.text((left + max(0, (p.shape[1] - draw.textlength(name)) // 2), 1), name, fill=(0, 0, 0))
+            draw.text((2, top + h + 1), caption_text(rec), fill=(0, 0, 0))
             out = np.asarray(img)
         return out
 
@@ -286,14 +288,41 @@ def format_summary(s: dict) -> str:
     return text
 
 
+class NoDisplayError(RuntimeError):
+    """No screen for the interactive window."""
+
+
+HEADLESS_HINT = ("to play headless, give the actions with --actions (e.g. --actions forward,left,forward or "
+                 "random:20) and --record FILE.gif to watch the episode")
+
+
+def require_display_server() -> None:
+    """NoDisplayError on Linux without X11 or Wayland (unless SDL_VIDEODRIVER names a real driver):
+    checked from the environment, before loading the model or opening a window."""
+    from worldsim.dream_env import no_display_server
+
+    if no_display_server() and os.environ.get("SDL_VIDEODRIVER", "") in ("", "offscreen", "dummy"):
+        raise NoDisplayError(f"no display to open the play window on (DISPLAY and WAYLAND_DISPLAY are unset); "
+                             f"{HEADLESS_HINT}")
+
+
 def run_interactive(session: PlaySession, record: str | None = None, fps: float = 5.0, scale: int = 2,
                     events=None) -> int:
     """A pygame window; keys as in minigrid.manual_control. `events` (tests): an iterable of pygame
-    events replacing the event queue."""
+    events replacing the event queue, which then needs no screen. Without `events` and without a
+    screen, NoDisplayError (waiting for keys that can never come would hang)."""
+    if events is None:
+        require_display_server()
     import pygame
 
-    pygame.init()
+    from worldsim.dream_env import init_display
+
+    init_display()
     try:
+        driver = pygame.display.get_driver()
+        if events is None and driver in ("offscreen", "dummy"):
+            raise NoDisplayError(f"no display to open the play window on (SDL's video driver is {driver!r}); "
+                                 f"{HEADLESS_HINT}")
         rec = session.reset()
         frames = [session.compose(rec)] if record else []
         first = session.compose(rec)
@@ -343,7 +372,7 @@ def run_interactive(session: PlaySession, record: str | None = None, fps: float 
             if source is None:
                 clock.tick(60)
     finally:
-        pygame.quit()
+        pygame.display.quit()
 
 
 def _finish(record, frames, fps) -> int:
@@ -368,9 +397,11 @@ def _run(args: argparse.Namespace) -> int:
                 raise ValueError(f"--record {args.record!r}: folder {folder!r} does not exist")
         if args.actions is not None:                    # names, signs and N checked before loading the model
             parse_actions(args.actions, args.seed, num_actions=None)
+        else:
+            require_display_server()
         session = PlaySession(args.checkpoint, real=args.real, seed=args.seed, temperature=args.temperature,
                               max_steps=args.steps, device=args.device, tile_size=args.tile_size)
-    except (ValueError, OSError) as e:                  # CheckpointError is a ValueError
+    except (ValueError, OSError, NoDisplayError) as e:  # CheckpointError is a ValueError
         print(f"worldsim play: error: {e}", file=sys.stderr)
         return 1
     try:
@@ -380,7 +411,7 @@ def _run(args: argparse.Namespace) -> int:
         summary = run_headless(session, actions, args.record, args.fps, verbose=not args.quiet)
         print(format_summary(summary))
         return 0
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, NoDisplayError) as e:
         print(f"worldsim play: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -13,6 +13,9 @@ dataset) encoded by the checkpoint's codec; ``step(a)`` feeds the current frame 
 - truncated: after ``max_episode_steps`` steps (default: the real env's limit, MiniGrid's
   ``max_steps``), unless the step terminated.
 
+``checkpoint``: a folder written by ``WorldModel.save_pretrained``, a ``WorldModel``, or a shipped
+model's id (its real env id or dream id, ``worldsim models``).
+
 All randomness comes from a torch Generator seeded from ``self.np_random`` at every reset, so the
 same seed and actions give the same episode. Observations are the real env's format: MiniGrid's
 Dict(image, direction, mission) (mission from the real env's reset observation), or the image
@@ -28,6 +31,7 @@ worldsim imports no env package at module level: the codec class comes from the 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -40,10 +44,12 @@ from .checkpoint import CheckpointError
 from .codecs import codec_for_model
 from .model import WorldModel
 from .sampling import TERMINATION_MODES, sample_step
+from .zoo import resolve_checkpoint, shipped_models
 
 OBS_MODES = ("symbolic", "rgb")
 PRECISIONS = ("auto", "float32", "bf16")
 RGB_TILE_SIZE = 8  # RGBImgPartialObsWrapper's default
+FRAME_TILE_SIZE = 32  # MiniGrid's get_frame default (TILE_PIXELS)
 
 
 # ---------------------------------------------------------------------------------------- shared
@@ -56,15 +62,18 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 def load_world_model(checkpoint: Any, device: torch.device) -> WorldModel:
-    """A WorldModel (used as is, moved to `device`) or a checkpoint folder written by save_pretrained."""
+    """A WorldModel (used as is, moved to `device`), a checkpoint folder written by save_pretrained,
+    or a shipped model's id (its real env id or its dream id, ``worldsim.zoo``)."""
     if isinstance(checkpoint, WorldModel):
         return checkpoint.to(device).eval()
     if not isinstance(checkpoint, (str, os.PathLike)):
         raise TypeError(f"checkpoint must be a WorldModel or a checkpoint folder path; got {type(checkpoint).__name__}")
-    if not os.path.exists(checkpoint):
-        raise FileNotFoundError(f"checkpoint {os.fspath(checkpoint)!r} does not exist "
-                                "(expected a folder written by WorldModel.save_pretrained)")
-    return WorldModel.from_pretrained(checkpoint, device=device).eval()
+    path = resolve_checkpoint(checkpoint)
+    if not os.path.exists(path):
+        shipped = ", ".join(m.env_id for m in shipped_models()) or "none"
+        raise FileNotFoundError(f"checkpoint {os.fspath(checkpoint)!r} does not exist (expected a folder written by "
+                                f"WorldModel.save_pretrained, or a shipped model's id: {shipped})")
+    return WorldModel.from_pretrained(path, device=device).eval()
 
 
 def make_real_env(env_id: str, **kwargs) -> gym.Env:
@@ -74,6 +83,28 @@ def make_real_env(env_id: str, **kwargs) -> gym.Env:
     except gym.error.Error as e:
         raise ValueError(f"cannot make the real env {env_id!r} ({e}); pass real_env_id='module:EnvId' "
                          "if its package must be imported to register it") from None
+
+
+def no_display_server() -> bool:
+    """True on Linux without an X11 or Wayland display to open a window on."""
+    return sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def init_display() -> None:
+    """Initialise pygame's display only: pygame.init() would also open audio, which prints ALSA errors
+    on machines without a sound card. Without a display server SDL would probe Wayland first
+    (printing XDG_RUNTIME_DIR errors) before falling back to its offscreen driver: go there directly,
+    unless SDL_VIDEODRIVER says otherwise."""
+    import pygame
+
+    if "SDL_VIDEODRIVER" in os.environ or not no_display_server():
+        pygame.display.init()
+        return
+    os.environ["SDL_VIDEODRIVER"] = "offscreen"
+    try:
+        pygame.display.init()
+    finally:
+        del os.environ["SDL_VIDEODRIVER"]
 
 
 class DreamSetup:
@@ -253,7 +284,14 @@ def generator_for(device: torch.device, np_random: np.random.Generator) -> torch
 
 
 class DreamEnv(gym.Env):
-    """One imagined episode; observation and action spaces are the real env's. See the module docstring."""
+    """One imagined episode; observation and action spaces are the real env's. See the module docstring.
+
+    A dream knows only what the model predicts, the agent's egocentric view: ``render()`` draws that
+    view (MiniGrid: the 7x7 cells, by MiniGrid's tile renderer), where the real env renders the full
+    map. ``get_frame(tile_size=..., agent_pov=True)`` gives the same picture, so MiniGrid's
+    ``RGBImgPartialObsWrapper`` works on a DreamEnv; the full map (``agent_pov=False``, which
+    ``RGBImgObsWrapper`` asks for) does not exist in a dream.
+    """
 
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 10}
 
@@ -347,6 +385,18 @@ class DreamEnv(gym.Env):
         self._show(rgb)
         return None
 
+    def get_frame(self, highlight: bool = True, tile_size: int = FRAME_TILE_SIZE, agent_pov: bool = True) -> np.ndarray:
+        """RGB uint8 of the dreamed egocentric view, as MiniGrid's ``get_frame(agent_pov=True)`` draws
+        it (what ``RGBImgPartialObsWrapper`` calls). `highlight` is accepted for MiniGrid's signature;
+        like MiniGrid's agent view, the picture always highlights the seen cells."""
+        if not agent_pov:
+            raise ValueError("a dream only knows the agent's egocentric view, not the full map: get_frame needs "
+                             "agent_pov=True (RGBImgPartialObsWrapper works on a DreamEnv; RGBImgObsWrapper, the "
+                             "full map, does not)")
+        if self._frame is None:
+            raise gym.error.ResetNeeded("call reset() before get_frame()")
+        return self.codec.render(self._frame[0].cpu().numpy(), tile_size=int(tile_size))
+
     def _show(self, rgb: np.ndarray) -> None:
         """render_mode="human": the dreamed frame in a pygame window (imported only here, as
         Gymnasium's own envs do)."""
@@ -355,7 +405,7 @@ class DreamEnv(gym.Env):
         except ImportError as e:
             raise gym.error.DependencyNotInstalled("render_mode='human' needs pygame (pip install pygame-ce)") from e
         if self._window is None:
-            pygame.init()
+            init_display()
             self._window = pygame.display.set_mode((rgb.shape[1], rgb.shape[0]))
             pygame.display.set_caption(f"worldsim dream: {self.setup.real_env_id}")
             self._clock = pygame.time.Clock()
