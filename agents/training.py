@@ -289,7 +289,8 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
     try:
         model = ALGOS[algo]("MlpPolicy", venv, seed=seed, device=device, tensorboard_log=str(out / "tb"),
                             policy_kwargs=policy_kwargs_for(features), verbose=verbose, **with_schedules(params))
-        callback = None if progress is None else ProgressLines(f"{algo.upper()} in the {where}", steps, progress)
+        label = f"{algo.upper()} in the {'dream' if where == 'dream' else 'real env'}"
+        callback = None if progress is None else ProgressLines(label, steps, progress)
         model.learn(total_timesteps=int(steps), tb_log_name=f"{algo}_{where}", callback=callback)
         model.save(out / POLICY_FILE)
     finally:
