@@ -261,7 +261,7 @@ def _run_jobs(jobs, common, stride, workers, say) -> dict:
     """{(method, seed): (result, curve)} for every job, one after another or in `workers` processes."""
     def done(job, result):
         r = result[0]
-        say(f"{LABELS[job[0]]}, seed {job[1]}: success {r['success_rate']:.3f}, mean return {r['mean_return']:.3f} "
+        say(f"{LABELS[job[0]]}, seed {job[1]}: success {r['success_rate']:.3f}, mean return {r['mean_return']:z.3f} "
             f"({r['wall_seconds']:.0f} s)")
 
     results = {}
@@ -473,7 +473,7 @@ def _esc(s: str) -> str:
 def format_benchmark_table(result: dict[str, Any]) -> str:
     """The learned-vs-real table (pooled over seeds), then per-seed rows and what was counted."""
     def ci(c):
-        return "n/a" if c is None else f"[{c[0]:.3f}, {c[1]:.3f}]"
+        return "n/a" if c is None else f"[{c[0]:z.3f}, {c[1]:z.3f}]"
 
     def steps(v):
         return "unknown" if v is None else f"{v:,}"
@@ -486,7 +486,7 @@ def format_benchmark_table(result: dict[str, Any]) -> str:
             continue
         rows.append((LABELS[method], str(m["episodes"]),
                      f"{m['success_rate']:.3f} {ci(m['success_ci'])}",
-                     f"{m['mean_return']:.3f} {ci(m['return_ci'])}",
+                     f"{m['mean_return']:z.3f} {ci(m['return_ci'])}",
                      f"0 + {steps(m['real_steps'])} (world-model data)" if method == "dream_ppo" else steps(m["real_steps"]),
                      f"{m['wall_seconds']:.1f}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
@@ -504,7 +504,7 @@ def format_benchmark_table(result: dict[str, Any]) -> str:
                  f"{result['ratio_floor']:.0%} of the real-trained agent's success: {verdict})")
     lines.append("per seed (success rate / mean return):")
     for r in result["per_seed"]:
-        cells = [f"{LABELS[m]} {r[m]['success_rate']:.3f} / {r[m]['mean_return']:.3f}" for m in METHODS if m in r]
+        cells = [f"{LABELS[m]} {r[m]['success_rate']:.3f} / {r[m]['mean_return']:z.3f}" for m in METHODS if m in r]
         lines.append(f"  seed {r['seed']}: " + "; ".join(cells))
     lines.append("real env steps: " + "; ".join(f"{LABELS[m]}: {result['methods'][m]['real_steps_what']}"
                                                 for m in METHODS if m in result["methods"]))
@@ -555,11 +555,11 @@ def add_benchmark_parser(subparsers):
         "learned-vs-real", help="PPO trained in the real env vs PPO trained in the dream vs the planner",
         description="For each seed: train PPO in the real env and in the dream of --checkpoint with the same step "
         "budget and seed, evaluate both in the real env, and run the planner in the real env. Prints success rate "
-        "and mean return with 95%% confidence intervals (pooled over seeds, and per seed), real env steps used and "
+        "and mean return with 95% confidence intervals (pooled over seeds, and per seed), real env steps used and "
         "wall time, and the dream/real success ratio; writes OUT/learned_vs_real.json, learning curves as CSV and SVG.")
     p.add_argument("--env", required=True, help="real env id, e.g. MiniGrid-Empty-8x8-v0")
     p.add_argument("--checkpoint", default=None,
-                   help="world-model checkpoint folder (WorldModel.save_pretrained) or a shipped model's id "
+                   help="a world model: the model/ folder of a `worldsim train` run, or a shipped model's id "
                    "(default: the model shipped for --env)")
     p.add_argument("--steps", type=int, required=True, help="agent steps of PPO training, in each env and seed")
     p.add_argument("--seeds", type=int, required=True, help="number of seeds (FIRST_SEED .. FIRST_SEED+SEEDS-1)")

@@ -66,12 +66,16 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, seed_help: str) -> None:
     p.add_argument("--in", dest="where", choices=("dream", "real"), default="real",
-                   help="the dream of a world-model checkpoint (needs --checkpoint) or the real env (default: real)")
-    p.add_argument("--checkpoint", default=None, help="world-model checkpoint folder (with --in dream)")
-    p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
-    p.add_argument("--device", default="auto", help="torch device of the policy and the dream model (default: auto)")
+                   help="the dream of a world model or the real env (default: real)")
+    p.add_argument("--checkpoint", default=None,
+                   help="with --in dream: a world-model checkpoint folder or a shipped model's id "
+                   "(default: the model shipped for the env)")
+    p.add_argument("--seed", type=int, default=0, help=f"{seed_help} (default: 0)")
+    p.add_argument("--device", default="auto",
+                   help="torch device of the policy and the dream: auto (cuda if available), cpu or cuda "
+                   "(default: auto)")
     p.add_argument("--max-episode-steps", type=int, default=None,
                    help="episode step limit (truncation) replacing the env's own (default: the env's)")
 
@@ -82,27 +86,30 @@ def add_agent_parser(subparsers) -> argparse.ArgumentParser:
 
     agent = subparsers.add_parser(
         "agent", help="train a Stable-Baselines3 agent in the dream or the real env, and evaluate it",
-        description="Train SB3 agents on MiniGrid's 7x7x3 symbolic view inside a world model's dream or in the "
-        "real env, and evaluate them (success rate and mean return with 95% confidence intervals) in either.")
+        description="Train Stable-Baselines3 agents on MiniGrid's 7x7x3 symbolic view inside a world model's dream "
+        "or in the real env, and evaluate them (success rate and mean return with 95% confidence intervals) in "
+        "either.")
     commands = agent.add_subparsers(dest="agent_command", required=True, metavar="AGENT_COMMAND")
 
     train = commands.add_parser(
         "train", help="train a PPO / A2C / DQN agent in the dream or the real env",
-        description="Train an SB3 agent (PPO defaults follow rl-baselines3-zoo's MiniGrid entries) with a small "
-        "CNN on the 7x7x3 symbolic image. Writes OUT/policy.zip, OUT/agent.json and TensorBoard logs in OUT/tb.")
+        description="Train a Stable-Baselines3 agent (PPO defaults follow rl-baselines3-zoo's MiniGrid entries) "
+        "with a small CNN on the 7x7x3 symbolic image. Writes OUT/policy.zip, OUT/agent.json and TensorBoard logs "
+        "in OUT/tb.")
     train.add_argument("--env", required=True, help="real env id, e.g. MiniGrid-Empty-8x8-v0")
-    _common(train)
-    train.add_argument("--algo", choices=sorted(ALGOS), default="ppo", help="algorithm (default: ppo)")
+    _common(train, "seed of the agent and of its envs")
+    train.add_argument("--algo", choices=sorted(ALGOS), default="ppo",
+                       help="reinforcement-learning algorithm (default: ppo)")
     train.add_argument("--steps", type=int, required=True, help="total env steps to train for")
     train.add_argument("--out", required=True, help="output folder (policy.zip, agent.json, tb/)")
     train.add_argument("--num-envs", type=int, default=DEFAULT_NUM_ENVS,
-                       help=f"parallel envs (default: {DEFAULT_NUM_ENVS})")
+                       help=f"envs stepped in parallel (default: {DEFAULT_NUM_ENVS})")
     train.add_argument("--features", choices=FEATURES, default="cnn",
                        help="features extractor: small CNN for 7x7 grids, or the flattened grid for an MLP (default: cnn)")
     train.add_argument("--hyperparams", metavar="KEY=VALUE,...", default=None,
                        help="override the algorithm's defaults, e.g. 'ent_coef=0.01,batch_size=256' "
-                       "(arguments of the SB3 class; values are Python literals)")
-    train.add_argument("--quiet", action="store_true", help="no SB3 training log on stdout")
+                       "(arguments of the Stable-Baselines3 algorithm; values are Python literals)")
+    train.add_argument("--quiet", action="store_true", help="do not print the training log")
     train.set_defaults(run=_train, agent_parser=train)
 
     ev = commands.add_parser(
@@ -111,9 +118,10 @@ def add_agent_parser(subparsers) -> argparse.ArgumentParser:
         "Success = terminated with a positive return (MiniGrid: reached the goal); Wilson interval for the "
         "success rate, Student t interval for the mean return. Prints a table and writes JSON.")
     ev.add_argument("--env", default=None, help="real env id (default: the one in the policy's agent.json)")
-    ev.add_argument("--policy", required=True, help="folder written by `worldsim agent train`, or an SB3 .zip")
+    ev.add_argument("--policy", required=True,
+                    help="folder written by `worldsim agent train`, or a Stable-Baselines3 .zip")
     ev.add_argument("--episodes", type=int, default=100, help="number of episodes (default: 100)")
-    _common(ev)
+    _common(ev, "episode i is reset with seed SEED + i")
     ev.add_argument("--deterministic", action="store_true", help="take the most likely action (default: sample)")
     ev.add_argument("--out", default=None, help="JSON file to write (default: POLICY/eval_<in>.json)")
     ev.set_defaults(run=_eval, agent_parser=ev)

@@ -187,14 +187,15 @@ def evaluate_policy(policy, env_id: str | None = None, episodes: int = 100, wher
 
 
 def format_table(result: dict[str, Any]) -> str:
-    """A small table: metric, value, 95% CI."""
+    """A small table: metric, value, 95% CI. Returns that round to zero print as 0.000, never -0.000
+    (a dream's predicted rewards can be a hair below zero)."""
     def ci(c):
-        return "n/a" if c is None else f"[{c[0]:.3f}, {c[1]:.3f}]"
+        return "n/a" if c is None else f"[{c[0]:z.3f}, {c[1]:z.3f}]"
 
     rows = [("metric", "value", f"{int(result['confidence'] * 100)}% CI"),
             ("success rate", f"{result['success_rate']:.3f} ({result['successes']}/{result['episodes']})",
              ci(result["success_ci"])),
-            ("mean return", f"{result['mean_return']:.3f}", ci(result["return_ci"])),
+            ("mean return", f"{result['mean_return']:z.3f}", ci(result["return_ci"])),
             ("mean length", f"{result['mean_length']:.1f}", "")]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     place = "real env" if result["where"] == "real" else "dream"

@@ -14,7 +14,6 @@ from agents.training import MiniGridCNN, load_policy, parse_hyperparams, train_a
 from conftest import MINIGRID_ENV_ID, tiny_minigrid_model
 
 REAL_ID = "MiniGrid-Empty-5x5-v0"
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -201,6 +200,16 @@ def test_eval_errors(real_agent, tmp_path, never_done):
 
 
 # ---------------------------------------------------------------------------------------- command line
+
+
+def test_table_prints_a_zero_return_without_a_minus_sign():
+    """A dream's predicted rewards can sum to a hair below zero (or to -0.0): the table shows 0.000."""
+    result = {"env_id": REAL_ID, "where": "dream", "episodes": 2, "seeds": [0, 1], "deterministic": True,
+              "confidence": 0.95, "success_rate": 0.0, "successes": 0, "success_ci": [0.0, 0.8],
+              "mean_return": -0.0, "return_ci": [-1e-6, -0.0], "return_ci_method": "student t",
+              "mean_length": 5.0, "success_definition": "reached the goal"}
+    line = next(line for line in format_table(result).splitlines() if line.startswith("mean return"))
+    assert line.split()[2:] == ["0.000", "[0.000,", "0.000]"]
 
 
 def _parser():

@@ -14,7 +14,6 @@ from worldsim.model import WorldModel
 from worldsim.zoo import MODELS_DIR, dream_id_for, resolve_checkpoint, shipped_model, shipped_models
 
 SHIPPED = shipped_models()
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_the_promised_models_are_shipped():

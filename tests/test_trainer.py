@@ -411,8 +411,16 @@ def test_command_line_trains_and_resumes_on_a_collected_dataset(tmp_path, capsys
     assert saved["train"]["lr"] == 1e-3 and saved["model"]["d_model"] == 32
     assert saved["model"]["metadata"]["env_id"] == "MiniGrid-Empty-8x8-v0"
     assert saved["model"]["metadata"]["rewards_only_on_termination"] is True   # MiniGrid pays at the goal only
+    capsys.readouterr()
     assert _cli(["train", "--resume", str(run), *common]) == 0
-    assert "model in" in capsys.readouterr().out
+    summary = capsys.readouterr().out.strip().splitlines()[-1]      # the held-out metrics of the last evaluation
+    assert summary.startswith("trained to step 4; held-out: next-frame accuracy 0.")
+    assert summary.endswith(f"model in {run / 'model'}")
+    for words in ("copying the previous frame", "exact-frame rate", "reward mean absolute error",
+                  "open-loop rollout accuracy"):
+        assert words in summary
+    assert _cli(["train", "--resume", str(run), *common]) == 0      # already done: the metrics from metrics.jsonl
+    assert capsys.readouterr().out.strip().splitlines()[-1] == summary
     lines = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
     assert [ln["step"] for ln in lines if "train/loss" in ln] == [2, 4]
     assert any("rollout/acc" in ln for ln in lines) and any("eval/copy_acc" in ln for ln in lines)
@@ -423,6 +431,29 @@ def test_command_line_trains_and_resumes_on_a_collected_dataset(tmp_path, capsys
     assert _cli(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run2"), "--config",
                  str(tmp_path / "cfg.json"), "--batch-size", "1", *common]) == 0
     assert json.loads((tmp_path / "run2" / "train_config.json").read_text())["train"]["batch_size"] == 1
+
+
+def test_files_and_folders_follow_the_umask(tmp_path):
+    """A dataset, a run's checkpoints, final model and JSON files get what a plain open() / mkdir()
+    would give under the umask (022: files 0644, folders 0755), not tempfile's private 0600 / 0700."""
+    import os
+    import stat
+
+    from train.collect import collect
+
+    old = os.umask(0o022)
+    try:
+        collect("MiniGrid-Empty-5x5-v0", episodes=2, out=tmp_path / "data", max_steps=5, num_envs=1, progress=False)
+        Trainer(config(steps=2, save_every=1), synthetic_data(), out=tmp_path / "run").fit()
+    finally:
+        os.umask(old)
+    paths = [tmp_path / "data", tmp_path / "run", *tmp_path.rglob("*")]
+    names = {p.relative_to(tmp_path).as_posix() for p in paths}
+    assert {"data/manifest.json", "data/shard-00000.npz", "run/train_config.json", "run/latest",
+            "run/model/model.safetensors", "run/checkpoints/checkpoint-00000002/trainer_state.json"} <= names
+    wrong = {p.relative_to(tmp_path).as_posix(): oct(stat.S_IMODE(p.stat().st_mode)) for p in paths
+             if stat.S_IMODE(p.stat().st_mode) != (0o755 if p.is_dir() else 0o644)}
+    assert not wrong
 
 
 def test_bad_input_gets_clear_errors(tmp_path, capsys):

@@ -467,10 +467,11 @@ def add_collect_parser(subparsers) -> argparse.ArgumentParser:
                    "copy (default: sync, faster for MiniGrid on few cores)")
     p.add_argument("--seed", type=int, default=0, help="first episode's reset seed (default: 0)")
     p.add_argument("--shard-episodes", type=int, default=64, help="episodes per shard file (default: 64)")
-    p.add_argument("--deterministic", action="store_true", help="SB3 policy: take its most likely action")
+    p.add_argument("--deterministic", action="store_true",
+                   help="with a Stable-Baselines3 policy: take its most likely action instead of sampling")
     p.add_argument("--epsilon", metavar="E|LOW:HIGH", default=None,
                    help="replace each action by a random one with probability E, or with a probability drawn "
-                   "per episode from [LOW, HIGH]: e.g. an SB3 expert with 0:1 gives data from expert to random "
+                   "per episode from [LOW, HIGH]: e.g. an expert with 0:1 gives data from expert to random "
                    "walk (default: none)")
     p.add_argument("--view", choices=sorted(VIEWS), default="ego",
                    help="what a frame records: 'ego', the agent's egocentric view (what the dream envs use), or "

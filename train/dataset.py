@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from envs.minigrid.visibility import episode_gap
+from worldsim.checkpoint import atomic_write
 from worldsim.codecs import codec_from_config
 
 FORMAT = "worldsim-episodes"
@@ -98,16 +99,6 @@ class Stream:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write under a temporary name in the same folder, flush to disk, then rename over ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def read_manifest(root: str | os.PathLike) -> dict:
@@ -219,7 +210,7 @@ class DatasetWriter:
                              "frame_dtype": frame_dtype(header["vocab_size"]).name, "shards": [],
                              "totals": {"episodes": 0, "steps": 0, "frames": 0}}
             self._write_manifest()
-        for stale in [*self.root.glob(".shard-*.npz.tmp"), *self.root.glob(f".{MANIFEST}.tmp")]:
+        for stale in [*self.root.glob(".shard-*.npz*.tmp"), *self.root.glob(f".{MANIFEST}*.tmp")]:
             stale.unlink()                                       # a previous run's file in flight
 
     @property
@@ -227,7 +218,8 @@ class DatasetWriter:
         return {int(s) for entry in self.manifest["shards"] for s in entry["seeds"]}
 
     def _write_manifest(self) -> None:
-        _write_atomic(self.root / MANIFEST, (json.dumps(self.manifest, indent=1) + "\n").encode())
+        data = (json.dumps(self.manifest, indent=1) + "\n").encode()
+        atomic_write(self.root / MANIFEST, lambda tmp: Path(tmp).write_bytes(data))
 
     def write_shard(self, episodes: list[Episode]) -> dict:
         """Write ``episodes`` as the next shard, then list it in the manifest; returns its entry."""
@@ -253,7 +245,7 @@ class DatasetWriter:
         np.savez_compressed(buffer, **arrays)
         data = buffer.getvalue()
         name = f"shard-{len(self.manifest['shards']):05d}.npz"  # a stray file of that name is a lost shard
-        _write_atomic(self.root / name, data)
+        atomic_write(self.root / name, lambda tmp: Path(tmp).write_bytes(data))
         entry = {"file": name, "episodes": len(episodes), "steps": int(arrays["lengths"].sum()),
                  "sha256": _sha256(data), "seeds": arrays["seeds"].tolist()}
         self.manifest["shards"].append(entry)
@@ -462,7 +454,7 @@ def verify_dataset(root: str | os.PathLike) -> VerifyReport:
                "num_actions": manifest["num_actions"]}
     if lengths:
         summary["episode_length"] = f"mean {np.mean(lengths):.1f}, min {min(lengths)}, max {max(lengths)}"
-        summary["return"] = f"mean {np.mean(returns):.3f}, terminated {terminated}/{len(lengths)}"
+        summary["return"] = f"mean {np.mean(returns):z.3f}, terminated {terminated}/{len(lengths)}"  # z: no -0.000
     summary["bytes_on_disk"] = sum((root / e["file"]).stat().st_size for e in manifest["shards"]
                                    if (root / e["file"]).is_file())
     return VerifyReport(root, problems, notes, summary)

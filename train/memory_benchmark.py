@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from envs.minigrid.memory_tasks import parse_task
-from worldsim import WorldModel
+from worldsim.dream_env import load_world_model
 
 from .dataset import EpisodeDataset
 from .metrics import GAP_BUCKETS, recall_metrics, rollout_metrics
@@ -59,7 +59,7 @@ def memory_benchmark(models: dict[str, str], data, out=None, episodes: int = 64,
                          "larger --max-steps")
     results = {}
     for name, path in models.items():
-        model = WorldModel.from_pretrained(path, device=device)
+        model = load_world_model(path, device)        # a checkpoint folder or a shipped model's id
         bf16 = device.type == "cuda"
         autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)  # noqa: E731
         results[name] = rollout_metrics(
@@ -144,14 +144,22 @@ def add_memory_parser(benchmark_commands) -> argparse.ArgumentParser:
     """Register `memory` on `worldsim benchmark`'s subcommands."""
     p = benchmark_commands.add_parser(
         "memory", help="open-loop recall on memory-task episodes, models side by side, by time since last seen",
-        description=__doc__.split("\n\n", 2)[2].split("\n\nThe output")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="dataset of retrace:C or reasoning:C episodes (worldsim collect)")
+        description="Score world models on a memory-task dataset, side by side. Each episode is a context walk "
+        "of C steps and then a test phase. Every model is given the C + 1 context frames, then generates the test "
+        "phase open loop: each frame is its own prediction fed back, with the real actions. Each generated cell "
+        "is scored against the real frame by how long ago its place was last in view (1 frame, 2-4, ..., 4097+, "
+        "or never seen), and whole frames by the exact-frame rate. The same frames are also predicted from the "
+        "real frames before them (teacher-forced), which shows what a model recalls apart from what its own "
+        "errors do to a long rollout. Prints a table and writes OUT/memory.json and OUT/memory.svg.")
+    p.add_argument("--data", required=True,
+                   help="dataset of memory-task episodes (worldsim collect --policy retrace:C or reasoning:C)")
     p.add_argument("--model", action="append", required=True, metavar="NAME=CHECKPOINT",
-                   help="a model to score (repeat for each)")
+                   help="a model to score: a checkpoint folder or a shipped model's id (repeat for each)")
     p.add_argument("--episodes", type=int, default=64, help="episodes scored per model (default: 64)")
     p.add_argument("--batch-size", type=int, default=8, help="episodes generated at once (default: 8)")
-    p.add_argument("--sampling", choices=("argmax", "sample"), default="argmax", help="(default: argmax)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda (default: auto)")
+    p.add_argument("--sampling", choices=("argmax", "sample"), default="argmax",
+                   help="how generated frames pick each token: argmax (the most likely) or sample (default: argmax)")
+    p.add_argument("--device", default="auto", help="torch device: auto (cuda if available), cpu or cuda (default: auto)")
     p.add_argument("--out", default="runs/benchmark/memory", help="output folder (default: runs/benchmark/memory)")
     p.set_defaults(run=_run)
     return p

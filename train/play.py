@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -195,11 +194,11 @@ class PlaySession:
 
 
 def caption_text(rec: StepRecord) -> str:
-    text = f"{rec.step} {action_name(rec.action) if rec.action is not None else 'reset'} r={rec.reward:.2f}"
+    text = f"{rec.step} {action_name(rec.action) if rec.action is not None else 'reset'} r={rec.reward:z.2f}"
     if rec.done:
         text += " T" if rec.terminated else " trunc"
     if rec.real_tokens is not None:
-        text += f" | real r={rec.real_reward:.2f} agree={rec.agreement:.0%}"
+        text += f" | real r={rec.real_reward:z.2f} agree={rec.agreement:.0%}"
     return text
 
 
@@ -207,20 +206,14 @@ def write_gif(path: str, frames: list[np.ndarray], fps: float) -> None:
     """Animated GIF of `frames`, written atomically (a temp file in the same folder, then renamed)."""
     from PIL import Image
 
+    from worldsim.checkpoint import atomic_write
+
     if not frames:
         raise ValueError("no frames to record")
-    folder = os.path.dirname(os.path.abspath(path))
     images = [Image.fromarray(f) for f in frames]
-    fd, tmp = tempfile.mkstemp(prefix=".play-", suffix=".gif", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            images[0].save(fh, format="GIF", save_all=True, append_images=images[1:],
-                           duration=max(1, round(1000 / fps)), loop=0, optimize=False, disposal=1)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda tmp: images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                                                  duration=max(1, round(1000 / fps)), loop=0, optimize=False,
+                                                  disposal=1))
 
 
 # ---------------------------------------------------------------------------------------- modes
@@ -277,9 +270,9 @@ def run_headless(session: PlaySession, actions: list[int], record: str | None = 
 
 def format_summary(s: dict) -> str:
     end = "terminated" if s["terminated"] else "truncated" if s["truncated"] else "still running"
-    text = f"{s['steps']} steps, dream {end}, dreamed reward {s['dream_reward']:.3f}"
+    text = f"{s['steps']} steps, dream {end}, dreamed reward {s['dream_reward']:z.3f}"
     if "real_reward" in s:
-        text += (f", real reward {s['real_reward']:.3f}" + (" (real terminated)" if s["real_terminated"] else "")
+        text += (f", real reward {s['real_reward']:z.3f}" + (" (real terminated)" if s["real_terminated"] else "")
                  + f", per-cell agreement {s['agreement']:.1%} (mean over steps)")
     if s["unused_actions"]:
         text += f"; the dream episode ended with {s['unused_actions']} actions unused"
@@ -433,7 +426,7 @@ def add_play_parser(subparsers) -> argparse.ArgumentParser:
         "dream's (both drawn by the codec from tokens), with per-cell agreement.",
     )
     p.add_argument("--checkpoint", required=True,
-                   help="checkpoint folder (WorldModel.save_pretrained), or a shipped model's id, e.g. "
+                   help="a world model: the model/ folder of a `worldsim train` run, or a shipped model's id, e.g. "
                    "MiniGrid-DoorKey-8x8-v0 (`worldsim models`)")
     p.add_argument("--real", action="store_true", help="step the real env alongside and show it beside the dream")
     p.add_argument("--actions", metavar="SPEC",

@@ -215,19 +215,38 @@ def _run(args: argparse.Namespace) -> int:
 
 def add_scaling_parser(benchmark_commands) -> argparse.ArgumentParser:
     """Register `scaling` on `worldsim benchmark`'s subcommands."""
+    lengths = ",".join(map(str, DEFAULT_LENGTHS))
+    frames = ",".join(map(str, DEFAULT_FRAMES))
     p = benchmark_commands.add_parser(
         "scaling", help="training and per-frame inference cost vs context length, the model beside baselines",
-        description=__doc__.split("\n\n", 1)[1].split("\n\nIt prints")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", default="ours,causal", help="comma-separated baselines (default: ours,causal)")
-    p.add_argument("--lengths", type=_ints, default=DEFAULT_LENGTHS, help="training lengths T (default: 256,...,8192)")
-    p.add_argument("--frames", type=_ints, default=DEFAULT_FRAMES, help="frames t to time a step at (default: 64,...,8192)")
-    p.add_argument("--window", type=int, default=32, help="steps timed from each t (default: 32)")
-    p.add_argument("--batch-size", type=int, default=1, help="training batch (default: 1)")
-    p.add_argument("--seconds", type=float, default=3.0, help="timing budget per training length (default: 3)")
-    p.add_argument("--parts", default="train,inference", help="train, inference or both (default: both)")
-    p.add_argument("--d-model", type=int, default=128, help="the model's width; baselines keep its budget (default: 128)")
-    p.add_argument("--n-layers", type=int, default=4, help="(default: 4)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda (default: auto)")
+        description="Measure what training and stepping cost as the context grows, for the model and its "
+        "baselines, each built MiniGrid-sized (7x7 frames, 138 tokens, 7 actions) with the same number of "
+        "parameters. Training: one forward and backward pass on a window of random tokens for each length in "
+        "--lengths, reporting the median time, tokens per second and peak memory (a length that runs out of "
+        "memory is recorded as such and the run goes on). Inference: one episode stepped frame by frame up to "
+        "the largest of --frames, reporting at each of them the median time per step, the step's peak memory "
+        "and the memory the model's recurrent state holds. Prints both tables and writes OUT/scaling.json and "
+        "OUT/scaling.svg; compare models within one run.")
+    p.add_argument("--models", default="ours,causal",
+                   help="comma-separated models to measure: ours (this project's model), mamba2 (a plain "
+                   "Mamba2 scan over whole frames), local (frame-local attention only), causal (attention to every "
+                   "earlier frame) (default: ours,causal)")
+    p.add_argument("--lengths", type=_ints, default=DEFAULT_LENGTHS,
+                   help=f"comma-separated training window lengths, in frames (default: {lengths})")
+    p.add_argument("--frames", type=_ints, default=DEFAULT_FRAMES,
+                   help=f"comma-separated frame numbers at which to time an inference step (default: {frames})")
+    p.add_argument("--window", type=int, default=32,
+                   help="inference steps timed from each of those frames (default: 32)")
+    p.add_argument("--batch-size", type=int, default=1, help="windows per training step (default: 1)")
+    p.add_argument("--seconds", type=float, default=3.0,
+                   help="time spent timing each training length, in seconds (default: 3)")
+    p.add_argument("--parts", default="train,inference",
+                   help="what to measure: train, inference, or train,inference for both (default: train,inference)")
+    p.add_argument("--d-model", type=int, default=128,
+                   help="width of the model; the baselines are sized to its number of parameters (default: 128)")
+    p.add_argument("--n-layers", type=int, default=4, help="number of layers of the model (default: 4)")
+    p.add_argument("--device", default="auto", help="torch device: auto (cuda if available), cpu or cuda "
+                   "(default: auto)")
     p.add_argument("--out", default="runs/benchmark/scaling", help="output folder (default: runs/benchmark/scaling)")
     p.set_defaults(run=_run)
     return p

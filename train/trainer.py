@@ -48,7 +48,6 @@ import random
 import re
 import shutil
 import sys
-import tempfile
 import time
 import types
 import typing
@@ -78,7 +77,7 @@ from .metrics import (
 from . import distributed
 from .windows import StreamError, Window, WindowSampler, check_stream
 
-from worldsim.checkpoint import atomic_write
+from worldsim.checkpoint import atomic_write, make_temp_dir
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "train_config.json"
@@ -118,23 +117,28 @@ class TrainConfig:
     # optimisation
     steps: int = _f(1000, "total optimizer steps (the schedule's length)")
     lr: float = _f(3e-4, "peak learning rate")
-    min_lr_ratio: float = _f(0.1, "final learning rate of the cosine decay, as a fraction of lr")
+    min_lr_ratio: float = _f(0.1, "final learning rate of the cosine decay, as a fraction of --lr")
     warmup_steps: int = _f(100, "linear warm-up steps")
-    weight_decay: float = _f(0.1, "AdamW weight decay (never on norms, biases, embeddings, SSM A/D/dt)")
+    weight_decay: float = _f(0.1, "AdamW weight decay (not applied to norms, biases, embeddings or the scan's own "
+                             "decay and step parameters)")
     beta1: float = _f(0.9, "AdamW beta1")
     beta2: float = _f(0.95, "AdamW beta2")
     grad_clip: float = _f(1.0, "clip the gradient norm to this (0: no clipping)")
     batch_size: int = _f(16, "windows per step at the first curriculum stage")
     # sequence length
-    curriculum: list = _f([[0, 32]], "window length vs step: [[step, length(, batch)], ...]; "
-                          "CLI: LEN or STEP:LEN[:BATCH],... e.g. 0:32,2000:128,4000:512")
-    batch_scaling: str = _f("tokens", "tokens: batch shrinks as length grows (tokens/step constant); fixed")
-    min_batch_size: int = _f(1, "smallest batch the tokens scaling may give")
+    curriculum: list = _f([[0, 32]], "window length by training step: LEN, or STEP:LEN[:BATCH],... from step "
+                          "STEP on, windows of LEN frames (and BATCH windows per step if given), "
+                          "e.g. 0:32,2000:128,4000:512")
+    batch_scaling: str = _f("tokens", "how the batch follows the window length: tokens (the batch shrinks as "
+                            "windows grow, keeping the tokens per step about constant) or fixed")
+    min_batch_size: int = _f(1, "smallest batch that tokens scaling may shrink to")
     # long context
-    context_fraction: float = _f(0.0, "leading fraction of each window that is context (loss weight prefix_loss_weight)")
+    context_fraction: float = _f(0.0, "leading fraction of each window that is context, its loss weighed by "
+                                 "--prefix-loss-weight")
     prefix_loss_weight: float = _f(0.0, "loss weight of the context frames (e.g. 0 or 0.1)")
-    context_min_length: int = _f(0, "apply the context split only to windows at least this long")
-    tbptt_chunk: int = _f(0, "truncated backprop: run windows in chunks of this many frames, state carried (0: off)")
+    context_min_length: int = _f(0, "split off the context only in windows at least this many frames long")
+    tbptt_chunk: int = _f(0, "truncated backpropagation: run each window in chunks of this many frames, the "
+                          "model's state carried between them (0: off)")
     activation_checkpointing: bool = _f(False, "recompute each layer's activations in the backward pass")
     # losses
     frame_loss_weight: float = _f(1.0, "weight of the next-frame token cross-entropy")
@@ -146,31 +150,32 @@ class TrainConfig:
                                 "steps, at most 100; 1: unweighted)")
     # auxiliary state regularisation
     aux_loss_weight: float = _f(0.0, "weight of the auxiliary reconstruction of an earlier frame (0: off)")
-    aux_delay_min: int = _f(1, "smallest delay d of the frame to reconstruct")
-    aux_delay_max: int = _f(16, "largest delay d (one d drawn per step)")
-    aux_mode: str = _f("cell", "aux head input: cell (each cell's features) or pooled (the frame's mean)")
-    aux_hidden: int = _f(0, "aux head hidden width (0: d_model)")
+    aux_delay_min: int = _f(1, "smallest distance, in frames, back to the frame the auxiliary loss reconstructs")
+    aux_delay_max: int = _f(16, "largest such distance (one is drawn per step)")
+    aux_mode: str = _f("cell", "what the auxiliary head reads: cell (each cell's features) or pooled (their "
+                       "mean over the frame)")
+    aux_hidden: int = _f(0, "hidden width of the auxiliary head (0: the model width, --model.d_model)")
     # evaluation
-    eval_every: int = _f(500, "evaluate every N steps (0: only at the end)")
-    eval_at_end: bool = _f(True, "evaluate when training stops")
+    eval_every: int = _f(500, "evaluate on the held-out episodes every this many steps (0: only at the end)")
+    eval_at_end: bool = _f(True, "evaluate on the held-out episodes when training stops")
     eval_windows: int = _f(16, "held-out windows for teacher-forced metrics")
-    eval_length: int = _f(64, "frames per teacher-forced eval window")
-    eval_batch_size: int = _f(8, "batch size of evaluation")
+    eval_length: int = _f(64, "frames per teacher-forced evaluation window")
+    eval_batch_size: int = _f(8, "windows or episodes evaluated at once")
     rollout_episodes: int = _f(8, "held-out episodes for open-loop rollouts (0: none)")
-    rollout_context: int = _f(16, "real context frames C before generating")
-    rollout_horizon: int = _f(32, "generated frames G")
-    rollout_sampling: str = _f("argmax", "argmax or sample")
-    rollout_temperature: float = _f(1.0, "softmax temperature when sampling")
+    rollout_context: int = _f(16, "real frames given to the model before an open-loop rollout generates")
+    rollout_horizon: int = _f(32, "frames an open-loop rollout generates")
+    rollout_sampling: str = _f("argmax", "how a rollout picks each token: argmax (the most likely) or sample")
+    rollout_temperature: float = _f(1.0, "softmax temperature when rollouts sample")
     # logging and checkpoints
-    log_every: int = _f(10, "log the mean of the training metrics every N steps")
-    save_every: int = _f(500, "write a checkpoint every N steps (and at the end; 0: only at the end)")
+    log_every: int = _f(10, "log the mean of the training metrics every this many steps")
+    save_every: int = _f(500, "write a checkpoint every this many steps, and at the end (0: only at the end)")
     keep_last: int = _f(3, "checkpoints kept (older ones are deleted)")
     tensorboard: bool = _f(True, "write TensorBoard events into RUN_DIR/tb")
     progress: bool = _f(True, "show a progress bar")
     # runtime
     seed: int = _f(0, "seed of torch, numpy, python and the window sampler")
-    device: str = _f("auto", "auto (cuda if available), cpu, cuda, cuda:N")
-    amp: str = _f("auto", "mixed precision: auto (bf16 on CUDA), bf16, off")
+    device: str = _f("auto", "torch device: auto (cuda if available), cpu, cuda or cuda:N")
+    amp: str = _f("auto", "mixed precision: auto (bf16 on CUDA), bf16 or off")
     num_threads: int = _f(0, "torch CPU threads (0: torch's default)")
 
     def __post_init__(self) -> None:
@@ -914,7 +919,7 @@ class Trainer:
         root = self.out / CHECKPOINTS_DIR
         root.mkdir(parents=True, exist_ok=True)
         name = f"checkpoint-{self.step:08d}"
-        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-{name}-"))
+        tmp = make_temp_dir(root, f".tmp-{name}-")
         try:
             self.model.save_pretrained(tmp / MODEL_DIR)
             tensors = {"rng.torch": torch.get_rng_state()}
@@ -923,8 +928,9 @@ class Trainer:
                     tensors[f"rng.cuda.{i}"] = s
             if self.aux_head is not None:
                 tensors.update({f"aux_head.{k}": v.detach().cpu().contiguous() for k, v in self.aux_head.state_dict().items()})
-            save_file(tensors, tmp / TRAINER_TENSORS, metadata={"format": "worldsim-trainer"})
-            torch.save(self.optimizer.state_dict(), tmp / OPTIMIZER_FILE)
+            atomic_write(tmp / TRAINER_TENSORS,       # on disk, with the usual permissions, before the rename
+                         lambda t: save_file(tensors, t, metadata={"format": "worldsim-trainer"}))
+            atomic_write(tmp / OPTIMIZER_FILE, lambda t: torch.save(self.optimizer.state_dict(), t))
             _write_json(tmp / TRAINER_STATE, {
                 "format_version": FORMAT_VERSION,
                 "step": self.step,
@@ -1007,7 +1013,7 @@ class Trainer:
     def _save_final_model(self) -> None:
         """RUN_DIR/model: the trained model alone (what DreamEnv loads), replaced atomically."""
         final = self.out / MODEL_DIR
-        tmp = Path(tempfile.mkdtemp(dir=self.out, prefix=".tmp-model-"))
+        tmp = make_temp_dir(self.out, ".tmp-model-")
         try:
             self.model.save_pretrained(tmp)
             if final.exists():
@@ -1088,25 +1094,63 @@ def _parser_for(tp, name: str):
     return json.loads
 
 
+# One line per model setting for `worldsim train --help` (the data fixes vocab_size, frame_shape,
+# num_actions and metadata). A field missing here shows no help, which tests/test_cli_help.py catches.
+MODEL_HELP = {
+    "d_model": "width of the model: channels per cell token",
+    "n_layers": "number of layers, each a block-wise state-space scan followed by frame-local attention",
+    "block_sizes": "spatial blocks of each layer's scan, one HxW per layer, e.g. 7x7,4x4,7x7,4x4 (none: "
+                   "alternate the whole frame with quarter-frame blocks)",
+    "ssm": "use the state-space scan in each layer (false: attention-only layers, the local-attention baseline)",
+    "d_state": "size of the state-space memory per head",
+    "expand": "width of the scan as a multiple of the model width",
+    "headdim": "channels per state-space head",
+    "ngroups": "groups of state-space heads that share their input and output projections",
+    "d_conv": "width of the short causal convolution before the scan",
+    "chunk_size": "chunk length of the scan computation (none: the backend's default)",
+    "dt_min": "smallest initial step size of the scan",
+    "dt_max": "largest initial step size of the scan",
+    "backend": "scan implementation: auto, torch, or triton (needs mamba-ssm and a CUDA GPU)",
+    "attn_window": "earlier frames each frame attends to",
+    "n_heads": "attention heads",
+    "mlp_ratio": "hidden width of each layer's MLP as a multiple of the model width",
+}
+
+
+def _default_text(name: str, value) -> str:
+    """A default as a user would type it on the command line."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if name == "curriculum":
+        return ",".join(":".join(str(v) for v in stage) for stage in value)
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
 def add_train_parser(subparsers) -> argparse.ArgumentParser:
     """Register `worldsim train` on an argparse subparsers object."""
     p = subparsers.add_parser(
         "train",
-        help="train a world model on a dataset (curriculum, long context, TBPTT; resumable)",
+        help="train a world model on a dataset (length curriculum, long context; resumable)",
         description="Train a world model on episodes collected with `worldsim collect`. Settings come "
-        "from the defaults, then --config FILE.json, then the options below (each TrainConfig field as "
-        "--name, each WorldModelConfig field as --model.<name>). --resume RUN_DIR continues a run exactly.",
+        "from the defaults, then --config FILE.json, then the options below. --resume RUN_DIR continues a "
+        "run exactly where it stopped. At the end it prints the held-out metrics and where the model is.",
     )
     p.add_argument("--data", help="dataset folder (optional with --resume: the run's own)")
-    p.add_argument("--out", help="run folder: config, metrics.jsonl, TensorBoard events, checkpoints")
-    p.add_argument("--config", help="JSON file of TrainConfig fields (or a run's train_config.json)")
+    p.add_argument("--out", help="run folder: settings, metrics.jsonl, TensorBoard events, checkpoints and the "
+                   "final model")
+    p.add_argument("--config", help="JSON file of training settings, named as the options below with underscores, "
+                   "e.g. {\"batch_size\": 16, \"model\": {\"d_model\": 128}} (a run's train_config.json works too)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
     p.add_argument("--until", type=int, metavar="STEP", help="stop at this step (checkpointed; resume later)")
     p.add_argument("--gpus", type=int, default=1, metavar="N",
-                   help="data-parallel over N processes on this machine (torchrun + DistributedDataParallel; "
-                   "one GPU each, or gloo on CPU): --batch-size is per process (default: 1)")
+                   help="train data-parallel in N processes on this machine, one GPU each (or on CPU); "
+                   "--batch-size is per process (default: 1)")
     hints = typing.get_type_hints(TrainConfig)
-    group = p.add_argument_group("training settings (TrainConfig)")
+    group = p.add_argument_group("training settings")
     for f in dataclasses.fields(TrainConfig):
         if f.name in ("data", "model"):
             continue
@@ -1115,16 +1159,18 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
         extra = {"nargs": "?", "const": True} if kind is bool else {}
         group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=_parser_for(kind, f.name),
                            default=argparse.SUPPRESS, metavar=f.name.upper() if kind is not bool else "BOOL",
-                           help=f"{f.metadata.get('help', '')} (default: {json.dumps(default)})", **extra)
+                           help=f"{f.metadata.get('help', '')} (default: {_default_text(f.name, default)})",
+                           **extra)
     mhints = typing.get_type_hints(WorldModelConfig)
-    mgroup = p.add_argument_group("model settings (WorldModelConfig; size fields come from the data)")
+    mgroup = p.add_argument_group("model settings (the vocabulary, frame shape and actions come from the data)")
     for f in dataclasses.fields(WorldModelConfig):
         if f.name in DATA_FIELDS:
             continue
         default = f.default if f.default is not dataclasses.MISSING else None
+        described = MODEL_HELP.get(f.name)
         mgroup.add_argument(f"--model.{f.name}", dest=f"model.{f.name}", type=_parser_for(mhints[f.name], f.name),
                             default=argparse.SUPPRESS, metavar=f.name.upper(),
-                            help=f"(default: {json.dumps(default)})")
+                            help=described and f"{described} (default: {_default_text(f.name, default)})")
     p.set_defaults(run=run_train_command)
     return p
 
@@ -1171,7 +1217,7 @@ def run_train_command(args: argparse.Namespace) -> int:
             if args.data is None and config.data is None:
                 raise TrainError("--data DIR is required")
             trainer = Trainer(config, data=args.data, out=args.out, **overrides)
-        trainer.fit(until=args.until)
+        last = trainer.fit(until=args.until)
     except (TrainError, StreamError, CheckpointError) as e:
         print(f"worldsim train: error: {e}", file=sys.stderr)
         return 2
@@ -1180,7 +1226,40 @@ def run_train_command(args: argparse.Namespace) -> int:
     out = trainer.out
     if not trainer.dist.is_main:
         return 0
-    print(f"trained to step {trainer.step}; run folder {out}"
-          + (f", model in {out / MODEL_DIR}" if trainer.step >= trainer.config.steps else
-             f" (resume with --resume {out})"))
+    if trainer.step < trainer.config.steps:
+        print(f"trained to step {trainer.step}; run folder {out} (resume with --resume {out})")
+    else:
+        print(f"trained to step {trainer.step}; {_held_out_summary(trainer, last)}; "
+              f"run folder {out}, model in {out / MODEL_DIR}")
     return 0
+
+
+def _held_out_summary(trainer: Trainer, last: dict[str, float]) -> str:
+    """The held-out metrics of the run's last evaluation, in words: those fit() just returned, or the
+    last ones in metrics.jsonl (a run resumed at its end evaluates nothing new)."""
+    def evaluated(record: dict) -> bool:
+        return any(k.startswith(("eval/", "rollout/")) for k in record)
+
+    step, record = trainer.step, last
+    metrics = trainer.out / METRICS_FILE
+    if not evaluated(record) and metrics.is_file():
+        logged = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+        record = next((r for r in reversed(logged) if evaluated(r)), {})
+        step = record.get("step")
+    if not evaluated(record):
+        return ("no held-out episodes to evaluate (--holdout-fraction 0)" if trainer.data.eval is None
+                else "no held-out evaluation was run")
+
+    def num(key: str) -> str:
+        return f"{record[key]:z.3f}"                 # z: a value that rounds to zero prints 0.000, not -0.000
+
+    parts = []
+    if "eval/acc" in record:
+        parts.append(f"next-frame accuracy {num('eval/acc')}"
+                     + (f" (copying the previous frame: {num('eval/copy_acc')})" if "eval/copy_acc" in record else ""))
+    for label, key in (("exact-frame rate", "eval/exact_frame"), ("reward mean absolute error", "eval/reward_mae"),
+                       ("termination recall", "eval/done_recall"), ("termination precision", "eval/done_precision"),
+                       ("open-loop rollout accuracy", "rollout/acc")):
+        if key in record:
+            parts.append(f"{label} {num(key)}")
+    return ("held-out" if step == trainer.step else f"held-out (step {step})") + ": " + ", ".join(parts)

@@ -1,14 +1,17 @@
 """Checkpoint files: `model.safetensors` (weights) and `config.json` (WorldModelConfig) in a folder.
 
-Loading never executes code from the files. Each file is written to a temporary name and renamed
-into place, so an interrupted save leaves the previous checkpoint whole.
+Loading never executes code from the files. Each file is written to a temporary name, flushed to
+disk and renamed into place, so an interrupted save leaves the previous checkpoint whole.
+
+`atomic_write` and `make_temp_dir` are the project's one way to write a file or a folder atomically
+(checkpoints, datasets, run folders, results).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import torch
@@ -26,16 +29,54 @@ class CheckpointError(ValueError):
     """A checkpoint folder or file is missing, malformed or does not fit the model."""
 
 
-def atomic_write(path: Path, write) -> None:
-    """Call write(tmp_name) on a temporary file beside `path`, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+def _unique_name(parent: Path, prefix: str, suffix: str = "") -> Path:
+    return parent / f"{prefix}{secrets.token_hex(4)}{suffix}"
+
+
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """Call write(tmp_name) on a new temporary file beside `path`, flush it to disk, then rename it
+    over `path`: a reader sees the old file or the complete new one, never a part.
+
+    The file gets the permissions a plain open(path, "w") would give under the current umask
+    (tempfile.mkstemp would make it private, 0600)."""
+    path = Path(path)
+    while True:
+        tmp = _unique_name(path.parent, f".{path.name}.", ".tmp")
+        try:
+            # Created as open() creates a file (mode 0666, less the umask), and that mode noted: some
+            # writers (safetensors) make their file 0600 themselves, so it is set again afterwards.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
-        write(tmp)
+        mode = os.fstat(fd).st_mode & 0o7777
+        os.close(fd)
+        write(str(tmp))
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            if os.fstat(fd).st_mode & 0o7777 != mode:
+                os.chmod(tmp, mode)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def make_temp_dir(parent: str | os.PathLike, prefix: str) -> Path:
+    """A new empty folder in `parent` named `prefix` + random characters, to be filled and then
+    renamed into place. Made by mkdir under the current umask, like any folder (tempfile.mkdtemp
+    would make it 0700)."""
+    while True:
+        tmp = _unique_name(Path(parent), prefix)
+        try:
+            tmp.mkdir()
+            return tmp
+        except FileExistsError:
+            continue
 
 
 def save_checkpoint(model: torch.nn.Module, config: WorldModelConfig, path: str | os.PathLike) -> Path:
