@@ -20,6 +20,7 @@ import ast
 import inspect
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -104,32 +105,44 @@ def with_schedules(params: dict[str, Any]) -> dict[str, Any]:
 
 
 class ProgressLines(BaseCallback):
-    """Prints a line at most every `every_s` seconds while an agent trains (steps done, mean return of
-    the last training episodes, speed, time left) and one when it ends, so that a long run on a slow
-    or busy machine is never silent."""
+    """Prints a line every `every_s` seconds while an agent trains (steps done, mean return of the last
+    training episodes, speed, time left) and one when it ends, so that a long run on a slow or busy
+    machine is never silent. The lines come from a background thread: Stable-Baselines3 calls
+    callbacks only while it collects steps, not while it updates the policy. Call `close()` if
+    training stops early (train_agent does)."""
 
     def __init__(self, label: str, total_steps: int, say=print, every_s: float = 10.0):
         super().__init__()
         self.label, self.total_steps, self.say, self.every_s = label, int(total_steps), say, float(every_s)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def _on_training_start(self) -> None:
-        self.start = self.last = time.monotonic()
+        self.start = time.monotonic()
+        self._thread = threading.Thread(target=self._report, name="training-progress", daemon=True)
+        self._thread.start()
+
+    def _report(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.say(self._line(time.monotonic()))
 
     def _on_step(self) -> bool:
-        now = time.monotonic()
-        if now - self.last >= self.every_s:
-            self.last = now
-            self.say(self._line(now))
         return True
 
     def _on_training_end(self) -> None:
+        self.close()
         self.say(self._line(time.monotonic()) + " (done)")
 
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
     def _line(self, now: float) -> str:
-        done, elapsed = int(self.num_timesteps), now - self.start
+        done, elapsed = int(self.model.num_timesteps), now - self.start
         speed = done / elapsed if elapsed > 0 else 0.0
-        episodes = [ep["r"] for ep in self.model.ep_info_buffer]
-        recent = f"mean return {np.mean(episodes) + 0.0:.2f} over the last {len(episodes)} episodes" if episodes \
+        episodes = [ep["r"] for ep in list(self.model.ep_info_buffer)]     # list(): one atomic copy
+        recent = f"mean return {np.mean(episodes):z.2f} over the last {len(episodes)} episodes" if episodes \
             else "no episode finished yet"
         left = max(self.total_steps - done, 0) / speed if speed > 0 else float("nan")
         eta = f", about {_duration(left)} left" if done < self.total_steps and np.isfinite(left) else ""
@@ -285,15 +298,17 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
     out.mkdir(parents=True, exist_ok=True)
     params = {**DEFAULT_HYPERPARAMS[algo], **(hyperparams or {})}
     venv = make_env(env_id, where, num_envs, seed, checkpoint, device, max_episode_steps)
+    label = f"{algo.upper()} in the {'dream' if where == 'dream' else 'real env'}"
+    callback = None if progress is None else ProgressLines(label, steps, progress)
     start = time.time()
     try:
         model = ALGOS[algo]("MlpPolicy", venv, seed=seed, device=device, tensorboard_log=str(out / "tb"),
                             policy_kwargs=policy_kwargs_for(features), verbose=verbose, **with_schedules(params))
-        label = f"{algo.upper()} in the {'dream' if where == 'dream' else 'real env'}"
-        callback = None if progress is None else ProgressLines(label, steps, progress)
         model.learn(total_timesteps=int(steps), tb_log_name=f"{algo}_{where}", callback=callback)
         model.save(out / POLICY_FILE)
     finally:
+        if callback is not None:
+            callback.close()
         venv.close()
     import stable_baselines3
 

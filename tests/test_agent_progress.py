@@ -23,20 +23,40 @@ def test_progress_lines_report_steps_and_the_end(tmp_path):
     assert "steps/s" in lines[-1]
 
 
-def test_progress_lines_come_while_training(tmp_path):
-    """every_s=0: a line on every vector step, with the running count and time left."""
-    lines = []
-    callback = ProgressLines("PPO in the real env", 128, lines.append, every_s=0.0)
+def test_progress_lines_come_while_the_policy_updates(tmp_path, monkeypatch):
+    """SB3 calls callbacks only while collecting steps; the lines must keep coming during an update.
+    The update here waits until a line arrives (a line never coming fails the wait)."""
+    import threading
+
     from stable_baselines3 import PPO
 
     from agents.training import make_env, policy_kwargs_for
 
+    updating, line_during_update, lines = threading.Event(), threading.Event(), []
+
+    def say(line):
+        lines.append(line)
+        if updating.is_set():
+            line_during_update.set()
+
+    original_train = PPO.train
+
+    def slow_train(self):
+        updating.set()
+        arrived = line_during_update.wait(timeout=60)
+        updating.clear()
+        assert arrived, "no progress line while the policy was updating"
+        original_train(self)
+
+    monkeypatch.setattr(PPO, "train", slow_train)
+    callback = ProgressLines("PPO in the real env", 128, say, every_s=0.05)
     venv = make_env(ENV_ID, "real", num_envs=2, seed=0)
     PPO("MlpPolicy", venv, n_steps=32, batch_size=32, n_epochs=1, seed=0, device="cpu",
         policy_kwargs=policy_kwargs_for("cnn")).learn(128, callback=callback)
-    running = [line for line in lines if not line.endswith("(done)")]
-    assert len(running) >= 10
-    assert "2/128 steps" in running[0] and "left" in running[0]
+    assert line_during_update.is_set()
+    counts = [int(line.split(": ")[1].split("/")[0].replace(",", "")) for line in lines]
+    assert counts == sorted(counts) and counts[-1] == 128 and lines[-1].endswith("(done)")
+    assert not callback._thread.is_alive()
 
 
 def test_lin_schedules_decay_to_zero_and_bad_ones_are_refused():
