@@ -15,7 +15,7 @@ truncation at the real env's limit still autoresets.
 
 Run (from the repository root):
 
-    PYTHONPATH=. python3 benchmarks/dream_speed.py --quick --device cpu --out /tmp/dream_speed.json
+    PYTHONPATH=. python3 benchmarks/dream_speed.py --quick --device cpu --out runs/dream_speed.json
     PYTHONPATH=. python3 benchmarks/dream_speed.py --device cuda --out dream_speed.json
 """
 

@@ -25,7 +25,7 @@ the model's weights are seeded too, so both backends run the same network.
 Run (from the repository root):
 
     # CPU smoke test, well under a minute:
-    PYTHONPATH=. python3 benchmarks/model_speed.py --quick --device cpu --out /tmp/model_speed.json
+    PYTHONPATH=. python3 benchmarks/model_speed.py --quick --device cpu --out runs/model_speed.json
     # GPU, the full benchmark (about 2.5 min per backend on an H200, most of it the real
     # 10,000-step run; triton's first calls compile for ~20 s each):
     PYTHONPATH=. python3 benchmarks/model_speed.py --device cuda --out model_speed.json
