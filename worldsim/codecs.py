@@ -6,18 +6,76 @@ it from the dataset manifest), e.g. ``{"version": "minigrid-symbolic-v1", "view_
 (like Gymnasium's entry points) so that ``worldsim`` itself never imports an env package at module
 level. The class is imported on first use and built with ``Class.from_config(config)``.
 
-A codec used by the dream envs provides: ``vocab_size``, ``frame_shape``, ``config``,
-``from_config(config)``, ``encode(obs)``, ``decode_batch(tokens) -> (images, directions)``,
-``legal_mask() -> BoolTensor[H, W, vocab]``, ``agent_cell`` and ``render(tokens, tile_size)``.
+What a codec provides is written down as a type, :class:`Codec` (and :class:`EgocentricCodec` for the
+dream envs, whose frames are the agent's own view); ``codec_from_config`` refuses a class that lacks
+part of it.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
 
 from .checkpoint import CheckpointError
+
+@runtime_checkable
+class Codec(Protocol):
+    """The contract between a real env's observations and a world model's token frames.
+
+    ``version`` names the token layout (a checkpoint records it); ``vocab_size`` tokens, frames of
+    ``frame_shape`` = (H, W) cells; ``unseen_token`` marks a cell the agent does not see."""
+
+    version: str
+    vocab_size: int
+    unseen_token: int
+
+    @property
+    def frame_shape(self) -> tuple[int, int]: ...
+
+    @property
+    def config(self) -> dict:
+        """Everything needed to rebuild the codec (``from_config``), as JSON-able values."""
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> "Codec": ...
+
+    def encode_episode(self, images: Any, directions: Any, agent_pos: Any = None) -> torch.Tensor:
+        """Observations [..., view, view, 3] and directions [...] -> token frames [..., H, W]."""
+
+    def decode_batch(self, tokens: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Token frames [..., H, W] -> (symbolic images [..., view, view, 3], directions [...])."""
+
+    def legal_mask(self) -> torch.Tensor:
+        """BoolTensor [H, W, vocab_size]: the tokens that may stand in each cell."""
+
+    def render(self, tokens: Any, tile_size: int = ...) -> np.ndarray:
+        """Token frames [..., H, W] -> RGB uint8 [..., H * tile, W * tile, 3]."""
+
+    def world_cells(self, agent_pos: Any, agent_dir: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The world cells (x, y) that each frame cell shows, for an agent at `agent_pos` facing `agent_dir`."""
+
+
+@runtime_checkable
+class EgocentricCodec(Codec, Protocol):
+    """A codec whose frames are the agent's own view, so the agent always stands in one cell: what a
+    dream env needs to turn frames back into the real env's observations."""
+
+    @property
+    def agent_cell(self) -> tuple[int, int]: ...
+
+
+def missing_members(codec: Any, protocol: type = Codec) -> list[str]:
+    """The members of `protocol` (and of the protocols it extends) that `codec` lacks."""
+    names: set[str] = set()
+    for klass in protocol.__mro__:
+        if klass is not object and getattr(klass, "_is_protocol", False) and klass is not Protocol:
+            names |= {n for n in vars(klass) if not n.startswith("_")} | set(getattr(klass, "__annotations__", {}))
+    return sorted(n for n in names if not hasattr(codec, n))
+
 
 _REGISTRY: dict[str, str] = {
     "minigrid-symbolic-v1": "envs.minigrid:MiniGridCodec",
@@ -57,7 +115,11 @@ def codec_from_config(config: Any):
     """Build the codec a checkpoint or dataset names in its ``codec`` config dict."""
     if not isinstance(config, Mapping) or "version" not in config:
         raise ValueError(f"a codec config must be a dict with a 'version'; got {config!r}")
-    return load_codec_class(config["version"]).from_config(config)
+    codec = load_codec_class(config["version"]).from_config(config)
+    if not isinstance(codec, Codec):
+        raise TypeError(f"codec {config['version']!r} ({type(codec).__name__}) lacks {missing_members(codec)} "
+                        "of the worldsim.codecs.Codec interface")
+    return codec
 
 
 def codec_for_model(config: Any, codec: Any = None):
