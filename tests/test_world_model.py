@@ -211,3 +211,12 @@ def test_activation_checkpointing_gives_the_same_gradients():
         grads.append([p.grad.clone() for p in model.parameters()])
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("d_conv", 1, "d_conv must be >= 2, got 1"),
+    ("attn_window", -1, "attn_window must be >= 0, got -1"),
+])
+def test_config_refuses_values_the_model_cannot_run(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(**{field: value})

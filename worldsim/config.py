@@ -78,7 +78,8 @@ class WorldModelConfig:
         need((self.d_model // self.n_heads) % 2 == 0,
              f"attention head size d_model / n_heads must be even (rotary), got {self.d_model // self.n_heads}")
         need(self.attn_window >= 0, f"attn_window must be >= 0, got {self.attn_window}")
-        need(self.d_conv >= 1, f"d_conv must be >= 1, got {self.d_conv}")
+        # the carried convolution state holds the last d_conv - 1 inputs: at least one
+        need(self.d_conv >= 2, f"d_conv must be >= 2, got {self.d_conv}")
         need(0 < self.dt_min <= self.dt_max, f"need 0 < dt_min <= dt_max, got {self.dt_min}, {self.dt_max}")
         need(self.backend in ("auto", "torch", "triton"),
              f"backend must be auto, torch or triton, got {self.backend!r}")
