@@ -9,7 +9,7 @@ At every real step the planner
    horizon step: ``step(f_t, a_0)`` -> sampled f_{t+1}, r_0, d_0; ``step(f_{t+1}, a_1)`` -> ...
    (the model's step(frame_k, action_k) predicts frame k+1, the reward and the termination of
    that step). Branch frames are sampled over the codec's legal tokens only, by the same
-   ``worldsim.sampling.sample_step`` the dream envs use (temperature 0: argmax);
+   ``worldsim.simulator.Simulator.step`` the dream envs use (temperature 0: argmax);
 4. scores each sequence by its discounted return Σ_k γ^k r_k · alive_k, where alive_k is the
    probability that the branch is still running before step k: ``termination="expected"``
    multiplies it by 1 - sigmoid(done_k) at every step (expected return under the predicted
@@ -48,10 +48,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from worldsim.codecs import codec_for_model
-from worldsim.sampling import sample_step
-from worldsim.dream_env import PRECISIONS, load_world_model, make_real_env, resolve_device
+from worldsim.dream_env import make_real_env
 from worldsim.model import WorldModel
+from worldsim.runtime import check_precision
+from worldsim.simulator import Simulator
 
 OPTIMIZERS = ("random", "cem")
 TERMINATIONS = ("expected", "threshold", "sample")
@@ -71,15 +71,14 @@ class PlannerConfig:
     termination: str = "expected"   # "expected" (survival probability), "threshold" or "sample"
     temperature: float = 1.0        # sampling of branch frames; 0: argmax
     seed: int = 0
-    precision: str = "auto"         # as DreamEnv: bf16 autocast on CUDA under "auto"
+    precision: str = "auto"         # worldsim.runtime: "auto" (bf16 autocast on CUDA), "float32" or "bfloat16"
 
     def validate(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}; got {self.optimizer!r}")
         if self.termination not in TERMINATIONS:
             raise ValueError(f"termination must be one of {TERMINATIONS}; got {self.termination!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}; got {self.precision!r}")
+        check_precision(self.precision)
         for name in ("horizon", "population", "iterations"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -107,22 +106,19 @@ class Planner:
     codec: None takes the checkpoint's (``config.metadata["codec"]``).
     """
 
-    def __init__(self, model: Any, codec=None, config: PlannerConfig | None = None,
+    def __init__(self, model: Any, *, codec=None, config: PlannerConfig | None = None,
                  device: str | torch.device = "auto"):
         self.config = config = config or PlannerConfig()
         config.validate()
-        self.device = resolve_device(device)
-        if isinstance(model, (WorldModel, str, os.PathLike)):
-            model = load_world_model(model, self.device)
-        self.model = model
-        self.codec = codec_for_model(model.config, codec)
-        self.num_actions = int(model.config.num_actions)
-        self.bf16 = config.precision == "bf16" or (config.precision == "auto" and self.device.type == "cuda")
         # "expected" scores by survival probability; sampled branches then end only by threshold.
-        self._termination = "threshold" if config.termination == "expected" else config.termination
-        self._legal = self.codec.legal_mask().to(self.device)
-        meta = getattr(model.config, "metadata", None) or {}
-        self._rewards_only_on_termination = bool(meta.get("rewards_only_on_termination", False))
+        settings = dict(codec=codec, device=device, precision=config.precision, temperature=config.temperature,
+                        termination="threshold" if config.termination == "expected" else config.termination)
+        if isinstance(model, (WorldModel, str, os.PathLike)):
+            self.simulator = Simulator.from_checkpoint(model, **settings)
+        else:   # a model-like object (see above), used as is
+            self.simulator = Simulator(model=model, **settings)
+        self.model, self.codec, self.device = self.simulator.model, self.simulator.codec, self.simulator.device
+        self.num_actions = self.simulator.num_actions
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(int(config.seed))
         self.state = None          # tracking state: real frames < t and the actions taken after them
@@ -139,8 +135,7 @@ class Planner:
             self.generator.manual_seed(int(seed))
         if obs is not None:
             self._encode(obs)
-        dtype = torch.bfloat16 if self.bf16 else None
-        self.state = self.model.initial_state(1, self.device, dtype)
+        self.state = self.simulator.initial_state(1)
         self.steps = 0
         self._probs = None
         self.last_plan = {}
@@ -153,8 +148,7 @@ class Planner:
             self.reset(obs)
         frame = self._encode(obs)
         action = self.plan(frame)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            self.model.step(self.state, frame[None], torch.tensor([action], dtype=torch.long, device=self.device))
+        self.simulator.advance(self.state, frame[None], torch.tensor([action], dtype=torch.long, device=self.device))
         self.steps += 1
         return action
 
@@ -202,9 +196,8 @@ class Planner:
         alive = torch.ones(n, device=self.device)
         discount = 1.0
         for k in range(horizon):
-            frames, reward, terminated, p_done = sample_step(
-                self.model.step, state, frames, actions[:, k], self._legal, c.temperature, self._termination,
-                self.generator, self.bf16, self._rewards_only_on_termination)
+            frames, reward, terminated, info = self.simulator.step(state, frames, actions[:, k], self.generator)
+            p_done = info["done_prob"]
             returns += discount * alive * reward
             alive = alive * ((1 - p_done) if c.termination == "expected" else (~terminated).float())
             discount *= c.gamma

@@ -10,7 +10,7 @@ import pytest
 from train.cli import COMMANDS, build_parser
 
 # Names from the code that mean nothing to a user of the command line.
-INTERNAL_NAMES = ("TrainConfig", "WorldModelConfig", "save_pretrained", "train.metrics", "envs.minigrid")
+INTERNAL_NAMES = ("TrainConfig", "WorldModelConfig", "save_pretrained", "train.evaluation", "worldsim.data", "envs.minigrid")
 
 def _parsers(parser, path=()):
     yield path, parser

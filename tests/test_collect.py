@@ -13,7 +13,7 @@ import pytest
 from envs.minigrid.explore import ExploreAgent
 from train import collect as collect_module
 from train.collect import PoseView, add_collect_parser, collect
-from train.dataset import DatasetError, DatasetWriter, EpisodeDataset
+from worldsim.data.dataset import DatasetError, DatasetWriter, EpisodeDataset
 
 EMPTY = "MiniGrid-Empty-5x5-v0"
 

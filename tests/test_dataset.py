@@ -9,9 +9,10 @@ import pytest
 
 from envs.minigrid import MiniGridCodec
 from envs.minigrid.explore import ExploreAgent
-from envs.minigrid.visibility import episode_gap, view_to_world
+from envs.minigrid.visibility import view_to_world
 from train.collect import collect
-from train.dataset import DatasetError, DatasetWriter, Episode, EpisodeDataset, verify_dataset
+from worldsim.data.dataset import DatasetError, DatasetWriter, Episode, EpisodeDataset, verify_dataset
+from worldsim.data.gap import episode_gap
 
 ENV = "MiniGrid-Empty-5x5-v0"
 

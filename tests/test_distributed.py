@@ -10,9 +10,13 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from train.config import TrainConfig
 from train.distributed import torchrun_command
-from train.trainer import Trainer, TrainConfig, TrainingData, _without_gpus
-from train.windows import Window, WindowSampler, stream_from_episodes
+from train.train_cli import _without_gpus
+from train.trainer import Trainer
+from train.training_data import TrainingData
+from train.windows import Window, WindowSampler
+from worldsim.data.stream import stream_from_episodes
 
 TINY = dict(d_model=32, n_layers=2, d_state=8, headdim=16, n_heads=2, attn_window=3, chunk_size=16, backend="torch")
 SEED, STEPS, PER_RANK = 3, 4, 2

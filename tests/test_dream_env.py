@@ -173,7 +173,7 @@ def test_render_human_draws_into_a_window(checkpoint, monkeypatch):
     env.reset(seed=0)
     env.step(2)
     shown = pygame.surfarray.array3d(pygame.display.get_surface()).transpose(1, 0, 2)
-    assert np.array_equal(shown, env.setup.render_rgb(env.frame.cpu().numpy()))
+    assert np.array_equal(shown, env.simulator.render(env.frame.cpu().numpy()))
     env.close()
     assert not pygame.display.get_init()
 
@@ -246,7 +246,7 @@ def test_start_from_options_and_from_frames(checkpoint):
 
 def test_starts_from_a_dataset_folder(tmp_path, checkpoint):
     from train.collect import collect
-    from train.dataset import EpisodeDataset
+    from worldsim.data.dataset import EpisodeDataset
 
     collect(ENV_ID, episodes=3, out=tmp_path / "data", max_steps=4, num_envs=1, seed=10, progress=False)
     data = EpisodeDataset(tmp_path / "data")

@@ -57,13 +57,13 @@ def test_spaces_and_shapes(checkpoint):
 def test_one_batched_model_step_per_step(checkpoint):
     env = DreamVectorEnv(checkpoint, num_envs=5, device="cpu", start_pool=5)
     calls = []
-    original = env.setup.model_step
+    original = env.simulator.model_step
 
     def counting(state, frame, action):
         calls.append(frame.shape[0])
         return original(state, frame, action)
 
-    env.setup.model_step = counting
+    env.simulator.model_step = counting
     env.reset(seed=0)
     for _ in range(3):
         env.step(np.arange(5) % 7)
@@ -122,17 +122,17 @@ def test_autoreset_touches_only_the_finished_slot(checkpoint):
     actions = [np.array([1, 2, 3]), np.array([2, 2, 2]), np.array([0, 1, 2]), np.array([2, 5, 2])]
     plain = DreamVectorEnv(checkpoint, num_envs=3, device="cpu", start_pool=8)
     forced = DreamVectorEnv(checkpoint, num_envs=3, device="cpu", start_pool=8)
-    original = forced.setup.dream_step
+    original = forced.simulator.step
     step_no = [0]
 
     def dream_step(state, frames, a, gen):
-        nxt, reward, terminated, p = original(state, frames, a, gen)
+        nxt, reward, terminated, info = original(state, frames, a, gen)
         step_no[0] += 1
         if step_no[0] == 2:
             terminated = torch.tensor([False, True, False])
-        return nxt, reward, terminated, p
+        return nxt, reward, terminated, info
 
-    forced.setup.dream_step = dream_step
+    forced.simulator.step = dream_step
     plain.reset(seed=3)
     forced.reset(seed=3)
     for t, a in enumerate(actions, start=1):

@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 
 import envs.minigrid  # noqa: F401  (registers MiniGrid-ColorRooms-*)
-from envs.minigrid import MiniGridCodec, MiniGridMapCodec, episode_gap
+from envs.minigrid import MiniGridCodec, MiniGridMapCodec
 from envs.minigrid.memory_tasks import RetraceAgent
 from train.collect import collect
-from train.dataset import EpisodeDataset, verify_dataset
 from worldsim.codecs import codec_from_config
+from worldsim.data.dataset import EpisodeDataset, verify_dataset
+from worldsim.data.gap import episode_gap
 
 from conftest import tiny_minigrid_model
 

@@ -57,10 +57,10 @@ def test_teacher_forced_recall_is_one_pass_over_the_real_frames_whatever_the_chu
     import numpy as np
     import torch
 
-    from train.dataset import EpisodeDataset
-    from train.metrics import recall_metrics
-    from train.windows import episode_bounds
+    from train.evaluation import recall_metrics
     from worldsim import WorldModel
+    from worldsim.data.dataset import EpisodeDataset
+    from worldsim.data.stream import episode_bounds
 
     model = WorldModel.from_pretrained(retrace_data / "model0")
     dataset = EpisodeDataset(retrace_data / "retrace")

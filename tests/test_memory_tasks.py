@@ -8,7 +8,7 @@ import pytest
 from envs.minigrid.explore import FORWARD, LEFT, RIGHT, TOGGLE
 from envs.minigrid.memory_tasks import RetraceAgent, retrace_actions
 from train.collect import collect
-from train.dataset import EpisodeDataset
+from worldsim.data.dataset import EpisodeDataset
 
 CONTEXT = 250
 

@@ -15,22 +15,17 @@ from safetensors.torch import load_file
 
 from conftest import randomized
 from envs.minigrid import MiniGridCodec
-from train.metrics import GAP_BUCKETS, aux_valid, gap_bucket, rollout_metrics, teacher_forced_metrics
-from train.trainer import (
-    Curriculum,
-    TrainConfig,
-    Trainer,
-    TrainError,
-    TrainingData,
-    add_train_parser,
-    latest_checkpoint,
-    list_checkpoints,
-    lr_at,
-    parameter_groups,
-    parse_curriculum,
-)
-from train.windows import WindowSampler, gather_windows, stream_from_episodes
+from train.config import Curriculum, TrainConfig, TrainError, lr_at, parse_curriculum
+from train.evaluation import GAP_BUCKETS, gap_bucket, rollout_metrics, teacher_forced_metrics
+from train.losses import aux_valid
+from train.modules import parameter_groups
+from train.run_folder import latest_checkpoint, list_checkpoints
+from train.train_cli import add_train_parser
+from train.trainer import Trainer
+from train.training_data import TrainingData
+from train.windows import WindowSampler, gather_windows
 from worldsim import WorldModel
+from worldsim.data.stream import stream_from_episodes
 
 torch.set_num_threads(1)
 
@@ -495,7 +490,7 @@ def test_bad_input_gets_clear_errors(tmp_path, capsys):
 
 
 def test_termination_loss_is_balanced_by_the_data():
-    from train.trainer import auto_done_pos_weight
+    from train.training_data import auto_done_pos_weight
 
     terminated = np.zeros(1000, dtype=bool)
     terminated[[99, 499]] = True

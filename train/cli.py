@@ -77,7 +77,7 @@ def _add_collect(commands) -> None:
 
 
 def _add_train(commands) -> None:
-    from .trainer import add_train_parser
+    from .train_cli import add_train_parser
 
     add_train_parser(commands)
 

@@ -3,9 +3,9 @@
 Episode k of a dataset resets its env with seed ``seed + k`` (and seeds its policy's randomness with
 it), so a dataset is a seed range. Copies of the env step together in a gymnasium vector env with
 autoreset off: when one finishes, the collector stores it and resets just that copy with the next
-unused seed. Finished episodes are written in shards (``train.dataset.DatasetWriter``); a re-run with
-the same ``--out`` and settings collects only the seeds still missing, so an interrupted run loses at
-most the episodes that had not reached disk.
+unused seed. Finished episodes are written in shards (``worldsim.data.dataset.DatasetWriter``); a
+re-run with the same ``--out`` and settings collects only the seeds still missing, so an interrupted
+run loses at most the episodes that had not reached disk.
 
 Policies: ``random`` (uniform over the action space), ``explore`` (``envs.minigrid.explore``: covers
 the layout and comes back), ``expert`` (``envs.minigrid.goal_seeker``: fetches keys, opens doors,
@@ -38,7 +38,7 @@ from envs.minigrid import MiniGridCodec, MiniGridMapCodec
 from envs.minigrid.explore import ExploreAgent
 from envs.minigrid.goal_seeker import GoalSeeker
 from envs.minigrid.memory_tasks import TASKS, parse_task
-from train.dataset import DatasetWriter, Episode, frame_dtype, verify_dataset
+from worldsim.data.dataset import DatasetWriter, Episode, frame_dtype, verify_dataset
 
 
 class PoseView(gym.Wrapper):

@@ -28,6 +28,7 @@ from pathlib import Path
 import gymnasium as gym
 import torch
 
+from worldsim.runtime import resolve_device
 from worldsim.zoo import shipped_model
 
 ENV_ID = "MiniGrid-Empty-8x8-v0"
@@ -67,8 +68,7 @@ def run_demo(out_dir: str = "runs/demo", quick: bool = False, seed: int = 0, dev
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a positive integer; got {threads!r}")
     torch.set_num_threads(threads)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = str(resolve_device(device))   # "auto": cuda if available, else cpu
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = shipped_model(ENV_ID)

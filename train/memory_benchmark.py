@@ -6,7 +6,7 @@
 Each episode of a memory-task dataset (``envs.minigrid.memory_tasks``) is a context walk of C steps
 and then a test phase. Every model is given the C + 1 context frames (teacher-forced), then generates
 the test phase open loop: each frame is its own prediction fed back, with the real actions
-(``train.metrics.rollout_metrics``). Each generated cell is scored against the real frame, by how
+(``train.evaluation.rollout_metrics``). Each generated cell is scored against the real frame, by how
 long ago its world cell was last in view: gap 1, 2-4, ..., 4097+, or never seen. The exact-frame
 rate is scored as well. The same frames are also predicted teacher-forced, each from the real frames
 before it with the state carried through the episode (``recall_metrics``): what a model recalls,
@@ -17,18 +17,18 @@ OUT/memory.json and OUT/memory.svg (accuracy vs gap; teacher-forced dashed).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
 
-import torch
-
 from envs.minigrid.memory_tasks import parse_task
+from worldsim import runtime
+from worldsim.data.dataset import EpisodeDataset
+from worldsim.data.stream import episode_bounds
 from worldsim.dream_env import load_world_model
 
-from .dataset import EpisodeDataset
-from .metrics import GAP_BUCKETS, recall_metrics, rollout_metrics
-from .windows import episode_bounds
+from .evaluation import GAP_BUCKETS, recall_metrics, rollout_metrics
 
 SEEN = GAP_BUCKETS[:-1]            # every bucket but "never"
 
@@ -47,8 +47,7 @@ def memory_benchmark(models: dict[str, str], data, out=None, episodes: int = 64,
     """Score each named checkpoint on the dataset's test phases; returns (and writes) the results."""
     if not models:
         raise ValueError("give at least one model (name=checkpoint)")
-    device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if device == "auto" else device))
+    device = runtime.resolve_device(device)
     dataset = EpisodeDataset(data)
     context = context_of(dataset.manifest["policy"])
     stream = dataset.stream(range(dataset.num_episodes))
@@ -57,11 +56,11 @@ def memory_benchmark(models: dict[str, str], data, out=None, episodes: int = 64,
     if horizon < 1:
         raise ValueError(f"the episodes of {data} end with their context walk ({context} steps): collect with a "
                          "larger --max-steps")
+    precision = runtime.resolve_precision("auto", device)              # bf16 on CUDA
+    autocast = functools.partial(runtime.autocast, device, precision)
     results = {}
     for name, path in models.items():
         model = load_world_model(path, device)        # a checkpoint folder or a shipped model's id
-        bf16 = device.type == "cuda"
-        autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)  # noqa: E731
         results[name] = rollout_metrics(
             model, stream, context=context + 1, horizon=horizon, count=episodes, batch_size=batch_size,
             sampling=sampling, device=device, autocast=autocast)

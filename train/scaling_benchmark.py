@@ -10,8 +10,8 @@ context is the longest length measured), so its attention ring is a KV cache tha
    --lengths (bf16 autocast on CUDA): median ms, tokens/s, peak memory. A T that runs out of memory
    is recorded as "oom" and the run goes on.
 2. Inference: one state, batch 1, really stepped through every frame up to the largest of --frames;
-   at each checkpoint t the median ms per step over the next --window steps, the step's peak working
-   memory, and the state bytes in use (the SSM state and attention ring; for the causal KV cache only
+   at each frame t of --frames the median ms per step over the next --window steps, the step's peak
+   working memory, and the state bytes in use (the SSM state and attention ring; for the causal KV cache only
    its filled slots count, as a growing cache would hold them).
 
 It prints both tables and writes OUT/scaling.json and OUT/scaling.svg (per-frame time vs t, training
@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from worldsim import runtime
 from worldsim.baselines import BASELINES, baseline_config
 from worldsim.config import WorldModelConfig
 from worldsim.model import WorldModel
@@ -103,8 +104,7 @@ def scaling_benchmark(models: list[str], lengths=DEFAULT_LENGTHS, frames=DEFAULT
             raise ValueError(f"unknown model {name!r}; choose from {', '.join(BASELINES)}")
     if not lengths or not frames or min(lengths) < 1 or min(frames) < 1 or window < 1:
         raise ValueError("lengths, frames and window must be positive")
-    device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if device == "auto" else device))
+    device = runtime.resolve_device(device)
     span = max(max(lengths), max(frames) + window)       # the causal model sees everything before
     result = {"benchmark": "scaling", "device": str(device),
               "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",

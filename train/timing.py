@@ -8,10 +8,11 @@ import gc
 import math
 import statistics
 import time
-from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
+
+from worldsim import runtime
 
 
 def sync(device: torch.device) -> None:
@@ -74,7 +75,7 @@ def time_training(model, batch: int, length: int, device: torch.device, seed: in
     frames = torch.randint(cfg.vocab_size, (batch, length, h, w), generator=g).to(device)
     actions = torch.randint(cfg.num_actions, (batch, length), generator=g).to(device)
     targets = torch.randint(cfg.vocab_size, (batch, length, h, w), generator=g).to(device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    autocast = runtime.autocast(device, runtime.resolve_precision("auto", device))      # bf16 on CUDA
     losses = []
 
     def iteration():

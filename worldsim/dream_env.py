@@ -1,13 +1,14 @@
 """DreamEnv: one imagined episode of a trained WorldModel behind the real env's Gymnasium API.
 
 ``reset`` starts from a real initial observation (a reset of the real env, or a start recorded in a
-dataset) encoded by the checkpoint's codec; ``step(a)`` feeds the current frame and action through
-``WorldModel.step`` (state carried on the device, in place) and samples the next frame:
+dataset) encoded by the checkpoint's codec; ``step(a)`` advances the model's state one frame on the
+device and samples the next frame, reward and termination (``worldsim.simulator.Simulator``, which
+also formats the observations):
 
-- frame: every cell from softmax(logits / temperature) over the codec's *legal* tokens for that
-  cell (``codec.legal_mask``), so every sampled frame decodes (Gumbel-max sampling); temperature 0
+- frame: every cell from softmax(logits / temperature) over the codec's legal tokens; temperature 0
   takes the argmax.
-- reward: the predicted reward, as is.
+- reward: the predicted reward, as is (zero on steps that go on when the checkpoint records
+  ``rewards_only_on_termination``).
 - terminated: ``termination="threshold"`` (default): sigmoid(done_logit) > 0.5, deterministic like
   MiniGrid's own goal/lava termination; ``"sample"``: a Bernoulli draw with that probability.
 - truncated: after ``max_episode_steps`` steps (default: the real env's limit, MiniGrid's
@@ -20,9 +21,9 @@ All randomness comes from a torch Generator seeded from ``self.np_random`` at ev
 same seed and actions give the same episode. Observations are the real env's format: MiniGrid's
 Dict(image, direction, mission) (mission from the real env's reset observation), or the image
 alone (``image_only=True``, as ``ImgObsWrapper``); symbolic cells or RGB (``obs_mode="rgb"``,
-as ``RGBImgPartialObsWrapper`` with ``tile_size`` 8). ``precision``: "auto" runs the model step
-under bf16 autocast on CUDA and in float32 elsewhere; "float32" or "bf16" force one. ``compile=True``
-wraps the model step in ``torch.compile``.
+as ``RGBImgPartialObsWrapper`` with ``tile_size`` 8). ``precision`` (``worldsim.runtime``): "auto"
+runs the model step under bf16 autocast on CUDA and in float32 elsewhere; "float32" or "bfloat16"
+force one. ``compile=True`` wraps the model step in ``torch.compile``.
 
 worldsim imports no env package at module level: the codec class comes from the checkpoint's
 ``metadata["codec"]`` through ``worldsim.codecs``; importing it registers its envs.
@@ -41,39 +42,12 @@ import torch
 from gymnasium import spaces
 
 from .checkpoint import CheckpointError
-from .codecs import codec_for_model
-from .model import WorldModel
-from .sampling import TERMINATION_MODES, sample_step
-from .zoo import resolve_checkpoint, shipped_models
+from .simulator import RGB_TILE_SIZE, Simulator, load_world_model  # noqa: F401  (load_world_model: its old home)
 
-OBS_MODES = ("symbolic", "rgb")
-PRECISIONS = ("auto", "float32", "bf16")
-RGB_TILE_SIZE = 8  # RGBImgPartialObsWrapper's default
 FRAME_TILE_SIZE = 32  # MiniGrid's get_frame default (TILE_PIXELS)
 
 
 # ---------------------------------------------------------------------------------------- shared
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def load_world_model(checkpoint: Any, device: torch.device) -> WorldModel:
-    """A WorldModel (used as is, moved to `device`), a checkpoint folder written by save_pretrained,
-    or a shipped model's id (its real env id or its dream id, ``worldsim.zoo``)."""
-    if isinstance(checkpoint, WorldModel):
-        return checkpoint.to(device).eval()
-    if not isinstance(checkpoint, (str, os.PathLike)):
-        raise TypeError(f"checkpoint must be a WorldModel or a checkpoint folder path; got {type(checkpoint).__name__}")
-    path = resolve_checkpoint(checkpoint)
-    if not os.path.exists(path):
-        shipped = ", ".join(m.env_id for m in shipped_models()) or "none"
-        raise FileNotFoundError(f"checkpoint {os.fspath(checkpoint)!r} does not exist (expected a folder written by "
-                                f"WorldModel.save_pretrained, or a shipped model's id: {shipped})")
-    return WorldModel.from_pretrained(path, device=device).eval()
 
 
 def make_real_env(env_id: str, **kwargs) -> gym.Env:
@@ -108,29 +82,19 @@ def init_display() -> None:
 
 
 class DreamSetup:
-    """Everything DreamEnv and DreamVectorEnv share: model, codec, real env, spaces, sampling, starts."""
+    """The real env's side of a dream, shared by DreamEnv and DreamVectorEnv around one Simulator:
+    the real env (checked against the checkpoint), its spaces and step limit, and where episodes
+    start (real resets, cached per seed, or recorded starts) with their missions."""
 
-    def __init__(self, checkpoint, real_env_id=None, obs_mode="symbolic", image_only=False, device="auto",
-                 temperature=1.0, termination="threshold", max_episode_steps=None, starts=None,
-                 tile_size=RGB_TILE_SIZE, real_env_kwargs=None, precision="auto", compile=False):
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
-        if obs_mode not in OBS_MODES:
-            raise ValueError(f"obs_mode must be one of {OBS_MODES}; got {obs_mode!r}")
-        if termination not in TERMINATION_MODES:
-            raise ValueError(f"termination must be one of {TERMINATION_MODES}; got {termination!r}")
-        if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or temperature < 0:
-            raise ValueError(f"temperature must be a number >= 0; got {temperature!r}")
-        self.device = resolve_device(device)
-        self.model = load_world_model(checkpoint, self.device)
-        config = self.model.config
-        meta = config.metadata or {}
-        self.codec = codec_for_model(config)   # imports the env package, registering its envs
-        if getattr(self.codec, "agent_cell", None) is None:
-            raise ValueError(f"{checkpoint} was trained on {self.codec!r} frames, which have no fixed agent cell "
+    def __init__(self, simulator: Simulator, *, real_env_id: str | None = None, max_episode_steps: int | None = None,
+                 starts=None, real_env_kwargs: dict | None = None):
+        self.simulator = simulator
+        self.codec = codec = simulator.codec
+        self.check_frames = simulator.check_frames
+        if getattr(codec, "agent_cell", None) is None:
+            raise ValueError(f"the world model was trained on {codec!r} frames, which have no fixed agent cell "
                              "(e.g. the memory benchmark's map view); a dream env needs the egocentric view")
-        self.rewards_only_on_termination = bool(meta.get("rewards_only_on_termination", False))
-        trained_on = meta.get("env_id")
+        trained_on = (simulator.model.config.metadata or {}).get("env_id")
         if real_env_id is None:
             if trained_on is None:
                 raise CheckpointError("the checkpoint's metadata names no 'env_id'; pass real_env_id")
@@ -145,21 +109,12 @@ class DreamSetup:
             raise ValueError(f"real env {real_env_id!r} has observation space {space}; the dream envs need "
                              "MiniGrid's Dict(image, direction, ...)")
         if not isinstance(self.real_env.action_space, spaces.Discrete) \
-                or self.real_env.action_space.n != config.num_actions:
+                or self.real_env.action_space.n != simulator.num_actions:
             raise ValueError(f"real env {real_env_id!r} has actions {self.real_env.action_space}, the model "
-                             f"{config.num_actions}")
+                             f"{simulator.num_actions}")
         self.action_space = self.real_env.action_space
-        self.obs_mode, self.image_only, self.tile_size = obs_mode, bool(image_only), int(tile_size)
-        self.has_mission = "mission" in space.spaces and not self.image_only
-        self.single_observation_space = self._observation_space(space)
-        self.temperature = float(temperature)
-        # bf16 autocast for the model step: on CUDA by default (matrix units, half the bytes); the
-        # attention cache is kept in bf16 too; the SSM state, sampling and outputs stay float32.
-        self.bf16 = precision == "bf16" or (precision == "auto" and self.device.type == "cuda")
-        # torch.compile fuses the step's many small elementwise kernels (opt-in: compiling takes a
-        # while, and again for every new batch size).
-        self.model_step = torch.compile(self.model.step, dynamic=False) if compile else self.model.step
-        self.termination = termination
+        self.has_mission = "mission" in space.spaces and not simulator.image_only
+        self.single_observation_space = simulator.observation_space(space)
         if max_episode_steps is None:
             spec = self.real_env.spec
             max_episode_steps = (spec.max_episode_steps if spec is not None and spec.max_episode_steps
@@ -167,46 +122,22 @@ class DreamSetup:
         if max_episode_steps is not None and (isinstance(max_episode_steps, bool) or int(max_episode_steps) < 1):
             raise ValueError(f"max_episode_steps must be a positive integer or None; got {max_episode_steps!r}")
         self.max_episode_steps = None if max_episode_steps is None else int(max_episode_steps)
-        self.legal = self.codec.legal_mask().to(self.device)                 # [H, W, V] bool
         self.starts = self._load_starts(starts)
         self._real_cache: dict[int, tuple[np.ndarray, str]] = {}
 
-    def initial_state(self, batch_size: int):
-        return self.model.initial_state(batch_size, self.device, torch.bfloat16 if self.bf16 else None)
-
-    # -------------------------------------------------------------------------------- spaces
-
-    def _observation_space(self, real: spaces.Dict) -> spaces.Space:
-        image = real["image"]
-        if self.obs_mode == "rgb":
-            h, w = self.codec.frame_shape
-            image = spaces.Box(0, 255, (h * self.tile_size, w * self.tile_size, 3), dtype=np.uint8)
-        if self.image_only:
-            return image
-        return spaces.Dict({**real.spaces, "image": image})
+    def observations(self, frames: torch.Tensor, missions: Sequence[str] | None = None, as_torch: bool = False):
+        """Batched observations of frames [B, H, W] (``Simulator.observations``), with their B missions
+        where the real env's observations have one (numpy only)."""
+        return self.simulator.observations(frames, missions if self.has_mission else None, as_torch=as_torch)
 
     # -------------------------------------------------------------------------------- starts
-
-    def check_frames(self, frames: Any, what: str) -> torch.Tensor:
-        """Token frames [..., H, W] as a LongTensor, checked to decode."""
-        t = frames.detach().cpu().clone() if isinstance(frames, torch.Tensor) else torch.as_tensor(np.array(frames))
-        if t.dtype.is_floating_point or t.dtype == torch.bool or t.dim() < 2 \
-                or tuple(t.shape[-2:]) != tuple(self.codec.frame_shape):
-            raise ValueError(f"{what} must be integer token frames [..., {self.codec.frame_shape[0]}, "
-                             f"{self.codec.frame_shape[1]}]; got {t.dtype} {tuple(t.shape)}")
-        t = t.long()
-        try:
-            self.codec.decode_batch(t.numpy())
-        except ValueError as e:
-            raise ValueError(f"{what} holds a frame the codec cannot decode: {e}") from None
-        return t
 
     def _load_starts(self, starts) -> list[tuple[torch.Tensor, int | None]] | None:
         """None (reset the real env) or a list of (start frame [H, W], seed of its episode or None)."""
         if starts is None:
             return None
         if isinstance(starts, (str, os.PathLike)):
-            from train.dataset import EpisodeDataset   # lazily: only for dataset starts
+            from .data.dataset import EpisodeDataset   # lazily: only for dataset starts
             starts = EpisodeDataset(starts)
         if hasattr(starts, "episode") and hasattr(starts, "manifest"):
             codec_cfg = starts.manifest.get("codec")
@@ -244,40 +175,8 @@ class DreamSetup:
     def mission_for(self, seed: int | None) -> str:
         return self.real_start(seed)[1] if self.has_mission else ""
 
-    # -------------------------------------------------------------------------------- dreaming
-
-    @torch.no_grad()
-    def dream_step(self, state, frames: torch.Tensor, actions: torch.Tensor, generator: torch.Generator):
-        """One batched WorldModel.step and sampling on the device (`worldsim.sampling.sample_step`)."""
-        return sample_step(self.model_step, state, frames, actions, self.legal, self.temperature,
-                           self.termination, generator, self.bf16, self.rewards_only_on_termination)
-
-    def format_obs(self, frames: np.ndarray, missions: Sequence[str]) -> list:
-        """Token frames [B, H, W] (numpy) -> B observations in the chosen format."""
-        images, directions = self.codec.decode_batch(frames)
-        if self.obs_mode == "rgb":
-            images = self.codec.render(frames, tile_size=self.tile_size)
-        if self.image_only:
-            return list(images)
-        return [self._obs_dict(img, d, m) for img, d, m in zip(images, directions, missions, strict=True)]
-
-    def _obs_dict(self, image, direction, mission) -> dict:
-        obs = {"image": image, "direction": int(direction)}
-        if self.has_mission:
-            obs["mission"] = mission
-        return obs
-
-    def render_rgb(self, frames: np.ndarray) -> np.ndarray:
-        return self.codec.render(frames)
-
     def close(self) -> None:
         self.real_env.close()
-
-
-def generator_for(device: torch.device, np_random: np.random.Generator) -> torch.Generator:
-    gen = torch.Generator(device=device)
-    gen.manual_seed(int(np_random.integers(0, 2**63 - 1)))
-    return gen
 
 
 # ---------------------------------------------------------------------------------------- DreamEnv
@@ -295,7 +194,7 @@ class DreamEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 10}
 
-    def __init__(self, checkpoint, real_env_id: str | None = None, obs_mode: str = "symbolic",
+    def __init__(self, checkpoint, *, real_env_id: str | None = None, obs_mode: str = "symbolic",
                  image_only: bool = False, device: str | torch.device = "auto", temperature: float = 1.0,
                  termination: str = "threshold", max_episode_steps: int | None = None, starts=None,
                  render_mode: str | None = None, tile_size: int = RGB_TILE_SIZE,
@@ -304,12 +203,15 @@ class DreamEnv(gym.Env):
             raise ValueError(f"render_mode {render_mode!r} is not supported; choose one of "
                              f"{self.metadata['render_modes']}")
         self.render_mode = render_mode
-        self.setup = DreamSetup(checkpoint, real_env_id, obs_mode, image_only, device, temperature, termination,
-                                max_episode_steps, starts, tile_size, real_env_kwargs, precision, compile)
+        self.simulator = Simulator.from_checkpoint(
+            checkpoint, device=device, precision=precision, temperature=temperature, termination=termination,
+            obs_mode=obs_mode, image_only=image_only, tile_size=tile_size, compile=compile)
+        self.setup = DreamSetup(self.simulator, real_env_id=real_env_id, max_episode_steps=max_episode_steps,
+                                starts=starts, real_env_kwargs=real_env_kwargs)
         self.observation_space = self.setup.single_observation_space
         self.action_space = self.setup.action_space
-        self.model = self.setup.model
-        self.codec = self.setup.codec
+        self.model, self.codec = self.simulator.model, self.simulator.codec
+        self.real_env_id = self.setup.real_env_id
         self.max_episode_steps = self.setup.max_episode_steps
         self._state = None
         self._frame: torch.Tensor | None = None   # [1, H, W] on the device
@@ -328,12 +230,12 @@ class DreamEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         options = options or {}
-        s = self.setup
+        s, sim = self.setup, self.simulator
         info: dict[str, Any] = {}
         if "start" in options:
-            frame = s.check_frames(options["start"], "options['start']")
+            frame = sim.check_frames(options["start"], "options['start']")
             if frame.dim() != 2:
-                raise ValueError(f"options['start'] must be one frame {tuple(s.codec.frame_shape)}")
+                raise ValueError(f"options['start'] must be one frame {sim.frame_shape}")
             mission = s.mission_for(seed)
             info["start"] = "options"
         elif s.starts is not None:
@@ -345,9 +247,9 @@ class DreamEnv(gym.Env):
             real_seed = seed if seed is not None else int(self.np_random.integers(2**31 - 1))
             frame, mission = s.real_start(real_seed)
             info["start"] = "real"
-        self._gen = generator_for(s.device, self.np_random)
-        self._state = s.initial_state(1)
-        self._frame = frame.to(s.device)[None]
+        self._gen = sim.new_generator(self.np_random)
+        self._state = sim.initial_state(1)
+        self._frame = frame.to(sim.device)[None]
         self._mission = mission
         self._steps = 0
         if self.render_mode == "human":
@@ -355,21 +257,20 @@ class DreamEnv(gym.Env):
         return self._obs(), info
 
     def _obs(self):
-        return self.setup.format_obs(self._frame.cpu().numpy(), [self._mission])[0]
+        return Simulator.unbatch(self.setup.observations(self._frame, [self._mission]), 0)
 
     def step(self, action):
         if self._state is None:
             raise gym.error.ResetNeeded("call reset() before step()")
         if not self.action_space.contains(action):
             raise ValueError(f"action {action!r} is not in the action space {self.action_space}")
-        a = torch.tensor([int(action)], dtype=torch.long, device=self.setup.device)
-        nxt, reward, terminated, p_done = self.setup.dream_step(self._state, self._frame, a, self._gen)
-        self._frame = nxt
+        a = torch.tensor([int(action)], dtype=torch.long, device=self.simulator.device)
+        self._frame, reward, terminated, step_info = self.simulator.step(self._state, self._frame, a, self._gen)
         self._steps += 1
         terminated = bool(terminated[0])
         truncated = (not terminated and self.max_episode_steps is not None
                      and self._steps >= self.max_episode_steps)
-        info = {"done_prob": float(p_done[0]), "episode_step": self._steps}
+        info = {"done_prob": float(step_info["done_prob"][0]), "episode_step": self._steps}
         if self.render_mode == "human":
             self.render()
         return self._obs(), float(reward[0]), terminated, bool(truncated), info
@@ -379,7 +280,7 @@ class DreamEnv(gym.Env):
             return None
         if self._frame is None:
             raise gym.error.ResetNeeded("call reset() before render()")
-        rgb = self.setup.render_rgb(self._frame[0].cpu().numpy())
+        rgb = self.simulator.render(self._frame[0])
         if self.render_mode == "rgb_array":
             return rgb
         self._show(rgb)
@@ -395,7 +296,7 @@ class DreamEnv(gym.Env):
                              "full map, does not)")
         if self._frame is None:
             raise gym.error.ResetNeeded("call reset() before get_frame()")
-        return self.codec.render(self._frame[0].cpu().numpy(), tile_size=int(tile_size))
+        return self.simulator.render(self._frame[0], tile_size=tile_size)
 
     def _show(self, rgb: np.ndarray) -> None:
         """render_mode="human": the dreamed frame in a pygame window (imported only here, as
@@ -407,7 +308,7 @@ class DreamEnv(gym.Env):
         if self._window is None:
             init_display()
             self._window = pygame.display.set_mode((rgb.shape[1], rgb.shape[0]))
-            pygame.display.set_caption(f"worldsim dream: {self.setup.real_env_id}")
+            pygame.display.set_caption(f"worldsim dream: {self.real_env_id}")
             self._clock = pygame.time.Clock()
         self._window.blit(pygame.surfarray.make_surface(np.ascontiguousarray(rgb.transpose(1, 0, 2))), (0, 0))
         pygame.event.pump()

@@ -29,13 +29,14 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from .dream_env import RGB_TILE_SIZE, DreamSetup, generator_for
+from .dream_env import DreamSetup
+from .simulator import RGB_TILE_SIZE, Simulator
 
 
 class DreamVectorEnv(VectorEnv):
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": ["rgb_array"], "render_fps": 10}
 
-    def __init__(self, checkpoint, num_envs: int = 1, real_env_id: str | None = None, obs_mode: str = "symbolic",
+    def __init__(self, checkpoint, *, num_envs: int = 1, real_env_id: str | None = None, obs_mode: str = "symbolic",
                  image_only: bool = False, device: str | torch.device = "auto", temperature: float = 1.0,
                  termination: str = "threshold", max_episode_steps: int | None = None, starts=None,
                  return_torch: bool = False, start_pool: int = 256, render_mode: str | None = None,
@@ -48,10 +49,14 @@ class DreamVectorEnv(VectorEnv):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode {render_mode!r} is not supported; DreamVectorEnv renders 'rgb_array'")
         self.render_mode = render_mode
-        self.setup = s = DreamSetup(checkpoint, real_env_id, obs_mode, image_only, device, temperature, termination,
-                                    max_episode_steps, starts, tile_size, real_env_kwargs, precision, compile)
+        self.simulator = sim = Simulator.from_checkpoint(
+            checkpoint, device=device, precision=precision, temperature=temperature, termination=termination,
+            obs_mode=obs_mode, image_only=image_only, tile_size=tile_size, compile=compile)
+        self.setup = s = DreamSetup(sim, real_env_id=real_env_id, max_episode_steps=max_episode_steps,
+                                    starts=starts, real_env_kwargs=real_env_kwargs)
         self.num_envs = int(num_envs)
-        self.model, self.codec, self.device = s.model, s.codec, s.device
+        self.model, self.codec, self.device = sim.model, sim.codec, sim.device
+        self.real_env_id = s.real_env_id
         self.max_episode_steps = s.max_episode_steps
         self.return_torch = bool(return_torch)
         self.start_pool = int(start_pool)
@@ -60,7 +65,7 @@ class DreamVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self._num_actions = int(s.action_space.n)
-        h, w = self.codec.frame_shape
+        h, w = sim.frame_shape
         self._state = None
         self._frames = torch.zeros(self.num_envs, h, w, dtype=torch.long, device=self.device)
         self._steps = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
@@ -69,8 +74,6 @@ class DreamVectorEnv(VectorEnv):
         self._pool: torch.Tensor | None = None
         self._pool_missions: np.ndarray | None = None
         self._gen: torch.Generator | None = None
-        if self.return_torch:
-            self._build_torch_decoder()
 
     # -------------------------------------------------------------------------------- starts
 
@@ -93,9 +96,9 @@ class DreamVectorEnv(VectorEnv):
             raise TypeError(f"DreamVectorEnv.reset takes one int seed (sub-env i starts from seed + i); got {seed!r}")
         super().reset(seed=None if seed is None else int(seed))
         self._build_pool(None if seed is None else int(seed))
-        self._gen = generator_for(self.device, self.np_random)
+        self._gen = self.simulator.new_generator(self.np_random)
         n, p = self.num_envs, len(self._pool)
-        self._state = self.setup.initial_state(n)
+        self._state = self.simulator.initial_state(n)
         self._start_idx = torch.arange(n, device=self.device) % p
         self._cursor = torch.tensor(n % p, device=self.device)
         self._frames = self._pool[self._start_idx].clone()
@@ -126,7 +129,7 @@ class DreamVectorEnv(VectorEnv):
         if self._state is None:
             raise RuntimeError("call reset() before step()")
         a = self._actions(actions)
-        nxt, reward, terminated, _ = self.setup.dream_step(self._state, self._frames, a, self._gen)
+        nxt, reward, terminated, _ = self.simulator.step(self._state, self._frames, a, self._gen)
         self._steps += 1
         if self.max_episode_steps is not None:
             truncated = (self._steps >= self.max_episode_steps) & ~terminated
@@ -150,12 +153,10 @@ class DreamVectorEnv(VectorEnv):
         done_np = done.cpu().numpy()
         infos: dict[str, Any] = {}
         if done_np.any():
-            rows = np.flatnonzero(done_np)
-            finals = self.setup.format_obs(final_frames[done].cpu().numpy(),
-                                           self._pool_missions[final_idx[done].cpu().numpy()])
+            finals = self._observations(final_frames[done], final_idx[done])
             final_obs = np.full(self.num_envs, None, dtype=object)
-            for r, o in zip(rows, finals, strict=True):
-                final_obs[r] = o
+            for j, r in enumerate(np.flatnonzero(done_np)):
+                final_obs[r] = Simulator.unbatch(finals, j)
             length_np = np.where(done_np, lengths.cpu().numpy(), 0)
             infos = {"final_obs": final_obs, "_final_obs": done_np.copy(),
                      "final_info": {"episode_length": length_np, "_episode_length": done_np.copy()},
@@ -166,47 +167,16 @@ class DreamVectorEnv(VectorEnv):
     # -------------------------------------------------------------------------------- observations
 
     def _observations(self, frames: torch.Tensor, start_idx: torch.Tensor | None = None):
-        """Batched observations of frames [B, H, W] (B = num_envs unless start_idx says otherwise)."""
-        start_idx = self._start_idx if start_idx is None else start_idx
-        s = self.setup
+        """Batched observations of frames [B, H, W] (B = num_envs unless start_idx says otherwise), with
+        the missions of the pool entries `start_idx` (default: the current ones)."""
         if self.return_torch:
-            images, directions = self.decode_torch(frames)
-            if s.obs_mode == "rgb":
-                images = torch.from_numpy(s.codec.render(frames.cpu().numpy(), tile_size=s.tile_size)).to(self.device)
-            return images if s.image_only else {"image": images, "direction": directions}
-        tokens = frames.cpu().numpy()
-        images, directions = s.codec.decode_batch(tokens)
-        if s.obs_mode == "rgb":
-            images = s.codec.render(tokens, tile_size=s.tile_size)
-        if s.image_only:
-            return images
-        obs = {"image": images, "direction": directions.astype(np.int64)}
-        if s.has_mission:
-            obs["mission"] = tuple(self._pool_missions[start_idx.cpu().numpy()])
-        return obs
-
-    def _build_torch_decoder(self) -> None:
-        """Per-cell lookup tables token -> (object, colour, state) and agent token -> direction, probed
-        through the codec's own decode_batch, so decoding on the device gives the same numbers."""
-        legal = self.codec.legal_mask()                               # [H, W, V]
-        h, w, v = legal.shape
-        first = legal.float().argmax(-1)                              # a legal filler per cell
-        k = torch.arange(v)[:, None, None]
-        probes = torch.where(legal.permute(2, 0, 1), k, first)        # [V, H, W]
-        images, directions = self.codec.decode_batch(probes.numpy())  # [V, x, y, 3], [V]
-        lut = torch.from_numpy(np.ascontiguousarray(np.swapaxes(images, 1, 2)))   # [V, H(y), W(x), 3]
-        self._img_lut = lut.permute(1, 2, 0, 3).reshape(h * w * v, 3).to(self.device)
-        self._dir_lut = torch.from_numpy(directions.astype(np.int64)).to(self.device)
-        self._agent_cell = tuple(self.codec.agent_cell)
+            return self.setup.observations(frames, as_torch=True)
+        start_idx = self._start_idx if start_idx is None else start_idx
+        return self.setup.observations(frames, self._pool_missions[start_idx.cpu().numpy()])
 
     def decode_torch(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """frames [B, H, W] on the device -> (images uint8 [B, x, y, 3], directions int64 [B]) on the device."""
-        b, h, w = frames.shape
-        v = self.codec.vocab_size
-        idx = torch.arange(h * w, device=frames.device) * v + frames.reshape(b, -1)
-        images = self._img_lut[idx].view(b, h, w, 3).transpose(1, 2)
-        directions = self._dir_lut[frames[:, self._agent_cell[0], self._agent_cell[1]]]
-        return images, directions
+        return self.simulator.decode_torch(frames)
 
     # -------------------------------------------------------------------------------- misc
 
@@ -218,7 +188,7 @@ class DreamVectorEnv(VectorEnv):
     def render(self):
         if self.render_mode != "rgb_array":
             return None
-        return self.setup.render_rgb(self._frames.cpu().numpy())
+        return self.simulator.render(self._frames)
 
     def close_extras(self, **kwargs):
         self.setup.close()

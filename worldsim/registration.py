@@ -3,11 +3,14 @@
     gym.make("worldsim/Dream-v0", checkpoint=path)                      # DreamEnv
     gym.make_vec("worldsim/Dream-v0", num_envs=N, checkpoint=path)      # DreamVectorEnv (vector_entry_point)
 
-Both take every keyword of DreamEnv / DreamVectorEnv. Each world model shipped in the package
-(`worldsim.zoo`) gets its own id with the checkpoint and real env filled in:
+Both take every keyword of DreamEnv / DreamVectorEnv (thin faces over `worldsim.simulator.Simulator`).
+Each world model shipped in the package (`worldsim.zoo`) gets its own id with the checkpoint and
+real env filled in:
 
-    gym.make("worldsim/MiniGrid-Empty-8x8-Dream-v0") The step limit is the env's own (the real
-env's, or max_episode_steps=...), so the spec sets none and gym.make adds no TimeLimit.
+    gym.make("worldsim/MiniGrid-Empty-8x8-Dream-v0")
+
+The step limit is the env's own (the real env's, or max_episode_steps=...), so the spec sets none
+and gym.make adds no TimeLimit.
 """
 
 from __future__ import annotations

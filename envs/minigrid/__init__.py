@@ -8,9 +8,9 @@ from envs.minigrid.codec import MiniGridCodec
 from envs.minigrid.color_rooms import ENV_IDS as COLOR_ROOMS_IDS
 from envs.minigrid.explore import ExploreAgent
 from envs.minigrid.map_view import MiniGridMapCodec
-from envs.minigrid.visibility import episode_gap, view_to_world, visible_mask
+from envs.minigrid.visibility import view_to_world
 
-__all__ = ["ExploreAgent", "MiniGridCodec", "MiniGridMapCodec", "episode_gap", "view_to_world", "visible_mask"]
+__all__ = ["ExploreAgent", "MiniGridCodec", "MiniGridMapCodec", "view_to_world"]
 
 for _env_id, _size in COLOR_ROOMS_IDS.items():
     if _env_id not in gym.registry:

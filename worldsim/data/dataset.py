@@ -14,9 +14,11 @@ the shard being written and never leaves a half file under a real name; the mani
 shards that were complete. Loading checks each shard's checksum and shapes and names the file on any
 problem (``DatasetError``); ``np.load(..., allow_pickle=False)`` so reading data never runs code.
 
-``EpisodeDataset`` is the read side the trainer uses: episodes by index, a deterministic train/test
-split, and ``stream``, which lays chosen episodes end to end with the per-frame flags (and the
-temporal ``gap`` of every cell, for memory metrics) that next-frame training needs.
+``DatasetWriter`` is the write side (``worldsim collect``); ``EpisodeDataset`` the read side the
+trainer and the dream envs use: episodes by index, a deterministic train/test split, and ``stream``,
+which lays chosen episodes end to end (a ``worldsim.data.stream.Stream``) with the per-frame flags
+and the temporal ``gap`` of every cell (``worldsim.data.gap``) that next-frame training and memory
+metrics need. ``verify_dataset`` checks a folder end to end.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
-from envs.minigrid.visibility import episode_gap
-from worldsim.checkpoint import atomic_write
-from worldsim.codecs import codec_from_config
+from ..checkpoint import atomic_write
+from ..codecs import codec_from_config
+from .gap import episode_gap
+from .stream import Stream
 
 FORMAT = "worldsim-episodes"
 FORMAT_VERSION = 1
@@ -76,22 +79,6 @@ class Episode:
 
     def __len__(self) -> int:
         return len(self.actions)
-
-
-@dataclass
-class Stream:
-    """Episodes laid end to end, one row per frame (N = sum of T_i + 1). See ``EpisodeDataset.stream``."""
-
-    frames: np.ndarray        # [N, H, W] tokens (frame p)
-    actions: np.ndarray       # [N] int64: action taken at frame p (0 at an episode's last frame)
-    rewards: np.ndarray       # [N] float32: reward of the step (frame p, action p); 0 at last frame
-    terminated: np.ndarray    # [N] bool: that step terminated the episode
-    has_target: np.ndarray    # [N] bool: frame p + 1 is the next frame of the same episode
-    episode_start: np.ndarray # [N] bool: frame p is an episode's first frame (model state resets)
-    gap: np.ndarray           # [N, H, W] int32: frames since this cell's world place was last visible, or -1
-
-    def __len__(self) -> int:
-        return len(self.frames)
 
 
 # ---------------------------------------------------------------------------------------- files

@@ -1,35 +1,36 @@
-"""Training losses, their breakdown, and evaluation metrics of a world model.
+"""Evaluation metrics of a world model on held-out streams, and the `Meter` that sums them.
 
-- `prediction_losses`: the next-frame, reward and termination losses of one chunk of a window,
-  masked where the target lies in another episode and weighed over time (long-context training);
-  the frame loss is also reported on cells seen before ("remembered": the target cell's gap >= 0)
-  and on cells never seen before (gap == -1).
-- `aux_reconstruction_loss`: the state-regularisation loss: a small head reads the features at
-  frame t and reconstructs frame t - d of the same episode.
 - `teacher_forced_metrics`: next-frame token accuracy (overall, remembered, new, by gap), exact
-  frame match, the copy-previous-frame baseline beside each, reward MAE, termination accuracy.
+  frame match, the copy-previous-frame baseline beside each, reward MAE, termination accuracy,
+  precision and recall.
+- `recall_metrics`: the frames an open-loop rollout generates, predicted teacher-forced instead
+  (what the model recalls, apart from what its own errors do to a rollout).
+- `held_out_metrics`: the two that training logs (eval/* and rollout/*), as a TrainConfig sets them.
 - `rollout_metrics`: open-loop rollouts: C real context frames, then G frames the model generates
   from its own samples with the real actions, scored against the real frames by the gap since
   each cell was last seen (buckets 1, 2-4, 5-16, 17-64, 65-256, 257-1024, 1025-4096, 4097+, never)
   and by horizon.
 
 Every function that sums over batches uses a `Meter`: weighted sums kept on the device and turned
-into floats once, at the end.
+into floats once, at the end (the training losses' breakdown, `train.losses`, goes into one too).
 """
 
 from __future__ import annotations
 
-import inspect
-import warnings
 from contextlib import nullcontext
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
-from .windows import Window, evenly_spaced_starts, gather_windows, rollout_starts
+from worldsim.data.stream import Stream
+from worldsim.model import WorldModel
+
+from .losses import prediction_losses
+from .windows import evenly_spaced_starts, gather_windows, rollout_starts
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 # Gap buckets (inclusive upper edges); a gap of 0 cannot occur (a cell is "seen before" in an
 # earlier frame) and would count as 1. "never": gap == -1.
@@ -89,125 +90,7 @@ class Meter:
         return out
 
 
-# ---- the model call --------------------------------------------------------------------------
-
-_warned_no_resets = False
-
-
-def supports_resets(model: nn.Module) -> bool:
-    params = inspect.signature(model.forward).parameters
-    return "resets" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-
-
-def model_forward(model: nn.Module, frames, actions, state=None, return_state: bool = False, resets=None):
-    """`model(frames, actions, state=..., return_state=..., resets=...)`; for a model without the
-    `resets` argument, resets at a chunk's first frame reset the carried state and resets inside
-    the chunk are ignored with a warning (the loss still never crosses episodes)."""
-    global _warned_no_resets
-    if resets is None or supports_resets(model):
-        kwargs = {} if resets is None else {"resets": resets}
-        return model(frames, actions, state=state, return_state=return_state, **kwargs)
-    if state is not None and bool(resets[:, 0].any()):
-        state = state.clone().reset(resets[:, 0])
-    if not _warned_no_resets and bool(resets[:, 1:].any()):
-        warnings.warn("this WorldModel.forward has no `resets` argument: its state runs on across "
-                      "episode boundaries inside a window (the loss still masks cross-episode targets)")
-        _warned_no_resets = True
-    return model(frames, actions, state=state, return_state=return_state)
-
-
-# ---- training losses -------------------------------------------------------------------------
-
-def time_weights(length: int, context_fraction: float, prefix_weight: float, min_length: int = 0,
-                 device=None) -> torch.Tensor:
-    """[L] loss weight of each window position: long-context training gives the first
-    floor(context_fraction * L) frames (the context) weight `prefix_weight`, the rest 1; windows
-    shorter than `min_length` weigh every frame 1."""
-    w = torch.ones(length, device=device)
-    if context_fraction > 0 and length >= min_length:
-        w[: int(context_fraction * length)] = prefix_weight
-    return w
-
-
-def prediction_losses(out, win: Window, sl: slice, weight: torch.Tensor, normalizer: torch.Tensor,
-                      reward_loss: str = "mse", meter: Meter | None = None,
-                      done_pos_weight: float = 1.0) -> dict[str, torch.Tensor]:
-    """Losses of the window positions `sl` (the chunk `out` was computed on).
-
-    weight [B, len(sl)]: has_target times the time weight; `normalizer`: the sum of the weights
-    over the whole window, so that summing chunk losses gives the window's mean loss. Returns the
-    frame, reward and termination losses (scalars with gradients); records the breakdown in `meter`.
-    `done_pos_weight` weighs the rare steps that terminate (termination loss) or pay a reward
-    (reward loss).
-    """
-    targets = win.targets[:, sl]
-    logits = out.frame_logits.float()
-    ce = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), reduction="none").view(targets.shape)
-    per_frame = ce.mean(dim=(2, 3))
-    reward_pred = out.reward.float()
-    reward_true = win.rewards[:, sl]
-    if reward_loss == "mse":
-        r = (reward_pred - reward_true).square()
-    elif reward_loss == "smooth_l1":
-        r = F.smooth_l1_loss(reward_pred, reward_true, reduction="none")
-    else:
-        raise ValueError(f"reward_loss must be mse or smooth_l1, got {reward_loss!r}")
-    # Sparse rewards come with termination in MiniGrid-like tasks: weigh the steps that pay as the
-    # terminating steps are weighed, or the head learns to predict 0 everywhere.
-    r = r * torch.where(reward_true != 0, float(done_pos_weight), 1.0)
-    d = F.binary_cross_entropy_with_logits(
-        out.done_logits.float(), win.terminated[:, sl].float(), reduction="none",
-        pos_weight=torch.tensor(float(done_pos_weight), device=out.done_logits.device))
-    losses = {
-        "frame": (per_frame * weight).sum() / normalizer,
-        "reward": (r * weight).sum() / normalizer,
-        "done": (d * weight).sum() / normalizer,
-    }
-    if meter is not None:
-        with torch.no_grad():
-            total_w = weight.sum()
-            meter.add("frame_loss", (per_frame * weight).sum(), total_w)
-            meter.add("reward_loss", (r * weight).sum(), total_w)
-            meter.add("done_loss", (d * weight).sum(), total_w)
-            cell_w = weight[:, :, None, None].expand_as(ce)
-            seen = (win.target_gap[:, sl] >= 0).float()
-            meter.add("frame_loss_remembered", (ce * cell_w * seen).sum(), (cell_w * seen).sum())
-            meter.add("frame_loss_new", (ce * cell_w * (1 - seen)).sum(), (cell_w * (1 - seen)).sum())
-            hits = (logits.argmax(-1) == targets).float()
-            meter.add("acc", (hits * cell_w).sum(), cell_w.sum())
-    return losses
-
-
-def aux_valid(resets: torch.Tensor, delay: int) -> torch.Tensor:
-    """[B, L] bool: position t has a frame t - delay in the same episode inside the window."""
-    b, length = resets.shape
-    seg = torch.cumsum(resets.long(), dim=1)
-    valid = torch.zeros(b, length, dtype=torch.bool, device=resets.device)
-    if delay < length:
-        valid[:, delay:] = seg[:, delay:] == seg[:, : length - delay]
-    return valid
-
-
-def aux_reconstruction_loss(head: nn.Module, features: torch.Tensor, win: Window, sl: slice, delay: int,
-                            valid: torch.Tensor, normalizer: torch.Tensor,
-                            meter: Meter | None = None) -> torch.Tensor:
-    """Cross-entropy of `head(features, delay)` against the tokens of frame t - delay, at the
-    positions of `sl` where `valid` [B, L] (whole window) holds; `normalizer`: valid.sum()."""
-    t = torch.arange(sl.start, sl.stop, device=features.device)
-    v = valid[:, sl].float()
-    targets = win.frames[:, (t - delay).clamp_min(0)]                           # [B, c, H, W]
-    logits = head(features, delay).float()
-    ce = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), reduction="none").view(targets.shape)
-    per_frame = ce.mean(dim=(2, 3))
-    if meter is not None:
-        with torch.no_grad():
-            meter.add("aux_loss", (per_frame * v).sum(), v.sum())
-            cell_v = v[:, :, None, None].expand_as(ce)
-            meter.add("aux_acc", ((logits.argmax(-1) == targets).float() * cell_v).sum(), cell_v.sum())
-    return (per_frame * v).sum() / normalizer
-
-
-# ---- evaluation ------------------------------------------------------------------------------
+# ---- metrics ---------------------------------------------------------------------------------
 
 def _batches(n: int, size: int):
     for i in range(0, n, size):
@@ -215,7 +98,7 @@ def _batches(n: int, size: int):
 
 
 @torch.no_grad()
-def teacher_forced_metrics(model: nn.Module, stream: Any, *, length: int, count: int, batch_size: int,
+def teacher_forced_metrics(model: WorldModel, stream: Stream, *, length: int, count: int, batch_size: int,
                            chunk: int | None = None, device: torch.device | str = "cpu",
                            autocast: Callable[[], Any] = nullcontext) -> dict[str, float]:
     """Next-frame metrics over `count` evenly spaced windows of `length` frames of a held-out stream,
@@ -233,8 +116,8 @@ def teacher_forced_metrics(model: nn.Module, stream: Any, *, length: int, count:
         for a in range(0, length, chunk):
             sl = slice(a, min(a + chunk, length))
             with autocast():
-                out = model_forward(model, win.frames[:, sl], win.actions[:, sl], state=state,
-                                    return_state=sl.stop < length, resets=win.resets[:, sl])
+                out = model(win.frames[:, sl], win.actions[:, sl], state=state, return_state=sl.stop < length,
+                            resets=win.resets[:, sl])
             state = out.state
             w = win.has_target[:, sl].float()
             prediction_losses(out, win, sl, w, w.sum().clamp_min(1), meter=meter)
@@ -270,14 +153,14 @@ def _horizon_bucket(steps: torch.Tensor) -> torch.Tensor:
     return gap_bucket(steps)
 
 
-def _episode_batch(stream: Any, starts: np.ndarray, lengths: np.ndarray, context: int, horizon: int, device):
+def _episode_batch(stream: Stream, starts: np.ndarray, lengths: np.ndarray, context: int, horizon: int, device):
     """Frames and actions [B, context + horizon] from each episode start (clamped at the stream's
     end), the gap of each cell of the last `horizon` frames, and which of those lie inside the
     episode ([B, horizon] bool)."""
-    idx = np.minimum(starts[:, None] + np.arange(context + horizon), len(stream.frames) - 1)
-    frames = torch.from_numpy(np.asarray(stream.frames)[idx].astype(np.int64)).to(device)
-    actions = torch.from_numpy(np.asarray(stream.actions)[idx].astype(np.int64)).to(device)
-    gap = torch.from_numpy(np.asarray(stream.gap)[idx[:, context:]].astype(np.int64)).to(device)
+    frame_index = np.minimum(starts[:, None] + np.arange(context + horizon), len(stream.frames) - 1)
+    frames = torch.from_numpy(np.asarray(stream.frames)[frame_index].astype(np.int64)).to(device)
+    actions = torch.from_numpy(np.asarray(stream.actions)[frame_index].astype(np.int64)).to(device)
+    gap = torch.from_numpy(np.asarray(stream.gap)[frame_index[:, context:]].astype(np.int64)).to(device)
     valid = torch.from_numpy(np.arange(horizon)[None] < (lengths - context)[:, None]).to(device)
     return frames, actions, gap, valid
 
@@ -296,7 +179,7 @@ def _score_frames(meter: Meter, pred: torch.Tensor, real: torch.Tensor, valid: t
 
 
 @torch.no_grad()
-def recall_metrics(model: nn.Module, stream: Any, *, context: int, horizon: int, count: int, batch_size: int,
+def recall_metrics(model: WorldModel, stream: Stream, *, context: int, horizon: int, count: int, batch_size: int,
                    chunk: int = 128, device: torch.device | str = "cpu",
                    autocast: Callable[[], Any] = nullcontext) -> dict[str, float]:
     """The same frames `rollout_metrics` generates, predicted teacher-forced instead: each of the
@@ -317,7 +200,7 @@ def recall_metrics(model: nn.Module, stream: Any, *, context: int, horizon: int,
         for a in range(0, span - 1, chunk):                # frame t's logits predict frame t + 1
             sl = slice(a, min(a + chunk, span - 1))
             with autocast():
-                out = model_forward(model, frames[:, sl], actions[:, sl], state=state, return_state=True)
+                out = model(frames[:, sl], actions[:, sl], state=state, return_state=True)
             state = out.state
             logits.append(out.frame_logits[:, max(0, context - 1 - a):])
         pred = torch.cat(logits, 1).argmax(-1)                                   # [B, horizon, H, W]
@@ -329,7 +212,7 @@ def recall_metrics(model: nn.Module, stream: Any, *, context: int, horizon: int,
 
 
 @torch.no_grad()
-def rollout_metrics(model: nn.Module, stream: Any, *, context: int, horizon: int, count: int, batch_size: int,
+def rollout_metrics(model: WorldModel, stream: Stream, *, context: int, horizon: int, count: int, batch_size: int,
                     sampling: str = "argmax", temperature: float = 1.0, seed: int = 0,
                     device: torch.device | str = "cpu", autocast: Callable[[], Any] = nullcontext) -> dict[str, float]:
     """Open-loop rollouts from the starts of up to `count` held-out episodes with at least
@@ -351,7 +234,7 @@ def rollout_metrics(model: nn.Module, stream: Any, *, context: int, horizon: int
     for sel in _batches(len(starts), batch_size):
         frames, actions, gap, valid = _episode_batch(stream, starts[sel], lengths[sel], context, horizon, device)
         with autocast():
-            out = model_forward(model, frames[:, :context], actions[:, :context], return_state=True)
+            out = model(frames[:, :context], actions[:, :context], return_state=True)
         state, logits = out.state, out.frame_logits[:, -1]
         preds = []
         for g in range(horizon):
@@ -379,3 +262,21 @@ def rollout_metrics(model: nn.Module, stream: Any, *, context: int, horizon: int
     result = {k: v for k, v in result.items() if not k.startswith(("acc_step_count", "copy_acc_gap_count"))}
     result["episodes"] = float(len(starts))
     return result
+
+
+def held_out_metrics(model: WorldModel, stream: Stream | None, config: TrainConfig, *, device: torch.device,
+                     autocast: Callable[[], Any] = nullcontext) -> dict[str, float]:
+    """What training logs on held-out data: eval/* (teacher-forced) and rollout/* (open loop), with
+    the config's eval_* and rollout_* settings. {} without held-out data."""
+    c = config
+    if stream is None:
+        return {}
+    chunk = c.tbptt_chunk or None
+    tf = teacher_forced_metrics(model, stream, length=c.eval_length, count=c.eval_windows,
+                                batch_size=c.eval_batch_size, chunk=chunk, device=device,
+                                autocast=autocast) if c.eval_windows > 0 else {}
+    ro = rollout_metrics(model, stream, context=c.rollout_context, horizon=c.rollout_horizon,
+                         count=c.rollout_episodes, batch_size=c.eval_batch_size, sampling=c.rollout_sampling,
+                         temperature=c.rollout_temperature, seed=c.seed, device=device,
+                         autocast=autocast) if c.rollout_episodes > 0 else {}
+    return {**{f"eval/{k}": v for k, v in tf.items()}, **{f"rollout/{k}": v for k, v in ro.items()}}

@@ -1,0 +1,291 @@
+"""The run folder of `worldsim train`: its layout, checkpoints, RNG states and logs on disk.
+
+    RUN_DIR/train_config.json          the TrainConfig, the resolved model config, the data used
+    RUN_DIR/metrics.jsonl              one JSON object per log / eval event
+    RUN_DIR/tb/                        TensorBoard events
+    RUN_DIR/checkpoints/checkpoint-00001000/
+        model/                         WorldModel.save_pretrained (config.json, model.safetensors)
+        trainer.safetensors            aux head weights, torch RNG states
+        optimizer.pt                   optimizer state (torch.save; loaded with weights_only=True)
+        trainer_state.json             step, sampler and numpy/python RNG states, log accumulator
+    RUN_DIR/latest                     name of the newest complete checkpoint
+    RUN_DIR/model/                     the final model (when training reaches `steps`)
+
+Every file and folder is written through the project's one atomic writer
+(`worldsim.checkpoint.atomic_write` / `make_temp_dir`): a checkpoint is built in a temporary folder
+and renamed when complete, so a crash never leaves half a checkpoint under a real name.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from worldsim import CheckpointError, WorldModel
+from worldsim.checkpoint import atomic_write, make_temp_dir
+
+from .config import TrainConfig, TrainError
+
+if TYPE_CHECKING:
+    from .training_data import TrainingData
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "train_config.json"
+METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "tb"
+LATEST_FILE = "latest"
+CHECKPOINTS_DIR = "checkpoints"
+MODEL_DIR = "model"
+TRAINER_TENSORS = "trainer.safetensors"
+OPTIMIZER_FILE = "optimizer.pt"
+TRAINER_STATE = "trainer_state.json"
+
+
+# ---- JSON ------------------------------------------------------------------------------------
+
+def json_default(o):
+    """What `json.dump` cannot write itself: numpy scalars and arrays, tuples."""
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, tuple):
+        return list(o)
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+
+def write_json(path: Path, obj) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2, default=json_default)
+
+    atomic_write(path, write)
+
+
+def write_run_config(run_dir: Path, config: TrainConfig, model: WorldModel, data: TrainingData) -> None:
+    """RUN_DIR/train_config.json: the settings, the model config and a summary of the data."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / CONFIG_FILE, {
+        "format_version": FORMAT_VERSION,
+        "train": config.to_dict(),
+        "model": model.config.to_dict(),
+        "data": {
+            "source": data.source, "env_id": data.env_id, "vocab_size": data.vocab_size,
+            "frame_shape": data.frame_shape, "num_actions": data.num_actions,
+            "train_frames": len(data.train.frames), "train_episodes": int(np.sum(data.train.episode_start)),
+            "eval_frames": 0 if data.eval is None else len(data.eval.frames),
+            "eval_episodes": 0 if data.eval is None else int(np.sum(data.eval.episode_start)),
+        },
+        "parameters": sum(p.numel() for p in model.parameters()),
+    })
+
+
+def update_run_config(run_dir: Path, config: TrainConfig) -> None:
+    """Record the settings a resumed run goes on with (e.g. more steps), if they changed."""
+    saved = json.loads((run_dir / CONFIG_FILE).read_text())
+    if saved.get("train") != config.to_dict():
+        saved["train"] = config.to_dict()
+        write_json(run_dir / CONFIG_FILE, saved)
+
+
+# ---- metrics log -----------------------------------------------------------------------------
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """Every record of RUN_DIR/metrics.jsonl, in order ([] without one)."""
+    path = run_dir / METRICS_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class RunLog:
+    """Where rank 0 logs a run: metrics.jsonl (one JSON object per record) and TensorBoard events.
+
+    Opening it makes metrics.jsonl read as one run: a resumed run drops what a crashed run logged
+    after its last checkpoint (records past `step`); a fresh run in a folder without checkpoints
+    starts a new log."""
+
+    def __init__(self, run_dir: Path, step: int, resumed: bool, tensorboard: bool):
+        self.path = run_dir / METRICS_FILE
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if self.path.is_file() and resumed:
+            lines = self.path.read_text().splitlines()
+            kept = [ln for ln in lines if ln.strip() and json.loads(ln).get("step", 0) <= step]
+            if len(kept) != len(lines):
+                atomic_write(self.path, lambda tmp: Path(tmp).write_text("".join(k + "\n" for k in kept)))
+        elif self.path.is_file() and not resumed and step == 0:
+            self.path.unlink()
+        self.writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(run_dir / TENSORBOARD_DIR), purge_step=step + 1 if step else None)
+
+    def write(self, step: int, record: dict[str, float]) -> None:
+        line = {"step": step, "time": round(time.time(), 3), **record}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(line, default=json_default) + "\n")
+        if self.writer is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and math.isfinite(v):
+                    self.writer.add_scalar(k, v, step)
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+# ---- RNG states ------------------------------------------------------------------------------
+
+def rng_state_json() -> dict:
+    """The python and numpy global RNG states, as JSON."""
+    version, state, gauss = random.getstate()
+    np_state = np.random.get_state()
+    return {
+        "python": [version, list(state), gauss],
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+    }
+
+
+def rng_state_tensors() -> dict[str, torch.Tensor]:
+    """The torch CPU RNG state ("rng.torch") and each CUDA device's ("rng.cuda.<i>")."""
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    return tensors
+
+
+def restore_rng(state_json: dict, tensors: dict[str, torch.Tensor]) -> None:
+    """Put back what `rng_state_json` and `rng_state_tensors` saved (CUDA states only onto as many
+    devices as were saved)."""
+    version, state, gauss = state_json["python"]
+    random.setstate((version, tuple(state), gauss))
+    name, keys, pos, has_gauss, cached = state_json["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda_states = [tensors[k] for k in sorted((k for k in tensors if k.startswith("rng.cuda.")),
+                                              key=lambda k: int(k.rsplit(".", 1)[1]))]
+    if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda_states)
+
+
+# ---- checkpoints -----------------------------------------------------------------------------
+
+def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    """Complete checkpoints of a run, oldest first."""
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and re.fullmatch(r"checkpoint-\d+", p.name)]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    """The checkpoint named by RUN_DIR/latest, or else the newest complete one."""
+    run_dir = Path(run_dir)
+    pointer = run_dir / LATEST_FILE
+    if pointer.is_file():
+        candidate = run_dir / pointer.read_text().strip()
+        if candidate.is_dir() and (candidate / TRAINER_STATE).is_file():
+            return candidate
+    found = [p for p in list_checkpoints(run_dir) if (p / TRAINER_STATE).is_file()]
+    return found[-1] if found else None
+
+
+def checkpoint_to_resume(run_dir: Path) -> Path:
+    """The checkpoint a resumed run starts from; TrainError if `run_dir` is not a run that has one."""
+    if not run_dir.is_dir():
+        raise TrainError(f"cannot resume: run folder {run_dir} does not exist")
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise TrainError(f"cannot resume: {run_dir} has no {CONFIG_FILE} (not a worldsim training run)")
+    checkpoint_dir = latest_checkpoint(run_dir)
+    if checkpoint_dir is None:
+        raise TrainError(f"cannot resume: {run_dir} has no complete checkpoint yet (start the run again "
+                         f"without --resume, into an empty folder)")
+    return checkpoint_dir
+
+
+def write_checkpoint(run_dir: Path, step: int, model: WorldModel, tensors: dict[str, torch.Tensor],
+                     optimizer_state: dict, state: dict, keep_last: int) -> Path:
+    """Write checkpoints/checkpoint-<step> atomically (temp folder, then rename), point
+    RUN_DIR/latest at it, and delete all but the last `keep_last`. `tensors` go into
+    trainer.safetensors, `state` (JSON) into trainer_state.json after the format version."""
+    root = run_dir / CHECKPOINTS_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"checkpoint-{step:08d}"
+    tmp = make_temp_dir(root, f".tmp-{name}-")
+    try:
+        model.save_pretrained(tmp / MODEL_DIR)
+        atomic_write(tmp / TRAINER_TENSORS,       # on disk, with the usual permissions, before the rename
+                     lambda t: save_file(tensors, t, metadata={"format": "worldsim-trainer"}))
+        atomic_write(tmp / OPTIMIZER_FILE, lambda t: torch.save(optimizer_state, t))
+        write_json(tmp / TRAINER_STATE, {"format_version": FORMAT_VERSION, **state})
+        final = root / name
+        if final.exists():  # the same step saved again (e.g. right after a resume)
+            trash = root / f".old-{name}-{os.getpid()}"
+            os.replace(final, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    atomic_write(run_dir / LATEST_FILE, lambda t: Path(t).write_text(f"{CHECKPOINTS_DIR}/{name}\n"))
+    for old in list_checkpoints(run_dir)[:-keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
+    for stale in root.glob(".tmp-checkpoint-*"):  # left by a crash mid-save
+        if stale != tmp:
+            shutil.rmtree(stale, ignore_errors=True)
+    return final
+
+
+def read_checkpoint(checkpoint_dir: Path, device: torch.device) -> tuple[dict, dict[str, torch.Tensor], dict]:
+    """(trainer_state.json, trainer.safetensors, optimizer state) of a checkpoint folder; the
+    model is read apart (`load_model`)."""
+    try:
+        state = json.loads((checkpoint_dir / TRAINER_STATE).read_text())
+        tensors = load_file(checkpoint_dir / TRAINER_TENSORS)
+        optimizer_state = torch.load(checkpoint_dir / OPTIMIZER_FILE, map_location=device, weights_only=True)
+    except Exception as e:  # missing, truncated or foreign files
+        raise TrainError(f"checkpoint {checkpoint_dir} cannot be read: {e}") from e
+    if state.get("format_version") != FORMAT_VERSION:
+        raise TrainError(f"{checkpoint_dir / TRAINER_STATE}: format_version {state.get('format_version')!r}, "
+                         f"expected {FORMAT_VERSION}")
+    return state, tensors, optimizer_state
+
+
+def load_model(checkpoint_dir: Path, device: torch.device) -> WorldModel:
+    try:
+        return WorldModel.from_pretrained(checkpoint_dir / MODEL_DIR, device=device)
+    except CheckpointError as e:
+        raise TrainError(f"cannot resume from {checkpoint_dir}: {e}") from e
+
+
+def save_final_model(run_dir: Path, model: WorldModel) -> None:
+    """RUN_DIR/model: the trained model alone (what DreamEnv loads), replaced atomically."""
+    final = run_dir / MODEL_DIR
+    tmp = make_temp_dir(run_dir, ".tmp-model-")
+    try:
+        model.save_pretrained(tmp)
+        if final.exists():
+            trash = run_dir / f".old-model-{os.getpid()}"
+            os.replace(final, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
