@@ -3,18 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-
-    try:
-        run_demo(out_dir=args.out, quick=args.quick, seed=args.seed, device=args.device, threads=args.threads)
-    except ValueError as e:
-        print(f"worldsim demo: error: {e}", file=sys.stderr)
-        return 2
-    return 0
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -42,23 +32,9 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _add_demo(commands) -> None:
-    demo = commands.add_parser(
-        "demo", help=COMMANDS["demo"],
-        description="Offline, on the world model shipped for MiniGrid-Empty-8x8-v0: dream an episode beside the "
-        "real env under the same actions (GIF), train PPO in the dream and in the real env with the same budget, "
-        "evaluate both in the real env and print the learned-vs-real table. About 8 minutes on a 2-core "
-        "laptop, idle or busy (a progress line about every 10 s); faster on a GPU, which it uses when there is one.",
-    )
-    demo.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
-    demo.add_argument("--quick", action="store_true", help="tiny budgets, seconds instead of minutes (a smoke test)")
-    demo.add_argument("--seed", type=int, default=0,
-                      help="seed of the GIF's episode and of both PPO agents (default: 0)")
-    demo.add_argument("--threads", type=int, default=1,
-                      help="torch threads (default: 1: the models are tiny, and one thread is faster than two on "
-                      "a busy machine)")
-    demo.add_argument("--device", default="auto",
-                      help="torch device: auto (cuda if available), cpu or cuda (default: auto)")
-    demo.set_defaults(run=_demo)
+    from benchmarks.cli import add_demo_parser
+
+    add_demo_parser(commands, help=COMMANDS["demo"])
 
 
 def _add_models(commands) -> None:
@@ -71,7 +47,7 @@ def _add_models(commands) -> None:
 
 
 def _add_collect(commands) -> None:
-    from .collect import add_collect_parser
+    from .collect_cli import add_collect_parser
 
     add_collect_parser(commands)
 
@@ -95,14 +71,9 @@ def _add_agent(commands) -> None:
 
 
 def _add_benchmark(commands) -> None:
-    from agents.benchmark import add_benchmark_parser
+    from benchmarks.cli import add_benchmark_parser
 
-    from .memory_benchmark import add_memory_parser
-    from .scaling_benchmark import add_scaling_parser
-
-    benchmark_commands = add_benchmark_parser(commands)
-    add_memory_parser(benchmark_commands)
-    add_scaling_parser(benchmark_commands)
+    add_benchmark_parser(commands)
 
 
 # Every command, in the order `worldsim --help` lists them: its one-line help there and what builds
@@ -142,6 +113,10 @@ def build_parser(full: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # OpenMP threads that wait for work by spinning starve everything else on a busy machine: with two
+    # torch threads and another program on a 2-core laptop a dream step took 5-10x longer than with
+    # threads that sleep while they wait. Read by OpenMP when torch loads, so it is set before that.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     argv = sys.argv[1:] if argv is None else list(argv)
     command = argv[0] if argv and argv[0] in COMMANDS else None
     args = build_parser(full=[command] if command else []).parse_args(argv)
