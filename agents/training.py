@@ -225,9 +225,11 @@ def policy_kwargs_for(features: str) -> dict[str, Any]:
     return dict(features_extractor_class=MiniGridFlat, net_arch=[64, 64], normalize_images=False)
 
 
-def positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}")
+def positive_int(name: str, value: Any, allow_zero: bool = False) -> int:
+    """`value` as an int, if it is a positive (or, with allow_zero, non-negative) integer; else a ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if allow_zero else 1):
+        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} integer; got {value!r}")
+    return int(value)
 
 
 def check_place(where: str, checkpoint: Any, doing: str) -> None:

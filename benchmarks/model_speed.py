@@ -49,12 +49,12 @@ from dataclasses import dataclass
 
 import torch
 
+from benchmarks.timing import PeakMemory, free_memory, summary, time_training_lengths, timed_ms
 from worldsim.baselines import BASELINES, baseline_config
 from worldsim.config import WorldModelConfig
 from worldsim.kernels import DEFAULT_CHUNK_SIZE, triton_available
 from worldsim.model import WorldModel
 from worldsim.state import ModelState
-from train.timing import PeakMemory, free_memory, summary, time_training_lengths, timed_ms
 
 MiB = 2**20
 

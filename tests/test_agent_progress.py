@@ -6,8 +6,9 @@ import json
 import pytest
 from stable_baselines3.common.utils import LinearSchedule
 
-from agents.benchmark import format_benchmark_table, learned_vs_real
 from agents.training import ProgressLines, train_agent, with_schedules
+from benchmarks.learned_vs_real import learned_vs_real
+from benchmarks.learned_vs_real_report import format_benchmark_table
 
 from conftest import tiny_minigrid_model
 

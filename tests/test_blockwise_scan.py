@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from worldsim.blocks import BlockLayout
+from worldsim.block_layout import BlockLayout
 from worldsim.mixer import BlockwiseMamba2
 
 from conftest import randomized, tiny_config

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from envs.minigrid.explore import ExploreAgent
-from train import collect as collect_module
-from train.collect import PoseView, add_collect_parser, collect
+from train import collect_policies as collect_module
+from train.collect import PoseView, collect
+from train.collect_cli import add_collect_parser
 from worldsim.data.dataset import DatasetError, DatasetWriter, EpisodeDataset
 
 EMPTY = "MiniGrid-Empty-5x5-v0"

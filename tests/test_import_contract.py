@@ -1,4 +1,4 @@
-"""Imports point one way, train -> agents -> envs -> worldsim: the contract in pyproject.toml,
+"""Imports point one way, benchmarks -> train -> agents -> envs -> worldsim: the contract in pyproject.toml,
 checked by import-linter (function-level imports included)."""
 
 from pathlib import Path

@@ -7,8 +7,10 @@ import math
 
 import pytest
 
-from agents.benchmark import add_benchmark_parser, format_benchmark_table, learned_vs_real, world_model_data_steps
 from agents.planner import PlannerConfig
+from benchmarks.cli import add_benchmark_parser
+from benchmarks.learned_vs_real import learned_vs_real, world_model_data_steps
+from benchmarks.learned_vs_real_report import format_benchmark_table
 
 from conftest import tiny_minigrid_model
 

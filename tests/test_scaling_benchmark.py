@@ -5,7 +5,7 @@ import json
 import pytest
 
 from train.cli import main
-from train.scaling_benchmark import build_model, state_bytes_in_use
+from benchmarks.scaling import build_model, state_bytes_in_use
 
 
 

@@ -34,6 +34,7 @@ from safetensors.torch import load_file, save_file
 
 from worldsim import CheckpointError, WorldModel
 from worldsim.checkpoint import atomic_write, make_temp_dir
+from worldsim.json_io import json_default
 
 from .config import TrainConfig, TrainError
 
@@ -53,19 +54,6 @@ TRAINER_STATE = "trainer_state.json"
 
 
 # ---- JSON ------------------------------------------------------------------------------------
-
-def json_default(o):
-    """What `json.dump` cannot write itself: numpy scalars and arrays, tuples."""
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, tuple):
-        return list(o)
-    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
-
 
 def write_json(path: Path, obj) -> None:
     def write(tmp: str) -> None:
@@ -235,12 +223,8 @@ def write_checkpoint(run_dir: Path, step: int, model: WorldModel, tensors: dict[
                      lambda t: save_file(tensors, t, metadata={"format": "worldsim-trainer"}))
         atomic_write(tmp / OPTIMIZER_FILE, lambda t: torch.save(optimizer_state, t))
         write_json(tmp / TRAINER_STATE, {"format_version": FORMAT_VERSION, **state})
-        final = root / name
-        if final.exists():  # the same step saved again (e.g. right after a resume)
-            trash = root / f".old-{name}-{os.getpid()}"
-            os.replace(final, trash)
-            shutil.rmtree(trash, ignore_errors=True)
-        os.replace(tmp, final)
+        final = root / name       # already there when the same step is saved again (e.g. right after a resume)
+        _move_into_place(tmp, final, trash=root / f".old-{name}-{os.getpid()}")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -275,17 +259,21 @@ def load_model(checkpoint_dir: Path, device: torch.device) -> WorldModel:
         raise TrainError(f"cannot resume from {checkpoint_dir}: {e}") from e
 
 
+def _move_into_place(tmp: Path, final: Path, trash: Path) -> None:
+    """Rename the folder `tmp` to `final`; a `final` already there is first renamed to `trash`, then deleted."""
+    if final.exists():
+        os.replace(final, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+    os.replace(tmp, final)
+
+
 def save_final_model(run_dir: Path, model: WorldModel) -> None:
     """RUN_DIR/model: the trained model alone (what DreamEnv loads), replaced atomically."""
     final = run_dir / MODEL_DIR
     tmp = make_temp_dir(run_dir, ".tmp-model-")
     try:
         model.save_pretrained(tmp)
-        if final.exists():
-            trash = run_dir / f".old-model-{os.getpid()}"
-            os.replace(final, trash)
-            shutil.rmtree(trash, ignore_errors=True)
-        os.replace(tmp, final)
+        _move_into_place(tmp, final, trash=run_dir / f".old-model-{os.getpid()}")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

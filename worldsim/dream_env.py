@@ -42,6 +42,7 @@ import torch
 from gymnasium import spaces
 
 from .checkpoint import CheckpointError
+from .codecs import EgocentricCodec
 from .simulator import RGB_TILE_SIZE, Simulator, load_world_model  # noqa: F401  (load_world_model: its old home)
 
 FRAME_TILE_SIZE = 32  # MiniGrid's get_frame default (TILE_PIXELS)
@@ -91,7 +92,7 @@ class DreamSetup:
         self.simulator = simulator
         self.codec = codec = simulator.codec
         self.check_frames = simulator.check_frames
-        if getattr(codec, "agent_cell", None) is None:
+        if not isinstance(codec, EgocentricCodec):
             raise ValueError(f"the world model was trained on {codec!r} frames, which have no fixed agent cell "
                              "(e.g. the memory benchmark's map view); a dream env needs the egocentric view")
         trained_on = (simulator.model.config.metadata or {}).get("env_id")

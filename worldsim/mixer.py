@@ -1,7 +1,7 @@
 """The Mamba2 mixer, scanned block-wise through time.
 
 Input projection -> short causal depthwise conv -> SSD scan -> gated, grouped RMSNorm -> output
-projection, as in Mamba2, except that the scan runs over block sequences (see `blocks.py`): each
+projection, as in Mamba2, except that the scan runs over block sequences (see `block_layout.py`): each
 spatial block of the frame is its own sequence through time with its own conv and SSM state.
 
 The mixer is the same code for training and for the env: given the carried (ssm, conv) state of
@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .blocks import BlockLayout
+from .block_layout import BlockLayout
 from .config import WorldModelConfig
 from .kernels import ssd_scan
 

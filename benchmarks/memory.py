@@ -16,19 +16,16 @@ OUT/memory.json and OUT/memory.svg (accuracy vs gap; teacher-forced dashed).
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
-import sys
 from pathlib import Path
 
 from envs.minigrid.memory_tasks import parse_task
+from train.evaluation import GAP_BUCKETS, recall_metrics, rollout_metrics
 from worldsim import runtime
 from worldsim.data.dataset import EpisodeDataset
 from worldsim.data.stream import episode_bounds
 from worldsim.dream_env import load_world_model
-
-from .evaluation import GAP_BUCKETS, recall_metrics, rollout_metrics
 
 SEEN = GAP_BUCKETS[:-1]            # every bucket but "never"
 
@@ -119,46 +116,3 @@ def accuracy_vs_gap_svg(result: dict) -> str:
         parts.append(f'<text x="{W - 110}" y="{T + 15 * (i + 1)}" fill="{color}">{name}</text>')
     parts.append(f'<text x="{W - 110}" y="{H - B - 5}">dashed: teacher-forced</text>')
     return "\n".join(parts + ["</svg>"]) + "\n"
-
-
-def _run(args: argparse.Namespace) -> int:
-    try:
-        models = {}
-        for spec in args.model:
-            name, sep, path = spec.partition("=")
-            if not sep or not name or not path:
-                raise ValueError(f"--model {spec!r}: expected NAME=CHECKPOINT")
-            models[name] = path
-        result = memory_benchmark(models, args.data, out=args.out, episodes=args.episodes,
-                                  batch_size=args.batch_size, sampling=args.sampling, device=args.device)
-    except (ValueError, OSError) as e:                 # DatasetError and CheckpointError are ValueErrors
-        print(f"worldsim benchmark memory: error: {e}", file=sys.stderr)
-        return 1
-    print(format_memory_table(result))
-    print(f"wrote {Path(args.out) / 'memory.json'} and memory.svg")
-    return 0
-
-
-def add_memory_parser(benchmark_commands) -> argparse.ArgumentParser:
-    """Register `memory` on `worldsim benchmark`'s subcommands."""
-    p = benchmark_commands.add_parser(
-        "memory", help="open-loop recall on memory-task episodes, models side by side, by time since last seen",
-        description="Score world models on a memory-task dataset, side by side. Each episode is a context walk "
-        "of C steps and then a test phase. Every model is given the C + 1 context frames, then generates the test "
-        "phase open loop: each frame is its own prediction fed back, with the real actions. Each generated cell "
-        "is scored against the real frame by how long ago its place was last in view (1 frame, 2-4, ..., 4097+, "
-        "or never seen), and whole frames by the exact-frame rate. The same frames are also predicted from the "
-        "real frames before them (teacher-forced), which shows what a model recalls apart from what its own "
-        "errors do to a long rollout. Prints a table and writes OUT/memory.json and OUT/memory.svg.")
-    p.add_argument("--data", required=True,
-                   help="dataset of memory-task episodes (worldsim collect --policy retrace:C or reasoning:C)")
-    p.add_argument("--model", action="append", required=True, metavar="NAME=CHECKPOINT",
-                   help="a model to score: a checkpoint folder or a shipped model's id (repeat for each)")
-    p.add_argument("--episodes", type=int, default=64, help="episodes scored per model (default: 64)")
-    p.add_argument("--batch-size", type=int, default=8, help="episodes generated at once (default: 8)")
-    p.add_argument("--sampling", choices=("argmax", "sample"), default="argmax",
-                   help="how generated frames pick each token: argmax (the most likely) or sample (default: argmax)")
-    p.add_argument("--device", default="auto", help="torch device: auto (cuda if available), cpu or cuda (default: auto)")
-    p.add_argument("--out", default="runs/benchmark/memory", help="output folder (default: runs/benchmark/memory)")
-    p.set_defaults(run=_run)
-    return p

@@ -20,7 +20,6 @@ time vs T, log-log). The device is named in the JSON; compare models as ratios w
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -190,63 +189,3 @@ def cost_vs_length_svg(result: dict) -> str:
                          + " ".join(f"{X(a):.1f},{Y(b):.1f}" for a, b in s) + '"/>')
             parts.append(f'<text x="{ox + W - PAD - 40}" y="{PAD + 14 * i}" fill="{color}">{name}</text>')
     return "\n".join(parts + ["</svg>"]) + "\n"
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers; got {text!r}") from None
-
-
-def _run(args: argparse.Namespace) -> int:
-    try:
-        result = scaling_benchmark(
-            [m.strip() for m in args.models.split(",") if m.strip()], lengths=args.lengths, frames=args.frames,
-            batch=args.batch_size, window=args.window, seconds=args.seconds, d_model=args.d_model,
-            n_layers=args.n_layers, device=args.device, out=args.out, parts=tuple(args.parts.split(",")))
-    except (ValueError, RuntimeError) as e:
-        print(f"worldsim benchmark scaling: error: {e}", file=sys.stderr)
-        return 1
-    print(format_scaling_tables(result))
-    print(f"wrote {Path(args.out) / 'scaling.json'} and scaling.svg")
-    return 0
-
-
-def add_scaling_parser(benchmark_commands) -> argparse.ArgumentParser:
-    """Register `scaling` on `worldsim benchmark`'s subcommands."""
-    lengths = ",".join(map(str, DEFAULT_LENGTHS))
-    frames = ",".join(map(str, DEFAULT_FRAMES))
-    p = benchmark_commands.add_parser(
-        "scaling", help="training and per-frame inference cost vs context length, the model beside baselines",
-        description="Measure what training and stepping cost as the context grows, for the model and its "
-        "baselines, each built MiniGrid-sized (7x7 frames, 138 tokens, 7 actions) with the same number of "
-        "parameters. Training: one forward and backward pass on a window of random tokens for each length in "
-        "--lengths, reporting the median time, tokens per second and peak memory (a length that runs out of "
-        "memory is recorded as such and the run goes on). Inference: one episode stepped frame by frame up to "
-        "the largest of --frames, reporting at each of them the median time per step, the step's peak memory "
-        "and the memory the model's recurrent state holds. Prints both tables and writes OUT/scaling.json and "
-        "OUT/scaling.svg; compare models within one run.")
-    p.add_argument("--models", default="ours,causal",
-                   help="comma-separated models to measure: ours (this project's model), mamba2 (a plain "
-                   "Mamba2 scan over whole frames), local (frame-local attention only), causal (attention to every "
-                   "earlier frame) (default: ours,causal)")
-    p.add_argument("--lengths", type=_ints, default=DEFAULT_LENGTHS,
-                   help=f"comma-separated training window lengths, in frames (default: {lengths})")
-    p.add_argument("--frames", type=_ints, default=DEFAULT_FRAMES,
-                   help=f"comma-separated frame numbers at which to time an inference step (default: {frames})")
-    p.add_argument("--window", type=int, default=32,
-                   help="inference steps timed from each of those frames (default: 32)")
-    p.add_argument("--batch-size", type=int, default=1, help="windows per training step (default: 1)")
-    p.add_argument("--seconds", type=float, default=3.0,
-                   help="time spent timing each training length, in seconds (default: 3)")
-    p.add_argument("--parts", default="train,inference",
-                   help="what to measure: train, inference, or train,inference for both (default: train,inference)")
-    p.add_argument("--d-model", type=int, default=128,
-                   help="width of the model; the baselines are sized to its number of parameters (default: 128)")
-    p.add_argument("--n-layers", type=int, default=4, help="number of layers of the model (default: 4)")
-    p.add_argument("--device", default="auto", help="torch device: auto (cuda if available), cpu or cuda "
-                   "(default: auto)")
-    p.add_argument("--out", default="runs/benchmark/scaling", help="output folder (default: runs/benchmark/scaling)")
-    p.set_defaults(run=_run)
-    return p

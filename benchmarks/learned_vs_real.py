@@ -1,7 +1,7 @@
 """The learned-vs-real benchmark: PPO trained in the real env vs PPO trained in the dream vs the planner.
 
-``learned_vs_real(env_id, checkpoint, steps, seeds, ...)`` (CLI: ``worldsim benchmark learned-vs-real``)
-does, for each seed s in 0..seeds-1:
+``learned_vs_real(env_id, checkpoint, steps, seeds, ...)`` (CLI: ``worldsim benchmark learned-vs-real``;
+the table, CSV and SVG: ``benchmarks.learned_vs_real_report``) does, for each seed s in 0..seeds-1:
 
 1. trains PPO in the REAL env ``env_id`` for ``steps`` agent steps with seed s (``train_agent``);
 2. trains PPO in the DREAM of ``checkpoint`` with the same step budget and seed;
@@ -42,23 +42,22 @@ SB3's per-rollout ``rollout/ep_rew_mean`` against timesteps, read from the Tenso
 
 from __future__ import annotations
 
-import argparse
-import csv
 import json
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from agents.evaluation import CONFIDENCE, SUCCESS_DEFINITION, evaluate_policy, mean_interval, wilson_interval
+from agents.training import DEFAULT_NUM_ENVS, positive_int, train_agent
 from worldsim.checkpoint import atomic_write
+from worldsim.json_io import json_default_or_str
 from worldsim.zoo import resolve_checkpoint
 
-from .evaluation import CONFIDENCE, SUCCESS_DEFINITION, evaluate_policy, mean_interval, wilson_interval
-from .training import DEFAULT_NUM_ENVS, parse_hyperparams, train_agent
+from .learned_vs_real_report import LABELS, METHODS, write_curves_csv, write_curves_svg
 
 EVAL_SEED_BASE = 10_000
 RESULT_FILE = "learned_vs_real.json"
@@ -67,17 +66,9 @@ CURVES_SVG = "learning_curves.svg"
 # The target for a useful dream: an agent trained only in it keeps at least 90% of the real-env success
 # of an agent trained in the real env with the same budget.
 RATIO_FLOOR = 0.9
-METHODS = ("real_ppo", "dream_ppo", "planner")
-LABELS = {"real_ppo": "PPO trained in real env", "dream_ppo": "PPO trained in dream", "planner": "planner (MPC)"}
 
 
 # ---------------------------------------------------------------------------------------- helpers
-
-
-def _positive_int(name, v, allow_zero=False):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (0 if allow_zero else 1):
-        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} integer; got {v!r}")
-    return int(v)
 
 
 def _shown(path: Path) -> str:
@@ -179,7 +170,7 @@ def _run_planner(checkpoint, env_id, seeds, planner_config, device, max_episode_
 
     from worldsim.dream_env import make_real_env
 
-    from .planner import Planner, PlannerConfig, run_episode
+    from agents.planner import Planner, PlannerConfig, run_episode
 
     config = planner_config or PlannerConfig()
     planner = Planner(checkpoint, config=replace(config), device=device)
@@ -204,7 +195,7 @@ def _run_job(method: str, s: int, stride: int, common: dict) -> tuple[dict, list
     result = _job_result(method, s, stride, common)
     path = Path(common["out"]) / f"seed_{s}" / f"{method}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps({"method": method, "seed": s, "result": result[0], "curve": result[1]}, default=_json_default)
+    text = json.dumps({"method": method, "seed": s, "result": result[0], "curve": result[1]}, default=json_default_or_str)
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
     return result
 
@@ -217,7 +208,7 @@ def _job_result(method: str, s: int, stride: int, common: dict) -> tuple[dict, l
     if method == "planner":
         from dataclasses import replace
 
-        from .planner import PlannerConfig
+        from agents.planner import PlannerConfig
 
         pc = replace(common["planner_config"] or PlannerConfig(), seed=s)
         t0 = time.time()
@@ -320,13 +311,13 @@ def learned_vs_real(env_id: str, checkpoint, steps: int, seeds: int = 3, eval_ep
     if not (Path(checkpoint) / "config.json").is_file():
         raise FileNotFoundError(f"checkpoint {os.fspath(checkpoint)!r} has no config.json "
                                 "(expected a world-model folder written by WorldModel.save_pretrained)")
-    steps = _positive_int("steps", steps)
-    n_seeds = _positive_int("seeds", seeds)
-    eval_episodes = _positive_int("eval_episodes", eval_episodes)
-    planner_episodes = _positive_int("planner_episodes", planner_episodes, allow_zero=True)
-    num_envs = _positive_int("num_envs", num_envs)
-    workers = _positive_int("workers", workers)
-    first_seed = _positive_int("first_seed", first_seed, allow_zero=True)
+    steps = positive_int("steps", steps)
+    n_seeds = positive_int("seeds", seeds)
+    eval_episodes = positive_int("eval_episodes", eval_episodes)
+    planner_episodes = positive_int("planner_episodes", planner_episodes, allow_zero=True)
+    num_envs = positive_int("num_envs", num_envs)
+    workers = positive_int("workers", workers)
+    first_seed = positive_int("first_seed", first_seed, allow_zero=True)
     if planner_config is not None:
         planner_config.validate()
     wm_data = world_model_data_steps(checkpoint, world_model_data)
@@ -398,198 +389,7 @@ def learned_vs_real(env_id: str, checkpoint, steps: int, seeds: int = 3, eval_ep
         "files": {"json": str(out / RESULT_FILE), "curves_csv": str(out / CURVES_CSV),
                   "curves_svg": str(out / CURVES_SVG)},
     }
-    _write_curves_csv(out / CURVES_CSV, curves)
-    _write_curves_svg(out / CURVES_SVG, curves, env_id)
-    (out / RESULT_FILE).write_text(json.dumps(result, indent=2, default=_json_default))
+    write_curves_csv(out / CURVES_CSV, curves)
+    write_curves_svg(out / CURVES_SVG, curves, env_id)
+    (out / RESULT_FILE).write_text(json.dumps(result, indent=2, default=json_default_or_str))
     return result
-
-
-def _json_default(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.bool_):
-        return bool(o)
-    return str(o)
-
-
-def _write_curves_csv(path: Path, curves) -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["method", "seed", "timesteps", "mean_episode_reward", "mean_episode_length"])
-        for method, runs in curves.items():
-            for run in runs:
-                for p in run["points"]:
-                    w.writerow([method, run["seed"], p["timesteps"], p["mean_episode_reward"],
-                                p.get("mean_episode_length", "")])
-
-
-def _write_curves_svg(path: Path, curves, title: str) -> None:
-    """A plain SVG line plot (no plotting library): one polyline per method and seed."""
-    W, H, L, R, T, B = 640, 400, 60, 170, 30, 45
-    pts = [p for runs in curves.values() for run in runs for p in run["points"]]
-    xmax = max([p["timesteps"] for p in pts], default=1) or 1
-    ys = [p["mean_episode_reward"] for p in pts]
-    ymin, ymax = min(ys + [0.0]), max(ys + [1.0])
-    if ymax - ymin < 1e-9:
-        ymax = ymin + 1.0
-
-    def xy(p):
-        return (L + (W - L - R) * p["timesteps"] / xmax,
-                T + (H - T - B) * (1 - (p["mean_episode_reward"] - ymin) / (ymax - ymin)))
-
-    colors = {"real_ppo": "#1f77b4", "dream_ppo": "#d62728"}
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
-             f'<rect width="{W}" height="{H}" fill="white"/>',
-             f'<text x="{L}" y="18">{_esc(title)}: training mean episode reward vs timesteps</text>',
-             f'<line x1="{L}" y1="{H - B}" x2="{W - R}" y2="{H - B}" stroke="black"/>',
-             f'<line x1="{L}" y1="{T}" x2="{L}" y2="{H - B}" stroke="black"/>',
-             f'<text x="{L}" y="{H - B + 16}">0</text>',
-             f'<text x="{W - R}" y="{H - B + 16}" text-anchor="end">{xmax}</text>',
-             f'<text x="{(L + W - R) / 2}" y="{H - 8}" text-anchor="middle">timesteps</text>',
-             f'<text x="{L - 6}" y="{H - B}" text-anchor="end">{ymin:.2f}</text>',
-             f'<text x="{L - 6}" y="{T + 10}" text-anchor="end">{ymax:.2f}</text>']
-    for i, (method, runs) in enumerate(curves.items()):
-        c = colors.get(method, "black")
-        for run in runs:
-            if run["points"]:
-                line = " ".join(f"{x:.1f},{y:.1f}" for x, y in map(xy, run["points"]))
-                parts.append(f'<polyline points="{line}" fill="none" stroke="{c}" stroke-width="1.5"/>')
-        parts.append(f'<line x1="{W - R + 10}" y1="{T + 10 + 18 * i}" x2="{W - R + 30}" y2="{T + 10 + 18 * i}" '
-                     f'stroke="{c}" stroke-width="2"/>')
-        parts.append(f'<text x="{W - R + 35}" y="{T + 14 + 18 * i}">{_esc(LABELS.get(method, method))}</text>')
-    parts.append("</svg>")
-    path.write_text("\n".join(parts) + "\n")
-
-
-def _esc(s: str) -> str:
-    return str(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-# ---------------------------------------------------------------------------------------- table
-
-
-def format_benchmark_table(result: dict[str, Any]) -> str:
-    """The learned-vs-real table (pooled over seeds), then per-seed rows and what was counted."""
-    def ci(c):
-        return "n/a" if c is None else f"[{c[0]:z.3f}, {c[1]:z.3f}]"
-
-    def steps(v):
-        return "unknown" if v is None else f"{v:,}"
-
-    head = ("method", "episodes", "success (95% CI)", "mean return (95% CI)", "real env steps", "wall s")
-    rows = [head]
-    for method in METHODS:
-        m = result["methods"].get(method)
-        if m is None:
-            continue
-        rows.append((LABELS[method], str(m["episodes"]),
-                     f"{m['success_rate']:.3f} {ci(m['success_ci'])}",
-                     f"{m['mean_return']:z.3f} {ci(m['return_ci'])}",
-                     f"0 + {steps(m['real_steps'])} (world-model data)" if method == "dream_ppo" else steps(m["real_steps"]),
-                     f"{m['wall_seconds']:.1f}"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = [f"learned vs real on {result['env_id']}: {result['seeds']} seed(s), {result['steps']:,} agent steps each, "
-             f"{result['eval_episodes_per_seed']} eval + {result['planner_episodes_per_seed']} planner episodes per "
-             f"seed in the real env (pooled over seeds)"]
-    for j, r in enumerate(rows):
-        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-        if j == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    ratio = result["success_ratio_dream_over_real"]
-    verdict = "n/a" if ratio is None else ("met" if result["meets_floor"] else "NOT met")
-    lines.append(f"dream/real success ratio: {'undefined (real success 0)' if ratio is None else f'{ratio:.3f}'} "
-                 f"(target >= {result['ratio_floor']}, i.e. the dream-trained agent keeps at least "
-                 f"{result['ratio_floor']:.0%} of the real-trained agent's success: {verdict})")
-    lines.append("per seed (success rate / mean return):")
-    for r in result["per_seed"]:
-        cells = [f"{LABELS[m]} {r[m]['success_rate']:.3f} / {r[m]['mean_return']:z.3f}" for m in METHODS if m in r]
-        lines.append(f"  seed {r['seed']}: " + "; ".join(cells))
-    lines.append("real env steps: " + "; ".join(f"{LABELS[m]}: {result['methods'][m]['real_steps_what']}"
-                                                for m in METHODS if m in result["methods"]))
-    lines.append("PPO evaluation steps are not in those counts (JSON: eval_real_steps); wall time excludes "
-                 "world-model training.")
-    lines.append(f"success = {result['success_definition']}; evaluation "
-                 + ("takes each policy's most likely action" if result.get("deterministic_eval", True)
-                    else "samples each policy's actions"))
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------------- CLI
-
-
-def _learned_vs_real(args: argparse.Namespace) -> int:
-    from .planner import PlannerConfig
-
-    try:
-        pc = PlannerConfig(optimizer=args.planner_optimizer, horizon=args.planner_horizon,
-                           population=args.planner_population, iterations=args.planner_iterations)
-        out = args.out or os.path.join("runs", "benchmark", args.env.split(":")[-1])
-        result = learned_vs_real(args.env, args.checkpoint, args.steps, args.seeds, eval_episodes=args.eval_episodes,
-                                 planner_episodes=args.planner_episodes, out=out, num_envs=args.num_envs,
-                                 device=args.device, world_model_data=args.world_model_data, planner_config=pc,
-                                 max_episode_steps=args.max_episode_steps, verbose=not args.quiet,
-                                 hyperparams=parse_hyperparams(args.hyperparams, "ppo"), workers=args.workers,
-                                 real_device=args.real_device, first_seed=args.first_seed,
-                                 deterministic_eval=not args.sample_actions)
-    except (ValueError, OSError) as e:                  # CheckpointError is a ValueError
-        print(f"worldsim benchmark learned-vs-real: error: {e}", file=sys.stderr)
-        return 1
-    print(format_benchmark_table(result))
-    print(f"wrote {result['files']['json']}, {result['files']['curves_csv']} and {result['files']['curves_svg']}")
-    return 0
-
-
-def add_benchmark_parser(subparsers):
-    """Register `benchmark` (with `learned-vs-real`) on the `worldsim` command's subparsers; returns
-    the benchmark's own subparsers, where other benchmarks register (`train.memory_benchmark`)."""
-    from .planner import OPTIMIZERS, PlannerConfig
-
-    bench = subparsers.add_parser(
-        "benchmark", help="benchmarks: agents in learned vs real envs, long-context memory",
-        description="Benchmarks: agents trained or planning in a world model against agents trained in the real "
-        "env (learned-vs-real), and world models' recall over long gaps (memory).")
-    commands = bench.add_subparsers(dest="benchmark_command", required=True, metavar="BENCHMARK_COMMAND")
-    p = commands.add_parser(
-        "learned-vs-real", help="PPO trained in the real env vs PPO trained in the dream vs the planner",
-        description="For each seed: train PPO in the real env and in the dream of --checkpoint with the same step "
-        "budget and seed, evaluate both in the real env, and run the planner in the real env. Prints success rate "
-        "and mean return with 95% confidence intervals (pooled over seeds, and per seed), real env steps used and "
-        "wall time, and the dream/real success ratio; writes OUT/learned_vs_real.json, learning curves as CSV and SVG.")
-    p.add_argument("--env", required=True, help="real env id, e.g. MiniGrid-Empty-8x8-v0")
-    p.add_argument("--checkpoint", default=None,
-                   help="a world model: the model/ folder of a `worldsim train` run, or a shipped model's id "
-                   "(default: the model shipped for --env)")
-    p.add_argument("--steps", type=int, required=True, help="agent steps of PPO training, in each env and seed")
-    p.add_argument("--seeds", type=int, required=True, help="number of seeds (FIRST_SEED .. FIRST_SEED+SEEDS-1)")
-    p.add_argument("--first-seed", type=int, default=0, help="the first training seed (default: 0)")
-    p.add_argument("--eval-episodes", type=int, default=100, help="real-env evaluation episodes per policy and seed (default: 100)")
-    p.add_argument("--planner-episodes", type=int, default=10, help="real-env planner episodes per seed; 0 skips the planner (default: 10)")
-    p.add_argument("--out", default=None, help="output folder (default: runs/benchmark/<env>)")
-    p.add_argument("--num-envs", type=int, default=DEFAULT_NUM_ENVS, help=f"parallel envs for PPO (default: {DEFAULT_NUM_ENVS})")
-    p.add_argument("--device", default="auto", help="torch device of the policies, the dream and the planner (default: auto)")
-    p.add_argument("--world-model-data", default=None,
-                   help="the dataset folder the world model was trained on (its manifest gives the real steps counted for the dream)")
-    p.add_argument("--max-episode-steps", type=int, default=None, help="episode step limit replacing the env's own (default: the env's)")
-    d = PlannerConfig()
-    p.add_argument("--planner-optimizer", choices=OPTIMIZERS, default=d.optimizer,
-                   help=f"how the planner searches action sequences: random shooting or the cross-entropy method "
-                   f"(default: {d.optimizer})")
-    p.add_argument("--planner-horizon", type=int, default=d.horizon,
-                   help=f"imagined steps per candidate action sequence (default: {d.horizon})")
-    p.add_argument("--planner-population", type=int, default=d.population,
-                   help=f"candidate action sequences imagined per real step (default: {d.population})")
-    p.add_argument("--planner-iterations", type=int, default=d.iterations,
-                   help=f"refinement rounds of the cross-entropy method per real step (default: {d.iterations})")
-    p.add_argument("--real-device", default=None,
-                   help="torch device of the real-env PPO (default: --device); 'cpu' leaves a shared GPU to the dream")
-    p.add_argument("--workers", type=int, default=1,
-                   help="run the (method, seed) jobs in this many processes at once (default: 1)")
-    p.add_argument("--hyperparams", metavar="KEY=VALUE,...", default=None,
-                   help="override PPO's defaults for both agents, e.g. 'ent_coef=0.01,batch_size=256'")
-    p.add_argument("--sample-actions", action="store_true",
-                   help="evaluate the PPO policies with sampled actions instead of their most likely action")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
-    p.set_defaults(run=_learned_vs_real, benchmark_parser=p)
-    return commands

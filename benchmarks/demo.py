@@ -4,7 +4,7 @@
 2. Dreams one episode and plays the same actions in the real env (a scripted expert's actions from the
    real reset), and writes the two side by side as a GIF.
 3. Trains PPO in the dream, and PPO in the real env with the same budget and seed, evaluates both in
-   the real env and prints the learned-vs-real table (`agents.benchmark.learned_vs_real`).
+   the real env and prints the learned-vs-real table (`benchmarks.learned_vs_real`).
 
 The budget and settings are chosen so that both agents learn on any machine, not just on the one
 where it was tried: PPO's outcome at a given budget depends on the machine's floating-point
@@ -60,9 +60,10 @@ def expert_actions(env_id: str, seed: int, limit: int = 64) -> list[int]:
 
 def run_demo(out_dir: str = "runs/demo", quick: bool = False, seed: int = 0, device: str = "auto",
              threads: int = 1) -> dict:
-    from agents.benchmark import format_benchmark_table, learned_vs_real
+    from train.play import PlaySession, run_headless
 
-    from .play import PlaySession, run_headless
+    from .learned_vs_real import learned_vs_real
+    from .learned_vs_real_report import format_benchmark_table
 
     start = time.perf_counter()
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:

@@ -1,0 +1,247 @@
+"""The command lines of the benchmarks: `worldsim demo` and `worldsim benchmark learned-vs-real | memory |
+scaling`. The command line's root (`train.cli`) builds a command's parser only when that command runs,
+so this module imports nothing heavy itself: each parser and each run imports its own modules."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+# ---------------------------------------------------------------------------------------- demo
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    try:
+        run_demo(out_dir=args.out, quick=args.quick, seed=args.seed, device=args.device, threads=args.threads)
+    except ValueError as e:
+        print(f"worldsim demo: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def add_demo_parser(commands, help: str) -> argparse.ArgumentParser:
+    """Register `demo` on the `worldsim` command's subparsers (`help`: its line in `worldsim --help`)."""
+    demo = commands.add_parser(
+        "demo", help=help,
+        description="Offline, on the world model shipped for MiniGrid-Empty-8x8-v0: dream an episode beside the "
+        "real env under the same actions (GIF), train PPO in the dream and in the real env with the same budget, "
+        "evaluate both in the real env and print the learned-vs-real table. About 8 minutes on a 2-core "
+        "laptop, idle or busy (a progress line about every 10 s); faster on a GPU, which it uses when there is one.",
+    )
+    demo.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
+    demo.add_argument("--quick", action="store_true", help="tiny budgets, seconds instead of minutes (a smoke test)")
+    demo.add_argument("--seed", type=int, default=0,
+                      help="seed of the GIF's episode and of both PPO agents (default: 0)")
+    demo.add_argument("--threads", type=int, default=1,
+                      help="torch threads (default: 1: the models are tiny, and one thread is faster than two on "
+                      "a busy machine)")
+    demo.add_argument("--device", default="auto",
+                      help="torch device: auto (cuda if available), cpu or cuda (default: auto)")
+    demo.set_defaults(run=_demo)
+    return demo
+
+
+# ---------------------------------------------------------------------------------------- learned vs real
+
+
+def _learned_vs_real(args: argparse.Namespace) -> int:
+    from agents.planner import PlannerConfig
+    from agents.training import parse_hyperparams
+
+    from .learned_vs_real import learned_vs_real
+    from .learned_vs_real_report import format_benchmark_table
+
+    try:
+        pc = PlannerConfig(optimizer=args.planner_optimizer, horizon=args.planner_horizon,
+                           population=args.planner_population, iterations=args.planner_iterations)
+        out = args.out or os.path.join("runs", "benchmark", args.env.split(":")[-1])
+        result = learned_vs_real(args.env, args.checkpoint, args.steps, args.seeds, eval_episodes=args.eval_episodes,
+                                 planner_episodes=args.planner_episodes, out=out, num_envs=args.num_envs,
+                                 device=args.device, world_model_data=args.world_model_data, planner_config=pc,
+                                 max_episode_steps=args.max_episode_steps, verbose=not args.quiet,
+                                 hyperparams=parse_hyperparams(args.hyperparams, "ppo"), workers=args.workers,
+                                 real_device=args.real_device, first_seed=args.first_seed,
+                                 deterministic_eval=not args.sample_actions)
+    except (ValueError, OSError) as e:                  # CheckpointError is a ValueError
+        print(f"worldsim benchmark learned-vs-real: error: {e}", file=sys.stderr)
+        return 1
+    print(format_benchmark_table(result))
+    print(f"wrote {result['files']['json']}, {result['files']['curves_csv']} and {result['files']['curves_svg']}")
+    return 0
+
+
+def add_benchmark_parser(subparsers):
+    """Register `benchmark` (with `learned-vs-real`, `memory` and `scaling`) on the `worldsim` command's
+    subparsers; returns the benchmark's own subparsers."""
+    from agents.planner import OPTIMIZERS, PlannerConfig
+    from agents.training import DEFAULT_NUM_ENVS
+
+    bench = subparsers.add_parser(
+        "benchmark", help="benchmarks: agents in learned vs real envs, long-context memory",
+        description="Benchmarks: agents trained or planning in a world model against agents trained in the real "
+        "env (learned-vs-real), and world models' recall over long gaps (memory).")
+    commands = bench.add_subparsers(dest="benchmark_command", required=True, metavar="BENCHMARK_COMMAND")
+    p = commands.add_parser(
+        "learned-vs-real", help="PPO trained in the real env vs PPO trained in the dream vs the planner",
+        description="For each seed: train PPO in the real env and in the dream of --checkpoint with the same step "
+        "budget and seed, evaluate both in the real env, and run the planner in the real env. Prints success rate "
+        "and mean return with 95% confidence intervals (pooled over seeds, and per seed), real env steps used and "
+        "wall time, and the dream/real success ratio; writes OUT/learned_vs_real.json, learning curves as CSV and SVG.")
+    p.add_argument("--env", required=True, help="real env id, e.g. MiniGrid-Empty-8x8-v0")
+    p.add_argument("--checkpoint", default=None,
+                   help="a world model: the model/ folder of a `worldsim train` run, or a shipped model's id "
+                   "(default: the model shipped for --env)")
+    p.add_argument("--steps", type=int, required=True, help="agent steps of PPO training, in each env and seed")
+    p.add_argument("--seeds", type=int, required=True, help="number of seeds (FIRST_SEED .. FIRST_SEED+SEEDS-1)")
+    p.add_argument("--first-seed", type=int, default=0, help="the first training seed (default: 0)")
+    p.add_argument("--eval-episodes", type=int, default=100, help="real-env evaluation episodes per policy and seed (default: 100)")
+    p.add_argument("--planner-episodes", type=int, default=10, help="real-env planner episodes per seed; 0 skips the planner (default: 10)")
+    p.add_argument("--out", default=None, help="output folder (default: runs/benchmark/<env>)")
+    p.add_argument("--num-envs", type=int, default=DEFAULT_NUM_ENVS, help=f"parallel envs for PPO (default: {DEFAULT_NUM_ENVS})")
+    p.add_argument("--device", default="auto", help="torch device of the policies, the dream and the planner (default: auto)")
+    p.add_argument("--world-model-data", default=None,
+                   help="the dataset folder the world model was trained on (its manifest gives the real steps counted for the dream)")
+    p.add_argument("--max-episode-steps", type=int, default=None, help="episode step limit replacing the env's own (default: the env's)")
+    d = PlannerConfig()
+    p.add_argument("--planner-optimizer", choices=OPTIMIZERS, default=d.optimizer,
+                   help=f"how the planner searches action sequences: random shooting or the cross-entropy method "
+                   f"(default: {d.optimizer})")
+    p.add_argument("--planner-horizon", type=int, default=d.horizon,
+                   help=f"imagined steps per candidate action sequence (default: {d.horizon})")
+    p.add_argument("--planner-population", type=int, default=d.population,
+                   help=f"candidate action sequences imagined per real step (default: {d.population})")
+    p.add_argument("--planner-iterations", type=int, default=d.iterations,
+                   help=f"refinement rounds of the cross-entropy method per real step (default: {d.iterations})")
+    p.add_argument("--real-device", default=None,
+                   help="torch device of the real-env PPO (default: --device); 'cpu' leaves a shared GPU to the dream")
+    p.add_argument("--workers", type=int, default=1,
+                   help="run the (method, seed) jobs in this many processes at once (default: 1)")
+    p.add_argument("--hyperparams", metavar="KEY=VALUE,...", default=None,
+                   help="override PPO's defaults for both agents, e.g. 'ent_coef=0.01,batch_size=256'")
+    p.add_argument("--sample-actions", action="store_true",
+                   help="evaluate the PPO policies with sampled actions instead of their most likely action")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(run=_learned_vs_real, benchmark_parser=p)
+    add_memory_parser(commands)
+    add_scaling_parser(commands)
+    return commands
+
+
+# ---------------------------------------------------------------------------------------- memory
+
+
+def _memory(args: argparse.Namespace) -> int:
+    from .memory import format_memory_table, memory_benchmark
+
+    try:
+        models = {}
+        for spec in args.model:
+            name, sep, path = spec.partition("=")
+            if not sep or not name or not path:
+                raise ValueError(f"--model {spec!r}: expected NAME=CHECKPOINT")
+            models[name] = path
+        result = memory_benchmark(models, args.data, out=args.out, episodes=args.episodes,
+                                  batch_size=args.batch_size, sampling=args.sampling, device=args.device)
+    except (ValueError, OSError) as e:                 # DatasetError and CheckpointError are ValueErrors
+        print(f"worldsim benchmark memory: error: {e}", file=sys.stderr)
+        return 1
+    print(format_memory_table(result))
+    print(f"wrote {Path(args.out) / 'memory.json'} and memory.svg")
+    return 0
+
+
+def add_memory_parser(benchmark_commands) -> argparse.ArgumentParser:
+    """Register `memory` on `worldsim benchmark`'s subcommands."""
+    p = benchmark_commands.add_parser(
+        "memory", help="open-loop recall on memory-task episodes, models side by side, by time since last seen",
+        description="Score world models on a memory-task dataset, side by side. Each episode is a context walk "
+        "of C steps and then a test phase. Every model is given the C + 1 context frames, then generates the test "
+        "phase open loop: each frame is its own prediction fed back, with the real actions. Each generated cell "
+        "is scored against the real frame by how long ago its place was last in view (1 frame, 2-4, ..., 4097+, "
+        "or never seen), and whole frames by the exact-frame rate. The same frames are also predicted from the "
+        "real frames before them (teacher-forced), which shows what a model recalls apart from what its own "
+        "errors do to a long rollout. Prints a table and writes OUT/memory.json and OUT/memory.svg.")
+    p.add_argument("--data", required=True,
+                   help="dataset of memory-task episodes (worldsim collect --policy retrace:C or reasoning:C)")
+    p.add_argument("--model", action="append", required=True, metavar="NAME=CHECKPOINT",
+                   help="a model to score: a checkpoint folder or a shipped model's id (repeat for each)")
+    p.add_argument("--episodes", type=int, default=64, help="episodes scored per model (default: 64)")
+    p.add_argument("--batch-size", type=int, default=8, help="episodes generated at once (default: 8)")
+    p.add_argument("--sampling", choices=("argmax", "sample"), default="argmax",
+                   help="how generated frames pick each token: argmax (the most likely) or sample (default: argmax)")
+    p.add_argument("--device", default="auto", help="torch device: auto (cuda if available), cpu or cuda (default: auto)")
+    p.add_argument("--out", default="runs/benchmark/memory", help="output folder (default: runs/benchmark/memory)")
+    p.set_defaults(run=_memory)
+    return p
+
+
+# ---------------------------------------------------------------------------------------- scaling
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers; got {text!r}") from None
+
+
+def _scaling(args: argparse.Namespace) -> int:
+    from .scaling import format_scaling_tables, scaling_benchmark
+
+    try:
+        result = scaling_benchmark(
+            [m.strip() for m in args.models.split(",") if m.strip()], lengths=args.lengths, frames=args.frames,
+            batch=args.batch_size, window=args.window, seconds=args.seconds, d_model=args.d_model,
+            n_layers=args.n_layers, device=args.device, out=args.out, parts=tuple(args.parts.split(",")))
+    except (ValueError, RuntimeError) as e:
+        print(f"worldsim benchmark scaling: error: {e}", file=sys.stderr)
+        return 1
+    print(format_scaling_tables(result))
+    print(f"wrote {Path(args.out) / 'scaling.json'} and scaling.svg")
+    return 0
+
+
+def add_scaling_parser(benchmark_commands) -> argparse.ArgumentParser:
+    """Register `scaling` on `worldsim benchmark`'s subcommands."""
+    from .scaling import DEFAULT_FRAMES, DEFAULT_LENGTHS
+
+    lengths = ",".join(map(str, DEFAULT_LENGTHS))
+    frames = ",".join(map(str, DEFAULT_FRAMES))
+    p = benchmark_commands.add_parser(
+        "scaling", help="training and per-frame inference cost vs context length, the model beside baselines",
+        description="Measure what training and stepping cost as the context grows, for the model and its "
+        "baselines, each built MiniGrid-sized (7x7 frames, 138 tokens, 7 actions) with the same number of "
+        "parameters. Training: one forward and backward pass on a window of random tokens for each length in "
+        "--lengths, reporting the median time, tokens per second and peak memory (a length that runs out of "
+        "memory is recorded as such and the run goes on). Inference: one episode stepped frame by frame up to "
+        "the largest of --frames, reporting at each of them the median time per step, the step's peak memory "
+        "and the memory the model's recurrent state holds. Prints both tables and writes OUT/scaling.json and "
+        "OUT/scaling.svg; compare models within one run.")
+    p.add_argument("--models", default="ours,causal",
+                   help="comma-separated models to measure: ours (this project's model), mamba2 (a plain "
+                   "Mamba2 scan over whole frames), local (frame-local attention only), causal (attention to every "
+                   "earlier frame) (default: ours,causal)")
+    p.add_argument("--lengths", type=_ints, default=DEFAULT_LENGTHS,
+                   help=f"comma-separated training window lengths, in frames (default: {lengths})")
+    p.add_argument("--frames", type=_ints, default=DEFAULT_FRAMES,
+                   help=f"comma-separated frame numbers at which to time an inference step (default: {frames})")
+    p.add_argument("--window", type=int, default=32,
+                   help="inference steps timed from each of those frames (default: 32)")
+    p.add_argument("--batch-size", type=int, default=1, help="windows per training step (default: 1)")
+    p.add_argument("--seconds", type=float, default=3.0,
+                   help="time spent timing each training length, in seconds (default: 3)")
+    p.add_argument("--parts", default="train,inference",
+                   help="what to measure: train, inference, or train,inference for both (default: train,inference)")
+    p.add_argument("--d-model", type=int, default=128,
+                   help="width of the model; the baselines are sized to its number of parameters (default: 128)")
+    p.add_argument("--n-layers", type=int, default=4, help="number of layers of the model (default: 4)")
+    p.add_argument("--device", default="auto", help="torch device: auto (cuda if available), cpu or cuda "
+                   "(default: auto)")
+    p.add_argument("--out", default="runs/benchmark/scaling", help="output folder (default: runs/benchmark/scaling)")
+    p.set_defaults(run=_scaling)
+    return p

@@ -1,0 +1,190 @@
+"""The policies of `worldsim collect`: ``random``, the scripted ones (``explore``, ``expert`` and the
+memory tasks ``retrace:C`` / ``reasoning:C``), a Stable-Baselines3 model ``.zip``, and ``EpsilonMix``,
+which mixes any of them with random actions. Each acts for all of the collector's env copies at once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from gymnasium import spaces
+
+from envs.minigrid import MiniGridCodec
+from envs.minigrid.explore import ExploreAgent
+from envs.minigrid.goal_seeker import GoalSeeker
+from envs.minigrid.memory_tasks import TASKS, parse_task
+
+
+class RandomPolicy:
+    """Uniform over the actions; each episode's choices come from its own seed."""
+
+    name = "random"
+
+    def __init__(self, num_envs: int, num_actions: int):
+        self.num_actions = num_actions
+        self.rngs = [np.random.default_rng() for _ in range(num_envs)]
+
+    def start(self, slot: int, seed: int, obs, agent_pos, grid_size) -> None:
+        self.rngs[slot] = np.random.default_rng(seed)
+
+    def act(self, obs, agent_pos, active) -> np.ndarray:
+        return np.array([rng.integers(self.num_actions) if a else 0 for rng, a in zip(self.rngs, active)],
+                        dtype=np.int64)
+
+
+class ScriptedPolicy:
+    """One scripted agent per env copy: ``ExploreAgent`` ("explore"), ``GoalSeeker`` ("expert"), or a
+    memory task after a context walk of C steps (``envs.minigrid.memory_tasks``: "retrace:C", "reasoning:C")."""
+
+    AGENTS = {"explore": ExploreAgent, "expert": GoalSeeker}
+
+    @classmethod
+    def parse(cls, spec: str):
+        """A factory (view_size, num_actions) -> agent for a spec this class knows, else None."""
+        if spec in cls.AGENTS:
+            return cls.AGENTS[spec]
+        task = parse_task(spec)
+        if task is None:
+            return None
+        name, context = task
+        return lambda **kw: TASKS[name](context, **kw)
+
+    def __init__(self, name: str, num_envs: int, num_actions: int, view_size: int):
+        self.name = name
+        factory = self.parse(name)
+        self.agents = [factory(view_size=view_size, num_actions=num_actions) for _ in range(num_envs)]
+
+    def start(self, slot: int, seed: int, obs, agent_pos, grid_size) -> None:
+        self.agents[slot].reset(obs, agent_pos, grid_size, seed=seed)
+
+    def act(self, obs, agent_pos, active) -> np.ndarray:
+        return np.array([agent.act({"image": obs["image"][i], "direction": obs["direction"][i]}, agent_pos[i])
+                         if active[i] else 0 for i, agent in enumerate(self.agents)], dtype=np.int64)
+
+
+def _sb3_algorithm(path: Path):
+    """The SB3 class that saved ``path``, told by the hyperparameters in its JSON ``data`` (no unpickling)."""
+    from stable_baselines3 import A2C, DQN, PPO
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            data = json.loads(z.read("data"))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"--policy {path}: not a Stable-Baselines3 model zip ({e})") from None
+    if "clip_range" in data:
+        return PPO
+    if "target_update_interval" in data:
+        return DQN
+    if "rollout_buffer_class" in data or "rms_prop_eps" in data or "n_steps" in data:
+        return A2C
+    raise ValueError(f"--policy {path}: an SB3 zip, but not of PPO, A2C or DQN (the algorithms collect loads)")
+
+
+class SB3Policy:
+    """A saved Stable-Baselines3 model, fed the observation it was trained on (checked at load)."""
+
+    def __init__(self, path: str | Path, num_actions: int, view_size: int, deterministic: bool = False):
+        path = Path(path)
+        if not path.is_file() and Path(f"{path}.zip").is_file():
+            path = Path(f"{path}.zip")
+        if not path.is_file():
+            raise ValueError(f"--policy {str(path)!r}: no such file; give 'random', 'explore', 'expert' or the "
+                             "path of a Stable-Baselines3 model .zip")
+        algo = _sb3_algorithm(path)
+        self.model = algo.load(path, device="cpu")
+        self.deterministic = deterministic
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        self.name = f"sb3-{algo.__name__.lower()}:{path.name}@{digest}" + (":deterministic" if deterministic else "")
+        self._keys = self._fit(self.model.observation_space, view_size, path)
+        space = self.model.action_space
+        if not isinstance(space, spaces.Discrete) or int(space.n) != num_actions:
+            raise ValueError(f"--policy {path}: the model acts in {space}, the env in Discrete({num_actions})")
+
+    @staticmethod
+    def _fit(model_space, v: int, path: Path):
+        """None if the model reads the image alone, else the Dict keys it reads; ValueError if neither."""
+
+        def image_like(space):  # SB3 stores image spaces channel-first and transposes our [v, v, 3] itself
+            return isinstance(space, spaces.Box) and space.shape in {(v, v, 3), (3, v, v)}
+
+        if image_like(model_space):
+            return None
+        if isinstance(model_space, spaces.Dict) and "image" in model_space.spaces \
+                and set(model_space.spaces) <= {"image", "direction"} and image_like(model_space["image"]) \
+                and model_space.spaces.get("direction", spaces.Discrete(4)) == spaces.Discrete(4):
+            return list(model_space.spaces)
+        raise ValueError(
+            f"--policy {path}: the model observes {model_space}, which does not fit this env. Supported: "
+            f"the image alone, Box[{v}, {v}, 3] (as ImgObsWrapper gives), or Dict(image, direction); "
+            "wrappers such as FlatObsWrapper or RGB images are not.")
+
+    def start(self, slot: int, seed: int, obs, agent_pos, grid_size) -> None:
+        pass
+
+    def act(self, obs, agent_pos, active) -> np.ndarray:
+        model_obs = obs["image"] if self._keys is None else {k: obs[k] for k in self._keys}
+        actions, _ = self.model.predict(model_obs, deterministic=self.deterministic)
+        return np.asarray(actions, dtype=np.int64).reshape(-1)
+
+
+class EpsilonMix:
+    """Another policy whose every action is replaced, with probability epsilon, by a uniform random one.
+
+    Each episode draws its own epsilon uniformly from [low, high] (from its seed), so one dataset can
+    span everything from the expert (epsilon 0) to a random walk (epsilon 1): a world model trained on
+    it sees both the goal-reaching states an agent ends in and the wandering it starts from.
+    """
+
+    def __init__(self, base, num_envs: int, num_actions: int, low: float, high: float):
+        self.base, self.num_actions, self.low, self.high = base, num_actions, low, high
+        self.name = f"{base.name}+epsilon:{low:g}-{high:g}"
+        self.rngs = [np.random.default_rng() for _ in range(num_envs)]
+        self.epsilon = np.zeros(num_envs)
+
+    def start(self, slot: int, seed: int, obs, agent_pos, grid_size) -> None:
+        self.base.start(slot, seed, obs, agent_pos, grid_size)
+        # A stream apart from the base policy's (which may seed its own generator with `seed`).
+        self.rngs[slot] = np.random.default_rng([seed, 0x5EED])
+        self.epsilon[slot] = self.rngs[slot].uniform(self.low, self.high)
+
+    def act(self, obs, agent_pos, active) -> np.ndarray:
+        actions = self.base.act(obs, agent_pos, active)
+        for i in np.flatnonzero(active):
+            if self.rngs[i].random() < self.epsilon[i]:
+                actions[i] = self.rngs[i].integers(self.num_actions)
+        return actions
+
+
+def parse_epsilon(spec: str | float | None) -> tuple[float, float] | None:
+    """'0.2' -> (0.2, 0.2); '0:1' -> (0.0, 1.0); None -> None. ValueError names the bad part."""
+    if spec is None:
+        return None
+    try:
+        parts = [float(v) for v in str(spec).split(":")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or not 0.0 <= parts[0] <= parts[1] <= 1.0:
+        raise ValueError(f"--epsilon {spec!r}: expected a probability E or a range LOW:HIGH with "
+                         "0 <= LOW <= HIGH <= 1")
+    return parts[0], parts[1]
+
+
+def make_policy(spec: str, num_envs: int, num_actions: int, codec: MiniGridCodec, deterministic: bool = False,
+                epsilon: str | float | None = None):
+    """'random', 'explore', 'expert', or the path of an SB3 model zip -> a policy over ``num_envs`` env copies,
+    mixed with random actions when ``epsilon`` (see ``parse_epsilon``) is given."""
+    eps = parse_epsilon(epsilon)
+    if spec == "random":
+        pol = RandomPolicy(num_envs, num_actions)
+    elif ScriptedPolicy.parse(spec) is not None:
+        pol = ScriptedPolicy(spec, num_envs, num_actions, codec.view_size)
+    else:
+        pol = SB3Policy(spec, num_actions, codec.view_size, deterministic=deterministic)
+    if eps is None or eps == (0.0, 0.0):
+        return pol
+    return EpsilonMix(pol, num_envs, num_actions, *eps)
