@@ -86,15 +86,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="only list the blocks and whether each would run")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds allowed per block (default: 3600)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--blocks", default=None, metavar="N,N,...",
+                        help="run only these blocks (numbers as --list shows them); the others are listed as skipped")
     args = parser.parse_args(argv)
     readme = Path(args.readme).resolve()
     blocks = readme_blocks(readme.read_text())
     to_run = {b.index for b in runnable(blocks)}
+    if args.blocks:
+        chosen = {int(n) for n in args.blocks.split(",")}
+        if not chosen <= to_run:
+            parser.error(f"--blocks {args.blocks}: blocks {sorted(chosen - to_run)} are not runnable here "
+                         f"(runnable: {sorted(to_run)})")
+        to_run = chosen
     results = []
     for b in blocks:
         first = b.code.strip().splitlines()[0] if b.code.strip() else ""
         if b.index not in to_run:
-            why = "set-up (run by CI)" if b.index == 1 else "GPU" if b.gpu else f"not run ({b.language or 'text'})"
+            why = ("set-up (run by CI)" if b.index == 1 else "GPU" if b.gpu
+                   else "not chosen" if b.language in ("bash", "python") else f"not run ({b.language or 'text'})")
             results.append({"block": b.index, "line": b.line, "first": first, "result": f"skipped: {why}",
                             "seconds": 0.0})
         elif args.list:
