@@ -119,6 +119,7 @@ class ProgressLines(BaseCallback):
 
     def _on_training_start(self) -> None:
         self.start = time.monotonic()
+        self.say(f"{self.label}: starting, {self.total_steps:,} steps")
         self._thread = threading.Thread(target=self._report, name="training-progress", daemon=True)
         self._thread.start()
 

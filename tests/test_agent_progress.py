@@ -20,6 +20,7 @@ def test_progress_lines_report_steps_and_the_end(tmp_path):
     train_agent(ENV_ID, where="real", steps=256, out=tmp_path, num_envs=2, seed=0, device="cpu",
                 progress=lines.append)
     assert lines, "no progress line at all"
+    assert lines[0] == "PPO in the real env: starting, 256 steps"
     assert lines[-1].startswith("PPO in the real env: 256/256 steps") and lines[-1].endswith("(done)")
     assert "steps/s" in lines[-1]
 
@@ -55,7 +56,8 @@ def test_progress_lines_come_while_the_policy_updates(tmp_path, monkeypatch):
     PPO("MlpPolicy", venv, n_steps=32, batch_size=32, n_epochs=1, seed=0, device="cpu",
         policy_kwargs=policy_kwargs_for("cnn")).learn(128, callback=callback)
     assert line_during_update.is_set()
-    counts = [int(line.split(": ")[1].split("/")[0].replace(",", "")) for line in lines]
+    assert lines[0].endswith("starting, 128 steps")
+    counts = [int(line.split(": ")[1].split("/")[0].replace(",", "")) for line in lines[1:]]
     assert counts == sorted(counts) and counts[-1] == 128 and lines[-1].endswith("(done)")
     assert not callback._thread.is_alive()
 
