@@ -125,7 +125,8 @@ class ProgressLines(BaseCallback):
 
     def _report(self) -> None:
         while not self._stop.wait(self.every_s):
-            self.say(self._line(time.monotonic()))
+            if self.model.num_timesteps < self.total_steps:       # the closing line says the rest
+                self.say(self._line(time.monotonic()))
 
     def _on_step(self) -> bool:
         return True

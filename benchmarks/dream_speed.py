@@ -25,6 +25,7 @@ import argparse
 import json
 import platform
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -150,6 +151,7 @@ def main() -> None:
     results = {"rows": rows, "real_async": {"processes": args.async_envs, "env_steps_per_s": real_async},
                "device": device_name, "torch": torch.__version__, "env_id": args.env_id,
                "steps": args.steps, "precision": args.precision, "compile": args.compile, "model": model.config.to_dict()}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2)
 

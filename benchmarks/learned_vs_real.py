@@ -1,12 +1,12 @@
 """The learned-vs-real benchmark: PPO trained in the real env vs PPO trained in the dream vs the planner.
 
 ``learned_vs_real(env_id, checkpoint, steps, seeds, ...)`` (CLI: ``worldsim benchmark learned-vs-real``;
-the table, CSV and SVG: ``benchmarks.learned_vs_real_report``) does, for each seed s in 0..seeds-1:
+the table, CSV and SVG: ``benchmarks.learned_vs_real_report``) does, for each seed s in first_seed .. first_seed + seeds - 1:
 
 1. trains PPO in the REAL env ``env_id`` for ``steps`` agent steps with seed s (``train_agent``);
 2. trains PPO in the DREAM of ``checkpoint`` with the same step budget and seed;
-3. evaluates both policies in the REAL env for ``eval_episodes`` episodes (``evaluate_policy``,
-   deterministic actions), episode i reset with seed ``10_000 + s * stride + i``
+3. evaluates both policies in the REAL env for ``eval_episodes`` episodes (``evaluate_policy``;
+   the most likely actions, or sampled ones with ``deterministic_eval=False``), episode i reset with seed ``10_000 + s * stride + i``
    (stride = max(eval_episodes, planner_episodes)), so both policies meet the same layouts and no
    layout is shared between training seeds;
 4. runs the planner (``agents.planner``, MPC with the world model) in the REAL env for
@@ -202,7 +202,7 @@ def _run_job(method: str, s: int, stride: int, common: dict) -> tuple[dict, list
 
 def _job_result(method: str, s: int, stride: int, common: dict) -> tuple[dict, list | None]:
     env_id, device, max_steps = common["env_id"], common["device"], common["max_episode_steps"]
-    if common["verbose"]:
+    if common["verbose"] and method == "planner":      # PPO jobs announce themselves through their progress lines
         print(f"{time.strftime('%H:%M:%S')} {LABELS[method]}, seed {s}: started", flush=True)
     eval_seed = EVAL_SEED_BASE + s * stride
     if method == "planner":

@@ -45,6 +45,7 @@ import datetime
 import json
 import platform
 import time
+from pathlib import Path
 from dataclasses import dataclass
 
 import torch
@@ -405,6 +406,7 @@ def main() -> None:
     if "model_config" not in results:
         raise SystemExit("no backend could run: " + json.dumps(results["backends"]))
     print_tables(results)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2)
     print(f"\nwrote {args.out}")
