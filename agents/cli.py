@@ -80,12 +80,12 @@ def _common(p: argparse.ArgumentParser, seed_help: str) -> None:
                    help="episode step limit (truncation) replacing the env's own (default: the env's)")
 
 
-def add_agent_parser(subparsers) -> argparse.ArgumentParser:
+def add_agent_parser(subparsers, help: str | None = None) -> argparse.ArgumentParser:
     """Register `agent` (with `train` and `eval`) on the `worldsim` command's subparsers."""
     from .training import ALGOS, DEFAULT_NUM_ENVS, FEATURES
 
     agent = subparsers.add_parser(
-        "agent", help="train a Stable-Baselines3 agent in the dream or the real env, and evaluate it",
+        "agent", help=help,
         description="Train Stable-Baselines3 agents on MiniGrid's 7x7x3 symbolic view inside a world model's dream "
         "or in the real env, and evaluate them (success rate and mean return with 95% confidence intervals) in "
         "either.")

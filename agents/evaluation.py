@@ -138,7 +138,9 @@ def evaluate_policy(policy, env_id: str | None = None, episodes: int = 100, wher
     returns / lengths / successes / seeds and the settings; with `out`, also writes it as JSON.
     `env_id` defaults to the one in the policy folder's agent.json.
     """
-    from .training import check_place, load_policy, positive_int
+    from worldsim.checks import positive_int
+
+    from .training import check_place, load_policy
 
     positive_int("episodes", episodes)
     positive_int("batch", batch)
@@ -186,12 +188,15 @@ def evaluate_policy(policy, env_id: str | None = None, episodes: int = 100, wher
     return result
 
 
-def format_table(result: dict[str, Any]) -> str:
-    """A small table: metric, value, 95% CI. Returns that round to zero print as 0.000, never -0.000
+def format_interval(interval) -> str:
+    """"[lo, hi]" to 3 decimals, or "n/a"; values that round to zero print as 0.000, never -0.000
     (a dream's predicted rewards can be a hair below zero)."""
-    def ci(c):
-        return "n/a" if c is None else f"[{c[0]:z.3f}, {c[1]:z.3f}]"
+    return "n/a" if interval is None else f"[{interval[0]:z.3f}, {interval[1]:z.3f}]"
 
+
+def format_table(result: dict[str, Any]) -> str:
+    """A small table: metric, value, 95% CI."""
+    ci = format_interval
     rows = [("metric", "value", f"{int(result['confidence'] * 100)}% CI"),
             ("success rate", f"{result['success_rate']:.3f} ({result['successes']}/{result['episodes']})",
              ci(result["success_ci"])),

@@ -48,6 +48,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from worldsim.checks import positive_int
 from worldsim.dream_env import make_real_env
 from worldsim.model import WorldModel
 from worldsim.runtime import check_precision
@@ -80,9 +81,7 @@ class PlannerConfig:
             raise ValueError(f"termination must be one of {TERMINATIONS}; got {self.termination!r}")
         check_precision(self.precision)
         for name in ("horizon", "population", "iterations"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer; got {v!r}")
+            positive_int(name, getattr(self, name))
         if not 0 < self.elite_frac <= 1:
             raise ValueError(f"elite_frac must lie in (0, 1]; got {self.elite_frac!r}")
         if not 0 <= self.smoothing < 1:

@@ -34,6 +34,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.utils import LinearSchedule
 
+from worldsim.checks import positive_int
 from worldsim.zoo import resolve_checkpoint
 
 ALGOS = {"ppo": PPO, "a2c": A2C, "dqn": DQN}
@@ -225,13 +226,6 @@ def policy_kwargs_for(features: str) -> dict[str, Any]:
         # rl-starter-files: 64 image features, then 64-unit actor and critic heads.
         return dict(features_extractor_class=MiniGridCNN, net_arch=[64], normalize_images=False)
     return dict(features_extractor_class=MiniGridFlat, net_arch=[64, 64], normalize_images=False)
-
-
-def positive_int(name: str, value: Any, allow_zero: bool = False) -> int:
-    """`value` as an int, if it is a positive (or, with allow_zero, non-negative) integer; else a ValueError."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if allow_zero else 1):
-        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} integer; got {value!r}")
-    return int(value)
 
 
 def check_place(where: str, checkpoint: Any, doing: str) -> None:

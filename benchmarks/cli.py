@@ -75,16 +75,17 @@ def _learned_vs_real(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_benchmark_parser(subparsers):
+def add_benchmark_parser(subparsers, help: str | None = None):
     """Register `benchmark` (with `learned-vs-real`, `memory` and `scaling`) on the `worldsim` command's
     subparsers; returns the benchmark's own subparsers."""
     from agents.planner import OPTIMIZERS, PlannerConfig
     from agents.training import DEFAULT_NUM_ENVS
 
     bench = subparsers.add_parser(
-        "benchmark", help="benchmarks: agents in learned vs real envs, long-context memory",
+        "benchmark", help=help,
         description="Benchmarks: agents trained or planning in a world model against agents trained in the real "
-        "env (learned-vs-real), and world models' recall over long gaps (memory).")
+        "env (learned-vs-real), world models' recall over long gaps (memory), and the cost of training and "
+        "of a step against the length of the context (scaling).")
     commands = bench.add_subparsers(dest="benchmark_command", required=True, metavar="BENCHMARK_COMMAND")
     p = commands.add_parser(
         "learned-vs-real", help="PPO trained in the real env vs PPO trained in the dream vs the planner",

@@ -28,6 +28,7 @@ from pathlib import Path
 import gymnasium as gym
 import torch
 
+from worldsim.checks import positive_int
 from worldsim.runtime import resolve_device
 from worldsim.zoo import shipped_model
 
@@ -66,9 +67,7 @@ def run_demo(out_dir: str = "runs/demo", quick: bool = False, seed: int = 0, dev
     from .learned_vs_real_report import format_benchmark_table
 
     start = time.perf_counter()
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be a positive integer; got {threads!r}")
-    torch.set_num_threads(threads)
+    torch.set_num_threads(positive_int("threads", threads))
     device = str(resolve_device(device))   # "auto": cuda if available, else cpu
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

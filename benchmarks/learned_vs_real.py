@@ -52,9 +52,10 @@ from typing import Any
 import numpy as np
 
 from agents.evaluation import CONFIDENCE, SUCCESS_DEFINITION, evaluate_policy, mean_interval, wilson_interval
-from agents.training import DEFAULT_NUM_ENVS, positive_int, train_agent
+from agents.training import DEFAULT_NUM_ENVS, train_agent
 from worldsim.checkpoint import atomic_write
 from worldsim.json_io import json_default_or_str
+from worldsim.checks import positive_int
 from worldsim.zoo import resolve_checkpoint
 
 from .learned_vs_real_report import LABELS, METHODS, write_curves_csv, write_curves_svg

@@ -7,6 +7,8 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from agents.evaluation import format_interval
+
 METHODS = ("real_ppo", "dream_ppo", "planner")
 LABELS = {"real_ppo": "PPO trained in real env", "dream_ppo": "PPO trained in dream", "planner": "planner (MPC)"}
 
@@ -69,8 +71,7 @@ def _esc(s: str) -> str:
 
 def format_benchmark_table(result: dict[str, Any]) -> str:
     """The learned-vs-real table (pooled over seeds), then per-seed rows and what was counted."""
-    def ci(c):
-        return "n/a" if c is None else f"[{c[0]:z.3f}, {c[1]:z.3f}]"
+    ci = format_interval
 
     def steps(v):
         return "unknown" if v is None else f"{v:,}"

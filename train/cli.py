@@ -49,37 +49,37 @@ def _add_models(commands) -> None:
 def _add_collect(commands) -> None:
     from .collect_cli import add_collect_parser
 
-    add_collect_parser(commands)
+    add_collect_parser(commands, help=COMMANDS["collect"])
 
 
 def _add_train(commands) -> None:
     from .train_cli import add_train_parser
 
-    add_train_parser(commands)
+    add_train_parser(commands, help=COMMANDS["train"])
 
 
 def _add_play(commands) -> None:
     from .play import add_play_parser
 
-    add_play_parser(commands)
+    add_play_parser(commands, help=COMMANDS["play"])
 
 
 def _add_agent(commands) -> None:
     from agents.cli import add_agent_parser
 
-    add_agent_parser(commands)
+    add_agent_parser(commands, help=COMMANDS["agent"])
 
 
 def _add_benchmark(commands) -> None:
     from benchmarks.cli import add_benchmark_parser
 
-    add_benchmark_parser(commands)
+    add_benchmark_parser(commands, help=COMMANDS["benchmark"])
 
 
 # Every command, in the order `worldsim --help` lists them: its one-line help there and what builds
 # its parser. A command's parser imports its modules (torch, Stable-Baselines3, MiniGrid, ...), so
 # main() builds only the one being run; `worldsim --help` lists the others by these lines alone.
-# (tests/test_cli_help.py checks that each line is the one its parser registers.)
+# Each command's builder takes its line from here.
 COMMANDS = {
     "demo": "the shipped Empty-8x8 world model: a dream-vs-real GIF, PPO trained in the dream, the "
             "learned-vs-real table",
@@ -89,7 +89,7 @@ COMMANDS = {
     "play": "steer through a checkpoint's dream by keyboard (pygame) or from an action list, optionally beside "
             "the real env, and record a GIF",
     "agent": "train a Stable-Baselines3 agent in the dream or the real env, and evaluate it",
-    "benchmark": "benchmarks: agents in learned vs real envs, long-context memory",
+    "benchmark": "benchmarks: agents in learned vs real envs, long-context memory, cost vs context length",
 }
 _BUILDERS = {"demo": _add_demo, "models": _add_models, "collect": _add_collect, "train": _add_train,
              "play": _add_play, "agent": _add_agent, "benchmark": _add_benchmark}

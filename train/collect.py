@@ -30,6 +30,7 @@ from minigrid.minigrid_env import MiniGridEnv
 from tqdm import tqdm
 
 from envs.minigrid import MiniGridCodec, MiniGridMapCodec
+from worldsim.checks import positive_int
 from worldsim.data.dataset import DatasetWriter, Episode, frame_dtype
 
 from .collect_policies import make_policy
@@ -141,8 +142,7 @@ def collect(env_id: str, policy: str = "random", episodes: int = 100, out: str |
     (``envs.minigrid.map_view``). Policies act on the env's own observation either way.
     """
     for name, value in (("episodes", episodes), ("num_envs", num_envs), ("shard_episodes", shard_episodes)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        positive_int(name, value)
     if vectorization not in ("sync", "async"):
         raise ValueError(f"vectorization must be 'sync' or 'async'; got {vectorization!r}")
     codec, num_actions, env_max_steps = inspect_env(env_id, max_steps, view)

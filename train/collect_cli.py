@@ -39,11 +39,10 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_collect_parser(subparsers) -> argparse.ArgumentParser:
+def add_collect_parser(subparsers, help: str | None = None) -> argparse.ArgumentParser:
     """Register `collect` on the `worldsim` command's subparsers."""
     p = subparsers.add_parser(
-        "collect",
-        help="run a policy in a MiniGrid env (many copies in parallel) and write episodes to a dataset folder",
+        "collect", help=help,
         description="Run a policy in copies of a MiniGrid env and write episodes (token frames, actions, "
         "rewards, terminations, agent poses) as checksummed .npz shards plus manifest.json. Episode k is "
         "reset with seed SEED + k; re-running with the same --out continues an interrupted run. "

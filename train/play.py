@@ -413,12 +413,10 @@ def _run(args: argparse.Namespace) -> int:
         session.close()
 
 
-def add_play_parser(subparsers) -> argparse.ArgumentParser:
+def add_play_parser(subparsers, help: str | None = None) -> argparse.ArgumentParser:
     """Register `play` on the `worldsim` command's subparsers."""
     p = subparsers.add_parser(
-        "play",
-        help="steer through a checkpoint's dream by keyboard (pygame) or from an action list, optionally "
-        "beside the real env, and record a GIF",
+        "play", help=help,
         description="Reset the dream from the real env's start (seed --seed) and step it with actions: "
         "from the keyboard in a pygame window (arrows left/right/up: turn left/right/forward, space: toggle, "
         "pageup or p: pickup, pagedown or d: drop, enter: done, backspace: reset, escape: quit), or, with "

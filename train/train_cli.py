@@ -65,11 +65,10 @@ MODEL_FLAGS = {name: {"help": text} for name, text in MODEL_HELP.items()}
 MODEL_FLAGS["block_sizes"]["parse"] = parse_block_sizes
 
 
-def add_train_parser(subparsers) -> argparse.ArgumentParser:
+def add_train_parser(subparsers, help: str | None = None) -> argparse.ArgumentParser:
     """Register `worldsim train` on an argparse subparsers object."""
     p = subparsers.add_parser(
-        "train",
-        help="train a world model on a dataset (length curriculum, long context; resumable)",
+        "train", help=help,
         description="Train a world model on episodes collected with `worldsim collect`. Settings come "
         "from the defaults, then --config FILE.json, then the options below. --resume RUN_DIR continues a "
         "run exactly where it stopped. At the end it prints the held-out metrics and where the model is.",

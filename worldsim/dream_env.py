@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from .checks import positive_int
 from .checkpoint import CheckpointError
 from .codecs import EgocentricCodec
 from .simulator import RGB_TILE_SIZE, Simulator, load_world_model  # noqa: F401  (load_world_model: its old home)
@@ -120,9 +121,8 @@ class DreamSetup:
             spec = self.real_env.spec
             max_episode_steps = (spec.max_episode_steps if spec is not None and spec.max_episode_steps
                                  else getattr(self.real_env.unwrapped, "max_steps", None))
-        if max_episode_steps is not None and (isinstance(max_episode_steps, bool) or int(max_episode_steps) < 1):
-            raise ValueError(f"max_episode_steps must be a positive integer or None; got {max_episode_steps!r}")
-        self.max_episode_steps = None if max_episode_steps is None else int(max_episode_steps)
+        self.max_episode_steps = None if max_episode_steps is None else positive_int("max_episode_steps",
+                                                                                    max_episode_steps)
         self.starts = self._load_starts(starts)
         self._real_cache: dict[int, tuple[np.ndarray, str]] = {}
 

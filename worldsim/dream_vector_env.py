@@ -29,6 +29,7 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from .checks import positive_int
 from .dream_env import DreamSetup
 from .simulator import RGB_TILE_SIZE, Simulator
 
@@ -42,10 +43,7 @@ class DreamVectorEnv(VectorEnv):
                  return_torch: bool = False, start_pool: int = 256, render_mode: str | None = None,
                  tile_size: int = RGB_TILE_SIZE, real_env_kwargs: dict | None = None, precision: str = "auto",
                  compile: bool = False):
-        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
-            raise ValueError(f"num_envs must be a positive integer; got {num_envs!r}")
-        if isinstance(start_pool, bool) or not isinstance(start_pool, (int, np.integer)) or start_pool < 1:
-            raise ValueError(f"start_pool must be a positive integer; got {start_pool!r}")
+        num_envs, start_pool = positive_int("num_envs", num_envs), positive_int("start_pool", start_pool)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode {render_mode!r} is not supported; DreamVectorEnv renders 'rgb_array'")
         self.render_mode = render_mode
