@@ -18,7 +18,7 @@ def summarise(folder: Path) -> list[dict]:
         seed, threads, load = re.match(r"s(\d+)_t(\d+)_(\w+)", tag).groups()
         text = log.read_text()
         result = folder / tag / "learned_vs_real" / "learned_vs_real.json"
-        row = {"run": tag, "seed": int(seed), "threads": int(threads), "competing_process": load == "loaded"}
+        row = {"run": tag, "seed": int(seed), "threads": int(threads), "competing_process": load.startswith("loaded")}
         end = re.search(r"rc=(\d+) wall=(\d+)s(?: load_at_start=([\d.]+) load_at_end=([\d.]+))?", text)
         if end:
             row.update(exit_code=int(end.group(1)), wall_seconds=int(end.group(2)))
