@@ -45,14 +45,14 @@ def _seconds(clock: str) -> float:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| seed | threads | competing process | real-trained PPO | dream-trained PPO | wall | longest gap between lines |",
-             "| ---: | ---: | --- | --- | --- | ---: | ---: |"]
+    lines = ["| run | seed | threads | competing process | real-trained PPO | dream-trained PPO | wall | longest gap between lines |",
+             "| --- | ---: | ---: | --- | --- | --- | ---: | ---: |"]
     for r in sorted(rows, key=lambda r: (r["competing_process"], r["threads"], r["seed"])):
         def cell(method):
             m = r.get(method)
             return "—" if m is None else f"{m['successes']}/{m['episodes']} (return {m['mean_return']:.3f})"
         wall = r.get("wall_seconds")
-        lines.append(f"| {r['seed']} | {r['threads']} | {'yes' if r['competing_process'] else 'no'} | "
+        lines.append(f"| {r['run']} | {r['seed']} | {r['threads']} | {'yes' if r['competing_process'] else 'no'} | "
                      f"{cell('real_ppo')} | {cell('dream_ppo')} | "
                      f"{'—' if wall is None else f'{wall / 60:.1f} min'} | "
                      f"{r.get('longest_silence_seconds', '—')} s |")
