@@ -54,8 +54,8 @@ import numpy as np
 from agents.evaluation import CONFIDENCE, SUCCESS_DEFINITION, evaluate_policy, mean_interval, wilson_interval
 from agents.training import DEFAULT_NUM_ENVS, train_agent
 from worldsim.checkpoint import atomic_write
-from worldsim.json_io import json_default_or_str
 from worldsim.checks import positive_int
+from worldsim.json_io import json_default_or_str, write_json
 from worldsim.zoo import resolve_checkpoint
 
 from .learned_vs_real_report import LABELS, METHODS, write_curves_csv, write_curves_svg
@@ -392,5 +392,5 @@ def learned_vs_real(env_id: str, checkpoint, steps: int, seeds: int = 3, eval_ep
     }
     write_curves_csv(out / CURVES_CSV, curves)
     write_curves_svg(out / CURVES_SVG, curves, env_id)
-    (out / RESULT_FILE).write_text(json.dumps(result, indent=2, default=json_default_or_str))
+    write_json(out / RESULT_FILE, result, default=json_default_or_str)
     return result

@@ -17,7 +17,6 @@ OUT/memory.json and OUT/memory.svg (accuracy vs gap; teacher-forced dashed).
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 
 from envs.minigrid.memory_tasks import parse_task
@@ -25,7 +24,9 @@ from train.evaluation import GAP_BUCKETS, recall_metrics, rollout_metrics
 from worldsim import runtime
 from worldsim.data.dataset import EpisodeDataset
 from worldsim.data.stream import episode_bounds
-from worldsim.dream_env import load_world_model
+from worldsim.checkpoint import atomic_write
+from worldsim.json_io import write_json
+from worldsim.simulator import load_world_model
 
 SEEN = GAP_BUCKETS[:-1]            # every bucket but "never"
 
@@ -72,8 +73,8 @@ def memory_benchmark(models: dict[str, str], data, out=None, episodes: int = 64,
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "memory.json").write_text(json.dumps(result, indent=2) + "\n")
-        (out / "memory.svg").write_text(accuracy_vs_gap_svg(result))
+        write_json(out / "memory.json", result)
+        atomic_write(out / "memory.svg", lambda tmp: Path(tmp).write_text(accuracy_vs_gap_svg(result)))
     return result
 
 

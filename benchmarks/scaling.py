@@ -20,7 +20,6 @@ time vs T, log-log). The device is named in the JSON; compare models as ratios w
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
@@ -29,7 +28,9 @@ import torch
 
 from worldsim import runtime
 from worldsim.baselines import BASELINES, baseline_config
+from worldsim.checkpoint import atomic_write
 from worldsim.config import WorldModelConfig
+from worldsim.json_io import write_json
 from worldsim.model import WorldModel
 
 from .timing import PeakMemory, free_memory, summary, time_training_lengths, timed_ms
@@ -124,8 +125,8 @@ def scaling_benchmark(models: list[str], lengths=DEFAULT_LENGTHS, frames=DEFAULT
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "scaling.json").write_text(json.dumps(result, indent=2) + "\n")
-        (out / "scaling.svg").write_text(cost_vs_length_svg(result))
+        write_json(out / "scaling.json", result)
+        atomic_write(out / "scaling.svg", lambda tmp: Path(tmp).write_text(cost_vs_length_svg(result)))
     return result
 
 

@@ -34,7 +34,7 @@ from safetensors.torch import load_file, save_file
 
 from worldsim import CheckpointError, WorldModel
 from worldsim.checkpoint import atomic_write, make_temp_dir
-from worldsim.json_io import json_default
+from worldsim.json_io import json_default, write_json
 
 from .config import TrainConfig, TrainError
 
@@ -54,14 +54,6 @@ TRAINER_STATE = "trainer_state.json"
 
 
 # ---- JSON ------------------------------------------------------------------------------------
-
-def write_json(path: Path, obj) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2, default=json_default)
-
-    atomic_write(path, write)
-
 
 def write_run_config(run_dir: Path, config: TrainConfig, model: WorldModel, data: TrainingData) -> None:
     """RUN_DIR/train_config.json: the settings, the model config and a summary of the data."""

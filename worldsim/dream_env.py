@@ -44,7 +44,7 @@ from gymnasium import spaces
 from .checks import positive_int
 from .checkpoint import CheckpointError
 from .codecs import EgocentricCodec
-from .simulator import RGB_TILE_SIZE, Simulator, load_world_model  # noqa: F401  (load_world_model: its old home)
+from .simulator import RGB_TILE_SIZE, Simulator
 
 FRAME_TILE_SIZE = 32  # MiniGrid's get_frame default (TILE_PIXELS)
 

@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import numpy as np
 
 
@@ -29,3 +33,11 @@ def json_default_or_str(o):
         return json_default(o)
     except TypeError:
         return str(o)
+
+
+def write_json(path: str | os.PathLike, obj, default=json_default) -> None:
+    """`obj` as indented JSON in the file `path`, written atomically with the user's permissions."""
+    from .checkpoint import atomic_write      # checkpoint imports torch; this module stays light
+
+    text = json.dumps(obj, indent=2, default=default) + "\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
