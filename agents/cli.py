@@ -1,4 +1,4 @@
-"""`worldsim agent train` and `worldsim agent eval`: SB3 agents in the dream or the real env."""
+"""`worldsim agent train` and `worldsim agent eval`: agents (SB3 or the native PPO) in the dream or the real env."""
 
 from __future__ import annotations
 
@@ -82,11 +82,11 @@ def _common(p: argparse.ArgumentParser, seed_help: str) -> None:
 
 def add_agent_parser(subparsers, help: str | None = None) -> argparse.ArgumentParser:
     """Register `agent` (with `train` and `eval`) on the `worldsim` command's subparsers."""
-    from .training import ALGOS, DEFAULT_NUM_ENVS, FEATURES
+    from .training import ALGO_CHOICES, DEFAULT_NUM_ENVS, FEATURES, NATIVE_NUM_ENVS
 
     agent = subparsers.add_parser(
         "agent", help=help,
-        description="Train Stable-Baselines3 agents on MiniGrid's 7x7x3 symbolic view inside a world model's dream "
+        description="Train agents (Stable-Baselines3's, or the native PPO) on MiniGrid's 7x7x3 symbolic view inside a world model's dream "
         "or in the real env, and evaluate them (success rate and mean return with 95% confidence intervals) in "
         "either.")
     commands = agent.add_subparsers(dest="agent_command", required=True, metavar="AGENT_COMMAND")
@@ -98,17 +98,23 @@ def add_agent_parser(subparsers, help: str | None = None) -> argparse.ArgumentPa
         "in OUT/tb.")
     train.add_argument("--env", required=True, help="real env id, e.g. MiniGrid-Empty-8x8-v0")
     _common(train, "seed of the agent and of its envs")
-    train.add_argument("--algo", choices=sorted(ALGOS), default="ppo",
-                       help="reinforcement-learning algorithm (default: ppo)")
+    train.add_argument("--algo", choices=ALGO_CHOICES, default="ppo",
+                       help="reinforcement-learning algorithm: Stable-Baselines3's ppo, a2c or dqn, or native-ppo "
+                       "(PPO on torch tensors end to end: thousands of dream envs on a GPU; its policy is saved as "
+                       "safetensors) (default: ppo)")
     train.add_argument("--steps", type=int, required=True, help="total env steps to train for")
-    train.add_argument("--out", required=True, help="output folder (policy.zip, agent.json, tb/)")
-    train.add_argument("--num-envs", type=int, default=DEFAULT_NUM_ENVS,
-                       help=f"envs stepped in parallel (default: {DEFAULT_NUM_ENVS})")
+    train.add_argument("--out", required=True,
+                       help="output folder (policy.zip or, native-ppo, policy.safetensors; agent.json; tb/)")
+    train.add_argument("--num-envs", type=int, default=None,
+                       help=f"envs stepped in parallel (default: {DEFAULT_NUM_ENVS}, native-ppo {NATIVE_NUM_ENVS}; "
+                       "native-ppo in a GPU dream runs best with thousands)")
     train.add_argument("--features", choices=FEATURES, default="cnn",
                        help="features extractor: small CNN for 7x7 grids, or the flattened grid for an MLP (default: cnn)")
     train.add_argument("--hyperparams", metavar="KEY=VALUE,...", default=None,
                        help="override the algorithm's defaults, e.g. 'ent_coef=0.01,batch_size=256' "
-                       "(arguments of the Stable-Baselines3 algorithm; values are Python literals)")
+                       "(arguments of the Stable-Baselines3 algorithm, or for native-ppo: num_steps, epochs, "
+                       "minibatch_size, learning_rate, anneal_lr, gamma, gae_lambda, clip_coef, ent_coef, vf_coef, "
+                       "max_grad_norm, norm_adv, target_kl; values are Python literals)")
     train.add_argument("--quiet", action="store_true", help="do not print the training log")
     train.set_defaults(run=_train, agent_parser=train)
 
@@ -119,7 +125,8 @@ def add_agent_parser(subparsers, help: str | None = None) -> argparse.ArgumentPa
         "success rate, Student t interval for the mean return. Prints a table and writes JSON.")
     ev.add_argument("--env", default=None, help="real env id (default: the one in the policy's agent.json)")
     ev.add_argument("--policy", required=True,
-                    help="folder written by `worldsim agent train`, or a Stable-Baselines3 .zip")
+                    help="folder written by `worldsim agent train`, or a Stable-Baselines3 .zip (an SB3 zip runs "
+                    "code as it loads, being a pickle: use only zips you trust)")
     ev.add_argument("--episodes", type=int, default=100, help="number of episodes (default: 100)")
     _common(ev, "episode i is reset with seed SEED + i")
     ev.add_argument("--deterministic", action="store_true", help="take the most likely action (default: sample)")

@@ -17,11 +17,13 @@ model of lcswillems' rl-starter-files, on channels scaled by their value ranges)
 from __future__ import annotations
 
 import ast
+import dataclasses
 import inspect
 import json
 import os
 import threading
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +33,17 @@ import torch
 from gymnasium import spaces
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.utils import LinearSchedule
 
 from worldsim.checks import positive_int
+from worldsim.json_io import write_json
 from worldsim.zoo import resolve_checkpoint
+
+# Saved SB3 zips name their features extractor by this module's path: keep the classes importable here.
+from .features import FEATURES, MiniGridCNN, MiniGridFlat  # noqa: F401
 
 ALGOS = {"ppo": PPO, "a2c": A2C, "dqn": DQN}
 WHERE = ("dream", "real")
-FEATURES = ("cnn", "mlp")
 POLICY_FILE = "policy.zip"
 INFO_FILE = "agent.json"
 
@@ -57,6 +61,14 @@ DEFAULT_HYPERPARAMS: dict[str, dict[str, Any]] = {
     "dqn": dict(buffer_size=100_000, learning_starts=1000),
 }
 DEFAULT_NUM_ENVS = 8   # the zoo's n_envs for MiniGrid
+# The native PPO (agents/ppo.py): its own defaults (PPOSettings), and rl-starter-files' 16 envs.
+NATIVE_PPO = "native-ppo"
+NATIVE_NUM_ENVS = 16
+ALGO_CHOICES = (*ALGOS, NATIVE_PPO)
+
+
+def default_num_envs(algo: str) -> int:
+    return NATIVE_NUM_ENVS if algo == NATIVE_PPO else DEFAULT_NUM_ENVS
 
 
 def parse_hyperparams(text: str | None, algo: str = "ppo") -> dict[str, Any]:
@@ -66,9 +78,15 @@ def parse_hyperparams(text: str | None, algo: str = "ppo") -> dict[str, Any]:
     does not take, or a value that is not a literal, is a ValueError naming it."""
     if not text:
         return {}
-    if algo not in ALGOS:
-        raise ValueError(f"unknown algo {algo!r}; choose one of {sorted(ALGOS)}")
-    accepted = set(inspect.signature(ALGOS[algo].__init__).parameters) - {"self", "policy", "env"}
+    if algo not in ALGO_CHOICES:
+        raise ValueError(f"unknown algo {algo!r}; choose one of {sorted(ALGO_CHOICES)}")
+    if algo == NATIVE_PPO:
+        from .ppo import PPOSettings
+
+        accepted, owner = {f.name for f in dataclasses.fields(PPOSettings)}, "the native PPO"
+    else:
+        accepted = set(inspect.signature(ALGOS[algo].__init__).parameters) - {"self", "policy", "env"}
+        owner = ALGOS[algo].__name__
     params: dict[str, Any] = {}
     for item in (part.strip() for part in text.split(",") if part.strip()):
         key, sep, value = item.partition("=")
@@ -76,7 +94,7 @@ def parse_hyperparams(text: str | None, algo: str = "ppo") -> dict[str, Any]:
         if not sep or not key:
             raise ValueError(f"hyperparameter {item!r}: expected KEY=VALUE")
         if key not in accepted:
-            raise ValueError(f"hyperparameter {key!r}: {ALGOS[algo].__name__} takes no such argument")
+            raise ValueError(f"hyperparameter {key!r}: {owner} takes no such argument")
         try:
             params[key] = ast.literal_eval(value.strip())
         except (ValueError, SyntaxError):
@@ -158,67 +176,6 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
-# MiniGrid symbolic channel ranges: OBJECT_TO_IDX (0..10), COLOR_TO_IDX (0..5), STATE_TO_IDX (0..2).
-CHANNEL_MAX = (10.0, 5.0, 2.0)
-
-
-def _channels_first(space: spaces.Box) -> bool:
-    """SB3 wraps image-like envs in VecTransposeImage (HWC -> CHW); accept either layout."""
-    shape = space.shape
-    if len(shape) != 3 or 3 not in (shape[0], shape[-1]):
-        raise ValueError(f"MiniGrid features expect a (7, 7, 3) or (3, 7, 7) symbolic image; got {shape}")
-    return shape[0] == 3 and shape[-1] != 3
-
-
-class _ScaledGrid(torch.nn.Module):
-    """[B, H, W, 3] or [B, 3, H, W] symbolic cells -> [B, 3, H, W] floats in [0, 1]."""
-
-    def __init__(self, channels_first: bool):
-        super().__init__()
-        self.channels_first = channels_first
-        self.register_buffer("scale", torch.tensor(CHANNEL_MAX).view(1, 3, 1, 1), persistent=False)
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        x = obs.float()
-        if not self.channels_first:
-            x = x.permute(0, 3, 1, 2)
-        return x / self.scale
-
-
-class MiniGridCNN(BaseFeaturesExtractor):
-    """rl-starter-files' image model: Conv(3->16, 2x2), ReLU, MaxPool 2x2, Conv(16->32, 2x2), ReLU,
-    Conv(32->64, 2x2), ReLU; 7x7 -> 6x6 -> 3x3 -> 2x2 -> 1x1, so 64 features for the default view."""
-
-    def __init__(self, observation_space: spaces.Box, features_dim: int = 64):
-        channels_first = _channels_first(observation_space)
-        h, w = observation_space.shape[1:] if channels_first else observation_space.shape[:2]
-        if min(h, w) < 5:
-            raise ValueError(f"MiniGridCNN needs a view of at least 5x5 cells; got {h}x{w}")
-        convs = torch.nn.Sequential(
-            torch.nn.Conv2d(3, 16, 2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-            torch.nn.Conv2d(16, 32, 2), torch.nn.ReLU(),
-            torch.nn.Conv2d(32, 64, 2), torch.nn.ReLU(), torch.nn.Flatten())
-        with torch.no_grad():
-            n_flat = convs(torch.zeros(1, 3, h, w)).shape[1]
-        super().__init__(observation_space, n_flat)
-        self.net = torch.nn.Sequential(_ScaledGrid(channels_first), convs)
-
-    def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        return self.net(observations)
-
-
-class MiniGridFlat(BaseFeaturesExtractor):
-    """The scaled symbolic grid, flattened (for an MLP on top)."""
-
-    def __init__(self, observation_space: spaces.Box):
-        channels_first = _channels_first(observation_space)
-        super().__init__(observation_space, int(np.prod(observation_space.shape)))
-        self.net = torch.nn.Sequential(_ScaledGrid(channels_first), torch.nn.Flatten())
-
-    def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        return self.net(observations)
-
-
 def policy_kwargs_for(features: str) -> dict[str, Any]:
     if features not in FEATURES:
         raise ValueError(f"features must be one of {FEATURES}; got {features!r}")
@@ -244,8 +201,8 @@ def check_place(where: str, checkpoint: Any, doing: str) -> None:
 def _check_args(env_id, where, algo, steps, checkpoint, num_envs):
     if not isinstance(env_id, str) or not env_id:
         raise ValueError(f"env_id must be a real env id such as 'MiniGrid-Empty-8x8-v0'; got {env_id!r}")
-    if algo not in ALGOS:
-        raise ValueError(f"unknown algo {algo!r}; choose one of {sorted(ALGOS)}")
+    if algo not in ALGO_CHOICES:
+        raise ValueError(f"unknown algo {algo!r}; choose one of {sorted(ALGO_CHOICES)}")
     positive_int("steps", steps)
     positive_int("num_envs", num_envs)
     check_place(where, checkpoint, "training")
@@ -277,28 +234,51 @@ def make_env(env_id: str, where: str = "real", num_envs: int = 1, seed: int | No
 
 
 def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int = 100_000,
-                out: str | os.PathLike = "runs/agent", checkpoint=None, num_envs: int = DEFAULT_NUM_ENVS,
+                out: str | os.PathLike = "runs/agent", checkpoint=None, num_envs: int | None = None,
                 seed: int = 0, device: str = "auto", features: str = "cnn", hyperparams: dict | None = None,
                 max_episode_steps: int | None = None, verbose: int = 0, progress=None) -> dict[str, Any]:
     """Train `algo` for `steps` env steps in the dream (`checkpoint`: a folder, or a shipped model's id;
     None: the model shipped for `env_id`) or the real env `env_id`.
 
-    Writes out/policy.zip, out/agent.json and TensorBoard logs in out/tb; returns agent.json's
-    contents (plus "policy_path"). `hyperparams` override the MiniGrid defaults
-    (DEFAULT_HYPERPARAMS[algo]; 'lin_X' for a learning rate or clip range decaying linearly from X to 0);
-    `device` is used by both the policy and the dream model. `progress`: a function taking a line of
-    text (e.g. print), called about every 10 s while training.
+    Writes the policy (SB3: out/policy.zip; native-ppo: out/policy.safetensors), out/agent.json and
+    TensorBoard logs in out/tb; returns agent.json's contents (plus "policy_path"). `hyperparams`
+    override the defaults (DEFAULT_HYPERPARAMS[algo]; 'lin_X' for an SB3 learning rate or clip range
+    decaying linearly from X to 0; native-ppo: the fields of agents.ppo.PPOSettings). `num_envs`
+    defaults to 8 (SB3, rl-baselines3-zoo) or 16 (native-ppo). `device` is used by both the policy
+    and the dream model. `progress`: a function taking a line of text (e.g. print), called about
+    every 10 s while training.
     """
     if where == "dream":
         checkpoint = resolve_checkpoint(checkpoint, env_id if isinstance(env_id, str) else None)
+    num_envs = default_num_envs(algo) if num_envs is None else num_envs
     _check_args(env_id, where, algo, steps, checkpoint, num_envs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    params = {**DEFAULT_HYPERPARAMS[algo], **(hyperparams or {})}
+    start = time.time()
+    train = _train_native if algo == NATIVE_PPO else _train_sb3
+    info = train(env_id, where, algo, steps, out, checkpoint, num_envs, seed, device, features,
+                 hyperparams or {}, max_episode_steps, verbose, progress)
+    info = {
+        "env_id": env_id, "where": where, "algo": algo, "steps": int(steps), **info, "seed": seed,
+        "num_envs": int(num_envs),
+        "checkpoint": None if checkpoint is None else (os.path.abspath(checkpoint)
+                                                       if isinstance(checkpoint, (str, os.PathLike)) else repr(checkpoint)),
+        "features": features, "max_episode_steps": max_episode_steps,
+        "observation": "7x7x3 symbolic image (ImgObsWrapper / image_only=True)",
+        "tensorboard": "tb", "train_seconds": round(time.time() - start, 3),
+    }
+    write_json(out / INFO_FILE, info)
+    return {**info, "policy_path": str(out / info["policy"])}
+
+
+def _train_sb3(env_id, where, algo, steps, out, checkpoint, num_envs, seed, device, features, hyperparams,
+               max_episode_steps, verbose, progress) -> dict[str, Any]:
+    import stable_baselines3
+
+    params = {**DEFAULT_HYPERPARAMS[algo], **hyperparams}
     venv = make_env(env_id, where, num_envs, seed, checkpoint, device, max_episode_steps)
     label = f"{algo.upper()} in the {'dream' if where == 'dream' else 'real env'}"
     callback = None if progress is None else ProgressLines(label, steps, progress)
-    start = time.time()
     try:
         model = ALGOS[algo]("MlpPolicy", venv, seed=seed, device=device, tensorboard_log=str(out / "tb"),
                             policy_kwargs=policy_kwargs_for(features), verbose=verbose, **with_schedules(params))
@@ -308,43 +288,72 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
         if callback is not None:
             callback.close()
         venv.close()
-    import stable_baselines3
+    return {"num_timesteps": int(model.num_timesteps), "hyperparams": params, "device": str(model.device),
+            "policy": POLICY_FILE, "stable_baselines3": stable_baselines3.__version__}
 
-    info = {
-        "env_id": env_id, "where": where, "algo": algo, "steps": int(steps),
-        "num_timesteps": int(model.num_timesteps), "seed": seed, "num_envs": int(num_envs),
-        "checkpoint": None if checkpoint is None else (os.path.abspath(checkpoint)
-                                                       if isinstance(checkpoint, (str, os.PathLike)) else repr(checkpoint)),
-        "features": features, "hyperparams": params, "max_episode_steps": max_episode_steps,
-        "device": str(model.device), "observation": "7x7x3 symbolic image (ImgObsWrapper / image_only=True)",
-        "policy": POLICY_FILE, "tensorboard": "tb", "train_seconds": round(time.time() - start, 3),
-        "stable_baselines3": stable_baselines3.__version__,
-    }
-    with open(out / INFO_FILE, "w") as f:
-        json.dump(info, f, indent=2)
-    return {**info, "policy_path": str(out / POLICY_FILE)}
+
+def _train_native(env_id, where, algo, steps, out, checkpoint, num_envs, seed, device, features, hyperparams,
+                  max_episode_steps, verbose, progress) -> dict[str, Any]:
+    from torch.utils.tensorboard import SummaryWriter
+
+    from .ppo import WEIGHTS_FILE, PPOSettings, save_policy, train_ppo
+    from .torch_envs import make_torch_env
+
+    settings = PPOSettings.from_overrides(hyperparams)
+    envs = make_torch_env(env_id, where, num_envs, checkpoint=checkpoint, device=device,
+                          max_episode_steps=max_episode_steps)
+    label = f"native PPO in the {'dream' if where == 'dream' else 'real env'}"
+    say = progress if progress is not None else (print if verbose else None)
+    writer = SummaryWriter(str(out / "tb" / f"{algo}_{where}"))
+    try:
+        policy, history = train_ppo(envs, total_steps=int(steps), settings=settings, seed=seed, features=features,
+                                    progress=say, label=label, writer=writer)
+        save_policy(policy, out)
+    finally:
+        writer.close()
+        envs.close()
+    return {"num_timesteps": history[-1]["steps"], "hyperparams": dataclasses.asdict(settings),
+            "device": str(envs.device), "policy": WEIGHTS_FILE, "network": policy.spec(), "history": history}
+
+
+def sb3_algorithm(path: Path):
+    """The SB3 class that saved the zip `path`, told by the hyperparameters in its JSON ``data`` entry
+    (read without unpickling anything)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            data = json.loads(z.read("data"))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
+        raise ValueError(f"{os.fspath(path)!r} is not a Stable-Baselines3 model zip ({e})") from None
+    if "clip_range" in data:
+        return PPO
+    if "target_update_interval" in data:
+        return DQN
+    if "rollout_buffer_class" in data or "rms_prop_eps" in data or "n_steps" in data:
+        return A2C
+    raise ValueError(f"{os.fspath(path)!r} is a Stable-Baselines3 zip, but not of PPO, A2C or DQN")
 
 
 def load_policy(path, device: str = "auto"):
-    """(SB3 model, agent.json dict or {}) from a folder written by train_agent or a policy .zip."""
+    """(policy, agent.json dict or {}) from a folder written by train_agent, or an SB3 .zip.
+
+    A native-PPO folder loads from safetensors and JSON. An SB3 zip holds pickles (SB3's format),
+    which run code as they load: load only zips you trust. Its algorithm is read from agent.json or
+    from the zip's JSON metadata, so it is unpickled once."""
     path = Path(path)
     if path.is_dir():
         info_file, zip_file = path / INFO_FILE, path / POLICY_FILE
     else:
         info_file, zip_file = path.with_name(INFO_FILE), path
+    info = json.loads(info_file.read_text()) if info_file.is_file() else {}
+    algo = info.get("algo")
+    if algo == NATIVE_PPO:
+        from .ppo import NativePolicy
+
+        return NativePolicy.load(info_file.parent, info, device=device), info
     if not zip_file.is_file():
         raise FileNotFoundError(f"no policy at {os.fspath(zip_file)!r} (expected a folder written by "
                                 "`worldsim agent train` or an SB3 .zip)")
-    info = json.loads(info_file.read_text()) if info_file.is_file() else {}
-    algo = info.get("algo")
-    if algo is not None:
-        if algo not in ALGOS:
-            raise ValueError(f"{info_file}: unknown algo {algo!r}")
-        return ALGOS[algo].load(zip_file, device=device), info
-    errors = []
-    for name, cls in ALGOS.items():       # a bare .zip: try each algorithm
-        try:
-            return cls.load(zip_file, device=device), info
-        except Exception as e:  # noqa: BLE001
-            errors.append(f"{name}: {e}")
-    raise ValueError(f"cannot load {os.fspath(zip_file)!r} as any of {sorted(ALGOS)}: " + "; ".join(errors))
+    if algo is not None and algo not in ALGOS:
+        raise ValueError(f"{info_file}: unknown algo {algo!r}; known: {sorted(ALGO_CHOICES)}")
+    cls = ALGOS[algo] if algo is not None else sb3_algorithm(zip_file)
+    return cls.load(zip_file, device=device), info

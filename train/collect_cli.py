@@ -52,9 +52,10 @@ def add_collect_parser(subparsers, help: str | None = None) -> argparse.Argument
     p.add_argument("--policy", default="random",
                    help="'random', 'explore' (covers the layout and comes back), 'expert' (scripted: explores, "
                    "fetches keys, unlocks doors, walks to the goal), 'retrace:C' / 'reasoning:C' (memory tasks: "
-                   "C steps of explore, then back along the path / on to seen places by new routes), or the path of a "
-                   "Stable-Baselines3 PPO/A2C/DQN model .zip trained on the image (ImgObsWrapper) or "
-                   "Dict(image, direction) observation (default: random)")
+                   "C steps of explore, then back along the path / on to seen places by new routes), a folder written "
+                   "by `worldsim agent train`, or a Stable-Baselines3 PPO/A2C/DQN model .zip trained on the image "
+                   "(ImgObsWrapper) or Dict(image, direction) observation; an SB3 zip runs code as it loads (pickle): "
+                   "use only zips you trust (default: random)")
     p.add_argument("--episodes", type=int, help="episodes the dataset should hold (seeds SEED .. SEED+N-1)")
     p.add_argument("--out", help="dataset folder (created, or continued if it holds the same kind of dataset)")
     p.add_argument("--max-steps", type=int, default=None,

@@ -1,12 +1,11 @@
 """The policies of `worldsim collect`: ``random``, the scripted ones (``explore``, ``expert`` and the
-memory tasks ``retrace:C`` / ``reasoning:C``), a Stable-Baselines3 model ``.zip``, and ``EpsilonMix``,
+memory tasks ``retrace:C`` / ``reasoning:C``), a policy trained by ``worldsim agent train``
+(a folder) or a Stable-Baselines3 model ``.zip``, and ``EpsilonMix``,
 which mixes any of them with random actions. Each acts for all of the collector's env copies at once."""
 
 from __future__ import annotations
 
 import hashlib
-import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -65,39 +64,32 @@ class ScriptedPolicy:
                          if active[i] else 0 for i, agent in enumerate(self.agents)], dtype=np.int64)
 
 
-def _sb3_algorithm(path: Path):
-    """The SB3 class that saved ``path``, told by the hyperparameters in its JSON ``data`` (no unpickling)."""
-    from stable_baselines3 import A2C, DQN, PPO
-
-    try:
-        with zipfile.ZipFile(path) as z:
-            data = json.loads(z.read("data"))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"--policy {path}: not a Stable-Baselines3 model zip ({e})") from None
-    if "clip_range" in data:
-        return PPO
-    if "target_update_interval" in data:
-        return DQN
-    if "rollout_buffer_class" in data or "rms_prop_eps" in data or "n_steps" in data:
-        return A2C
-    raise ValueError(f"--policy {path}: an SB3 zip, but not of PPO, A2C or DQN (the algorithms collect loads)")
-
-
-class SB3Policy:
-    """A saved Stable-Baselines3 model, fed the observation it was trained on (checked at load)."""
+class TrainedPolicy:
+    """A policy written by ``worldsim agent train`` (a folder: native PPO or Stable-Baselines3) or a
+    Stable-Baselines3 model zip, fed the observation it was trained on (checked at load). An SB3 zip
+    holds pickles, which run code as they load: collect only with zips you trust."""
 
     def __init__(self, path: str | Path, num_actions: int, view_size: int, deterministic: bool = False):
+        from agents.training import load_policy, sb3_algorithm
+
         path = Path(path)
-        if not path.is_file() and Path(f"{path}.zip").is_file():
+        if not path.exists() and Path(f"{path}.zip").is_file():
             path = Path(f"{path}.zip")
-        if not path.is_file():
-            raise ValueError(f"--policy {str(path)!r}: no such file; give 'random', 'explore', 'expert' or the "
-                             "path of a Stable-Baselines3 model .zip")
-        algo = _sb3_algorithm(path)
-        self.model = algo.load(path, device="cpu")
+        if not path.exists():
+            raise ValueError(f"--policy {str(path)!r}: no such file or folder; give 'random', 'explore', 'expert', "
+                             "a folder written by `worldsim agent train` or a Stable-Baselines3 model .zip")
+        try:
+            if path.is_file():
+                sb3_algorithm(path)                    # refuse a non-SB3 file before anything is unpickled
+            self.model, info = load_policy(path, device="cpu")
+        except (ValueError, OSError) as e:
+            raise ValueError(f"--policy {path}: {e}") from None
         self.deterministic = deterministic
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-        self.name = f"sb3-{algo.__name__.lower()}:{path.name}@{digest}" + (":deterministic" if deterministic else "")
+        weights = path if path.is_file() else path / info.get("policy", "policy.zip")
+        digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+        kind = info.get("algo") or type(self.model).__name__.lower()
+        kind = kind if kind == "native-ppo" else f"sb3-{kind}"
+        self.name = f"{kind}:{path.name}@{digest}" + (":deterministic" if deterministic else "")
         self._keys = self._fit(self.model.observation_space, view_size, path)
         space = self.model.action_space
         if not isinstance(space, spaces.Discrete) or int(space.n) != num_actions:
@@ -176,7 +168,7 @@ def parse_epsilon(spec: str | float | None) -> tuple[float, float] | None:
 
 def make_policy(spec: str, num_envs: int, num_actions: int, codec: MiniGridCodec, deterministic: bool = False,
                 epsilon: str | float | None = None):
-    """'random', 'explore', 'expert', or the path of an SB3 model zip -> a policy over ``num_envs`` env copies,
+    """'random', 'explore', 'expert', a folder from `worldsim agent train` or an SB3 model zip -> a policy over ``num_envs`` env copies,
     mixed with random actions when ``epsilon`` (see ``parse_epsilon``) is given."""
     eps = parse_epsilon(epsilon)
     if spec == "random":
@@ -184,7 +176,7 @@ def make_policy(spec: str, num_envs: int, num_actions: int, codec: MiniGridCodec
     elif ScriptedPolicy.parse(spec) is not None:
         pol = ScriptedPolicy(spec, num_envs, num_actions, codec.view_size)
     else:
-        pol = SB3Policy(spec, num_actions, codec.view_size, deterministic=deterministic)
+        pol = TrainedPolicy(spec, num_actions, codec.view_size, deterministic=deterministic)
     if eps is None or eps == (0.0, 0.0):
         return pol
     return EpsilonMix(pol, num_envs, num_actions, *eps)

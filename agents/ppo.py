@@ -1,0 +1,394 @@
+"""Native PPO: proximal policy optimisation that keeps everything on one torch device.
+
+Written in the manner of CleanRL's single-file ``ppo.py``, for vector envs that return tensors
+(``agents.torch_envs``: the dream's ``DreamVectorEnv(return_torch=True)``, or the real MiniGrid env
+behind the same face): the rollout buffers, the policy, the value function, generalised advantage
+estimation and the updates all live on the device, and the only host synchronisation is one small
+read of the iteration's statistics. With thousands of dream envs on a GPU nothing crosses to numpy.
+
+    policy, history = train_ppo(envs, total_steps=200_000, settings=PPOSettings(), seed=0)
+
+One iteration: ``num_steps`` steps of every env (actions sampled from the policy), advantages by
+GAE(gamma, lambda) with truncated episodes bootstrapped from the value of their last observation,
+then ``epochs`` passes over the batch in shuffled minibatches of the clipped surrogate loss plus
+``vf_coef`` x value loss minus ``ent_coef`` x entropy, gradients clipped to ``max_grad_norm``. The
+learning rate falls linearly to 0 over training (``anneal_lr``), as in rl-baselines3-zoo's 'lin_'
+schedules and CleanRL.
+
+The defaults are rl-starter-files' PPO settings for MiniGrid (16 envs x 128 steps, 4 epochs,
+minibatches of 256, learning rate 1e-3, entropy bonus 0.01, GAE lambda 0.95, clip 0.2, gradient
+norm 0.5), with which it solves DoorKey-5x5 in 100k steps. Thousands of dream envs want shorter
+rollouts and bigger minibatches (e.g. ``num_steps=32, minibatch_size=4096``).
+
+A policy is saved as safetensors plus JSON (``save_policy``): loading it (``NativePolicy.load``)
+never unpickles anything, and its ``predict`` has Stable-Baselines3's signature, so
+``worldsim agent eval`` and ``worldsim collect --policy`` take it like an SB3 model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from gymnasium import spaces
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from worldsim.checkpoint import atomic_write
+from worldsim.checks import positive_int
+
+from .features import FEATURES, features_extractor
+
+ALGO = "native-ppo"
+WEIGHTS_FILE = "policy.safetensors"
+
+
+@dataclass(frozen=True)
+class PPOSettings:
+    """Hyperparameters of the native PPO (see the module docstring for what each does)."""
+
+    num_steps: int = 128          # steps of every env per rollout
+    epochs: int = 4               # passes over each rollout
+    minibatch_size: int = 256
+    learning_rate: float = 1e-3
+    anneal_lr: bool = True        # fall linearly to 0 over training
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_coef: float = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    norm_adv: bool = True         # normalise advantages per minibatch
+    target_kl: float | None = None  # stop an iteration's epochs early past this approximate KL
+
+    def __post_init__(self):
+        for name in ("num_steps", "epochs", "minibatch_size"):
+            positive_int(name, getattr(self, name))
+        for name in ("learning_rate", "clip_coef", "max_grad_norm"):
+            _number(name, getattr(self, name), low=0.0, low_open=True)
+        for name in ("gamma", "gae_lambda"):
+            _number(name, getattr(self, name), low=0.0, high=1.0)
+        for name in ("ent_coef", "vf_coef"):
+            _number(name, getattr(self, name), low=0.0)
+        for name in ("anneal_lr", "norm_adv"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}")
+        if self.target_kl is not None:
+            _number("target_kl", self.target_kl, low=0.0, low_open=True)
+
+    @classmethod
+    def from_overrides(cls, overrides: dict[str, Any] | None) -> "PPOSettings":
+        """The defaults with `overrides` applied; an unknown key is a ValueError listing the known ones."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides or {}) - known)
+        if unknown:
+            raise ValueError(f"hyperparameter {unknown[0]!r}: the native PPO takes no such setting; "
+                             f"known: {', '.join(sorted(known))}")
+        return cls(**(overrides or {}))
+
+
+def _number(name: str, value: Any, low: float | None = None, high: float | None = None, low_open: bool = False):
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (low is None or (value > low if low_open else value >= low)) and (high is None or value <= high)
+    if not ok:
+        allowed = " and ".join(filter(None, [
+            None if low is None else f"{'>' if low_open else '>='} {low:g}", None if high is None else f"<= {high:g}"]))
+        raise ValueError(f"{name} must be a finite number {allowed}; got {value!r}")
+
+
+# -------------------------------------------------------------------------------------- network
+
+
+def _layer(layer: nn.Linear, std: float = math.sqrt(2)) -> nn.Linear:
+    # CleanRL's initialisation: orthogonal weights, zero biases; a near-uniform first policy.
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class ActorCritic(nn.Module):
+    """Shared image features, then a 64-unit tanh actor head (action logits) and critic head (value),
+    as rl-starter-files' MiniGrid model. Input: uint8 symbolic images [B, H, W, 3]."""
+
+    def __init__(self, observation_shape: tuple[int, ...], num_actions: int, features: str = "cnn"):
+        super().__init__()
+        self.observation_shape, self.num_actions, self.feature_kind = tuple(observation_shape), int(num_actions), features
+        space = spaces.Box(0, 255, self.observation_shape, np.uint8)
+        self.features = features_extractor(features, space)
+        n = self.features.features_dim
+        self.actor = nn.Sequential(_layer(nn.Linear(n, 64)), nn.Tanh(), _layer(nn.Linear(64, num_actions), 0.01))
+        self.critic = nn.Sequential(_layer(nn.Linear(n, 64)), nn.Tanh(), _layer(nn.Linear(64, 1), 1.0))
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(action logits [B, A], values [B])."""
+        h = self.features(obs)
+        return self.actor(h), self.critic(h)[:, 0]
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic(self.features(obs))[:, 0]
+
+    def spec(self) -> dict[str, Any]:
+        return {"observation_shape": list(self.observation_shape), "num_actions": self.num_actions,
+                "features": self.feature_kind}
+
+
+def sample_actions(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One action per row from softmax(logits), by Gumbel-max with `generator` (reproducible per seed)."""
+    u = torch.rand(logits.shape, generator=generator, device=logits.device).clamp_(min=1e-20)
+    return (logits.float() - torch.log(-torch.log(u))).argmax(-1)
+
+
+# -------------------------------------------------------------------------------------- learning
+
+
+def compute_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, last_value: torch.Tensor,
+                gamma: float, gae_lambda: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Advantages and returns [T, N] from rewards, values V(obs_t) and dones [T, N] (episode ended
+    at step t; the next observation starts a new one) and last_value [N] = V(obs_T)."""
+    advantages = torch.zeros_like(rewards)
+    running = torch.zeros_like(last_value)
+    next_value = last_value
+    for t in reversed(range(rewards.shape[0])):
+        carry = 1.0 - dones[t].float()
+        delta = rewards[t] + gamma * next_value * carry - values[t]
+        running = delta + gamma * gae_lambda * carry * running
+        advantages[t] = running
+        next_value = values[t]
+    return advantages, advantages + values
+
+
+@dataclass
+class _Rollout:
+    obs: torch.Tensor
+    actions: torch.Tensor
+    logprobs: torch.Tensor
+    rewards: torch.Tensor
+    dones: torch.Tensor
+    values: torch.Tensor
+
+    @classmethod
+    def empty(cls, steps: int, n: int, obs_shape, obs_dtype, device) -> "_Rollout":
+        f = lambda dtype: torch.zeros(steps, n, dtype=dtype, device=device)  # noqa: E731
+        return cls(torch.zeros(steps, n, *obs_shape, dtype=obs_dtype, device=device), f(torch.long),
+                   f(torch.float32), f(torch.float32), f(torch.bool), f(torch.float32))
+
+
+class _EpisodeTally:
+    """Per-env running return and length on the device; sums over the episodes that end."""
+
+    def __init__(self, n: int, device):
+        self.ret = torch.zeros(n, device=device)
+        self.length = torch.zeros(n, dtype=torch.long, device=device)
+        self.clear()
+
+    def clear(self) -> None:
+        z = torch.zeros((), device=self.ret.device)
+        self.count, self.return_sum, self.length_sum, self.successes = z.clone(), z.clone(), z.clone(), z.clone()
+
+    def add(self, reward, terminated, done) -> None:
+        self.ret += reward
+        self.length += 1
+        d = done.float()
+        self.count += d.sum()
+        self.return_sum += (self.ret * d).sum()
+        self.length_sum += (self.length * d).sum()
+        self.successes += (terminated & (self.ret > 0)).float().sum()   # MiniGrid: reached the goal
+        self.ret.masked_fill_(done, 0.0)
+        self.length.masked_fill_(done, 0)
+
+    def read(self) -> dict[str, float | None]:
+        count, ret, length, wins = torch.stack([self.count, self.return_sum, self.length_sum, self.successes]).tolist()
+        self.clear()
+        if count == 0:
+            return {"episodes": 0, "mean_return": None, "mean_length": None, "success_rate": None}
+        return {"episodes": int(count), "mean_return": ret / count, "mean_length": length / count,
+                "success_rate": wins / count}
+
+
+def train_ppo(envs, *, total_steps: int, settings: PPOSettings | None = None, seed: int = 0,
+              features: str = "cnn", progress: Callable[[str], None] | None = None, label: str = "native PPO",
+              writer=None, every_s: float = 10.0) -> tuple[ActorCritic, list[dict[str, Any]]]:
+    """Train a fresh ActorCritic in `envs` (a torch vector env, see the module docstring) for at least
+    `total_steps` env steps (whole iterations of num_envs x num_steps). Returns the policy and one
+    record per iteration: steps, seconds, the training episodes that ended in it (count, mean return
+    and length, success rate) and the losses. `progress` gets a line about every `every_s` seconds;
+    `writer`, a TensorBoard SummaryWriter, gets the same numbers."""
+    settings = settings or PPOSettings()
+    positive_int("total_steps", total_steps)
+    s, n = settings, envs.num_envs
+    device = envs.device
+    obs_space, act_space = envs.single_observation_space, envs.single_action_space
+    if not isinstance(act_space, spaces.Discrete):
+        raise ValueError(f"the native PPO needs a Discrete action space; the env has {act_space}")
+    torch.manual_seed(seed)
+    policy = ActorCritic(obs_space.shape, int(act_space.n), features).to(device)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=s.learning_rate, eps=1e-5)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    batch = n * s.num_steps
+    minibatch = min(s.minibatch_size, batch)
+    iterations = math.ceil(total_steps / batch)
+    buf = _Rollout.empty(s.num_steps, n, obs_space.shape, torch.uint8, device)
+    tally = _EpisodeTally(n, device)
+    next_obs, _ = envs.reset(seed=seed)
+    history: list[dict[str, Any]] = []
+    start = last_line = time.monotonic()
+    if progress:
+        progress(f"{label}: starting, {iterations * batch:,} steps ({iterations} iterations of {n} envs x "
+                 f"{s.num_steps} steps) on {device}")
+    for it in range(iterations):
+        if s.anneal_lr:
+            optimizer.param_groups[0]["lr"] = s.learning_rate * (1.0 - it / iterations)
+        with torch.no_grad():
+            for t in range(s.num_steps):
+                buf.obs[t] = next_obs
+                logits, value = policy(next_obs)
+                action = sample_actions(logits, gen)
+                buf.actions[t], buf.values[t] = action, value
+                buf.logprobs[t] = F.log_softmax(logits.float(), -1).gather(1, action[:, None])[:, 0]
+                next_obs, reward, terminated, truncated, infos = envs.step(action)
+                reward = reward.float()
+                tally.add(reward, terminated, terminated | truncated)
+                # A truncated episode did not end: its return goes on as the value of where it stopped.
+                final_value = policy.value(infos["final_obs"])
+                buf.rewards[t] = reward + s.gamma * final_value * (truncated & ~terminated)
+                buf.dones[t] = terminated | truncated
+            advantages, returns = compute_gae(buf.rewards, buf.values, buf.dones, policy.value(next_obs),
+                                              s.gamma, s.gae_lambda)
+        losses = _update(policy, optimizer, buf, advantages, returns, s, minibatch, gen)
+        episodes = tally.read()
+        now = time.monotonic()
+        record = {"iteration": it + 1, "steps": (it + 1) * batch, "seconds": round(now - start, 3), **episodes,
+                  **losses, "learning_rate": optimizer.param_groups[0]["lr"]}
+        history.append(record)
+        if writer is not None:
+            for key, value in record.items():
+                if key not in ("iteration", "steps") and value is not None:
+                    writer.add_scalar(f"ppo/{key}", value, record["steps"])
+        if progress and (now - last_line >= every_s or it + 1 == iterations):
+            last_line = now
+            progress(_progress_line(label, record, iterations * batch) + (" (done)" if it + 1 == iterations else ""))
+    return policy, history
+
+
+def _update(policy, optimizer, buf: _Rollout, advantages, returns, s: PPOSettings, minibatch: int, gen) -> dict:
+    obs = buf.obs.flatten(0, 1)
+    actions, old_logprobs = buf.actions.flatten(), buf.logprobs.flatten()
+    advantages, returns = advantages.flatten(), returns.flatten()
+    size = obs.shape[0]
+    totals = torch.zeros(4, device=obs.device)   # policy loss, value loss, entropy, approx KL
+    updates = 0
+    for _ in range(s.epochs):
+        order = torch.randperm(size, generator=gen, device=obs.device)
+        for lo in range(0, size - minibatch + 1, minibatch):   # whole minibatches only
+            idx = order[lo:lo + minibatch]
+            logits, values = policy(obs[idx])
+            logp_all = F.log_softmax(logits.float(), -1)
+            logprob = logp_all.gather(1, actions[idx, None])[:, 0]
+            entropy = -(logp_all.exp() * logp_all).sum(-1).mean()
+            log_ratio = logprob - old_logprobs[idx]
+            ratio = log_ratio.exp()
+            adv = advantages[idx]
+            if s.norm_adv:
+                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            policy_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - s.clip_coef, 1 + s.clip_coef)).mean()
+            value_loss = 0.5 * (values.float() - returns[idx]).pow(2).mean()
+            loss = policy_loss + s.vf_coef * value_loss - s.ent_coef * entropy
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(policy.parameters(), s.max_grad_norm)
+            optimizer.step()
+            with torch.no_grad():
+                approx_kl = ((ratio - 1) - log_ratio).mean()     # the low-variance estimator (Schulman)
+                totals += torch.stack([policy_loss.detach(), value_loss.detach(), entropy.detach(), approx_kl])
+            updates += 1
+        if s.target_kl is not None and float(approx_kl) > s.target_kl:
+            break
+    policy_loss, value_loss, entropy, kl = (totals / max(updates, 1)).tolist()
+    return {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy, "approx_kl": kl}
+
+
+def _progress_line(label: str, record: dict, total: int) -> str:
+    steps, seconds = record["steps"], record["seconds"]
+    if record["episodes"]:
+        recent = (f"{record['episodes']} episodes ended: success {record['success_rate']:.2f}, "
+                  f"mean return {record['mean_return']:z.2f}")
+    else:
+        recent = "no episode ended in this iteration"
+    return f"{label}: {steps:,}/{total:,} steps, {recent}, {steps / max(seconds, 1e-9):,.0f} steps/s, {seconds:.0f} s"
+
+
+# -------------------------------------------------------------------------------------- files
+
+
+def save_policy(policy: ActorCritic, folder: str | Path) -> Path:
+    """Write the weights as `folder`/policy.safetensors (atomically); the caller writes agent.json with
+    ``policy.spec()`` under "network"."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
+    atomic_write(folder / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": ALGO}))
+    return folder / WEIGHTS_FILE
+
+
+class NativePolicy:
+    """A saved native-PPO policy, with Stable-Baselines3's ``predict`` (numpy in, numpy out) and
+    ``act`` for tensors already on its device."""
+
+    def __init__(self, network: ActorCritic, device: torch.device, seed: int = 0):
+        self.network = network.to(device).eval()
+        self.device = device
+        self.observation_space = spaces.Box(0, 255, network.observation_shape, np.uint8)
+        self.action_space = spaces.Discrete(network.num_actions)
+        self._gen = torch.Generator(device=device)
+        self._gen.manual_seed(seed)
+
+    @classmethod
+    def load(cls, folder: str | Path, info: dict[str, Any], device: str | torch.device = "cpu") -> "NativePolicy":
+        """The policy in `folder` (policy.safetensors) built from agent.json's `info`; ValueError naming
+        the file when either does not fit."""
+        from worldsim.runtime import resolve_device
+
+        folder = Path(folder)
+        spec = info.get("network")
+        try:
+            shape, num_actions, features = tuple(spec["observation_shape"]), spec["num_actions"], spec["features"]
+            if features not in FEATURES or not all(isinstance(v, int) and v > 0 for v in (*shape, num_actions)):
+                raise ValueError
+        except (TypeError, KeyError, ValueError):
+            raise ValueError(f"{folder / 'agent.json'}: 'network' must give observation_shape (positive ints), "
+                             f"num_actions (a positive int) and features (one of {FEATURES}); got {spec!r}") from None
+        network = ActorCritic(shape, num_actions, features)
+        weights = folder / WEIGHTS_FILE
+        try:
+            tensors = load_file(weights)
+        except (SafetensorError, OSError) as e:
+            raise ValueError(f"{weights} is not a readable safetensors file ({e})") from None
+        expected = network.state_dict()
+        if set(tensors) != set(expected) or any(tensors[k].shape != expected[k].shape for k in expected):
+            raise ValueError(f"{weights} does not fit the network agent.json describes ({spec})")
+        network.load_state_dict(tensors)
+        return cls(network, resolve_device(device))
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        logits, _ = self.network(obs.to(self.device))
+        return logits.argmax(-1) if deterministic else sample_actions(logits, self._gen)
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = False):
+        """SB3's signature: observations [B, H, W, 3] (or one [H, W, 3]) -> (actions, None)."""
+        obs = np.asarray(observation)
+        single = obs.shape == self.network.observation_shape
+        if not single and obs.shape[1:] != self.network.observation_shape:
+            raise ValueError(f"the policy observes {self.network.observation_shape} images; got an array of "
+                             f"shape {obs.shape}")
+        actions = self.act(torch.from_numpy(obs[None] if single else obs), deterministic).cpu().numpy()
+        return (actions[0] if single else actions), None

@@ -1,0 +1,199 @@
+"""The native PPO: GAE against a plain loop, a task it must learn, files, dream and real observations,
+the command line, and bad input."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from agents.cli import add_agent_parser
+from agents.evaluation import evaluate_policy
+from agents.ppo import ActorCritic, NativePolicy, PPOSettings, compute_gae, save_policy, train_ppo
+from agents.torch_envs import RealTorchVecEnv, make_torch_env
+from agents.training import load_policy, parse_hyperparams, train_agent
+from train.collect_policies import make_policy
+
+from conftest import MINIGRID_ENV_ID, tiny_minigrid_model
+
+REAL_ID = "MiniGrid-Empty-5x5-v0"
+
+
+def gae_plain(rewards, values, dones, last_value, gamma, lam):
+    """One env, one step at a time, straight from the definition."""
+    steps = len(rewards)
+    adv = [0.0] * steps
+    for t in range(steps):
+        total, weight = 0.0, 1.0
+        for k in range(t, steps):
+            next_value = last_value if k + 1 == steps else values[k + 1]
+            delta = rewards[k] + (0.0 if dones[k] else gamma * next_value) - values[k]
+            total += weight * delta
+            if dones[k]:
+                break
+            weight *= gamma * lam
+        adv[t] = total
+    return adv, [a + v for a, v in zip(adv, values)]
+
+
+def test_gae_matches_the_definition():
+    g = torch.Generator().manual_seed(0)
+    steps, n = 9, 5
+    rewards, values = torch.randn(steps, n, generator=g), torch.randn(steps, n, generator=g)
+    dones = torch.rand(steps, n, generator=g) < 0.3
+    last = torch.randn(n, generator=g)
+    adv, ret = compute_gae(rewards, values, dones, last, 0.97, 0.9)
+    for j in range(n):
+        want_adv, want_ret = gae_plain(rewards[:, j].tolist(), values[:, j].tolist(), dones[:, j].tolist(),
+                                       float(last[j]), 0.97, 0.9)
+        assert adv[:, j].tolist() == pytest.approx(want_adv, abs=1e-5)
+        assert ret[:, j].tolist() == pytest.approx(want_ret, abs=1e-5)
+
+
+class CueEnv:
+    """A contextual bandit in MiniGrid's clothes: one cell of a 7x7x3 image shows a cue 0..2, and the
+    action equal to the cue pays 1 and ends the episode; any other action ends it with 0. A uniform
+    policy wins 1/7 of the time."""
+
+    single_observation_space = spaces.Box(0, 255, (7, 7, 3), np.uint8)
+    single_action_space = spaces.Discrete(7)
+
+    def __init__(self, num_envs: int):
+        self.num_envs, self.device = num_envs, torch.device("cpu")
+        self.gen = torch.Generator()
+
+    def _obs(self):
+        self.cue = torch.randint(0, 3, (self.num_envs,), generator=self.gen)
+        obs = torch.zeros(self.num_envs, 7, 7, 3, dtype=torch.uint8)
+        obs[:, 3, 6, 0] = (self.cue * 3 + 2).to(torch.uint8)
+        return obs
+
+    def reset(self, *, seed=None):
+        self.gen.manual_seed(seed or 0)
+        return self._obs(), {}
+
+    def step(self, actions):
+        reward = (actions == self.cue).float()
+        done = torch.ones(self.num_envs, dtype=torch.bool)
+        final = torch.zeros(self.num_envs, 7, 7, 3, dtype=torch.uint8)
+        return self._obs(), reward, done, torch.zeros_like(done), {"final_obs": final, "_final_obs": done}
+
+    def close(self):
+        pass
+
+
+def test_ppo_learns_a_cue():
+    settings = PPOSettings(num_steps=16, minibatch_size=64, epochs=4, learning_rate=3e-3)
+    policy, history = train_ppo(CueEnv(16), total_steps=16 * 16 * 30, settings=settings, seed=0)
+    assert history[0]["success_rate"] < 0.4
+    assert history[-1]["success_rate"] > 0.9, [h["success_rate"] for h in history]
+    # the learned policy, on fresh cues, greedily
+    env = CueEnv(256)
+    obs, _ = env.reset(seed=123)
+    actions = NativePolicy(policy, torch.device("cpu")).act(obs, deterministic=True)
+    assert (actions == env.cue).float().mean() > 0.95
+
+
+def test_real_env_gives_tensors_and_final_observations():
+    env = RealTorchVecEnv(REAL_ID, 3, max_episode_steps=2)
+    obs, _ = env.reset(seed=0)
+    assert obs.dtype == torch.uint8 and obs.shape == (3, 7, 7, 3)
+    env.step(torch.zeros(3, dtype=torch.long))
+    obs2, reward, terminated, truncated, infos = env.step(torch.zeros(3, dtype=torch.long))   # turning: truncated
+    assert truncated.all() and not terminated.any() and reward.dtype == torch.float32
+    assert infos["_final_obs"].all() and infos["final_obs"].shape == (3, 7, 7, 3)
+    assert torch.equal(obs2, obs)            # autoreset in the same step, same seeds' layouts, initial view
+    env.close()
+
+
+def test_policy_round_trip_and_same_policy_on_dream_and_real(tmp_path):
+    torch.manual_seed(0)
+    network = ActorCritic((7, 7, 3), 7)
+    save_policy(network, tmp_path)
+    info = {"algo": "native-ppo", "network": network.spec()}
+    (tmp_path / "agent.json").write_text(json.dumps(info))
+    loaded = NativePolicy.load(tmp_path, info)
+    real = RealTorchVecEnv(REAL_ID, 2)
+    obs_real, _ = real.reset(seed=0)
+    dream = make_torch_env(MINIGRID_ENV_ID, "dream", 2, checkpoint=tiny_minigrid_model(), device="cpu")
+    obs_dream, _ = dream.reset(seed=0)
+    for obs in (obs_real, obs_dream):
+        assert obs.shape == (2, 7, 7, 3) and obs.dtype == torch.uint8
+        want, _ = network(obs)
+        got, _ = loaded.network(obs)
+        assert torch.equal(want, got)
+    actions, _ = loaded.predict(obs_real.numpy(), deterministic=True)
+    assert actions.shape == (2,) and actions.dtype == np.int64
+    single, _ = loaded.predict(obs_real[0].numpy(), deterministic=True)
+    assert int(single) == int(actions[0])
+
+
+def test_train_agent_native_in_dream_then_eval_and_collect(tmp_path):
+    model = tmp_path / "model"
+    tiny_minigrid_model(done_bias=-20.0).save_pretrained(model)
+    out = tmp_path / "agent"
+    info = train_agent(MINIGRID_ENV_ID, where="dream", algo="native-ppo", steps=64, out=out, checkpoint=model,
+                       num_envs=4, seed=0, device="cpu", max_episode_steps=5,
+                       hyperparams={"num_steps": 8, "minibatch_size": 16})
+    saved = json.loads((out / "agent.json").read_text())
+    assert saved["algo"] == "native-ppo" and saved["num_timesteps"] == 64 and saved["policy"] == "policy.safetensors"
+    assert saved["hyperparams"]["num_steps"] == 8 and saved["network"]["num_actions"] == 7
+    assert info["policy_path"] == str(out / "policy.safetensors") and not (out / "policy.zip").exists()
+    assert len(saved["history"]) == 2 and any((out / "tb").rglob("events.out.tfevents.*"))
+    policy, _ = load_policy(out, device="cpu")
+    assert isinstance(policy, NativePolicy)
+    result = evaluate_policy(out, MINIGRID_ENV_ID, episodes=3, where="real", deterministic=False)
+    assert result["episodes"] == 3 and result["algo"] == "native-ppo"
+    from envs.minigrid import MiniGridCodec
+
+    pol = make_policy(str(out), num_envs=2, num_actions=7, codec=MiniGridCodec(7))
+    assert pol.name.startswith("native-ppo:agent@")
+    obs = {"image": np.zeros((2, 7, 7, 3), np.uint8), "direction": np.zeros(2, np.int64)}
+    assert pol.act(obs, None, np.ones(2, bool)).shape == (2,)
+
+
+def test_bad_input_is_named(tmp_path):
+    with pytest.raises(ValueError, match="'num_stepz'"):
+        parse_hyperparams("num_stepz=3", "native-ppo")
+    with pytest.raises(ValueError, match="minibatch_size must be a positive integer; got 0"):
+        PPOSettings.from_overrides({"minibatch_size": 0})
+    with pytest.raises(ValueError, match="gamma must be a finite number >= 0 and <= 1; got 1.5"):
+        PPOSettings(gamma=1.5)
+    with pytest.raises(ValueError, match="learning_rate must be a finite number > 0; got nan"):
+        PPOSettings(learning_rate=float("nan"))
+    with pytest.raises(ValueError, match="total_steps must be a positive integer; got 0"):
+        train_ppo(CueEnv(2), total_steps=0)
+    with pytest.raises(ValueError, match="num_envs must be a positive integer; got -1"):
+        train_agent(REAL_ID, where="real", algo="native-ppo", steps=10, out=tmp_path / "x", num_envs=-1)
+    # a policy file for another observation space, or weights that do not fit agent.json
+    network = ActorCritic((7, 7, 3), 7)
+    save_policy(network, tmp_path)
+    with pytest.raises(ValueError, match="does not fit the network"):
+        NativePolicy.load(tmp_path, {"network": {"observation_shape": [9, 9, 3], "num_actions": 7, "features": "cnn"}})
+    with pytest.raises(ValueError, match="'network' must give"):
+        NativePolicy.load(tmp_path, {"network": {"observation_shape": [7, 7, 3], "num_actions": 0, "features": "cnn"}})
+    policy = NativePolicy(network, torch.device("cpu"))
+    with pytest.raises(ValueError, match=r"observes \(7, 7, 3\) images; got an array of shape \(2, 9, 9, 3\)"):
+        policy.predict(np.zeros((2, 9, 9, 3), np.uint8))
+    (tmp_path / "agent.json").write_text(json.dumps({"algo": "native-ppo", "network": network.spec(),
+                                                      "env_id": "MiniGrid-DoorKey-8x8-v0"}))
+    with pytest.raises(ValueError, match="trained on 'MiniGrid-DoorKey-8x8-v0', not 'MiniGrid-Empty-5x5-v0'"):
+        evaluate_policy(tmp_path, REAL_ID, episodes=1)
+
+
+def test_cli_selects_native_ppo(tmp_path, capsys):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_agent_parser(parser.add_subparsers(dest="command"))
+    out = tmp_path / "a"
+    args = parser.parse_args(["agent", "train", "--env", REAL_ID, "--algo", "native-ppo", "--steps", "32",
+                              "--num-envs", "2", "--out", str(out), "--hyperparams", "num_steps=16,minibatch_size=8",
+                              "--quiet"])
+    assert args.run(args) == 0
+    assert json.loads((out / "agent.json").read_text())["num_envs"] == 2
+    args = parser.parse_args(["agent", "train", "--env", REAL_ID, "--algo", "native-ppo", "--steps", "32",
+                              "--out", str(out), "--hyperparams", "n_steps=16"])
+    assert args.run(args) == 1
+    assert "hyperparameter 'n_steps': the native PPO takes no such argument" in capsys.readouterr().err
