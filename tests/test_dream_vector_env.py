@@ -125,8 +125,8 @@ def test_autoreset_touches_only_the_finished_slot(checkpoint):
     original = forced.simulator.step
     step_no = [0]
 
-    def dream_step(state, frames, a, gen):
-        nxt, reward, terminated, info = original(state, frames, a, gen)
+    def dream_step(state, frames, a, gen=None, *, uniforms=None):
+        nxt, reward, terminated, info = original(state, frames, a, gen, uniforms=uniforms)
         step_no[0] += 1
         if step_no[0] == 2:
             terminated = torch.tensor([False, True, False])
@@ -147,7 +147,7 @@ def test_autoreset_touches_only_the_finished_slot(checkpoint):
             assert np.array_equal(f_obs["image"][1], gym.make(ENV_ID).reset(seed=3 + 3)[0]["image"])
         else:
             assert "final_obs" not in f_info
-        # On CPU, multinomial draws each row's numbers in turn, so untouched slots agree exactly.
+        # Each row's random numbers are its own slice of one draw, so untouched slots agree exactly.
         for i in (0, 2):
             assert np.array_equal(f_obs["image"][i], p_obs["image"][i])
             assert f_obs["direction"][i] == p_obs["direction"][i]
@@ -210,3 +210,64 @@ def test_bf16_precision_runs_with_a_half_size_attention_cache(checkpoint):
     assert env.observation_space.contains(obs)
     with pytest.raises(ValueError, match="precision must be one of"):
         DreamVectorEnv(checkpoint, num_envs=2, device="cpu", precision="fp8")
+
+
+def _trajectory(env, actions, seed):
+    obs, _ = env.reset(seed=seed)
+    out = [obs]
+    for a in actions:
+        obs, reward, terminated, truncated, infos = env.step(a)
+        out.append((obs, reward, terminated, truncated, infos.get("final_obs")))
+    return out
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (tuple, list)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, torch.Tensor):
+        return torch.equal(a, b)
+    if isinstance(a, np.ndarray) and a.dtype == object:
+        return all(_same(x, y) for x, y in zip(a, b))
+    return np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b
+
+
+def test_reset_reuses_buffers_and_replays_exactly(checkpoint):
+    """A reset writes the env's buffers in place (a captured step keeps reading them), and a used env
+    reset with a seed dreams exactly what a new env does with that seed, autoresets included."""
+    actions = [np.array([i % 3, (i + 1) % 7, 2]) for i in range(7)]
+    used = DreamVectorEnv(checkpoint, num_envs=3, device="cpu", max_episode_steps=3, start_pool=4)
+    _trajectory(used, actions, seed=11)
+    buffers = [t.data_ptr() for t in used._step_buffers()]
+    again = _trajectory(used, actions, seed=5)
+    assert [t.data_ptr() for t in used._step_buffers()] == buffers
+    fresh = _trajectory(DreamVectorEnv(checkpoint, num_envs=3, device="cpu", max_episode_steps=3, start_pool=4),
+                        actions, seed=5)
+    assert _same(again, fresh)
+
+
+def test_cuda_graphs_need_cuda(checkpoint):
+    with pytest.raises(ValueError, match="cuda_graphs=True needs a CUDA device; this env runs on cpu"):
+        DreamVectorEnv(checkpoint, num_envs=2, device="cpu", cuda_graphs=True)
+    with pytest.raises(ValueError, match="cuda_graphs must be None"):
+        DreamVectorEnv(checkpoint, num_envs=2, device="cpu", cuda_graphs="yes")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("return_torch", [True, False])
+@pytest.mark.parametrize("temperature,termination", [(1.0, "threshold"), (0.0, "sample")])
+def test_cuda_graph_step_equals_eager_step(checkpoint, return_torch, temperature, termination):
+    """The captured step replays the eager step's numbers: same seed, same frames, rewards, flags and
+    autoresets, over two resets (the capture survives a reset)."""
+    rng = np.random.default_rng(0)
+    actions = [rng.integers(0, 7, 5) for _ in range(12)]
+    if return_torch:
+        actions = [torch.from_numpy(a).cuda() for a in actions]
+    envs = [DreamVectorEnv(checkpoint, num_envs=5, device="cuda", max_episode_steps=4, start_pool=6,
+                           return_torch=return_torch, temperature=temperature, termination=termination,
+                           precision="float32", cuda_graphs=graphs) for graphs in (False, True)]
+    for seed in (0, 1):
+        eager, graphed = (_trajectory(env, actions, seed) for env in envs)
+        assert _same(eager, graphed)
+    assert envs[1]._captured is not None and envs[0]._captured is None

@@ -16,6 +16,8 @@ token mask, in chunks of queries, which costs T^2 time rather than T copies of a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -30,16 +32,30 @@ GROWING_CACHE_SLOTS = 64
 TIMELINE_QUERY_TOKENS = 4096
 
 
-def rotate_by_frame(x: torch.Tensor, frame: torch.Tensor, inv_freq: torch.Tensor) -> torch.Tensor:
-    """Rotary embedding of x [..., N, heads, dh] by frame indices broadcastable to x[..., 0, 0, 0].
+def frame_rotation(frame: torch.Tensor, inv_freq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cos, sin) [..., dh/2] float32 of the rotary angles of frame indices [...]. The angles are
+    computed in float64 so that frame 100,000 rotates as exactly as frame 10."""
+    angles = frame.double()[..., None] * inv_freq
+    return angles.cos().float(), angles.sin().float()
 
-    Angles are computed in float64 so that frame 100,000 rotates as exactly as frame 10.
-    """
-    angles = frame.double()[..., None] * inv_freq  # [..., dh/2]
-    cos = angles.cos().to(x.dtype)[..., None, None, :]
-    sin = angles.sin().to(x.dtype)[..., None, None, :]
+
+def rotate(x: torch.Tensor, rotation: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Rotary embedding of x [..., N, heads, dh] by `frame_rotation` of frames broadcastable to x[..., 0, 0, 0]."""
+    cos, sin = (r.to(x.dtype)[..., None, None, :] for r in rotation)
     x1, x2 = x[..., 0::2], x[..., 1::2]
     return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
+
+
+@dataclass
+class StepInputs:
+    """What every layer's attention needs for one recurrent step, computed once per step: the
+    rotation of the new frame, its ring slot, which slots it may attend, and (growing caches only)
+    how many slots are filled."""
+
+    rotation: tuple[torch.Tensor, torch.Tensor]   # cos, sin [B, dh/2]
+    slot: torch.Tensor                            # [B]
+    key_valid: torch.Tensor                       # [B, S] bool
+    filled: int | None = None
 
 
 class FrameLocalAttention(nn.Module):
@@ -60,7 +76,8 @@ class FrameLocalAttention(nn.Module):
     def _project(self, x: torch.Tensor, frame: torch.Tensor):
         """x [B, T, N, D], frame [B, T] -> rotated q, k and plain v, each [B, T, N, heads, dh]."""
         q, k, v = self.qkv(x).unflatten(-1, (3, self.heads, self.head_dim)).unbind(-3)
-        return rotate_by_frame(q, frame, self.inv_freq), rotate_by_frame(k, frame, self.inv_freq), v
+        rotation = frame_rotation(frame, self.inv_freq)
+        return rotate(q, rotation), rotate(k, rotation), v
 
     def _attend(self, q, keys, values, key_valid) -> torch.Tensor:
         """q [B, T, N, h, dh]; keys/values [B, T, S, N, h, dh]: the S key frames of each query frame;
@@ -183,6 +200,17 @@ class FrameLocalAttention(nn.Module):
         )
         return self.out(y), ring
 
+    def step_inputs(self, frame: torch.Tensor, slot_frame: torch.Tensor) -> StepInputs:
+        """The shared per-step inputs for frame [B], given slot_frame [B, S] already holding it."""
+        age = frame[:, None] - slot_frame
+        key_valid = (slot_frame >= 0) & (age >= 0) & (age <= self.window)
+        # A long ring (the causal baseline's KV cache) fills slot t at frame t: attend only to the
+        # filled part, so a step costs O(frames so far) like a growing cache. Short rings keep a
+        # static shape (no host sync; torch.compile and CUDA graphs see one shape).
+        filled = min(self.slots, int(frame.max()) + 1) if self.slots > GROWING_CACHE_SLOTS else None
+        return StepInputs(frame_rotation(frame[:, None], self.inv_freq), torch.remainder(frame, self.slots),
+                          key_valid, filled)
+
     def step(
         self,
         x: torch.Tensor,
@@ -190,24 +218,22 @@ class FrameLocalAttention(nn.Module):
         keys: torch.Tensor,
         values: torch.Tensor,
         slot_frame: torch.Tensor,
+        shared: StepInputs | None = None,
     ) -> torch.Tensor:
         """One frame. x [B, N, D]; frame [B]. Writes this frame's keys/values into the ring
         (`keys`, `values` [B, S, N, D], updated in place); `slot_frame` [B, S] must already hold
-        this frame in its slot. Returns y [B, N, D]."""
+        this frame in its slot. `shared`: `step_inputs(frame, slot_frame)`, when the caller steps
+        several layers with the same frame. Returns y [B, N, D]."""
         b, n, d = x.shape
-        q, k, v = self._project(x[:, None], frame[:, None])
+        shared = shared or self.step_inputs(frame, slot_frame)
+        q, k, v = self.qkv(x[:, None]).unflatten(-1, (3, self.heads, self.head_dim)).unbind(-3)
+        q, k = rotate(q, shared.rotation), rotate(k, shared.rotation)
         rows = torch.arange(b, device=x.device)
-        slot = torch.remainder(frame, self.slots)
-        keys[rows, slot] = k[:, 0].flatten(-2).to(keys.dtype)
-        values[rows, slot] = v[:, 0].flatten(-2).to(values.dtype)
-        age = frame[:, None] - slot_frame
-        key_valid = (slot_frame >= 0) & (age >= 0) & (age <= self.window)
-        if self.slots > GROWING_CACHE_SLOTS:
-            # A long ring (the causal baseline's KV cache) fills slot t at frame t: attend only to the
-            # filled part, so a step costs O(frames so far) like a growing cache. Short rings keep a
-            # static shape (no host sync; torch.compile and CUDA graphs see one shape).
-            filled = min(self.slots, int(frame.max()) + 1)
-            keys, values, key_valid = keys[:, :filled], values[:, :filled], key_valid[:, :filled]
+        keys[rows, shared.slot] = k[:, 0].flatten(-2).to(keys.dtype)
+        values[rows, shared.slot] = v[:, 0].flatten(-2).to(values.dtype)
+        key_valid = shared.key_valid
+        if shared.filled is not None:
+            keys, values, key_valid = keys[:, :shared.filled], values[:, :shared.filled], key_valid[:, :shared.filled]
         split = (self.heads, self.head_dim)
         y = self._attend(
             q, keys[:, None].unflatten(-1, split).to(q.dtype), values[:, None].unflatten(-1, split).to(q.dtype),

@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from .attention import FrameLocalAttention
+from .attention import FrameLocalAttention, StepInputs
 from .checkpoint import load_config, load_weights, save_checkpoint
 from .config import WorldModelConfig
 from .mixer import BlockwiseMamba2
@@ -39,6 +39,14 @@ class WorldModelOutput:
 
 def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return x * (1 + scale) + shift
+
+
+def _carried(t: torch.Tensor, carried: torch.Tensor | None) -> torch.Tensor:
+    """A state tensor [B, ...] with the rows of fresh episodes (carried [B] False) read as zeros:
+    `ModelState.reset` leaves those rows' contents in place and sets only their frame counter."""
+    if carried is None:
+        return t
+    return t * carried.view(-1, *([1] * (t.dim() - 1))).to(t.dtype)
 
 
 class WorldModelLayer(nn.Module):
@@ -61,15 +69,17 @@ class WorldModelLayer(nn.Module):
         mods = self.modulation(cond)[:, :, None, None].chunk(9, dim=-1)
         return [mods[i : i + 3] for i in (0, 3, 6)]
 
-    def forward(self, x, cond, frame, episode, state: LayerState | None, slot_frame: torch.Tensor | None):
-        """Parallel: x [B, T, H, W, D]; frame, episode [B, T] (see WorldModel.forward).
-        Returns (x, LayerState after the last frame, the ring's slot frames)."""
+    def forward(self, x, cond, frame, episode, state: LayerState | None, slot_frame: torch.Tensor | None,
+                carried: torch.Tensor | None = None):
+        """Parallel: x [B, T, H, W, D]; frame, episode [B, T] (see WorldModel.forward); carried [B]:
+        the rows whose state belongs to an episode under way. Returns (x, LayerState after the last
+        frame, the ring's slot frames)."""
         (s1, c1, g1), (s2, c2, g2), (s3, c3, g3) = self._sublayer_inputs(cond)
         if self.mixer is not None:
             y, ssm, conv = self.mixer(
                 _modulate(self.norms[0](x), s1, c1),
-                None if state is None else state.ssm,
-                None if state is None else state.conv,
+                None if state is None else _carried(state.ssm, carried),
+                None if state is None else _carried(state.conv, carried),
                 episode,
             )
             x = x + g1 * y
@@ -82,16 +92,19 @@ class WorldModelLayer(nn.Module):
         x = x + g3 * self.mlp(_modulate(self.norms[2](x), s3, c3))
         return x, LayerState(ssm=ssm, conv=conv, keys=keys, values=values), new_slot_frame
 
-    def step(self, x, cond, frame, state: LayerState, slot_frame: torch.Tensor):
-        """Recurrent: x [B, 1, H, W, D]; updates `state` in place."""
+    def step(self, x, cond, frame, state: LayerState, slot_frame: torch.Tensor, carried: torch.Tensor,
+             shared: StepInputs):
+        """Recurrent: x [B, 1, H, W, D]; updates `state` in place. carried [B]: rows not at an
+        episode's first frame; shared: the attention's per-step inputs (`FrameLocalAttention.step_inputs`)."""
         (s1, c1, g1), (s2, c2, g2), (s3, c3, g3) = self._sublayer_inputs(cond)
         if self.mixer is not None:
-            y, ssm, conv = self.mixer(_modulate(self.norms[0](x), s1, c1), state.ssm, state.conv)
+            y, ssm, conv = self.mixer(_modulate(self.norms[0](x), s1, c1),
+                                      _carried(state.ssm, carried), _carried(state.conv, carried))
             state.ssm.copy_(ssm)
             state.conv.copy_(conv)
             x = x + g1 * y
         h = _modulate(self.norms[1](x), s2, c2).flatten(1, 3)                  # [B, N, D]
-        y = self.attn.step(h, frame, state.keys, state.values, slot_frame)
+        y = self.attn.step(h, frame, state.keys, state.values, slot_frame, shared)
         x = x + g2 * y.view_as(x)
         return x + g3 * self.mlp(_modulate(self.norms[2](x), s3, c3))
 
@@ -201,12 +214,13 @@ class WorldModel(nn.Module):
             raise ValueError(f"resets must be a bool tensor of shape {(batch, length)}, got "
                              f"{resets.dtype} {tuple(resets.shape)}")
         frame, episode = self._frame_and_episode(state, resets, batch, length, frames.device)
+        carried = None if state is None else state.frame > 0
         x, cond = self._embed(frames, actions)
         new_layers = []
         for i, layer in enumerate(self.layers):
             args = (x, cond, frame, episode,
                     None if state is None else state.layers[i],
-                    None if state is None else state.slot_frame)
+                    None if state is None else state.slot_frame, carried)
             if self.activation_checkpointing and torch.is_grad_enabled():
                 x, new_state, slot_frame = checkpoint(layer, *args, use_reentrant=False)
             else:
@@ -245,8 +259,11 @@ class WorldModel(nn.Module):
         rows = torch.arange(state.batch_size, device=state.device)
         slot = torch.remainder(state.frame, self.config.attn_window + 1)
         state.slot_frame[rows, slot] = state.frame
+        # Computed once for all layers: which rows carry an episode on, and the attention's inputs.
+        carried = state.frame > 0
+        shared = self.layers[0].attn.step_inputs(state.frame, state.slot_frame)
         for layer, layer_state in zip(self.layers, state.layers, strict=True):
-            x = layer.step(x, cond, state.frame, layer_state, state.slot_frame)
+            x = layer.step(x, cond, state.frame, layer_state, state.slot_frame, carried, shared)
         logits, reward, done, features = self._heads(x, cond)
         state.frame += 1
         return WorldModelOutput(logits[:, 0], reward[:, 0], done[:, 0], features[:, 0]), state

@@ -56,9 +56,11 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return name
 
 
-def autocast(device: torch.device, precision: str) -> torch.autocast:
-    """The autocast context of a resolved precision (disabled for float32)."""
-    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
+def autocast(device: torch.device, precision: str, cache_enabled: bool = True) -> torch.autocast:
+    """The autocast context of a resolved precision (disabled for float32). cache_enabled=False for
+    code a CUDA graph captures (autocast's weight-cast cache must not outlive the capture)."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bfloat16",
+                          cache_enabled=cache_enabled)
 
 
 def state_dtype(precision: str) -> torch.dtype | None:

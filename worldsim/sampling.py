@@ -1,33 +1,52 @@
 """Pure sampling of a world-model step's outputs, on the device. `worldsim.simulator.Simulator.step`
-composes them (frames first, then termination: that order fixes which random numbers each draws)."""
+composes them. The random numbers are drawn first, apart from the model step (`draw_uniforms`), so a
+step can run with numbers drawn outside it: a captured CUDA graph replays the same kernels with the
+draws of each step, and gives the same frames as the eager step from the same generator."""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 
 TERMINATION_MODES = ("threshold", "sample")
 
 
+class Uniforms(NamedTuple):
+    """One step's uniform draws: frames [B, H, W, V] (None at temperature 0: argmax draws nothing)
+    and termination [B] (None unless termination is sampled)."""
+
+    frames: torch.Tensor | None
+    done: torch.Tensor | None
+
+
+def draw_uniforms(batch: int, cells: tuple[int, int, int], *, temperature: float, termination: str,
+                  generator: torch.Generator | None, device: torch.device) -> Uniforms:
+    """The uniforms a step needs, drawn from `generator` in a fixed order: frames first, then termination."""
+    frames = None if temperature == 0 else torch.rand((batch, *cells), generator=generator, device=device)
+    done = torch.rand((batch,), generator=generator, device=device) if termination == "sample" else None
+    return Uniforms(frames, done)
+
+
 def sample_frames(logits: torch.Tensor, *, legal: torch.Tensor, temperature: float,
-                  generator: torch.Generator | None) -> torch.Tensor:
+                  uniform: torch.Tensor | None) -> torch.Tensor:
     """Next frames [B, H, W] long from frame logits [B, H, W, V]: every cell from
     softmax(logits / temperature) restricted to the codec's legal tokens `legal` [H, W, V] (so every
-    frame decodes); temperature 0 takes the argmax and draws nothing."""
+    frame decodes), using `uniform` [B, H, W, V]; temperature 0 takes the argmax."""
     logits = logits.float().masked_fill(~legal, float("-inf"))
     if temperature == 0:
         return logits.argmax(-1)
     # Gumbel-max: argmax(logits / T + Gumbel noise) is a draw from softmax(logits / T), in one
     # elementwise pass (torch.multinomial over B·H·W rows is far slower at large batch).
-    uniform = torch.rand(logits.shape, generator=generator, device=logits.device).clamp_(min=1e-20)
-    return (logits / temperature - torch.log(-torch.log(uniform))).argmax(-1)
+    return (logits / temperature - torch.log(-torch.log(uniform.clamp(min=1e-20)))).argmax(-1)
 
 
 def sample_termination(done_logits: torch.Tensor, *, mode: str,
-                       generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+                       uniform: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(done probability [B] float32, terminated [B] bool) from done logits [B]: "threshold":
     sigmoid > 0.5 (deterministic, like MiniGrid's own goal/lava termination); "sample": a Bernoulli
-    draw of it."""
+    draw of it with `uniform` [B]."""
     p_done = torch.sigmoid(done_logits.float())
     if mode == "sample":
-        return p_done, torch.rand(p_done.shape, generator=generator, device=p_done.device) < p_done
+        return p_done, uniform < p_done
     return p_done, p_done > 0.5

@@ -37,7 +37,7 @@ from gymnasium import spaces
 from .codecs import codec_for_model
 from .model import WorldModel
 from .runtime import autocast, check_precision, resolve_device, resolve_precision, state_dtype
-from .sampling import TERMINATION_MODES, sample_frames, sample_termination
+from .sampling import TERMINATION_MODES, Uniforms, draw_uniforms, sample_frames, sample_termination
 from .zoo import resolve_checkpoint, shipped_models
 
 OBS_MODES = ("symbolic", "rgb")
@@ -138,21 +138,32 @@ class Simulator:
     def advance(self, state, frames: torch.Tensor, actions: torch.Tensor):
         """Feed frames [B, H, W] and actions [B] without sampling (a planner tracking reality); the
         state is updated in place. Returns the WorldModelOutput."""
-        with autocast(self.device, self.precision):
+        # No weight-cast cache: each weight is used once per step, and a captured step must not keep one.
+        with autocast(self.device, self.precision, cache_enabled=False):
             out, _ = self.model_step(state, frames, actions)
         return out
 
+    def draw_uniforms(self, batch: int, generator: torch.Generator | None) -> Uniforms:
+        """The random numbers one step of `batch` frames uses, drawn from `generator`."""
+        h, w = self.frame_shape
+        return draw_uniforms(batch, (h, w, self.codec.vocab_size), temperature=self.temperature,
+                             termination=self.termination, generator=generator, device=self.device)
+
     @torch.no_grad()
-    def step(self, state, frames: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None):
+    def step(self, state, frames: torch.Tensor, actions: torch.Tensor, generator: torch.Generator | None = None,
+             *, uniforms: Uniforms | None = None):
         """One batched dream step on the device.
 
         state: the model state of B frames (updated in place); frames [B, H, W] long (current
-        frames); actions [B] long. Returns (next frames [B, H, W] long, reward [B] float32,
-        terminated [B] bool, info) with info["done_prob"] [B] float32, the predicted probability
-        that the step ends the episode."""
+        frames); actions [B] long; the step's random numbers are drawn from `generator`, or given as
+        `uniforms` (``draw_uniforms``; same numbers, same step). Returns (next frames [B, H, W]
+        long, reward [B] float32, terminated [B] bool, info) with info["done_prob"] [B] float32, the
+        predicted probability that the step ends the episode."""
+        if uniforms is None:
+            uniforms = self.draw_uniforms(frames.shape[0], generator)
         out = self.advance(state, frames, actions)
-        nxt = sample_frames(out.frame_logits, legal=self.legal, temperature=self.temperature, generator=generator)
-        p_done, terminated = sample_termination(out.done_logits, mode=self.termination, generator=generator)
+        nxt = sample_frames(out.frame_logits, legal=self.legal, temperature=self.temperature, uniform=uniforms.frames)
+        p_done, terminated = sample_termination(out.done_logits, mode=self.termination, uniform=uniforms.done)
         reward = out.reward.float()
         if self.rewards_only_on_termination:
             reward = reward * terminated

@@ -96,7 +96,11 @@ class ModelState:
 
     @torch.no_grad()
     def reset(self, mask: torch.Tensor | None = None) -> "ModelState":
-        """Start a new episode in the batch elements where mask [B] is True (all if None), in place."""
+        """Start a new episode in the batch elements where mask [B] is True (all if None), in place.
+
+        Only the row's frame counter (to 0) and ring slots (to empty) are written: the model reads no
+        SSM or conv state of a row at frame 0 and no key/value of an empty slot, so a reset does not
+        pass over the whole state (an env that resets a few rows every step would pay that each step)."""
         if mask is None:
             mask = torch.ones(self.batch_size, dtype=torch.bool, device=self.device)
         mask = torch.as_tensor(mask, device=self.device, dtype=torch.bool)
@@ -104,7 +108,4 @@ class ModelState:
             raise ValueError(f"reset mask must have shape ({self.batch_size},), got {tuple(mask.shape)}")
         self.frame.masked_fill_(mask, 0)
         self.slot_frame.masked_fill_(mask[:, None], -1)
-        for layer in self.layers:
-            for t in layer.tensors():
-                t.masked_fill_(mask.view(-1, *([1] * (t.dim() - 1))), 0)
         return self
