@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -47,10 +48,15 @@ def _eval(args: argparse.Namespace) -> int:
     from .evaluation import evaluate_policy, format_table
 
     try:
-        where = _where(args)
         if not os.path.exists(args.policy):
             raise FileNotFoundError(f"--policy {args.policy!r} does not exist (a folder written by "
                                     "`worldsim agent train` or an SB3 .zip)")
+        if args.env is None:      # the env the policy was trained on, so that its shipped dream can be found
+            info = os.path.join(args.policy if os.path.isdir(args.policy) else os.path.dirname(args.policy),
+                                "agent.json")
+            if os.path.isfile(info):
+                args.env = json.loads(open(info).read()).get("env_id")
+        where = _where(args)
         out = args.out
         if out is None:
             folder = args.policy if os.path.isdir(args.policy) else os.path.dirname(args.policy) or "."

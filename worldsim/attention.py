@@ -192,7 +192,7 @@ class FrameLocalAttention(nn.Module):
         slot_frame = slot_frame.masked_fill(slot_frame < 0, -1)
         source = (s - 1) - (last - slot_frame.clamp(min=0))                   # index into the last S
         pick = source[:, :, None, None].expand(-1, -1, n, d)
-        empty = (slot_frame < 0)[:, :, None, None]  # zeroed, as state.reset leaves them
+        empty = (slot_frame < 0)[:, :, None, None]  # zeroed (an empty slot is never read)
         ring = (
             all_k[:, -s:].gather(1, pick).masked_fill(empty, 0),
             all_v[:, -s:].gather(1, pick).masked_fill(empty, 0),

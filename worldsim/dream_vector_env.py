@@ -28,6 +28,7 @@ the pool is those starts, shuffled by the reset seed.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -85,6 +86,7 @@ class DreamVectorEnv(VectorEnv):
         if cuda_graphs and self.device.type != "cuda":
             raise ValueError(f"cuda_graphs=True needs a CUDA device; this env runs on {self.device}")
         self.cuda_graphs = self.device.type == "cuda" if cuda_graphs is None else bool(cuda_graphs)
+        self._graphs_requested = cuda_graphs is True
         self._captured: CapturedStep | None = None
 
     # -------------------------------------------------------------------------------- starts
@@ -170,14 +172,24 @@ class DreamVectorEnv(VectorEnv):
     def _step_buffers(self) -> list[torch.Tensor]:
         return [*self._state.tensors(), self._frames, self._steps, self._start_idx, self._cursor]
 
+    def _capture(self, actions: torch.Tensor, uniforms: Uniforms) -> None:
+        try:
+            self._captured = CapturedStep(self._advance, (actions, *uniforms), restore=self._step_buffers())
+        except Exception as e:  # noqa: BLE001 - whatever stops the capture, the eager step still works
+            if self._graphs_requested:
+                raise
+            warnings.warn(f"DreamVectorEnv: CUDA graph capture failed ({type(e).__name__}: {e}); stepping eagerly "
+                          "(pass cuda_graphs=False to skip the attempt)", RuntimeWarning, stacklevel=3)
+            self.cuda_graphs = False
+
     def step(self, actions):
         if self._state is None:
             raise RuntimeError("call reset() before step()")
         a = self._actions(actions)
         uniforms = self.simulator.draw_uniforms(self.num_envs, self._gen)
+        if self.cuda_graphs and self._captured is None:
+            self._capture(a, uniforms)
         if self.cuda_graphs:
-            if self._captured is None:
-                self._captured = CapturedStep(self._advance, (a, *uniforms), restore=self._step_buffers())
             # The captured outputs are overwritten by the next replay: hand out copies.
             outputs = tuple(t.clone() for t in self._captured(a, *uniforms))
         else:

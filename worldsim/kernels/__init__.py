@@ -26,6 +26,7 @@ __all__ = ["ssd_scan", "ssd_scan_sequential", "triton_available", "resolve_backe
 BACKENDS = ("auto", "torch", "triton")
 # Chunk lengths each backend runs best at; any positive length gives the same numbers.
 DEFAULT_CHUNK_SIZE = {"torch": 64, "triton": 256}
+TRITON_GRID_LIMIT = 65_535   # CUDA's limit on a grid's second and third dimensions
 
 
 @functools.cache
@@ -102,14 +103,19 @@ def ssd_scan(
         # A short sequence (one frame in step()) runs in one small chunk instead of a mostly padded
         # long one; the Triton kernels want a power of two of at least 16.
         chunk_size = min(chunk_size, max(16, 1 << (x.shape[1] - 1).bit_length()))
-        y, final_state = _triton_scan()(
-            x, dt, A, B, C, chunk_size,
+        # The kernels put batch x chunks on one grid axis, which CUDA caps at 65,535: a bigger batch
+        # (e.g. 16,384 dream envs x 4 blocks) runs in slices.
+        rows = max(1, TRITON_GRID_LIMIT // -(-x.shape[1] // chunk_size))
+        outs = [_triton_scan()(
+            x[i:i + rows], dt[i:i + rows], A, B[i:i + rows], C[i:i + rows], chunk_size,
             dt_bias=dt_bias, dt_softplus=dt_softplus,
-            initial_states=None if initial_state is None else initial_state.float(),
-            seq_idx=None if seq_idx is None else seq_idx.to(torch.int32).contiguous(),
+            initial_states=None if initial_state is None else initial_state[i:i + rows].float(),
+            seq_idx=None if seq_idx is None else seq_idx[i:i + rows].to(torch.int32).contiguous(),
             return_final_states=True,
-        )
-        return y, final_state.float()
+        ) for i in range(0, x.shape[0], rows)]
+        if len(outs) == 1:
+            return outs[0][0], outs[0][1].float()
+        return torch.cat([y for y, _ in outs]), torch.cat([s for _, s in outs]).float()
     dt = dt.float()
     if dt_bias is not None:
         dt = dt + dt_bias.float()
