@@ -55,7 +55,12 @@ def _eval(args: argparse.Namespace) -> int:
             info = os.path.join(args.policy if os.path.isdir(args.policy) else os.path.dirname(args.policy),
                                 "agent.json")
             if os.path.isfile(info):
-                args.env = json.loads(open(info).read()).get("env_id")
+                from worldsim.checks import registered_env_id
+
+                import minigrid  # noqa: F401  (registers the MiniGrid ids the file may name)
+
+                with open(info) as f:
+                    args.env = registered_env_id(json.load(f).get("env_id"), f"{info}")
         where = _where(args)
         out = args.out
         if out is None:

@@ -138,7 +138,7 @@ def evaluate_policy(policy, env_id: str | None = None, episodes: int = 100, wher
     returns / lengths / successes / seeds and the settings; with `out`, also writes it as JSON.
     `env_id` defaults to the one in the policy folder's agent.json.
     """
-    from worldsim.checks import positive_int
+    from worldsim.checks import positive_int, registered_env_id
 
     from .training import check_place, load_policy
 
@@ -152,9 +152,12 @@ def evaluate_policy(policy, env_id: str | None = None, episodes: int = 100, wher
         if not hasattr(policy, "predict"):
             raise TypeError(f"policy must be a path or an SB3 model with predict(); got {type(policy).__name__}")
         model, info, policy_name = policy, {}, type(policy).__name__
-    env_id = env_id or info.get("env_id")
     if env_id is None:
-        raise ValueError("no env_id given and the policy has no agent.json naming one")
+        if info.get("env_id") is None:
+            raise ValueError("no env_id given and the policy has no agent.json naming one")
+        import minigrid  # noqa: F401  (registers the MiniGrid ids the file may name)
+
+        env_id = registered_env_id(info["env_id"], "the policy's agent.json")
     if info.get("env_id") and info["env_id"].split(":")[-1] != env_id.split(":")[-1]:
         raise ValueError(f"the policy was trained on {info['env_id']!r}, not {env_id!r}")
 

@@ -48,6 +48,11 @@ def test_malformed_files_are_named(saved):
     _, path = saved
     weights = (path / "model.safetensors").read_bytes()
     (path / "model.safetensors").write_bytes(weights[:100])
+    with pytest.raises(CheckpointError, match="model.safetensors is not the file its config.json was written with"):
+        WorldModel.from_pretrained(path)
+    payload = json.loads((path / "config.json").read_text())
+    del payload["weights_sha256"]                       # a checkpoint from before digests were recorded
+    (path / "config.json").write_text(json.dumps(payload))
     with pytest.raises(CheckpointError, match="model.safetensors is not a readable safetensors file"):
         WorldModel.from_pretrained(path)
     (path / "config.json").write_text("{ not json")

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from worldsim import WorldModelConfig
+from worldsim.checks import check_field_types
 
 # Model config fields that come from the data and cannot be overridden.
 DATA_FIELDS = ("vocab_size", "frame_shape", "num_actions", "metadata")
@@ -121,7 +122,14 @@ class TrainConfig:
             if not ok:
                 raise TrainError(f"TrainConfig: {what}")
 
+        check_field_types(self, "TrainConfig", TrainError)
         need(0 <= self.holdout_fraction < 1, f"holdout_fraction must be in [0, 1), got {self.holdout_fraction}")
+        need(self.grad_clip >= 0, f"grad_clip must be >= 0 (0: no clipping), got {self.grad_clip}")
+        need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        for name in ("beta1", "beta2"):
+            need(0 <= getattr(self, name) < 1, f"{name} must be in [0, 1), got {getattr(self, name)}")
+        for name in ("seed", "split_seed"):
+            need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         need(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
         need(self.lr > 0, f"lr must be > 0, got {self.lr}")
         need(0 <= self.min_lr_ratio <= 1, f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")

@@ -25,6 +25,7 @@ import random
 import re
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -83,12 +84,32 @@ def update_run_config(run_dir: Path, config: TrainConfig) -> None:
 
 # ---- metrics log -----------------------------------------------------------------------------
 
+def _parse_metrics(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """(records, lines dropped) of a metrics.jsonl. A line that does not parse as a JSON object
+    (a write cut short by a crash) is dropped with a warning rather than ending the run's history."""
+    records, dropped = [], 0
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            dropped += 1
+            warnings.warn(f"{path}: line {number} is not a complete JSON record (a write cut short?); dropped",
+                          RuntimeWarning, stacklevel=3)
+    return records, dropped
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """Every record of RUN_DIR/metrics.jsonl, in order ([] without one)."""
+    """Every record of RUN_DIR/metrics.jsonl, in order ([] without one; torn lines dropped)."""
     path = run_dir / METRICS_FILE
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return _parse_metrics(path)[0]
 
 
 class RunLog:
@@ -102,10 +123,11 @@ class RunLog:
         self.path = run_dir / METRICS_FILE
         run_dir.mkdir(parents=True, exist_ok=True)
         if self.path.is_file() and resumed:
-            lines = self.path.read_text().splitlines()
-            kept = [ln for ln in lines if ln.strip() and json.loads(ln).get("step", 0) <= step]
-            if len(kept) != len(lines):
-                atomic_write(self.path, lambda tmp: Path(tmp).write_text("".join(k + "\n" for k in kept)))
+            records, dropped = _parse_metrics(self.path)
+            kept = [r for r in records if isinstance(r.get("step", 0), (int, float)) and r.get("step", 0) <= step]
+            if dropped or len(kept) != len(records):
+                text = "".join(json.dumps(r, default=json_default) + "\n" for r in kept)
+                atomic_write(self.path, lambda tmp: Path(tmp).write_text(text))
         elif self.path.is_file() and not resumed and step == 0:
             self.path.unlink()
         self.writer = None
@@ -238,9 +260,14 @@ def read_checkpoint(checkpoint_dir: Path, device: torch.device) -> tuple[dict, d
         optimizer_state = torch.load(checkpoint_dir / OPTIMIZER_FILE, map_location=device, weights_only=True)
     except Exception as e:  # missing, truncated or foreign files
         raise TrainError(f"checkpoint {checkpoint_dir} cannot be read: {e}") from e
-    if state.get("format_version") != FORMAT_VERSION:
-        raise TrainError(f"{checkpoint_dir / TRAINER_STATE}: format_version {state.get('format_version')!r}, "
-                         f"expected {FORMAT_VERSION}")
+    where = checkpoint_dir / TRAINER_STATE
+    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+        version = state.get("format_version") if isinstance(state, dict) else None
+        raise TrainError(f"{where}: format_version {version!r}, expected {FORMAT_VERSION}")
+    for key in ("step", "tokens_seen"):
+        value = state.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise TrainError(f"{where}: {key} must be a non-negative integer; got {value!r}")
     return state, tensors, optimizer_state
 
 

@@ -51,6 +51,8 @@ from .windows import Window, WindowSampler
 
 # --amp in the runtime's words ("auto": bf16 on CUDA, float32 elsewhere); training in bf16 needs CUDA.
 AMP_PRECISION = {"auto": "auto", "bf16": "bfloat16", "off": "float32"}
+# Steps in a row with a non-finite loss or gradient after which training stops as diverged.
+MAX_NONFINITE_STEPS = 10
 
 
 def seed_everything(seed: int) -> None:
@@ -97,6 +99,7 @@ class Trainer:
 
     def _setup(self, config: TrainConfig, data: DataSource | None, checkpoint_dir: Path | None) -> None:
         self.config = config
+        self._nonfinite_run = 0
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
         self.dist = distributed.from_environment()   # torchrun's ranks, or rank 0 of 1
@@ -242,9 +245,20 @@ class Trainer:
         norm = float(norm)
         if math.isfinite(norm) and math.isfinite(stats.get("loss", 0.0)):
             self.optimizer.step()
+            self._nonfinite_run = 0
         else:
+            # A rare bad batch is skipped; a run of them is divergence, which must not pass as training.
             stats["skipped_nonfinite"] = 1.0
             self.optimizer.zero_grad(set_to_none=True)
+            self._nonfinite_run += 1
+            if self._nonfinite_run >= MAX_NONFINITE_STEPS:
+                self.step += 1                       # steps count from 1, as in the logs
+                first = self.step - self._nonfinite_run + 1
+                raise TrainError(
+                    f"training diverged: the loss or gradient norm was not finite at {self._nonfinite_run} steps in a "
+                    f"row (steps {first}-{self.step}); stopped without writing a final model (the last checkpoint, "
+                    f"if any, is kept). Lower the learning rate (--lr, now {c.lr:g}) or check the data "
+                    "(`worldsim collect --verify`)")
         stats.update(grad_norm=norm, lr=lr, seq_len=float(win.length), batch_size=float(win.batch_size))
         self.step += 1
         return stats
@@ -259,7 +273,9 @@ class Trainer:
         """Train until `config.steps` (or step `until`, for a run to be resumed later). Logs,
         evaluates and checkpoints as configured. Returns the last logged train and eval metrics."""
         c = self.config
-        end = c.steps if until is None else min(int(until), c.steps)
+        if until is not None and (isinstance(until, bool) or not isinstance(until, int) or until < 1):
+            raise TrainError(f"until must be a step number >= 1 (where to stop, to resume later); got {until!r}")
+        end = c.steps if until is None else min(until, c.steps)
         main = self.dist.is_main            # rank 0 alone shows progress, evaluates, logs and saves
         save = self.out is not None and main
         log = run_folder.RunLog(self.out, self.step, self._resumed_from is not None, c.tensorboard) if save else None

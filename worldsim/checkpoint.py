@@ -2,6 +2,8 @@
 
 Loading never executes code from the files. Each file is written to a temporary name, flushed to
 disk and renamed into place, so an interrupted save leaves the previous checkpoint whole.
+`config.json` records the sha256 of the weights file, checked on load (a damaged or swapped file is
+refused, naming it); weights that are not all finite are neither written nor loaded.
 
 `atomic_write` and `make_temp_dir` are the project's one way to write a file or a folder atomically
 (checkpoints, datasets, run folders, results).
@@ -9,6 +11,7 @@ disk and renamed into place, so an interrupted save leaves the previous checkpoi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -79,12 +82,29 @@ def make_temp_dir(parent: str | os.PathLike, prefix: str) -> Path:
             continue
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _first_nonfinite(tensors: dict[str, torch.Tensor]) -> str | None:
+    return next((k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+
+
 def save_checkpoint(model: torch.nn.Module, config: WorldModelConfig, path: str | os.PathLike) -> Path:
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    bad = _first_nonfinite(tensors)
+    if bad is not None:
+        raise CheckpointError(f"refusing to write {path}: the model's weights are not all finite (e.g. {bad}); "
+                              "the training that made them diverged")
+    path.mkdir(parents=True, exist_ok=True)
     atomic_write(path / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "worldsim"}))
-    payload = {"format_version": FORMAT_VERSION, "config": config.to_dict()}
+    payload = {"format_version": FORMAT_VERSION, "config": config.to_dict(),
+               "weights_sha256": _sha256(path / WEIGHTS_NAME)}
 
     def write_json(tmp: str) -> None:
         with open(tmp, "w") as f:
@@ -119,6 +139,13 @@ def load_weights(path: str | os.PathLike, model: torch.nn.Module) -> None:
     if not weights_file.is_file():
         raise CheckpointError(f"checkpoint {path} has no {WEIGHTS_NAME}")
     try:
+        expected = json.loads((Path(path) / CONFIG_NAME).read_text()).get("weights_sha256")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        expected = None                      # load_config has already said what is wrong with it
+    if expected is not None and _sha256(weights_file) != expected:
+        raise CheckpointError(f"{weights_file} is not the file its {CONFIG_NAME} was written with (its sha256 "
+                              "differs from weights_sha256): it is damaged or was replaced")
+    try:
         tensors = load_file(weights_file)
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{weights_file} is not a readable safetensors file: {e}") from e
@@ -131,4 +158,8 @@ def load_weights(path: str | os.PathLike, model: torch.nn.Module) -> None:
             f"{weights_file} does not fit the model of its {CONFIG_NAME}: "
             f"missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shape {wrong_shape[:5]}"
         )
+    bad = _first_nonfinite(tensors)
+    if bad is not None:
+        raise CheckpointError(f"{weights_file} holds weights that are not all finite (e.g. {bad}): the training "
+                              "that made them diverged")
     model.load_state_dict(tensors)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import Any
 
 import numpy as np
@@ -13,3 +15,44 @@ def positive_int(name: str, value: Any, allow_zero: bool = False) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if allow_zero else 1):
         raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} integer; got {value!r}")
     return int(value)
+
+
+def check_field_types(obj: Any, owner: str, error: type[Exception] = ValueError) -> None:
+    """Each field of the dataclass `obj` whose default is a bool, int, float or str holds a value of
+    that kind: an int where a float is expected is fine, a bool is never a number, numbers must be
+    finite. Otherwise `error` naming owner.field, the value and the kind allowed (so that a config
+    file's ``"d_model": "128"`` fails here, not deep inside the model)."""
+    kinds = {"bool": bool, "int": int, "float": float, "str": str}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        # The kind: the default's, or for a field without a default its annotation's.
+        default = f.default if f.default is not dataclasses.MISSING else kinds.get(str(f.type), object)()
+        if isinstance(default, bool):
+            ok, kind = isinstance(value, bool), "true or false"
+        elif isinstance(default, int):
+            ok, kind = isinstance(value, (int, np.integer)) and not isinstance(value, bool), "an integer"
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
+                and math.isfinite(value)
+            kind = "a finite number"
+        elif isinstance(default, str):
+            ok, kind = isinstance(value, str), "a string"
+        else:
+            continue
+        if not ok:
+            raise error(f"{owner}: {f.name} must be {kind}; got {value!r}")
+
+
+def registered_env_id(env_id: Any, source: str) -> str:
+    """`env_id`, read from a file (`source` names it), if gymnasium already knows it. A file must not
+    choose what code runs: gymnasium imports `module` for an id written "module:Env", so such ids,
+    and ids that no imported package registered, are refused; a caller can still pass one itself."""
+    import gymnasium as gym
+
+    if not isinstance(env_id, str) or not env_id:
+        raise ValueError(f"{source} names env id {env_id!r}; expected a registered gymnasium id")
+    if ":" in env_id or env_id not in gym.registry:
+        raise ValueError(f"{source} names env id {env_id!r}, which is not a registered gymnasium id; an env id "
+                         "read from a file is used only if it is registered (a 'module:Env' id would import "
+                         "module): pass the env id yourself to use it")
+    return env_id

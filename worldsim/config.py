@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from .checks import check_field_types
+
 
 @dataclass
 class WorldModelConfig:
@@ -56,7 +58,13 @@ class WorldModelConfig:
             if not ok:
                 raise ValueError(f"WorldModelConfig: {what}")
 
+        check_field_types(self, "WorldModelConfig")
         need(self.vocab_size >= 2, f"vocab_size must be >= 2, got {self.vocab_size}")
+        for name in ("d_model", "n_heads", "d_state", "headdim", "expand", "ngroups"):
+            need(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        need(self.mlp_ratio > 0, f"mlp_ratio must be > 0, got {self.mlp_ratio}")
+        need(self.chunk_size is None or (isinstance(self.chunk_size, int) and self.chunk_size >= 1),
+             f"chunk_size must be null or an integer >= 1, got {self.chunk_size!r}")
         need(len(self.frame_shape) == 2 and min(self.frame_shape) >= 1,
              f"frame_shape must be (H, W) with H, W >= 1, got {self.frame_shape}")
         need(self.num_actions >= 1, f"num_actions must be >= 1, got {self.num_actions}")

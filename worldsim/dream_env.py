@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from .checks import positive_int
+from .checks import positive_int, registered_env_id
 from .checkpoint import CheckpointError
 from .codecs import EgocentricCodec
 from .simulator import RGB_TILE_SIZE, Simulator
@@ -100,7 +100,7 @@ class DreamSetup:
         if real_env_id is None:
             if trained_on is None:
                 raise CheckpointError("the checkpoint's metadata names no 'env_id'; pass real_env_id")
-            real_env_id = trained_on
+            real_env_id = registered_env_id(trained_on, "the checkpoint's metadata")
         elif trained_on is not None and real_env_id.split(":")[-1] != trained_on.split(":")[-1]:
             raise ValueError(f"the checkpoint was trained on {trained_on!r}, not {real_env_id!r}; "
                              "its token frames and dynamics belong to that env")
