@@ -52,15 +52,16 @@ def _eval(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"--policy {args.policy!r} does not exist (a folder written by "
                                     "`worldsim agent train` or an SB3 .zip)")
         if args.env is None:      # the env the policy was trained on, so that its shipped dream can be found
-            info = os.path.join(args.policy if os.path.isdir(args.policy) else os.path.dirname(args.policy),
-                                "agent.json")
-            if os.path.isfile(info):
-                from worldsim.checks import registered_env_id
+            from worldsim.checks import registered_env_id
 
+            from .training import agent_info_file
+
+            info = agent_info_file(args.policy)
+            if info.is_file():
                 import minigrid  # noqa: F401  (registers the MiniGrid ids the file may name)
 
-                with open(info) as f:
-                    args.env = registered_env_id(json.load(f).get("env_id"), f"{info}")
+                saved = json.loads(info.read_text())
+                args.env = registered_env_id(saved.get("env_id") if isinstance(saved, dict) else None, str(info))
         where = _where(args)
         out = args.out
         if out is None:

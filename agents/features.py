@@ -69,7 +69,6 @@ class MiniGridFlat(BaseFeaturesExtractor):
         return self.net(observations)
 
 
-
 FEATURES = ("cnn", "mlp")
 
 

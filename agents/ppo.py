@@ -3,8 +3,9 @@
 Written in the manner of CleanRL's single-file ``ppo.py``, for vector envs that return tensors
 (``agents.torch_envs``: the dream's ``DreamVectorEnv(return_torch=True)``, or the real MiniGrid env
 behind the same face): the rollout buffers, the policy, the value function, generalised advantage
-estimation and the updates all live on the device, and the only host synchronisation is one small
-read of the iteration's statistics. With thousands of dream envs on a GPU nothing crosses to numpy.
+estimation and the updates all live on the device; the host reads the iteration's statistics and
+losses once per iteration (and the KL once per epoch with ``target_kl``). With thousands of dream
+envs on a GPU nothing crosses to numpy.
 
     policy, history = train_ppo(envs, total_steps=200_000, settings=PPOSettings(), seed=0)
 
@@ -228,6 +229,9 @@ def train_ppo(envs, *, total_steps: int, settings: PPOSettings | None = None, se
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
     if not isinstance(act_space, spaces.Discrete):
         raise ValueError(f"the native PPO needs a Discrete action space; the env has {act_space}")
+    if not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 3 or obs_space.shape[-1] != 3:
+        raise ValueError(f"the native PPO reads MiniGrid's symbolic image, a Box (H, W, 3); the env observes "
+                         f"{obs_space} (a dream env needs image_only=True)")
     torch.manual_seed(seed)
     policy = ActorCritic(obs_space.shape, int(act_space.n), features).to(device)
     optimizer = torch.optim.Adam(policy.parameters(), lr=s.learning_rate, eps=1e-5)
@@ -288,7 +292,7 @@ def _update(policy, optimizer, buf: _Rollout, advantages, returns, s: PPOSetting
     updates = 0
     for _ in range(s.epochs):
         order = torch.randperm(size, generator=gen, device=obs.device)
-        for lo in range(0, size - minibatch + 1, minibatch):   # whole minibatches only
+        for lo in range(0, size, minibatch):      # the last minibatch takes the remainder
             idx = order[lo:lo + minibatch]
             logits, values = policy(obs[idx])
             logp_all = F.log_softmax(logits.float(), -1)
@@ -298,7 +302,7 @@ def _update(policy, optimizer, buf: _Rollout, advantages, returns, s: PPOSetting
             ratio = log_ratio.exp()
             adv = advantages[idx]
             if s.norm_adv:
-                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                adv = (adv - adv.mean()) / (adv.std(unbiased=False) + 1e-8)
             policy_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - s.clip_coef, 1 + s.clip_coef)).mean()
             value_loss = 0.5 * (values.float() - returns[idx]).pow(2).mean()
             loss = policy_loss + s.vf_coef * value_loss - s.ent_coef * entropy

@@ -72,7 +72,6 @@ def make_torch_env(env_id: str, where: str, num_envs: int, *, checkpoint=None, d
     if where == "real":
         return RealTorchVecEnv(env_id, num_envs, device=device, max_episode_steps=max_episode_steps)
     from worldsim import DreamVectorEnv
-    from worldsim.runtime import resolve_device
 
     # Training runs for minutes: on CUDA, compiling the step (under a minute) pays for itself.
     compile_step = resolve_device(device).type == "cuda"

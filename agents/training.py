@@ -1,17 +1,17 @@
-"""Train a Stable-Baselines3 agent on a MiniGrid task, in the dream (a world-model checkpoint) or in the real env.
+"""Train an agent on a MiniGrid task, in the dream (a world-model checkpoint) or in the real env:
+Stable-Baselines3's PPO, A2C or DQN, or the native PPO (``agents/ppo.py``, ``algo="native-ppo"``).
 
-``train_agent(env_id, where="dream"|"real", algo="ppo"|"a2c"|"dqn", steps=..., out=DIR, checkpoint=...)``
-writes ``DIR/policy.zip`` (SB3's own format), ``DIR/agent.json`` (env id, where it was trained, algo,
-steps, seed, checkpoint, hyperparameters) and TensorBoard logs under ``DIR/tb``.
+``train_agent(env_id, where="dream"|"real", algo="ppo"|"a2c"|"dqn"|"native-ppo", steps=..., out=DIR, ...)``
+writes the policy (``DIR/policy.zip``, SB3's own format, or ``DIR/policy.safetensors``), ``DIR/agent.json``
+(env id, where it was trained, algo, steps, seed, checkpoint, hyperparameters) and TensorBoard logs
+under ``DIR/tb``; ``load_policy`` reads either back.
 
 Both envs give the agent the same observation: MiniGrid's 7x7x3 symbolic egocentric image (object,
 colour, state per cell), via ``ImgObsWrapper`` in the real env and ``image_only=True`` in the dream,
 so a policy trained in one runs unchanged in the other.
 
-Policy: SB3's actor-critic / Q-network heads on a small features extractor for 7x7 symbolic grids
-(``MiniGridCNN``, default: three 2x2 convolutions with a 2x2 max-pool after the first, the image
-model of lcswillems' rl-starter-files, on channels scaled by their value ranges), or ``MiniGridFlat``
-(the scaled grid flattened, for an MLP).
+Policy: actor-critic / Q-network heads on the features of ``agents/features.py`` (a small CNN for
+7x7 symbolic grids, or the scaled grid flattened for an MLP).
 """
 
 from __future__ import annotations
@@ -29,8 +29,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
-from gymnasium import spaces
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import LinearSchedule
@@ -316,6 +314,12 @@ def _train_native(env_id, where, algo, steps, out, checkpoint, num_envs, seed, d
             "device": str(envs.device), "policy": WEIGHTS_FILE, "network": policy.spec(), "history": history}
 
 
+def agent_info_file(policy: str | os.PathLike) -> Path:
+    """The agent.json that describes a policy: in the folder, or beside the file."""
+    policy = Path(policy)
+    return policy / INFO_FILE if policy.is_dir() else policy.with_name(INFO_FILE)
+
+
 def sb3_algorithm(path: Path):
     """The SB3 class that saved the zip `path`, told by the hyperparameters in its JSON ``data`` entry
     (read without unpickling anything)."""
@@ -326,7 +330,7 @@ def sb3_algorithm(path: Path):
         raise ValueError(f"{os.fspath(path)!r} is not a Stable-Baselines3 model zip ({e})") from None
     if "clip_range" in data:
         return PPO
-    if "target_update_interval" in data:
+    if "exploration_fraction" in data:       # DQN's own (SAC also has a target_update_interval)
         return DQN
     if "rollout_buffer_class" in data or "rms_prop_eps" in data or "n_steps" in data:
         return A2C
@@ -340,12 +344,14 @@ def load_policy(path, device: str = "auto"):
     which run code as they load: load only zips you trust. Its algorithm is read from agent.json or
     from the zip's JSON metadata, so it is unpickled once."""
     path = Path(path)
-    if path.is_dir():
-        info_file, zip_file = path / INFO_FILE, path / POLICY_FILE
-    else:
-        info_file, zip_file = path.with_name(INFO_FILE), path
+    info_file = agent_info_file(path)
     info = json.loads(info_file.read_text()) if info_file.is_file() else {}
+    if not isinstance(info, dict):
+        raise ValueError(f"{info_file} must hold a JSON object; got {type(info).__name__}")
+    zip_file = path / POLICY_FILE if path.is_dir() else path
     algo = info.get("algo")
+    if path.suffix == ".zip" and algo == NATIVE_PPO:
+        algo = None                        # a zip given by name is an SB3 zip, whatever lies beside it
     if algo == NATIVE_PPO:
         from .ppo import NativePolicy
 

@@ -176,6 +176,15 @@ def test_bad_input_is_named(tmp_path):
     policy = NativePolicy(network, torch.device("cpu"))
     with pytest.raises(ValueError, match=r"observes \(7, 7, 3\) images; got an array of shape \(2, 9, 9, 3\)"):
         policy.predict(np.zeros((2, 9, 9, 3), np.uint8))
+    dream = make_torch_env(MINIGRID_ENV_ID, "dream", 2, checkpoint=tiny_minigrid_model(), device="cpu")
+    dream.setup.simulator.image_only = False
+    dream.single_observation_space = dream.setup.simulator.observation_space(dream.setup.real_env.observation_space)
+    with pytest.raises(ValueError, match=r"reads MiniGrid's symbolic image, a Box \(H, W, 3\); the env observes Dict"):
+        train_ppo(dream, total_steps=8)
+    with pytest.raises(ValueError, match="give the folder that holds it and its agent.json"):
+        from envs.minigrid import MiniGridCodec
+
+        make_policy(str(tmp_path / "policy.safetensors"), num_envs=1, num_actions=7, codec=MiniGridCodec(7))
     (tmp_path / "agent.json").write_text(json.dumps({"algo": "native-ppo", "network": network.spec(),
                                                       "env_id": "MiniGrid-DoorKey-8x8-v0"}))
     with pytest.raises(ValueError, match="trained on 'MiniGrid-DoorKey-8x8-v0', not 'MiniGrid-Empty-5x5-v0'"):

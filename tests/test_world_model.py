@@ -227,3 +227,26 @@ def test_activation_checkpointing_gives_the_same_gradients():
 def test_config_refuses_values_the_model_cannot_run(field, value, message):
     with pytest.raises(ValueError, match=message):
         tiny_config(**{field: value})
+
+
+@pytest.mark.parametrize("path", ["step", "forward"])
+def test_a_reset_leaves_nothing_of_the_old_episode_not_even_nan(model, path):
+    """A reset writes only the frame counter and ring slots; whatever the finished episode left in
+    the rest of the state (here NaN everywhere) must not reach the new one."""
+    frames, actions = random_episode(model.config, 2, 4, seed=3)
+    clean = model.initial_state(2)
+    poisoned = model.initial_state(2)
+    with torch.no_grad():
+        for t in poisoned.layers[0].tensors() + poisoned.layers[-1].tensors():
+            t.fill_(float("nan"))
+    poisoned.frame.fill_(7)
+    poisoned.reset()
+    if path == "step":
+        want = torch.stack([o.frame_logits for o in step_through(model, clean, frames, actions)[0]], 1)
+        got = torch.stack([o.frame_logits for o in step_through(model, poisoned, frames, actions)[0]], 1)
+    else:
+        with torch.no_grad():
+            want = model(frames, actions, state=clean).frame_logits
+            got = model(frames, actions, state=poisoned).frame_logits
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, want)

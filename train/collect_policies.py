@@ -78,6 +78,8 @@ class TrainedPolicy:
         if not path.exists():
             raise ValueError(f"--policy {str(path)!r}: no such file or folder; give 'random', 'explore', 'expert', "
                              "a folder written by `worldsim agent train` or a Stable-Baselines3 model .zip")
+        if path.is_file() and path.suffix == ".safetensors":
+            raise ValueError(f"--policy {path}: give the folder that holds it and its agent.json ({path.parent})")
         try:
             if path.is_file():
                 sb3_algorithm(path)                    # refuse a non-SB3 file before anything is unpickled

@@ -168,8 +168,9 @@ class FrameLocalAttention(nn.Module):
             order = slot_frame.argsort(dim=1)
             old_frame = slot_frame.gather(1, order)
             pick = order[:, :, None, None].expand(-1, -1, n, d)
-            old_k = cache_k.gather(1, pick).to(k.dtype)
-            old_v = cache_v.gather(1, pick).to(v.dtype)
+            empty = (old_frame < 0)[:, :, None, None]     # emptied by a reset: read as zeros (see step)
+            old_k = cache_k.gather(1, pick).to(k.dtype).masked_fill(empty, 0)
+            old_v = cache_v.gather(1, pick).to(v.dtype).masked_fill(empty, 0)
         if episode is None:
             episode = torch.zeros_like(frame)
         all_k = torch.cat([old_k, k], 1)                                      # [B, S + T, N, D]
@@ -234,6 +235,10 @@ class FrameLocalAttention(nn.Module):
         key_valid = shared.key_valid
         if shared.filled is not None:
             keys, values, key_valid = keys[:, :shared.filled], values[:, :shared.filled], key_valid[:, :shared.filled]
+        # Slots a reset emptied still hold the old episode's keys/values; masked scores weigh them by 0,
+        # but 0 x NaN is NaN, so they are read as zeros (fused into the copy attention makes anyway).
+        keep = key_valid[:, :, None, None]
+        keys, values = torch.where(keep, keys, 0), torch.where(keep, values, 0)
         split = (self.heads, self.head_dim)
         y = self._attend(
             q, keys[:, None].unflatten(-1, split).to(q.dtype), values[:, None].unflatten(-1, split).to(q.dtype),

@@ -25,8 +25,8 @@ class CapturedStep:
                  restore: Sequence[torch.Tensor], warmup: int = WARMUP_RUNS):
         self.inputs = [None if x is None else x.clone() for x in inputs]
         saved = [t.clone() for t in restore]
+        side = torch.cuda.Stream()
         try:
-            side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side), torch.no_grad():
                 for _ in range(warmup):
@@ -36,6 +36,7 @@ class CapturedStep:
             with torch.cuda.graph(self.graph), torch.no_grad():
                 self.outputs = fn(*self.inputs)
         finally:                      # also when capture fails: the caller may go on eagerly
+            torch.cuda.current_stream().wait_stream(side)
             with torch.no_grad():
                 for t, s in zip(restore, saved, strict=True):
                     t.copy_(s)

@@ -16,8 +16,10 @@ in torch mode they are always present as batched tensors, valid where the mask i
 
 Speed: on CUDA the whole step (model, sampling, autoreset) is captured once as a CUDA graph and
 replayed (``cuda_graphs``, default on for CUDA): at small batch a step is hundreds of tiny kernels
-whose launches cost more than their work. Capture takes a few steps' time on the first ``step``
-after ``reset``; the numbers are those of the eager step. ``compile=True`` also fuses the step's
+whose launches cost more than their work. Capture takes a few steps' time on the env's first
+``step`` and holds across resets; the numbers are those of the eager step. The captured step bakes
+in the settings of that moment (temperature, termination, step limit, the start pool's size):
+change them on a new env, not on a running one. ``compile=True`` also fuses the step's
 elementwise work with ``torch.compile`` (about a minute per batch size), which pays at large batch.
 
 Starts: a pool of ``start_pool`` real initial observations, from resetting the real env with

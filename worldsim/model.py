@@ -46,7 +46,8 @@ def _carried(t: torch.Tensor, carried: torch.Tensor | None) -> torch.Tensor:
     `ModelState.reset` leaves those rows' contents in place and sets only their frame counter."""
     if carried is None:
         return t
-    return t * carried.view(-1, *([1] * (t.dim() - 1))).to(t.dtype)
+    # where, not a product: whatever a finished episode left there (even NaN) must not leak through.
+    return torch.where(carried.view(-1, *([1] * (t.dim() - 1))), t, 0)
 
 
 class WorldModelLayer(nn.Module):
@@ -201,9 +202,9 @@ class WorldModel(nn.Module):
         ≤ t and actions ≤ t of the same episode.
 
         state: continue from it (None: fresh episodes); it is not modified.
-        resets [B, T] bool: True where frame t starts a new episode. The state is zeroed just before
-        it, exactly as `state.reset(mask)` between two `step` calls, so training windows may cross
-        episode boundaries.
+        resets [B, T] bool: True where frame t starts a new episode. From just before it the state is
+        read as zeros, exactly as after `state.reset(mask)` between two `step` calls, so training
+        windows may cross episode boundaries.
         """
         self._check(frames, actions, time_dim=True)
         self._check_values(frames, actions)

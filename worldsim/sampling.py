@@ -36,6 +36,8 @@ def sample_frames(logits: torch.Tensor, *, legal: torch.Tensor, temperature: flo
     logits = logits.float().masked_fill(~legal, float("-inf"))
     if temperature == 0:
         return logits.argmax(-1)
+    if uniform is None:
+        raise ValueError(f"sampling at temperature {temperature} needs uniforms (draw_uniforms); got None")
     # Gumbel-max: argmax(logits / T + Gumbel noise) is a draw from softmax(logits / T), in one
     # elementwise pass (torch.multinomial over B·H·W rows is far slower at large batch).
     return (logits / temperature - torch.log(-torch.log(uniform.clamp(min=1e-20)))).argmax(-1)
@@ -48,5 +50,7 @@ def sample_termination(done_logits: torch.Tensor, *, mode: str,
     draw of it with `uniform` [B]."""
     p_done = torch.sigmoid(done_logits.float())
     if mode == "sample":
+        if uniform is None:
+            raise ValueError("termination='sample' needs uniforms (draw_uniforms); got None")
         return p_done, uniform < p_done
     return p_done, p_done > 0.5
