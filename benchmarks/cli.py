@@ -84,8 +84,9 @@ def add_benchmark_parser(subparsers, help: str | None = None):
     bench = subparsers.add_parser(
         "benchmark", help=help,
         description="Benchmarks: agents trained or planning in a world model against agents trained in the real "
-        "env (learned-vs-real), world models' recall over long gaps (memory), and the cost of training and "
-        "of a step against the length of the context (scaling).")
+        "env (learned-vs-real), how a dream behaves where policies go against the real env (fidelity), world "
+        "models' recall over long gaps (memory), and the cost of training and of a step against the length of "
+        "the context (scaling).")
     commands = bench.add_subparsers(dest="benchmark_command", required=True, metavar="BENCHMARK_COMMAND")
     p = commands.add_parser(
         "learned-vs-real", help="PPO trained in the real env vs PPO trained in the dream vs the planner",
@@ -130,6 +131,7 @@ def add_benchmark_parser(subparsers, help: str | None = None):
     p.set_defaults(run=_learned_vs_real, benchmark_parser=p)
     add_memory_parser(commands)
     add_scaling_parser(commands)
+    add_fidelity_parser(commands)
     return commands
 
 
@@ -178,6 +180,60 @@ def add_memory_parser(benchmark_commands) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="torch device: auto (cuda if available), cpu or cuda (default: auto)")
     p.add_argument("--out", default="runs/benchmark/memory", help="output folder (default: runs/benchmark/memory)")
     p.set_defaults(run=_memory)
+    return p
+
+
+# ---------------------------------------------------------------------------------------- fidelity
+
+
+def _fidelity(args: argparse.Namespace) -> int:
+    from .fidelity import fidelity_benchmark, format_fidelity_table
+
+    try:
+        from worldsim.zoo import resolve_checkpoint
+
+        checkpoint = resolve_checkpoint(args.checkpoint, args.env)
+        if checkpoint is None:
+            raise ValueError(f"--checkpoint: none given and no model is shipped for {args.env}")
+        out = args.out or f"runs/benchmark/fidelity-{args.env or Path(str(checkpoint)).name}"
+        result = fidelity_benchmark(checkpoint, [p.strip() for p in args.policies.split(",") if p.strip()],
+                                    env_id=args.env, episodes=args.episodes, seed=args.seed, horizon=args.horizon,
+                                    temperature=args.temperature, device=args.device,
+                                    max_episode_steps=args.max_episode_steps, out=out)
+    except (ValueError, OSError) as e:
+        print(f"worldsim benchmark fidelity: error: {e}", file=sys.stderr)
+        return 1
+    print(format_fidelity_table(result))
+    print(f"wrote {Path(out) / 'fidelity.json'} and fidelity.svg")
+    return 0
+
+
+def add_fidelity_parser(benchmark_commands) -> argparse.ArgumentParser:
+    """Register `fidelity` on `worldsim benchmark`'s subcommands."""
+    p = benchmark_commands.add_parser(
+        "fidelity", help="does the dream behave like the real env where policies go? replay, closed loop, exploits",
+        description="For each policy, from the same real reset seeds: (1) the policy's real actions replayed in the "
+        "dream, open loop from the real first frame with the dream's own decoder: per-cell accuracy and exact-frame "
+        "rate by step, the first step that differs, reward and termination agreement; (2) the policy closed loop in "
+        "the dream and in the real env: success, return, length and the optimism gap (dream success - real "
+        "success); (3) the dream's successful episodes replayed in the real env: how many succeed there too. "
+        "Scripted policies read the agent's pose, so they get (1) only. Prints a table and writes "
+        "OUT/fidelity.json and OUT/fidelity.svg (accuracy vs step).")
+    p.add_argument("--env", default=None, help="real env id (default: the one the checkpoint was trained on)")
+    p.add_argument("--checkpoint", default=None,
+                   help="a world model folder or a shipped model's id (default: the model shipped for --env)")
+    p.add_argument("--policies", default="random,expert",
+                   help="comma-separated: random, expert, explore, or folders written by `worldsim agent train` "
+                   "(default: random,expert)")
+    p.add_argument("--episodes", type=int, default=16, help="episodes per policy (default: 16)")
+    p.add_argument("--seed", type=int, default=10_000, help="reset seed of the first episode (default: 10000)")
+    p.add_argument("--horizon", type=int, default=500, help="steps of each replay at most (default: 500)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="the dream's sampling temperature (default: the dream's own, 1.0; 0: argmax)")
+    p.add_argument("--max-episode-steps", type=int, default=None, help="episode step limit replacing the env's own")
+    p.add_argument("--device", default="auto", help="torch device: auto (cuda if available), cpu or cuda (default: auto)")
+    p.add_argument("--out", default=None, help="output folder (default: runs/benchmark/fidelity-<env>)")
+    p.set_defaults(run=_fidelity)
     return p
 
 

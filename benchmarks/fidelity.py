@@ -1,0 +1,347 @@
+"""Closed-loop fidelity of a world model: does its dream behave like the real env where policies go?
+
+For each policy, from the same real reset seeds (seed, seed + 1, ...):
+
+1. **Real actions replayed in the dream.** The policy plays real episodes; the dream starts from the
+   same first frame and is fed the same actions, each new frame being its own previous output (open
+   loop, sampled by the dream's own decoder: the codec's legal tokens at the dream's temperature).
+   Per step: per-cell accuracy and exact-frame rate against the real frame, the first step where
+   the frames differ, and whether reward (within 0.1) and termination agree. Accuracy is given
+   over all cells and over the *knowable* ones: a cell showing a place of the world never in view
+   before in the episode cannot be known from the past (the dream must imagine it), so the
+   knowable-cell accuracy is the model's fidelity and the difference is the world it invents.
+2. **The same policy, closed loop, in the dream and in the real env** (policies that act on what the
+   agent sees; a scripted expert reads the agent's pose, which a dream does not have): success
+   (terminated with a positive return), return and length; the **optimism gap** = dream success -
+   real success.
+3. **Dream successes replayed in the real env**: the actions of each successful dream episode,
+   replayed from the same reset seed in the real env; the fraction that succeed there too (1.0: the
+   dream's successes are real; low: the policy found ways to win that only the dream allows, or the
+   dream imagined a different world beyond the first view, where the same actions lead elsewhere:
+   replay is open loop, so read it beside the closed-loop real success).
+
+    result = fidelity_benchmark("MiniGrid-DoorKey-8x8-v0", policies=["random", "expert", "runs/agent"])
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from agents.evaluation import wilson_interval
+from train.collect_policies import ScriptedPolicy, make_policy
+from worldsim.checks import positive_int
+from worldsim.data.gap import episode_gap
+from worldsim.json_io import write_json
+from worldsim.simulator import Simulator
+
+REPORT_STEPS = (1, 16, 64, 128, 256, 500)
+REWARD_TOLERANCE = 0.1
+
+
+def real_episodes(env_id: str, policy_spec: str, seeds: list[int], codec, num_actions: int,
+                  max_steps: int | None) -> list[dict[str, Any]]:
+    """The policy's real episodes, one per seed: token frames [T + 1, H, W], actions, rewards, and how
+    the episode ended."""
+    import minigrid  # noqa: F401  (registers the MiniGrid ids)
+
+    n = len(seeds)
+    policy = make_policy(policy_spec, n, num_actions, codec)
+    kwargs = {} if max_steps is None else {"max_episode_steps": max_steps}
+    envs = [gym.make(env_id, **kwargs) for _ in range(n)]
+    obs, frames, actions, rewards = [], [], [[] for _ in range(n)], [[] for _ in range(n)]
+    poses = [[] for _ in range(n)]
+
+    def pose(env):
+        return np.array(env.unwrapped.agent_pos), int(env.unwrapped.agent_dir)
+
+    for i, (env, seed) in enumerate(zip(envs, seeds)):
+        o, _ = env.reset(seed=seed)
+        u = env.unwrapped
+        policy.start(i, seed, o, np.array(u.agent_pos), (u.width, u.height))
+        obs.append(o)
+        frames.append([o])
+        poses[i].append(pose(env))
+    active = np.ones(n, dtype=bool)
+    ended = [None] * n
+    while active.any():
+        batch = {"image": np.stack([o["image"] for o in obs]), "direction": np.array([o["direction"] for o in obs])}
+        pos = np.stack([np.array(env.unwrapped.agent_pos) for env in envs])
+        chosen = policy.act(batch, pos, active)
+        for i in np.flatnonzero(active):
+            o, r, te, tr, _ = envs[i].step(int(chosen[i]))
+            obs[i] = o
+            frames[i].append(o)
+            poses[i].append(pose(envs[i]))
+            actions[i].append(int(chosen[i]))
+            rewards[i].append(float(r))
+            if te or tr:
+                active[i], ended[i] = False, "terminated" if te else "truncated"
+    for env in envs:
+        env.close()
+    out = []
+    for i in range(n):
+        images = np.stack([o["image"] for o in frames[i]])
+        directions = np.array([o["direction"] for o in frames[i]])
+        ret = sum(rewards[i])
+        tokens = codec.encode_episode(images, directions).long()
+        gap = episode_gap(tokens.numpy(), np.stack([p for p, _ in poses[i]]), np.array([d for _, d in poses[i]]),
+                          codec)
+        # Never in view before, and not the unseen token (which an occluded cell shows whatever lies there).
+        knowable = ~((gap < 0) & (tokens.numpy() != codec.unseen_token))
+        out.append({"seed": seeds[i], "frames": tokens, "knowable": torch.from_numpy(knowable),
+                    "actions": actions[i], "rewards": rewards[i], "ended": ended[i], "return": ret,
+                    "success": ended[i] == "terminated" and ret > 0})
+    return out
+
+
+@torch.no_grad()
+def replay_in_dream(sim: Simulator, episodes: list[dict[str, Any]], horizon: int, seed: int) -> dict[str, Any]:
+    """Feed every episode's real actions to the dream, open loop from its first real frame."""
+    n = len(episodes)
+    lengths = np.array([min(len(e["actions"]), horizon) for e in episodes])
+    steps = int(lengths.max())
+    real = torch.zeros(n, steps + 1, *sim.frame_shape, dtype=torch.long)
+    knowable = torch.zeros(n, steps + 1, *sim.frame_shape, dtype=torch.bool)
+    acts = torch.zeros(n, steps, dtype=torch.long)
+    for i, e in enumerate(episodes):
+        real[i, :lengths[i] + 1] = e["frames"][:lengths[i] + 1]
+        knowable[i, :lengths[i] + 1] = e["knowable"][:lengths[i] + 1]
+        acts[i, :lengths[i]] = torch.tensor(e["actions"][:lengths[i]])
+    gen = torch.Generator(device=sim.device)
+    gen.manual_seed(seed)
+    state = sim.initial_state(n)
+    frames = real[:, 0].to(sim.device)
+    acc = np.full((n, steps), np.nan)
+    acc_known = np.full((n, steps), np.nan)
+    exact = np.full((n, steps), np.nan)
+    reward_ok = np.full((n, steps), np.nan)
+    done_ok = np.full((n, steps), np.nan)
+    for t in range(steps):
+        frames, reward, terminated, _ = sim.step(state, frames, acts[:, t].to(sim.device), gen)
+        live = t < lengths
+        same = (frames.cpu() == real[:, t + 1])
+        acc[live, t] = same.float().mean(dim=(1, 2)).numpy()[live]
+        known = knowable[:, t + 1]
+        hits_known = (same & known).flatten(1).sum(1).float() / known.flatten(1).sum(1).clamp(min=1).float()
+        acc_known[live, t] = hits_known.numpy()[live]
+        exact[live, t] = same.flatten(1).all(1).float().numpy()[live]
+        real_reward = np.array([e["rewards"][t] if t < len(e["rewards"]) else 0.0 for e in episodes])
+        real_done = np.array([t == len(e["actions"]) - 1 and e["ended"] == "terminated" for e in episodes])
+        reward_ok[live, t] = (np.abs(reward.cpu().numpy() - real_reward) <= REWARD_TOLERANCE)[live]
+        done_ok[live, t] = (terminated.cpu().numpy() == real_done)[live]
+    diverged = [int(np.argmax(exact[i, :lengths[i]] < 1)) + 1 if (exact[i, :lengths[i]] < 1).any() else None
+                for i in range(n)]
+    by_step = {}
+    for s in REPORT_STEPS:
+        if s <= steps:
+            column = acc[:, s - 1]
+            live = ~np.isnan(column)
+            if live.any():
+                by_step[s] = {"episodes": int(live.sum()), "cell_accuracy": float(column[live].mean()),
+                              "knowable_cell_accuracy": float(acc_known[live, s - 1].mean()),
+                              "exact_frame": float(exact[live, s - 1].mean())}
+    curve = [float(np.nanmean(acc_known[:, t])) for t in range(steps)]
+    ended_early = [d for d in diverged if d is not None]
+    return {"steps_replayed": int(lengths.sum()), "by_step": by_step, "accuracy_curve": curve,
+            "mean_cell_accuracy": float(np.nanmean(acc)), "mean_knowable_cell_accuracy": float(np.nanmean(acc_known)),
+            "mean_exact_frame": float(np.nanmean(exact)),
+            "first_divergence_steps": diverged,
+            "median_first_divergence": float(np.median(ended_early)) if ended_early else None,
+            "never_diverged": sum(d is None for d in diverged),
+            "reward_agreement": float(np.nanmean(reward_ok)), "termination_agreement": float(np.nanmean(done_ok))}
+
+
+def dream_episodes(checkpoint, env_id: str, policy_spec: str, seeds: list[int], codec, num_actions: int,
+                   temperature: float, device: str, max_steps: int | None) -> list[dict[str, Any]]:
+    """The policy's first dream episode from each seed's real start (sub-env i of a DreamVectorEnv reset
+    with seeds[0] starts from seed seeds[0] + i), with its actions."""
+    from worldsim import DreamVectorEnv
+
+    n = len(seeds)
+    policy = make_policy(policy_spec, n, num_actions, codec)
+    env = DreamVectorEnv(checkpoint, num_envs=n, real_env_id=env_id, device=device, start_pool=n,
+                         temperature=temperature, max_episode_steps=max_steps)
+    obs, _ = env.reset(seed=seeds[0])
+    for i, seed in enumerate(seeds):
+        policy.start(i, seed, Simulator.unbatch(obs, i), None, None)
+    active = np.ones(n, dtype=bool)
+    actions, returns, ended = [[] for _ in range(n)], np.zeros(n), [None] * n
+    while active.any():
+        chosen = policy.act(obs, None, active)
+        obs, reward, terminated, truncated, _ = env.step(chosen)
+        for i in np.flatnonzero(active):
+            actions[i].append(int(chosen[i]))
+            returns[i] += reward[i]
+            if terminated[i] or truncated[i]:
+                active[i], ended[i] = False, "terminated" if terminated[i] else "truncated"
+    env.close()
+    return [{"seed": s, "actions": a, "return": float(r), "ended": e, "success": e == "terminated" and r > 0}
+            for s, a, r, e in zip(seeds, actions, returns, ended)]
+
+
+def replay_in_real(env_id: str, episodes: list[dict[str, Any]], max_steps: int | None) -> list[bool]:
+    """Whether each episode's actions, replayed in the real env from its seed, reach the goal."""
+    kwargs = {} if max_steps is None else {"max_episode_steps": max_steps}
+    results = []
+    for e in episodes:
+        env = gym.make(env_id, **kwargs)
+        env.reset(seed=e["seed"])
+        ret, success = 0.0, False
+        for a in e["actions"]:
+            _, r, te, tr, _ = env.step(a)
+            ret += r
+            if te or tr:
+                success = bool(te and ret > 0)
+                break
+        env.close()
+        results.append(success)
+    return results
+
+
+def _rate(flags: list[bool]) -> dict[str, Any]:
+    k, n = int(sum(flags)), len(flags)
+    return {"rate": k / n if n else None, "count": k, "of": n, "ci": list(wilson_interval(k, n)) if n else None}
+
+
+def fidelity_benchmark(checkpoint, policies: list[str], *, env_id: str | None = None, episodes: int = 16,
+                       seed: int = 10_000, horizon: int = 500, temperature: float | None = None,
+                       device: str = "auto", max_episode_steps: int | None = None,
+                       out: str | Path | None = None, progress=print) -> dict[str, Any]:
+    """Score a world model's dream against the real env for each policy ('random', 'expert', 'explore',
+    or a folder from `worldsim agent train`); see the module docstring. Writes OUT/fidelity.json and
+    OUT/fidelity.svg when `out` is given."""
+    positive_int("episodes", episodes)
+    positive_int("horizon", horizon)
+    if not policies:
+        raise ValueError("policies: give at least one ('random', 'expert', or an agent folder)")
+    sim = Simulator.from_checkpoint(checkpoint, device=device,
+                                    **({} if temperature is None else {"temperature": temperature}))
+    trained_on = (sim.model.config.metadata or {}).get("env_id")
+    env_id = env_id or trained_on
+    if env_id is None:
+        raise ValueError("the checkpoint names no env; pass env_id")
+    if trained_on is not None and env_id != trained_on:
+        raise ValueError(f"the checkpoint was trained on {trained_on!r}, not {env_id!r}")
+    codec, num_actions = sim.codec, sim.num_actions
+    seeds = [seed + i for i in range(episodes)]
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {
+        "benchmark": "fidelity", "env_id": env_id, "checkpoint": str(checkpoint), "episodes": episodes,
+        "seeds": [seeds[0], seeds[-1]], "horizon": horizon, "temperature": sim.temperature,
+        "decoder": f"per-cell sampling over the codec's legal tokens at temperature {sim.temperature:g}"
+                   if sim.temperature else "per-cell argmax over the codec's legal tokens",
+        "reward_tolerance": REWARD_TOLERANCE, "success_definition": "terminated with a positive return",
+        "device": str(sim.device), "policies": {}}
+    for spec in policies:
+        start = time.perf_counter()
+        real = real_episodes(env_id, spec, seeds, codec, num_actions, max_episode_steps)
+        row: dict[str, Any] = {"replay": replay_in_dream(sim, real, horizon, seed)}
+        real_success = _rate([e["success"] for e in real])
+        row["real"] = {"success": real_success, "mean_return": float(np.mean([e["return"] for e in real])),
+                       "mean_length": float(np.mean([len(e["actions"]) for e in real]))}
+        if ScriptedPolicy.parse(spec) is not None:
+            row["closed_loop"] = None
+            row["closed_loop_note"] = "a scripted policy reads the agent's pose, which a dream does not have"
+        else:
+            dream = dream_episodes(sim.model, env_id, spec, seeds, codec, num_actions, sim.temperature,
+                                   sim.device, max_episode_steps)
+            dream_success = _rate([e["success"] for e in dream])
+            wins = [e for e in dream if e["success"]]
+            row["dream"] = {"success": dream_success, "mean_return": float(np.mean([e["return"] for e in dream])),
+                            "mean_length": float(np.mean([len(e["actions"]) for e in dream]))}
+            row["optimism_gap"] = dream_success["rate"] - real_success["rate"]
+            row["dream_successes_real"] = _rate(replay_in_real(env_id, wins, max_episode_steps)) if wins else None
+        row["seconds"] = round(time.perf_counter() - start, 1)
+        result["policies"][spec] = row
+        if progress:
+            progress(f"fidelity: {spec} done in {row['seconds']:.0f} s")
+        if out is not None:
+            write_json(Path(out) / "fidelity.json", result)
+    if out is not None:
+        write_accuracy_svg(Path(out) / "fidelity.svg", result)
+    return result
+
+
+def format_fidelity_table(result: dict[str, Any]) -> str:
+    def pct(v):
+        return "-" if v is None else f"{v:.3f}"
+
+    steps = [s for s in REPORT_STEPS if any(s in r["replay"]["by_step"] for r in result["policies"].values())]
+    head = ["policy"] + [f"known@{s}" for s in steps] + ["all cells", "exact", "1st diff", "reward", "done",
+                                                          "real succ", "dream succ", "gap", "dream wins real"]
+    rows = [head]
+    for spec, r in result["policies"].items():
+        rep = r["replay"]
+        cells = [spec] + [pct(rep["by_step"].get(s, {}).get("knowable_cell_accuracy")) for s in steps]
+        cells += [pct(rep["mean_cell_accuracy"])]
+        diverged = len(rep["first_divergence_steps"]) - rep["never_diverged"]
+        cells += [pct(rep["mean_exact_frame"]),
+                  "-" if rep["median_first_divergence"] is None else
+                  f"{rep['median_first_divergence']:.0f} ({diverged}/{len(rep['first_divergence_steps'])})",
+                  pct(rep["reward_agreement"]), pct(rep["termination_agreement"]),
+                  pct(r["real"]["success"]["rate"])]
+        if r.get("dream"):
+            wins = r["dream_successes_real"]
+            cells += [pct(r["dream"]["success"]["rate"]), f"{r['optimism_gap']:+.3f}",
+                      "-" if wins is None else f"{wins['count']}/{wins['of']}"]
+        else:
+            cells += ["n/a", "n/a", "n/a"]
+        rows.append(cells)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = [f"{result['env_id']}: {result['episodes']} episodes per policy, seeds {result['seeds'][0]}.."
+             f"{result['seeds'][1]}, dream decoder: {result['decoder']}"]
+    for j, row in enumerate(rows):
+        lines.append("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    lines.append("known@N: per-cell accuracy, on the cells the past could tell (not a place first in view), of "
+                 "the open-loop dream N steps after the real start, fed the real actions; all cells: per-cell "
+                 "accuracy over every cell and step; exact: exact-frame rate over all replayed steps; 1st diff: median first step whose "
+                 "frame differs (episodes that differed at all / all); reward / done: per-step agreement; gap: dream - real success; dream wins real: "
+                 "successful dream episodes whose actions also succeed in the real env")
+    return "\n".join(lines)
+
+
+def write_accuracy_svg(path: Path, result: dict[str, Any]) -> None:
+    """Knowable-cell accuracy of the replayed dream vs step, one line per policy (a plain SVG)."""
+    from .learned_vs_real_report import _esc
+
+    W, H, L, R, T, B = 640, 400, 60, 170, 30, 45
+    curves = {spec: r["replay"]["accuracy_curve"] for spec, r in result["policies"].items()}
+    xmax = max((len(c) for c in curves.values()), default=1) or 1
+    values = [v for c in curves.values() for v in c if np.isfinite(v)]
+    ymin = min(values + [0.9])
+    colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+
+    def xy(t, v):
+        return L + (W - L - R) * (t + 1) / xmax, T + (H - T - B) * (1 - (v - ymin) / (1 - ymin or 1))
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
+             f'<rect width="{W}" height="{H}" fill="white"/>',
+             f'<text x="{L}" y="18">{_esc(result["env_id"])}: open-loop dream accuracy on knowable cells vs step</text>',
+             f'<line x1="{L}" y1="{H - B}" x2="{W - R}" y2="{H - B}" stroke="black"/>',
+             f'<line x1="{L}" y1="{T}" x2="{L}" y2="{H - B}" stroke="black"/>',
+             f'<text x="{L}" y="{H - B + 16}">1</text>',
+             f'<text x="{W - R}" y="{H - B + 16}" text-anchor="end">{xmax}</text>',
+             f'<text x="{(L + W - R) / 2}" y="{H - 8}" text-anchor="middle">steps after the real start</text>',
+             f'<text x="{L - 6}" y="{H - B}" text-anchor="end">{ymin:.2f}</text>',
+             f'<text x="{L - 6}" y="{T + 10}" text-anchor="end">1.00</text>']
+    for i, (spec, curve) in enumerate(curves.items()):
+        c = colors[i % len(colors)]
+        points = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(t, v) for t, v in enumerate(curve) if np.isfinite(v)))
+        if points:
+            parts.append(f'<polyline points="{points}" fill="none" stroke="{c}" stroke-width="1.5"/>')
+        parts.append(f'<line x1="{W - R + 10}" y1="{T + 10 + 18 * i}" x2="{W - R + 30}" y2="{T + 10 + 18 * i}" '
+                     f'stroke="{c}" stroke-width="2"/>')
+        parts.append(f'<text x="{W - R + 35}" y="{T + 14 + 18 * i}">{_esc(Path(spec).name or spec)}</text>')
+    parts.append("</svg>")
+    from worldsim.checkpoint import atomic_write
+
+    atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(parts) + "\n"))
