@@ -24,7 +24,9 @@ import numpy as np
 import torch
 
 from worldsim.data.stream import Stream
+from worldsim.codecs import codec_for_model
 from worldsim.model import WorldModel
+from worldsim.sampling import sample_frames
 
 from .losses import prediction_losses
 from .windows import evenly_spaced_starts, gather_windows, rollout_starts
@@ -212,6 +214,14 @@ def recall_metrics(model: WorldModel, stream: Stream, *, context: int, horizon: 
 
 
 @torch.no_grad()
+def _legal_tokens(model: WorldModel, device: torch.device) -> torch.Tensor:
+    """[H, W, V] bool: the tokens the model's codec allows in each cell (all, for a model without one)."""
+    c = model.config
+    if "codec" in (c.metadata or {}):
+        return codec_for_model(c).legal_mask().to(device)
+    return torch.ones(*c.frame_shape, c.vocab_size, dtype=torch.bool, device=device)
+
+
 def rollout_metrics(model: WorldModel, stream: Stream, *, context: int, horizon: int, count: int, batch_size: int,
                     sampling: str = "argmax", temperature: float = 1.0, seed: int = 0,
                     device: torch.device | str = "cpu", autocast: Callable[[], Any] = nullcontext) -> dict[str, float]:
@@ -219,8 +229,9 @@ def rollout_metrics(model: WorldModel, stream: Stream, *, context: int, horizon:
     context + 1 frames: `context` real frames teacher-forced (forward with return_state), then
     `horizon` frames generated one by one (`model.step`, fed its own prediction and the real
     action), each compared with the real frame. Generated frames past the episode's end are left
-    out. Sampling: "argmax", or "sample" from softmax(logits / temperature) with a generator seeded
-    by `seed` (the same numbers every evaluation)."""
+    out. Frames are decoded as the dream decodes them, over the codec's legal tokens: "argmax", or
+    "sample" from softmax(logits / temperature) with a generator seeded by `seed` (the same numbers
+    every evaluation)."""
     if sampling not in ("argmax", "sample"):
         raise ValueError(f"rollout sampling must be argmax or sample, got {sampling!r}")
     starts, lengths = rollout_starts(stream, context, count)
@@ -230,6 +241,7 @@ def rollout_metrics(model: WorldModel, stream: Stream, *, context: int, horizon:
     model.eval()
     device = torch.device(device)
     gen = torch.Generator(device=device).manual_seed(seed)
+    legal = _legal_tokens(model, device)
     meter = Meter()
     for sel in _batches(len(starts), batch_size):
         frames, actions, gap, valid = _episode_batch(stream, starts[sel], lengths[sel], context, horizon, device)
@@ -238,11 +250,10 @@ def rollout_metrics(model: WorldModel, stream: Stream, *, context: int, horizon:
         state, logits = out.state, out.frame_logits[:, -1]
         preds = []
         for g in range(horizon):
-            if sampling == "argmax":
-                pred = logits.argmax(-1)
-            else:
-                probs = torch.softmax(logits.float() / temperature, dim=-1)
-                pred = torch.multinomial(probs.flatten(0, -2), 1, generator=gen).view(probs.shape[:-1])
+            # The dream's own decoder: only the codec's legal tokens, argmax or Gumbel-max sampling.
+            t = 0.0 if sampling == "argmax" else temperature
+            uniform = None if t == 0 else torch.rand(logits.shape, generator=gen, device=device)
+            pred = sample_frames(logits, legal=legal, temperature=t, uniform=uniform)
             preds.append(pred)
             if g + 1 < horizon:
                 with autocast():
