@@ -317,3 +317,41 @@ def test_verify_passes_a_good_dataset_and_catches_bad_tokens(copy):
     (copy / "manifest.json").write_text(json.dumps(manifest))
     report = verify_dataset(copy)
     assert not report.ok and "shard-00000.npz: frames do not decode" in str(report)
+
+
+def test_verify_never_hangs_on_a_pipe_or_an_endless_file(copy):
+    """A shard that is a FIFO (reading blocks for ever) or a link to /dev/zero (reading never ends) is
+    refused from its file type, before anything is read."""
+    import os
+
+    fifo = copy / "shard-00000.npz"
+    fifo.unlink()
+    os.mkfifo(fifo)
+    report = verify_dataset(copy)
+    assert not report.ok and "shard-00000.npz: not a regular file" in str(report)
+    fifo.unlink()
+    fifo.symlink_to("/dev/zero")
+    report = verify_dataset(copy)
+    assert not report.ok and "shard-00000.npz: not a regular file" in str(report)
+    fifo.unlink()
+    with open(fifo, "wb") as f:                          # a regular file far larger than its entry allows
+        f.truncate(1 << 30)
+    with pytest.raises(DatasetError, match=r"shard-00000.npz: 1,073,741,824 bytes, more than a shard of \d+ steps"):
+        EpisodeDataset(copy).episode(0)
+
+
+def test_non_finite_rewards_are_refused(copy):
+    import hashlib
+
+    path = copy / "shard-00001.npz"
+    with np.load(path) as npz:
+        arrays = dict(npz)
+    arrays["rewards"] = np.full_like(arrays["rewards"], np.nan)
+    np.savez_compressed(path, **arrays)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["shards"][1]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    report = verify_dataset(copy)
+    assert not report.ok and "rewards are not finite (NaN or infinite)" in str(report)
+    with pytest.raises(DatasetError, match="rewards are not finite"):
+        EpisodeDataset(copy).episode(3)

@@ -144,3 +144,15 @@ def test_resume_state_with_a_negative_step_is_refused(tmp_path):
     state_file.write_text(json.dumps(state))
     with pytest.raises(TrainError, match="step must be a non-negative integer; got -100"):
         Trainer.resume(run, data=data)
+
+
+@pytest.mark.parametrize("settings,message", [
+    (dict(temperature=float("nan")), "temperature must be a finite number >= 0; got nan"),
+    (dict(temperature=float("inf")), "temperature must be a finite number >= 0; got inf"),
+    (dict(tile_size=0), "tile_size must be a positive integer; got 0"),
+    (dict(max_episode_steps=2.7), "max_episode_steps must be a positive integer; got 2.7"),
+])
+def test_dream_settings_out_of_range_are_refused(settings, message):
+    with pytest.raises(ValueError) as e:
+        DreamEnv(tiny_minigrid_model(), device="cpu", **settings)
+    assert message in str(e.value)

@@ -26,6 +26,7 @@ direction, plus the mission when the caller passes missions), RGB with ``obs_mod
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -34,6 +35,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from .checks import positive_int
 from .codecs import codec_for_model
 from .model import WorldModel
 from .runtime import autocast, check_precision, resolve_device, resolve_precision, state_dtype
@@ -65,8 +67,9 @@ def _check_settings(precision: str, obs_mode: str, termination: str, temperature
         raise ValueError(f"obs_mode must be one of {OBS_MODES}; got {obs_mode!r}")
     if termination not in TERMINATION_MODES:
         raise ValueError(f"termination must be one of {TERMINATION_MODES}; got {termination!r}")
-    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or temperature < 0:
-        raise ValueError(f"temperature must be a number >= 0; got {temperature!r}")
+    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not math.isfinite(temperature) \
+            or temperature < 0:
+        raise ValueError(f"temperature must be a finite number >= 0; got {temperature!r}")
 
 
 class Simulator:
@@ -97,7 +100,8 @@ class Simulator:
             meta = getattr(model.config, "metadata", None) or {}
             rewards_only_on_termination = meta.get("rewards_only_on_termination", False)
         self.rewards_only_on_termination = bool(rewards_only_on_termination)
-        self.obs_mode, self.image_only, self.tile_size = obs_mode, bool(image_only), int(tile_size)
+        self.obs_mode, self.image_only = obs_mode, bool(image_only)
+        self.tile_size = positive_int("tile_size", tile_size)
         self.legal = self.codec.legal_mask().to(self.device)                  # [H, W, V] bool
         self.model_step = torch.compile(self.model.step, dynamic=False) if compile else self.model.step
         self._luts: tuple[torch.Tensor, torch.Tensor, tuple[int, int]] | None = None   # built on first use

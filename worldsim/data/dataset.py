@@ -27,6 +27,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 import zipfile
 import zlib
 from collections import OrderedDict
@@ -116,8 +117,18 @@ def read_manifest(root: str | os.PathLike) -> dict:
 def _load_shard(root: Path, entry: dict, manifest: dict) -> dict[str, np.ndarray]:
     """Read one shard, checking checksum, keys, dtypes and shapes against its manifest entry."""
     path = root / entry["file"]
+    limit = _max_shard_bytes(entry, manifest)
     try:
-        data = path.read_bytes()
+        info = os.stat(path)
+        # Only a regular file of plausible size is read: a FIFO would block for ever, and a link to
+        # /dev/zero would be read until memory runs out.
+        if not stat.S_ISREG(info.st_mode):
+            raise DatasetError(f"{path}: not a regular file (a pipe, device or folder); a shard must be a file")
+        if info.st_size > limit:
+            raise DatasetError(f"{path}: {info.st_size:,} bytes, more than a shard of {entry['steps']} steps can "
+                               f"hold ({limit:,})")
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
     except FileNotFoundError:
         raise DatasetError(f"{path}: shard listed in the manifest is missing") from None
     except OSError as e:
@@ -133,6 +144,17 @@ def _load_shard(root: Path, entry: dict, manifest: dict) -> dict[str, np.ndarray
     for array in arrays.values():               # episodes are views into cached shards: keep them intact
         array.flags.writeable = False
     return arrays
+
+
+def _max_shard_bytes(entry: dict, manifest: dict) -> int:
+    """A generous bound on a shard's size: every array at 8 bytes an element, plus a megabyte."""
+    try:
+        frames = int(entry["steps"]) + int(entry["episodes"])
+        cells = int(np.prod(manifest["frame_shape"]))
+    except (TypeError, ValueError, KeyError):
+        raise DatasetError(f"shard entry {entry!r}: steps, episodes and the manifest's frame_shape must be numbers") \
+            from None
+    return 8 * frames * (cells + 3) + 8 * 8 * frames + (1 << 20)
 
 
 def _check_shard(path: Path, a: dict[str, np.ndarray], entry: dict, manifest: dict) -> None:
@@ -164,6 +186,9 @@ def _check_shard(path: Path, a: dict[str, np.ndarray], entry: dict, manifest: di
     for key, (shape, dtype) in expect.items():
         if a[key].shape != shape or a[key].dtype != dtype:
             fail(f"array {key!r} is {a[key].dtype} {a[key].shape}; expected {dtype} {shape}")
+    if not np.isfinite(a["rewards"]).all():
+        fail(f"{int((~np.isfinite(a['rewards'])).sum())} rewards are not finite (NaN or infinite); a world model "
+             "cannot learn from them")
 
 
 # ---------------------------------------------------------------------------------------- write
