@@ -156,3 +156,11 @@ def test_dream_settings_out_of_range_are_refused(settings, message):
     with pytest.raises(ValueError) as e:
         DreamEnv(tiny_minigrid_model(), device="cpu", **settings)
     assert message in str(e.value)
+
+
+@pytest.mark.parametrize("spec", ["", " , "])
+def test_play_refuses_an_empty_action_list(spec):
+    from train.play import parse_actions
+
+    with pytest.raises(ValueError, match="names no action"):
+        parse_actions(spec)

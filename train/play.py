@@ -67,6 +67,9 @@ def parse_actions(spec: str, seed: int | None = 0, num_actions: int | None = Non
             hi = f"0..{num_actions - 1}" if num_actions is not None else ">= 0"
             raise ValueError(f"action {item!r} is out of range (the env's actions are {hi})")
         out.append(a)
+    if not out:
+        raise ValueError(f"--actions {spec!r} names no action; give names or integers such as 'forward,left,2', "
+                         "or random:N (leave --actions out to play by keyboard)")
     return out
 
 
