@@ -164,3 +164,13 @@ def test_play_refuses_an_empty_action_list(spec):
 
     with pytest.raises(ValueError, match="names no action"):
         parse_actions(spec)
+
+
+def test_a_batch_that_cannot_fit_is_refused_at_once():
+    import gymnasium as gym
+
+    import worldsim  # noqa: F401  (registers the dream ids)
+
+    with pytest.raises(ValueError, match=r"num_envs=2,147,483,648 needs .* GiB for the model state alone .* "
+                                         r"at most [\d,]+ envs fit"):
+        gym.make_vec("worldsim/MiniGrid-Empty-8x8-Dream-v0", num_envs=2**31, device="cpu")

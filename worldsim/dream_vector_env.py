@@ -42,6 +42,7 @@ from .checks import positive_int
 from .cuda_graph import CapturedStep
 from .dream_env import DreamSetup
 from .sampling import Uniforms
+from .runtime import free_memory_bytes
 from .simulator import RGB_TILE_SIZE, Simulator
 
 
@@ -67,6 +68,7 @@ class DreamVectorEnv(VectorEnv):
                                     starts=starts, real_env_kwargs=real_env_kwargs)
         self.num_envs = int(num_envs)
         self.model, self.codec, self.device = sim.model, sim.codec, sim.device
+        self._check_memory()
         self.real_env_id = s.real_env_id
         self.max_episode_steps = s.max_episode_steps
         self.return_torch = bool(return_torch)
@@ -90,6 +92,17 @@ class DreamVectorEnv(VectorEnv):
         self.cuda_graphs = self.device.type == "cuda" if cuda_graphs is None else bool(cuda_graphs)
         self._graphs_requested = cuda_graphs is True
         self._captured: CapturedStep | None = None
+
+    def _check_memory(self) -> None:
+        """Refuse at once a batch whose recurrent state alone cannot fit in the device's free memory
+        (rather than allocating for minutes and failing), saying how many envs would."""
+        free = free_memory_bytes(self.device)
+        per_env = self.simulator.initial_state(1).nbytes
+        if free is not None and per_env * self.num_envs > free:
+            raise ValueError(f"num_envs={self.num_envs:,} needs {per_env * self.num_envs / 2**30:,.1f} GiB for the "
+                             f"model state alone ({per_env:,} bytes per env); {self.device} has "
+                             f"{free / 2**30:,.1f} GiB free: at most {free // per_env:,} envs fit, fewer with "
+                             "the step's working memory")
 
     # -------------------------------------------------------------------------------- starts
 

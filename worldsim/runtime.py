@@ -14,6 +14,8 @@ elsewhere. ``"bf16"``, the envs' older spelling, is read as ``"bfloat16"`` so ex
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 PRECISIONS = ("auto", "float32", "bfloat16")
@@ -66,3 +68,18 @@ def autocast(device: torch.device, precision: str, cache_enabled: bool = True) -
 def state_dtype(precision: str) -> torch.dtype | None:
     """dtype of the model state's attention cache for `WorldModel.initial_state` (None: the weights')."""
     return torch.bfloat16 if precision == "bfloat16" else None
+
+
+def free_memory_bytes(device: torch.device) -> int | None:
+    """Bytes free on `device` now (CUDA: the driver's count; CPU: available physical memory where the
+    OS says), or None when unknown."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    if device.type == "cpu":
+        try:
+            return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            return None
+    return None
