@@ -174,3 +174,32 @@ def test_a_batch_that_cannot_fit_is_refused_at_once():
     with pytest.raises(ValueError, match=r"num_envs=2,147,483,648 needs .* GiB for the model state alone .* "
                                          r"at most [\d,]+ envs fit"):
         gym.make_vec("worldsim/MiniGrid-Empty-8x8-Dream-v0", num_envs=2**31, device="cpu")
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path):
+    data = synthetic_data()
+    run = tmp_path / "run"
+    Trainer(config(steps=8, save_every=2, keep_last=3), data, out=run).fit(until=4)
+    newest = run / "checkpoints" / "checkpoint-00000004"
+    (newest / "trainer.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.warns(RuntimeWarning, match="resuming from checkpoint-00000002: newer checkpoints cannot be read"):
+        resumed = Trainer.resume(run, data=data)
+    assert resumed.step == 2
+    for checkpoint in (run / "checkpoints").iterdir():
+        (checkpoint / "trainer.safetensors").write_bytes(b"damaged")
+    with pytest.raises(TrainError, match="cannot resume: no checkpoint of .* can be read"):
+        Trainer.resume(run, data=data)
+
+
+def test_what_a_crash_left_half_written_is_cleaned_when_the_run_goes_on(tmp_path):
+    data = synthetic_data()
+    run = tmp_path / "run"
+    Trainer(config(steps=6, save_every=2), data, out=run).fit(until=2)
+    leftovers = [run / ".tmp-model-1a2b3c4d", run / "checkpoints" / ".tmp-checkpoint-00000004-5e6f7a8b"]
+    for folder in leftovers:
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"half")
+    (run / ".latest.9c0d1e2f.tmp").write_text("checkpoints/checkpoint-000")
+    Trainer.resume(run, data=data).fit()
+    assert not any(p.exists() for p in leftovers) and not (run / ".latest.9c0d1e2f.tmp").exists()
+    assert (run / "model").is_dir() and (run / "latest").is_file()

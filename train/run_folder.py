@@ -215,11 +215,25 @@ def checkpoint_to_resume(run_dir: Path) -> Path:
         raise TrainError(f"cannot resume: run folder {run_dir} does not exist")
     if not (run_dir / CONFIG_FILE).is_file():
         raise TrainError(f"cannot resume: {run_dir} has no {CONFIG_FILE} (not a worldsim training run)")
-    checkpoint_dir = latest_checkpoint(run_dir)
-    if checkpoint_dir is None:
+    latest = latest_checkpoint(run_dir)
+    if latest is None:
         raise TrainError(f"cannot resume: {run_dir} has no complete checkpoint yet (start the run again "
                          f"without --resume, into an empty folder)")
-    return checkpoint_dir
+    # The newest checkpoint that reads whole; a damaged newer one is passed over, and said so.
+    candidates = [latest] + [p for p in reversed(list_checkpoints(run_dir)) if p != latest]
+    problems = []
+    for checkpoint_dir in candidates:
+        try:
+            read_checkpoint(checkpoint_dir, torch.device("cpu"))
+            load_model(checkpoint_dir, torch.device("cpu"))
+        except TrainError as e:
+            problems.append(str(e))
+            continue
+        if problems:
+            warnings.warn(f"resuming from {checkpoint_dir.name}: newer checkpoints cannot be read ({'; '.join(problems)})",
+                          RuntimeWarning, stacklevel=2)
+        return checkpoint_dir
+    raise TrainError(f"cannot resume: no checkpoint of {run_dir} can be read ({'; '.join(problems)})")
 
 
 def write_checkpoint(run_dir: Path, step: int, model: WorldModel, tensors: dict[str, torch.Tensor],
@@ -249,6 +263,23 @@ def write_checkpoint(run_dir: Path, step: int, model: WorldModel, tensors: dict[
         if stale != tmp:
             shutil.rmtree(stale, ignore_errors=True)
     return final
+
+
+def clean_leftovers(run_dir: Path) -> list[str]:
+    """Remove what a crash in the middle of a write left in a run folder: temporary model and
+    checkpoint folders, a replaced model's folder and half-written files (``.NAME.xxxxxxxx.tmp``).
+    Called before training starts, when no write of this run is under way. Returns what went."""
+    gone = []
+    patterns = (".tmp-model-*", ".old-model-*", f"{CHECKPOINTS_DIR}/.tmp-checkpoint-*", f"{CHECKPOINTS_DIR}/.old-*",
+                ".*.tmp")
+    for pattern in patterns:
+        for path in run_dir.glob(pattern):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            gone.append(str(path.relative_to(run_dir)))
+    return gone
 
 
 def read_checkpoint(checkpoint_dir: Path, device: torch.device) -> tuple[dict, dict[str, torch.Tensor], dict]:

@@ -157,6 +157,8 @@ class Trainer:
         self._last_eval = -1
         self._resumed_from = None
         self.history: list[dict[str, float]] = []  # every record logged by this process, with its step
+        if self.out is not None and self.dist.is_main and self.out.is_dir():
+            run_folder.clean_leftovers(self.out)
         if checkpoint_dir is not None:
             self._load_checkpoint(checkpoint_dir)
         elif self.out is not None and self.dist.is_main:
