@@ -278,8 +278,11 @@ def _train_sb3(env_id, where, algo, steps, out, checkpoint, num_envs, seed, devi
     label = f"{algo.upper()} in the {'dream' if where == 'dream' else 'real env'}"
     callback = None if progress is None else ProgressLines(label, steps, progress)
     try:
-        model = ALGOS[algo]("MlpPolicy", venv, seed=seed, device=device, tensorboard_log=str(out / "tb"),
-                            policy_kwargs=policy_kwargs_for(features), verbose=verbose, **with_schedules(params))
+        try:
+            model = ALGOS[algo]("MlpPolicy", venv, seed=seed, device=device, tensorboard_log=str(out / "tb"),
+                                policy_kwargs=policy_kwargs_for(features), verbose=verbose, **with_schedules(params))
+        except (AssertionError, TypeError) as e:        # SB3 checks its arguments with asserts
+            raise ValueError(f"{ALGOS[algo].__name__} refuses the hyperparameters {params}: {e}") from None
         model.learn(total_timesteps=int(steps), tb_log_name=f"{algo}_{where}", callback=callback)
         model.save(out / POLICY_FILE)
     finally:

@@ -203,3 +203,15 @@ def test_what_a_crash_left_half_written_is_cleaned_when_the_run_goes_on(tmp_path
     Trainer.resume(run, data=data).fit()
     assert not any(p.exists() for p in leftovers) and not (run / ".latest.9c0d1e2f.tmp").exists()
     assert (run / "model").is_dir() and (run / "latest").is_file()
+
+
+def test_more_unclear_inputs_get_named(tmp_path):
+    from agents.training import train_agent
+
+    with pytest.raises(TrainError, match=r"curriculum must be a list of \[step, length\] .*; got \[0, 32\]"):
+        TrainConfig(curriculum=[0, 32])
+    with pytest.raises(ValueError, match="options must be a dict such as .* or None; got 'start'"):
+        DreamEnv(tiny_minigrid_model(), device="cpu").reset(options="start")
+    with pytest.raises(ValueError, match=r"PPO refuses the hyperparameters .*'batch_size': 0.*batch_size"):
+        train_agent("MiniGrid-Empty-5x5-v0", where="real", steps=64, out=tmp_path / "a", num_envs=1,
+                    hyperparams={"batch_size": 0})

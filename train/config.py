@@ -114,6 +114,10 @@ class TrainConfig:
     num_threads: int = _setting(0, "torch CPU threads (0: torch's default)")
 
     def __post_init__(self) -> None:
+        if not isinstance(self.curriculum, (list, tuple)) or \
+                not all(isinstance(s, (list, tuple)) and len(s) in (2, 3) for s in self.curriculum):
+            raise TrainError(f"TrainConfig: curriculum must be a list of [step, length] or [step, length, batch] "
+                             f"stages, e.g. [[0, 32], [500, 64]]; got {self.curriculum!r}")
         self.curriculum = [list(s) for s in self.curriculum]
         self.validate()
 

@@ -230,6 +230,8 @@ class DreamEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
+        if options is not None and not isinstance(options, dict):
+            raise ValueError(f"options must be a dict such as {{'start': frame}} or None; got {options!r}")
         options = options or {}
         s, sim = self.setup, self.simulator
         info: dict[str, Any] = {}
