@@ -199,14 +199,16 @@ class DreamEnv(gym.Env):
                  image_only: bool = False, device: str | torch.device = "auto", temperature: float = 1.0,
                  termination: str = "threshold", max_episode_steps: int | None = None, starts=None,
                  render_mode: str | None = None, tile_size: int = RGB_TILE_SIZE,
-                 real_env_kwargs: dict | None = None, precision: str = "auto", compile: bool = False):
+                 real_env_kwargs: dict | None = None, precision: str = "auto", compile: bool = False,
+                 uncertainty_penalty: float = 0.0, uncertainty_limit: float | None = None):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode {render_mode!r} is not supported; choose one of "
                              f"{self.metadata['render_modes']}")
         self.render_mode = render_mode
         self.simulator = Simulator.from_checkpoint(
             checkpoint, device=device, precision=precision, temperature=temperature, termination=termination,
-            obs_mode=obs_mode, image_only=image_only, tile_size=tile_size, compile=compile)
+            obs_mode=obs_mode, image_only=image_only, tile_size=tile_size, compile=compile,
+            uncertainty_penalty=uncertainty_penalty, uncertainty_limit=uncertainty_limit)
         self.setup = DreamSetup(self.simulator, real_env_id=real_env_id, max_episode_steps=max_episode_steps,
                                 starts=starts, real_env_kwargs=real_env_kwargs)
         self.observation_space = self.setup.single_observation_space
@@ -271,9 +273,11 @@ class DreamEnv(gym.Env):
         self._frame, reward, terminated, step_info = self.simulator.step(self._state, self._frame, a, self._gen)
         self._steps += 1
         terminated = bool(terminated[0])
-        truncated = (not terminated and self.max_episode_steps is not None
-                     and self._steps >= self.max_episode_steps)
-        info = {"done_prob": float(step_info["done_prob"][0]), "episode_step": self._steps}
+        halted = not terminated and bool(step_info["halted"][0])
+        truncated = halted or (not terminated and self.max_episode_steps is not None
+                               and self._steps >= self.max_episode_steps)
+        info = {"done_prob": float(step_info["done_prob"][0]), "uncertainty": float(step_info["uncertainty"][0]),
+                "halted": halted, "episode_step": self._steps}
         if self.render_mode == "human":
             self.render()
         return self._obs(), float(reward[0]), terminated, bool(truncated), info

@@ -13,6 +13,8 @@ episode, the last observation of the finished episode is in ``infos["final_obs"]
 state is reset (``state.reset(mask)``). In numpy mode these keys appear only on steps where some
 env finished, ``final_obs`` being an object array with None for the others (as SyncVectorEnv);
 in torch mode they are always present as batched tensors, valid where the mask is True.
+``infos["uncertainty"]`` holds every env's uncertainty about its next frame (``Simulator``); with
+``uncertainty_limit`` an env past it is truncated.
 
 Speed: on CUDA the whole step (model, sampling, autoreset) is captured once as a CUDA graph and
 replayed (``cuda_graphs``, default on for CUDA): at small batch a step is hundreds of tiny kernels
@@ -54,7 +56,8 @@ class DreamVectorEnv(VectorEnv):
                  termination: str = "threshold", max_episode_steps: int | None = None, starts=None,
                  return_torch: bool = False, start_pool: int = 256, render_mode: str | None = None,
                  tile_size: int = RGB_TILE_SIZE, real_env_kwargs: dict | None = None, precision: str = "auto",
-                 compile: bool = False, cuda_graphs: bool | None = None):
+                 compile: bool = False, cuda_graphs: bool | None = None, uncertainty_penalty: float = 0.0,
+                 uncertainty_limit: float | None = None):
         num_envs, start_pool = positive_int("num_envs", num_envs), positive_int("start_pool", start_pool)
         if cuda_graphs not in (None, True, False):
             raise ValueError(f"cuda_graphs must be None (on for CUDA), True or False; got {cuda_graphs!r}")
@@ -63,7 +66,8 @@ class DreamVectorEnv(VectorEnv):
         self.render_mode = render_mode
         self.simulator = sim = Simulator.from_checkpoint(
             checkpoint, device=device, precision=precision, temperature=temperature, termination=termination,
-            obs_mode=obs_mode, image_only=image_only, tile_size=tile_size, compile=compile)
+            obs_mode=obs_mode, image_only=image_only, tile_size=tile_size, compile=compile,
+            uncertainty_penalty=uncertainty_penalty, uncertainty_limit=uncertainty_limit)
         self.setup = s = DreamSetup(sim, real_env_id=real_env_id, max_episode_steps=max_episode_steps,
                                     starts=starts, real_env_kwargs=real_env_kwargs)
         self.num_envs = int(num_envs)
@@ -166,13 +170,12 @@ class DreamVectorEnv(VectorEnv):
         graph captures): the model step, truncation, and restarting finished slots from the next
         pool entries. Returns (last frames, reward, terminated, truncated, done, pool entry and
         length of the episodes in their slots before the restart)."""
-        nxt, reward, terminated, _ = self.simulator.step(self._state, self._frames, actions,
-                                                         uniforms=Uniforms(u_frames, u_done))
+        nxt, reward, terminated, info = self.simulator.step(self._state, self._frames, actions,
+                                                            uniforms=Uniforms(u_frames, u_done))
         self._steps += 1
+        truncated = info["halted"] & ~terminated                  # past the uncertainty limit, if set
         if self.max_episode_steps is not None:
-            truncated = (self._steps >= self.max_episode_steps) & ~terminated
-        else:
-            truncated = torch.zeros_like(terminated)
+            truncated = truncated | ((self._steps >= self.max_episode_steps) & ~terminated)
         done = terminated | truncated
         final_idx, lengths = self._start_idx.clone(), self._steps.clone()
         p = len(self._pool)
@@ -182,7 +185,7 @@ class DreamVectorEnv(VectorEnv):
         self._frames.copy_(torch.where(done[:, None, None], self._pool[self._start_idx], nxt))
         self._state.reset(done)
         self._steps.masked_fill_(done, 0)
-        return nxt, reward, terminated, truncated, done, final_idx, lengths
+        return nxt, reward, terminated, truncated, done, final_idx, lengths, info["uncertainty"]
 
     def _step_buffers(self) -> list[torch.Tensor]:
         return [*self._state.tensors(), self._frames, self._steps, self._start_idx, self._cursor]
@@ -209,23 +212,25 @@ class DreamVectorEnv(VectorEnv):
             outputs = tuple(t.clone() for t in self._captured(a, *uniforms))
         else:
             outputs = self._advance(a, *uniforms)
-        final_frames, reward, terminated, truncated, done, final_idx, lengths = outputs
+        final_frames, reward, terminated, truncated, done, final_idx, lengths, uncertainty = outputs
         obs = self._observations(self._frames)
         if self.return_torch:
             infos = {"final_obs": self._observations(final_frames, final_idx), "_final_obs": done,
-                     "final_info": {"episode_length": lengths, "_episode_length": done}, "_final_info": done}
+                     "final_info": {"episode_length": lengths, "_episode_length": done}, "_final_info": done,
+                     "uncertainty": uncertainty, "_uncertainty": torch.ones_like(done)}
             return obs, reward, terminated, truncated, infos
         done_np = done.cpu().numpy()
-        infos: dict[str, Any] = {}
+        infos: dict[str, Any] = {"uncertainty": uncertainty.cpu().numpy(),
+                                 "_uncertainty": np.ones(self.num_envs, dtype=bool)}
         if done_np.any():
             finals = self._observations(final_frames[done], final_idx[done])
             final_obs = np.full(self.num_envs, None, dtype=object)
             for j, r in enumerate(np.flatnonzero(done_np)):
                 final_obs[r] = Simulator.unbatch(finals, j)
             length_np = np.where(done_np, lengths.cpu().numpy(), 0)
-            infos = {"final_obs": final_obs, "_final_obs": done_np.copy(),
-                     "final_info": {"episode_length": length_np, "_episode_length": done_np.copy()},
-                     "_final_info": done_np.copy()}
+            infos.update({"final_obs": final_obs, "_final_obs": done_np.copy(),
+                          "final_info": {"episode_length": length_np, "_episode_length": done_np.copy()},
+                          "_final_info": done_np.copy()})
         return (obs, reward.cpu().numpy().astype(np.float64), terminated.cpu().numpy(),
                 truncated.cpu().numpy(), infos)
 

@@ -43,6 +43,13 @@ def sample_frames(logits: torch.Tensor, *, legal: torch.Tensor, temperature: flo
     return (logits / temperature - torch.log(-torch.log(uniform.clamp(min=1e-20)))).argmax(-1)
 
 
+def frame_entropy(logits: torch.Tensor, *, legal: torch.Tensor) -> torch.Tensor:
+    """The model's uncertainty about the next frame, [B] float32: the mean over cells of the entropy
+    (nats) of each cell's distribution over its legal tokens, at temperature 1 whatever the decoder's."""
+    logp = torch.log_softmax(logits.float().masked_fill(~legal, float("-inf")), dim=-1)
+    return -(logp.exp() * logp.nan_to_num(neginf=0.0)).sum(-1).flatten(1).mean(1)
+
+
 def sample_termination(done_logits: torch.Tensor, *, mode: str,
                        uniform: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(done probability [B] float32, terminated [B] bool) from done logits [B]: "threshold":

@@ -16,7 +16,11 @@ then on the device
   cell (``codec.legal_mask``), so every sampled frame decodes (Gumbel-max); temperature 0: argmax;
 - terminated: ``termination="threshold"``: sigmoid(done_logit) > 0.5; ``"sample"``: a Bernoulli draw;
 - reward: the predicted reward; with ``rewards_only_on_termination`` (an env that pays only on the
-  terminating step, as the trainer records in the checkpoint's metadata) zero on steps that go on.
+  terminating step, as the trainer records in the checkpoint's metadata) zero on steps that go on;
+- uncertainty: the mean per-cell entropy of the next frame (``info["uncertainty"]``). Pessimism, as
+  in model-based offline RL (MOPO, MOReL): ``uncertainty_penalty`` subtracts that many times it from
+  the reward, and past ``uncertainty_limit`` the envs end the episode (truncated; ``info["halted"]``),
+  so an agent cannot profit from states the model does not know.
 
 Observations (``observations``): symbolic cells as the real env gives them (MiniGrid: image and
 direction, plus the mission when the caller passes missions), RGB with ``obs_mode="rgb"`` (as
@@ -39,7 +43,7 @@ from .checks import positive_int
 from .codecs import codec_for_model
 from .model import WorldModel
 from .runtime import autocast, check_precision, resolve_device, resolve_precision, state_dtype
-from .sampling import TERMINATION_MODES, Uniforms, draw_uniforms, sample_frames, sample_termination
+from .sampling import TERMINATION_MODES, Uniforms, draw_uniforms, frame_entropy, sample_frames, sample_termination
 from .zoo import resolve_checkpoint, shipped_models
 
 OBS_MODES = ("symbolic", "rgb")
@@ -59,6 +63,16 @@ def load_world_model(checkpoint: Any, device: torch.device) -> WorldModel:
         raise FileNotFoundError(f"checkpoint {os.fspath(checkpoint)!r} does not exist (expected a folder written by "
                                 f"WorldModel.save_pretrained, or a shipped model's id: {shipped})")
     return WorldModel.from_pretrained(path, device=device).eval()
+
+
+def _check_pessimism(penalty: float, limit: float | None) -> None:
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    if not number(penalty) or penalty < 0:
+        raise ValueError(f"uncertainty_penalty must be a finite number >= 0; got {penalty!r}")
+    if limit is not None and (not number(limit) or limit <= 0):
+        raise ValueError(f"uncertainty_limit must be None or a finite number > 0 (nats per cell); got {limit!r}")
 
 
 def _check_settings(precision: str, obs_mode: str, termination: str, temperature: float) -> None:
@@ -87,8 +101,11 @@ class Simulator:
     def __init__(self, *, model: Any, codec: Any = None, device: str | torch.device = "auto",
                  precision: str = "auto", temperature: float = 1.0, termination: str = "threshold",
                  rewards_only_on_termination: bool | None = None, obs_mode: str = "symbolic",
-                 image_only: bool = False, tile_size: int = RGB_TILE_SIZE, compile: bool = False):
+                 image_only: bool = False, tile_size: int = RGB_TILE_SIZE, compile: bool = False,
+                 uncertainty_penalty: float = 0.0, uncertainty_limit: float | None = None):
         _check_settings(precision, obs_mode, termination, temperature)
+        _check_pessimism(uncertainty_penalty, uncertainty_limit)
+        self.uncertainty_penalty, self.uncertainty_limit = float(uncertainty_penalty), uncertainty_limit
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)   # "float32" or "bfloat16"
         self.model = model.to(self.device).eval() if isinstance(model, WorldModel) else model
@@ -113,6 +130,7 @@ class Simulator:
         are checked before the model is loaded, so a typo fails fast."""
         _check_settings(settings.get("precision", "auto"), settings.get("obs_mode", "symbolic"),
                         settings.get("termination", "threshold"), settings.get("temperature", 1.0))
+        _check_pessimism(settings.get("uncertainty_penalty", 0.0), settings.get("uncertainty_limit"))
         device = resolve_device(device)
         return cls(model=load_world_model(checkpoint, device), device=device, **settings)
 
@@ -162,7 +180,8 @@ class Simulator:
         frames); actions [B] long; the step's random numbers are drawn from `generator`, or given as
         `uniforms` (``draw_uniforms``; same numbers, same step). Returns (next frames [B, H, W]
         long, reward [B] float32, terminated [B] bool, info) with info["done_prob"] [B] float32, the
-        predicted probability that the step ends the episode."""
+        predicted probability that the step ends the episode, info["uncertainty"] [B] float32 (see
+        the module docstring) and info["halted"] [B] bool, where it passed ``uncertainty_limit``."""
         if uniforms is None:
             uniforms = self.draw_uniforms(frames.shape[0], generator)
         out = self.advance(state, frames, actions)
@@ -171,7 +190,12 @@ class Simulator:
         reward = out.reward.float()
         if self.rewards_only_on_termination:
             reward = reward * terminated
-        return nxt, reward, terminated, {"done_prob": p_done}
+        uncertainty = frame_entropy(out.frame_logits, legal=self.legal)
+        if self.uncertainty_penalty:
+            reward = reward - self.uncertainty_penalty * uncertainty
+        halted = uncertainty > self.uncertainty_limit if self.uncertainty_limit is not None \
+            else torch.zeros_like(terminated)
+        return nxt, reward, terminated, {"done_prob": p_done, "uncertainty": uncertainty, "halted": halted}
 
     # -------------------------------------------------------------------------------- frames
 
