@@ -83,7 +83,7 @@ class DreamSB3VecEnv(VecEnv):
         dones = terminated | truncated
         self._returns += rewards
         self._lengths += 1
-        out_infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        out_infos: list[dict[str, Any]] = [{"uncertainty": float(u)} for u in infos["uncertainty"]]
         for i in np.flatnonzero(dones):
             info = out_infos[i]
             info["terminal_observation"] = self._obs(infos["final_obs"][i])
