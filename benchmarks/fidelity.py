@@ -311,37 +311,16 @@ def format_fidelity_table(result: dict[str, Any]) -> str:
 
 def write_accuracy_svg(path: Path, result: dict[str, Any]) -> None:
     """Knowable-cell accuracy of the replayed dream vs step, one line per policy (a plain SVG)."""
-    from .learned_vs_real_report import _esc
+    from .svg import write_line_plot
 
-    W, H, L, R, T, B = 640, 400, 60, 170, 30, 45
     curves = {spec: r["replay"]["accuracy_curve"] for spec, r in result["policies"].items()}
     xmax = max((len(c) for c in curves.values()), default=1) or 1
-    values = [v for c in curves.values() for v in c if np.isfinite(v)]
-    ymin = min(values + [0.9])
+    ymin = min([v for c in curves.values() for v in c if np.isfinite(v)] + [0.9])
     colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
-
-    def xy(t, v):
-        return L + (W - L - R) * (t + 1) / xmax, T + (H - T - B) * (1 - (v - ymin) / (1 - ymin or 1))
-
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
-             f'<rect width="{W}" height="{H}" fill="white"/>',
-             f'<text x="{L}" y="18">{_esc(result["env_id"])}: open-loop dream accuracy on knowable cells vs step</text>',
-             f'<line x1="{L}" y1="{H - B}" x2="{W - R}" y2="{H - B}" stroke="black"/>',
-             f'<line x1="{L}" y1="{T}" x2="{L}" y2="{H - B}" stroke="black"/>',
-             f'<text x="{L}" y="{H - B + 16}">1</text>',
-             f'<text x="{W - R}" y="{H - B + 16}" text-anchor="end">{xmax}</text>',
-             f'<text x="{(L + W - R) / 2}" y="{H - 8}" text-anchor="middle">steps after the real start</text>',
-             f'<text x="{L - 6}" y="{H - B}" text-anchor="end">{ymin:.2f}</text>',
-             f'<text x="{L - 6}" y="{T + 10}" text-anchor="end">1.00</text>']
+    lines, legend = [], []
     for i, (spec, curve) in enumerate(curves.items()):
         c = colors[i % len(colors)]
-        points = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(t, v) for t, v in enumerate(curve) if np.isfinite(v)))
-        if points:
-            parts.append(f'<polyline points="{points}" fill="none" stroke="{c}" stroke-width="1.5"/>')
-        parts.append(f'<line x1="{W - R + 10}" y1="{T + 10 + 18 * i}" x2="{W - R + 30}" y2="{T + 10 + 18 * i}" '
-                     f'stroke="{c}" stroke-width="2"/>')
-        parts.append(f'<text x="{W - R + 35}" y="{T + 14 + 18 * i}">{_esc(Path(spec).name or spec)}</text>')
-    parts.append("</svg>")
-    from worldsim.checkpoint import atomic_write
-
-    atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(parts) + "\n"))
+        lines.append((c, [(t + 1, v) for t, v in enumerate(curve) if np.isfinite(v)]))
+        legend.append((c, Path(spec).name or spec))
+    write_line_plot(path, f"{result['env_id']}: open-loop dream accuracy on knowable cells vs step",
+                    "steps after the real start", lines, legend, x_range=(1, xmax), y_range=(ymin, 1.0))

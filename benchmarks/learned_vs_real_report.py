@@ -9,6 +9,8 @@ from typing import Any
 
 from agents.evaluation import format_interval
 
+from .svg import write_line_plot
+
 METHODS = ("real_ppo", "dream_ppo", "planner")
 LABELS = {"real_ppo": "PPO trained in real env", "dream_ppo": "PPO trained in dream", "planner": "planner (MPC)"}
 
@@ -25,45 +27,17 @@ def write_curves_csv(path: Path, curves) -> None:
 
 
 def write_curves_svg(path: Path, curves, title: str) -> None:
-    """A plain SVG line plot (no plotting library): one polyline per method and seed."""
-    W, H, L, R, T, B = 640, 400, 60, 170, 30, 45
+    """The learning curves as a plain SVG: one polyline per method and seed."""
     pts = [p for runs in curves.values() for run in runs for p in run["points"]]
     xmax = max([p["timesteps"] for p in pts], default=1) or 1
     ys = [p["mean_episode_reward"] for p in pts]
     ymin, ymax = min(ys + [0.0]), max(ys + [1.0])
-    if ymax - ymin < 1e-9:
-        ymax = ymin + 1.0
-
-    def xy(p):
-        return (L + (W - L - R) * p["timesteps"] / xmax,
-                T + (H - T - B) * (1 - (p["mean_episode_reward"] - ymin) / (ymax - ymin)))
-
     colors = {"real_ppo": "#1f77b4", "dream_ppo": "#d62728"}
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
-             f'<rect width="{W}" height="{H}" fill="white"/>',
-             f'<text x="{L}" y="18">{_esc(title)}: training mean episode reward vs timesteps</text>',
-             f'<line x1="{L}" y1="{H - B}" x2="{W - R}" y2="{H - B}" stroke="black"/>',
-             f'<line x1="{L}" y1="{T}" x2="{L}" y2="{H - B}" stroke="black"/>',
-             f'<text x="{L}" y="{H - B + 16}">0</text>',
-             f'<text x="{W - R}" y="{H - B + 16}" text-anchor="end">{xmax}</text>',
-             f'<text x="{(L + W - R) / 2}" y="{H - 8}" text-anchor="middle">timesteps</text>',
-             f'<text x="{L - 6}" y="{H - B}" text-anchor="end">{ymin:.2f}</text>',
-             f'<text x="{L - 6}" y="{T + 10}" text-anchor="end">{ymax:.2f}</text>']
-    for i, (method, runs) in enumerate(curves.items()):
-        c = colors.get(method, "black")
-        for run in runs:
-            if run["points"]:
-                line = " ".join(f"{x:.1f},{y:.1f}" for x, y in map(xy, run["points"]))
-                parts.append(f'<polyline points="{line}" fill="none" stroke="{c}" stroke-width="1.5"/>')
-        parts.append(f'<line x1="{W - R + 10}" y1="{T + 10 + 18 * i}" x2="{W - R + 30}" y2="{T + 10 + 18 * i}" '
-                     f'stroke="{c}" stroke-width="2"/>')
-        parts.append(f'<text x="{W - R + 35}" y="{T + 14 + 18 * i}">{_esc(LABELS.get(method, method))}</text>')
-    parts.append("</svg>")
-    path.write_text("\n".join(parts) + "\n")
-
-
-def _esc(s: str) -> str:
-    return str(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    lines = [(colors.get(method, "black"), [(p["timesteps"], p["mean_episode_reward"]) for p in run["points"]])
+             for method, runs in curves.items() for run in runs]
+    legend = [(colors.get(method, "black"), LABELS.get(method, method)) for method in curves]
+    write_line_plot(path, f"{title}: training mean episode reward vs timesteps", "timesteps", lines, legend,
+                    x_range=(0, xmax), y_range=(ymin, ymax))
 
 
 # ---------------------------------------------------------------------------------------- table

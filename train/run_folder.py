@@ -259,9 +259,6 @@ def write_checkpoint(run_dir: Path, step: int, model: WorldModel, tensors: dict[
     atomic_write(run_dir / LATEST_FILE, lambda t: Path(t).write_text(f"{CHECKPOINTS_DIR}/{name}\n"))
     for old in list_checkpoints(run_dir)[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
-    for stale in root.glob(".tmp-checkpoint-*"):  # left by a crash mid-save
-        if stale != tmp:
-            shutil.rmtree(stale, ignore_errors=True)
     return final
 
 

@@ -28,12 +28,19 @@ def draw_uniforms(batch: int, cells: tuple[int, int, int], *, temperature: float
     return Uniforms(frames, done)
 
 
-def sample_frames(logits: torch.Tensor, *, legal: torch.Tensor, temperature: float,
+def legal_logits(logits: torch.Tensor, legal: torch.Tensor | None) -> torch.Tensor:
+    """Frame logits [B, H, W, V] as float32 with the tokens `legal` [H, W, V] forbids at -inf; None:
+    `logits` are already that (a step masks once for sampling and for its uncertainty)."""
+    return logits if legal is None else logits.float().masked_fill(~legal, float("-inf"))
+
+
+def sample_frames(logits: torch.Tensor, *, legal: torch.Tensor | None, temperature: float,
                   uniform: torch.Tensor | None) -> torch.Tensor:
     """Next frames [B, H, W] long from frame logits [B, H, W, V]: every cell from
     softmax(logits / temperature) restricted to the codec's legal tokens `legal` [H, W, V] (so every
-    frame decodes), using `uniform` [B, H, W, V]; temperature 0 takes the argmax."""
-    logits = logits.float().masked_fill(~legal, float("-inf"))
+    frame decodes; None: `legal_logits` already applied), using `uniform` [B, H, W, V]; temperature
+    0 takes the argmax."""
+    logits = legal_logits(logits, legal)
     if temperature == 0:
         return logits.argmax(-1)
     if uniform is None:
@@ -43,10 +50,11 @@ def sample_frames(logits: torch.Tensor, *, legal: torch.Tensor, temperature: flo
     return (logits / temperature - torch.log(-torch.log(uniform.clamp(min=1e-20)))).argmax(-1)
 
 
-def frame_entropy(logits: torch.Tensor, *, legal: torch.Tensor) -> torch.Tensor:
+def frame_entropy(logits: torch.Tensor, *, legal: torch.Tensor | None) -> torch.Tensor:
     """The model's uncertainty about the next frame, [B] float32: the mean over cells of the entropy
-    (nats) of each cell's distribution over its legal tokens, at temperature 1 whatever the decoder's."""
-    logp = torch.log_softmax(logits.float().masked_fill(~legal, float("-inf")), dim=-1)
+    (nats) of each cell's distribution over its legal tokens (None: `legal_logits` already applied),
+    at temperature 1 whatever the decoder's."""
+    logp = torch.log_softmax(legal_logits(logits, legal), dim=-1)
     return -(logp.exp() * logp.nan_to_num(neginf=0.0)).sum(-1).flatten(1).mean(1)
 
 

@@ -43,7 +43,8 @@ from .checks import positive_int
 from .codecs import codec_for_model
 from .model import WorldModel
 from .runtime import autocast, check_precision, resolve_device, resolve_precision, state_dtype
-from .sampling import TERMINATION_MODES, Uniforms, draw_uniforms, frame_entropy, sample_frames, sample_termination
+from .sampling import (TERMINATION_MODES, Uniforms, draw_uniforms, frame_entropy, legal_logits, sample_frames,
+                       sample_termination)
 from .zoo import resolve_checkpoint, shipped_models
 
 OBS_MODES = ("symbolic", "rgb")
@@ -185,12 +186,13 @@ class Simulator:
         if uniforms is None:
             uniforms = self.draw_uniforms(frames.shape[0], generator)
         out = self.advance(state, frames, actions)
-        nxt = sample_frames(out.frame_logits, legal=self.legal, temperature=self.temperature, uniform=uniforms.frames)
+        logits = legal_logits(out.frame_logits, self.legal)        # masked once, for sampling and uncertainty
+        nxt = sample_frames(logits, legal=None, temperature=self.temperature, uniform=uniforms.frames)
         p_done, terminated = sample_termination(out.done_logits, mode=self.termination, uniform=uniforms.done)
         reward = out.reward.float()
         if self.rewards_only_on_termination:
             reward = reward * terminated
-        uncertainty = frame_entropy(out.frame_logits, legal=self.legal)
+        uncertainty = frame_entropy(logits, legal=None)
         if self.uncertainty_penalty:
             reward = reward - self.uncertainty_penalty * uncertainty
         halted = uncertainty > self.uncertainty_limit if self.uncertainty_limit is not None \
