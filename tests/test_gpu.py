@@ -94,3 +94,79 @@ def test_triton_scan_runs_batches_past_the_grid_limit():
     y, final = ssd_scan(x, dt, A, B, C, initial_state=state, backend="triton")
     y_ref, final_ref = ssd_scan(x, dt, A, B, C, initial_state=state, backend="torch")
     assert rel_err(y, y_ref) < 1e-3 and rel_err(final, final_ref) < 1e-3
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("tokens,head_dim", [(30, 16), (49, 32)])
+def test_ring_attention_kernel_matches_masked_sdpa(dtype, tokens, head_dim):
+    from worldsim.kernels.ring_attention import ring_attention, ring_attention_available
+    if not ring_attention_available(torch.device("cuda"), head_dim):
+        pytest.skip("Triton does not import")
+    gen = torch.Generator(device="cuda").manual_seed(tokens)
+    b, s, heads = 7, 5, 2
+    q = torch.randn(b, tokens, heads, head_dim, device="cuda", generator=gen).to(dtype)
+    keys = torch.randn(b, s, tokens, heads * head_dim, device="cuda", generator=gen).to(dtype)
+    values = torch.randn(b, s, tokens, heads * head_dim, device="cuda", generator=gen).to(dtype)
+    valid = torch.rand(b, s, device="cuda", generator=gen) < 0.6
+    valid[torch.arange(b), torch.arange(b) % s] = True            # every row sees at least one slot
+    # What a reset left in the emptied slots must not matter, not even NaN.
+    keys[~valid], values[~valid] = float("nan"), float("nan")
+    got = ring_attention(q, keys, values, valid)
+    clean_k = torch.where(valid[:, :, None, None], keys, 0).float()
+    clean_v = torch.where(valid[:, :, None, None], values, 0).float()
+    mask = valid[:, None, None, :, None].expand(-1, 1, 1, s, tokens).reshape(b, 1, 1, s * tokens)
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        q.float().transpose(1, 2),
+        clean_k.reshape(b, s * tokens, heads, head_dim).transpose(1, 2),
+        clean_v.reshape(b, s * tokens, heads, head_dim).transpose(1, 2), attn_mask=mask,
+    ).transpose(1, 2).reshape(b, tokens, heads * head_dim)
+    assert torch.isfinite(got).all()
+    assert rel_err(got, ref) <= (1e-5 if dtype == torch.float32 else 1e-2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("length,groups", [(16, 1), (49, 1), (30, 2)])
+def test_ssd_step_kernel_matches_the_scan(dtype, length, groups):
+    from worldsim.kernels.ssd_step import ssd_step, ssd_step_available
+    if not ssd_step_available(torch.device("cuda"), 32, 16):
+        pytest.skip("Triton does not import")
+    gen = torch.Generator(device="cuda").manual_seed(length)
+    rows, heads, p, n = 9, 4, 32, 16
+    x = torch.randn(rows, length, heads, p, device="cuda", generator=gen).to(dtype)
+    dt = torch.rand(rows, length, heads, device="cuda", generator=gen) * 0.2
+    dt[:, -3:] = 0                                                   # padding tokens: no decay, no input
+    A = -(torch.rand(heads, device="cuda", generator=gen) * 4 + 0.5)
+    B = torch.randn(rows, length, groups, n, device="cuda", generator=gen).to(dtype)
+    C = torch.randn(rows, length, groups, n, device="cuda", generator=gen).to(dtype)
+    state = torch.randn(rows, heads, p, n, device="cuda", generator=gen)
+    carried = torch.rand(rows, device="cuda", generator=gen) < 0.6
+    carried[0], carried[1] = True, False
+    state[~carried] = float("nan")                                   # a fresh episode's leftovers
+    y_ref, state_ref = ssd_scan(x.float(), dt, A, B.float(), C.float(),
+                                initial_state=torch.where(carried[:, None, None, None], state, 0), backend="torch")
+    y = ssd_step(x, dt, A, B, C, state, carried)
+    tol = 1e-4 if dtype == torch.float32 else 2e-2
+    assert torch.isfinite(y).all() and torch.isfinite(state).all()
+    assert rel_err(y, y_ref) <= tol
+    assert rel_err(state, state_ref) <= tol
+
+
+def test_model_step_kernels_agree_with_forward_on_cuda():
+    """A model whose sizes the step kernels take (head sizes, d_state powers of two) on CUDA, without
+    gradients, so `step` runs both kernels, against the parallel forward."""
+    torch.manual_seed(0)
+    config = tiny_config(backend="auto", d_state=16, headdim=16, d_model=32, n_heads=2)
+    model = randomized(WorldModel(config)).cuda()
+    frames, actions = random_episode(config, 3, 30, seed=2)
+    frames, actions = frames.cuda(), actions.cuda()
+    resets = torch.zeros(3, 30, dtype=torch.bool, device="cuda")
+    resets[1, [5, 17]] = True
+    with torch.no_grad():
+        parallel = model(frames, actions, resets=resets)
+        state = model.initial_state(3)
+        stepped = []
+        for t in range(30):
+            state.reset(resets[:, t])
+            stepped.append(model.step(state, frames[:, t], actions[:, t])[0].frame_logits)
+    err = rel_err(torch.stack(stepped, 1), parallel.frame_logits)
+    assert err <= 1e-3, f"relative error {err:.2e}"

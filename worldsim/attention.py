@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import WorldModelConfig
+from .kernels.ring_attention import ring_attention, ring_attention_available
 
 # Rings longer than this (attention windows of the causal baseline, not the model's ~10 frames)
 # are attended only up to their filled part in `step`.
@@ -235,8 +236,10 @@ class FrameLocalAttention(nn.Module):
         key_valid = shared.key_valid
         if shared.filled is not None:
             keys, values, key_valid = keys[:, :shared.filled], values[:, :shared.filled], key_valid[:, :shared.filled]
+        if ring_attention_available(x.device, self.head_dim) and not torch.is_grad_enabled():
+            return self.out(ring_attention(q[:, 0], keys, values, key_valid))
         # Slots a reset emptied still hold the old episode's keys/values; masked scores weigh them by 0,
-        # but 0 x NaN is NaN, so they are read as zeros (fused into the copy attention makes anyway).
+        # but 0 x NaN is NaN, so they are read as zeros (the kernel above never reads them).
         keep = key_valid[:, :, None, None]
         keys, values = torch.where(keep, keys, 0), torch.where(keep, values, 0)
         split = (self.heads, self.head_dim)

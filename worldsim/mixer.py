@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from .block_layout import BlockLayout
 from .config import WorldModelConfig
 from .kernels import ssd_scan
+from .kernels.ssd_step import ssd_step
 
 
 class GatedGroupRMSNorm(nn.Module):
@@ -75,6 +76,48 @@ class BlockwiseMamba2(nn.Module):
             "conv": (nb, c.d_conv - 1, self.conv_dim),
         }
 
+    def _block_inputs(self, x: torch.Tensor):
+        """x [B, T, H, W, d_model] -> block sequences (z, xbc, dt_raw) and the real-token mask
+        [B*nb, T*block_tokens, 1]. Padding tokens enter the conv as zeros."""
+        c = self.config
+        batch, frames = x.shape[:2]
+        seq = self.layout.to_blocks(self.in_proj(x))  # [B*nb, T*block_tokens, channels]
+        z, xbc, dt = seq.split([c.d_inner, self.conv_dim, c.ssm_heads], dim=-1)
+        real = self.real.repeat(1, frames).repeat(batch, 1)[..., None]
+        return z, xbc * real, dt, real
+
+    def _conv(self, xbc: torch.Tensor, conv_state: torch.Tensor, seq_idx: torch.Tensor | None):
+        """Causal depthwise conv of xbc [R, L, conv_dim] after the carried history conv_state
+        [R, d_conv - 1, conv_dim]. Returns (silu(conv), the history the next call carries)."""
+        c = self.config
+        history = torch.cat([conv_state.to(xbc.dtype), xbc], 1)
+        length, keep = xbc.shape[1], c.d_conv - 1
+        if seq_idx is not None:  # the carried history is episode 0
+            history_seq = F.pad(seq_idx, (keep, 0))
+        conv = self.conv_bias.to(xbc.dtype)
+        for j in range(c.d_conv):
+            window = history[:, j : j + length]
+            if seq_idx is not None:  # inputs from an earlier episode do not reach across a reset
+                window = window * (history_seq[:, j : j + length] == seq_idx)[..., None]
+            conv = conv + window * self.conv_weight[:, j].to(xbc.dtype)
+        new_conv_state = history[:, history.shape[1] - keep :]
+        if seq_idx is not None:  # what the next call carries must belong to the last episode
+            new_conv_state = new_conv_state * (history_seq[:, history.shape[1] - keep :] == seq_idx[:, -1:])[..., None]
+        return F.silu(conv), new_conv_state
+
+    def _scan_inputs(self, xbc: torch.Tensor, dt: torch.Tensor, real: torch.Tensor):
+        """Split the conv output into the scan's x [R, L, h, p], B, C [R, L, g, n] and its step sizes
+        dt [R, L, h] (0 on padding: no decay and no input, so padding never touches the state)."""
+        c = self.config
+        xs, B, C = xbc.split([c.d_inner, self.bc_dim, self.bc_dim], dim=-1)
+        dt = F.softplus(dt.float() + self.dt_bias) * real
+        return (xs.unflatten(-1, (c.ssm_heads, c.headdim)), dt,
+                B.unflatten(-1, (c.ngroups, c.d_state)), C.unflatten(-1, (c.ngroups, c.d_state)))
+
+    def _output(self, y: torch.Tensor, xs: torch.Tensor, z: torch.Tensor, batch: int) -> torch.Tensor:
+        y = y + xs * self.D[:, None].to(xs.dtype)
+        return self.layout.from_blocks(self.out_proj(self.norm(y.flatten(-2), z)), batch)
+
     def forward(
         self,
         x: torch.Tensor,
@@ -89,49 +132,44 @@ class BlockwiseMamba2(nn.Module):
         episode [B, T]: non-decreasing episode number of each frame, 0 for the episode the carried
         state belongs to; where it steps up, the scan and the conv start afresh. None: all 0.
         """
-        c, layout = self.config, self.layout
-        batch, frames = x.shape[:2]
-        nb = layout.num_blocks
-        seq = layout.to_blocks(self.in_proj(x))  # [B*nb, T*block_tokens, channels]
-        z, xbc, dt = seq.split([c.d_inner, self.conv_dim, c.ssm_heads], dim=-1)
-        real = self.real.repeat(1, frames).repeat(batch, 1)[..., None]  # [B*nb, T*block_tokens, 1]
-        # Padding tokens enter the conv as zeros and the scan with dt = 0 (no decay, no input),
-        # so they never touch the state.
-        xbc = xbc * real
-
+        c, nb = self.config, self.layout.num_blocks
+        batch = x.shape[0]
+        z, xbc, dt, real = self._block_inputs(x)
         if conv_state is None:
             conv_state = xbc.new_zeros(batch, nb, c.d_conv - 1, self.conv_dim)
-        history = torch.cat([conv_state.reshape(batch * nb, c.d_conv - 1, -1).to(xbc.dtype), xbc], 1)
-        length, keep = xbc.shape[1], c.d_conv - 1
         seq_idx = None
         if episode is not None:
-            # Episode number of every token of every block sequence; the carried history is episode 0.
-            seq_idx = episode.repeat_interleave(nb, dim=0).repeat_interleave(layout.block_tokens, dim=1)
-            history_seq = F.pad(seq_idx, (keep, 0))
-        conv = self.conv_bias.to(xbc.dtype)
-        for j in range(c.d_conv):
-            window = history[:, j : j + length]
-            if seq_idx is not None:  # inputs from an earlier episode do not reach across a reset
-                window = window * (history_seq[:, j : j + length] == seq_idx)[..., None]
-            conv = conv + window * self.conv_weight[:, j].to(xbc.dtype)
-        xbc = F.silu(conv)
-        new_conv_state = history[:, history.shape[1] - keep :]
-        if seq_idx is not None:  # what the next call carries must belong to the last episode
-            new_conv_state = new_conv_state * (history_seq[:, history.shape[1] - keep :] == seq_idx[:, -1:])[..., None]
-
-        xs, B, C = xbc.split([c.d_inner, self.bc_dim, self.bc_dim], dim=-1)
-        dt = F.softplus(dt.float() + self.dt_bias) * real
-        xs = xs.unflatten(-1, (c.ssm_heads, c.headdim))
+            # Episode number of every token of every block sequence.
+            seq_idx = episode.repeat_interleave(nb, dim=0).repeat_interleave(self.layout.block_tokens, dim=1)
+        xbc, new_conv_state = self._conv(xbc, conv_state.flatten(0, 1), seq_idx)
+        xs, dt, B, C = self._scan_inputs(xbc, dt, real)
         y, new_ssm_state = ssd_scan(
-            xs, dt, -torch.exp(self.A_log.float()),
-            B.unflatten(-1, (c.ngroups, c.d_state)), C.unflatten(-1, (c.ngroups, c.d_state)),
+            xs, dt, -torch.exp(self.A_log.float()), B, C,
             initial_state=None if ssm_state is None else ssm_state.flatten(0, 1),
             chunk_size=c.chunk_size, backend=c.backend, seq_idx=seq_idx,
         )
-        y = y + xs * self.D[:, None].to(xs.dtype)
-        y = self.out_proj(self.norm(y.flatten(-2), z))
         return (
-            layout.from_blocks(y, batch),
+            self._output(y, xs, z, batch),
             new_ssm_state.unflatten(0, (batch, nb)),
             new_conv_state.unflatten(0, (batch, nb)),
         )
+
+    def step(self, x: torch.Tensor, ssm_state: torch.Tensor, conv_state: torch.Tensor,
+             carried: torch.Tensor) -> torch.Tensor:
+        """One frame x [B, 1, H, W, d_model] -> y like it. ssm_state and conv_state (shaped as in
+        `forward`) are updated in place; rows where carried [B] is False start from zeros, whatever
+        their state holds."""
+        nb = self.layout.num_blocks
+        batch = x.shape[0]
+        z, xbc, dt, real = self._block_inputs(x)
+        carried_blocks = carried.repeat_interleave(nb)
+        history = torch.where(carried_blocks[:, None, None], conv_state.flatten(0, 1), 0)
+        xbc, new_conv_state = self._conv(xbc, history, None)
+        conv_state.copy_(new_conv_state.unflatten(0, (batch, nb)))
+        xs, dt, B, C = self._scan_inputs(xbc, dt, real)
+        flat_ssm = ssm_state.flatten(0, 1)
+        y = ssd_step(xs, dt, -torch.exp(self.A_log.float()), B, C, flat_ssm, carried_blocks,
+                     backend=self.config.backend)
+        if flat_ssm.data_ptr() != ssm_state.data_ptr():   # flatten had to copy: write the result back
+            ssm_state.copy_(flat_ssm.unflatten(0, (batch, nb)))
+        return self._output(y, xs, z, batch)

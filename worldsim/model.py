@@ -99,10 +99,7 @@ class WorldModelLayer(nn.Module):
         episode's first frame; shared: the attention's per-step inputs (`FrameLocalAttention.step_inputs`)."""
         (s1, c1, g1), (s2, c2, g2), (s3, c3, g3) = self._sublayer_inputs(cond)
         if self.mixer is not None:
-            y, ssm, conv = self.mixer(_modulate(self.norms[0](x), s1, c1),
-                                      _carried(state.ssm, carried), _carried(state.conv, carried))
-            state.ssm.copy_(ssm)
-            state.conv.copy_(conv)
+            y = self.mixer.step(_modulate(self.norms[0](x), s1, c1), state.ssm, state.conv, carried)
             x = x + g1 * y
         h = _modulate(self.norms[1](x), s2, c2).flatten(1, 3)                  # [B, N, D]
         y = self.attn.step(h, frame, state.keys, state.values, slot_frame, shared)
