@@ -119,10 +119,16 @@ def test_learns_minigrid_and_beats_the_copy_baseline(minigrid):
 
 # ---- resume ----------------------------------------------------------------------------------
 
-def test_resume_continues_exactly(tmp_path):
+# Training against its own errors draws random corruption and self-forced samples: resume must
+# draw them again exactly.
+OWN_ERRORS = dict(input_noise=0.3, self_forcing=0.5, self_forcing_ramp=4, model={**TINY, "noise_conditioning": True})
+
+
+@pytest.mark.parametrize("switches", [{}, OWN_ERRORS], ids=["plain", "own_errors"])
+def test_resume_continues_exactly(tmp_path, switches):
     data = synthetic_data()
     cfg = config(steps=8, save_every=4, keep_last=2, curriculum=[[0, 6], [4, 8]], tbptt_chunk=4,
-                 aux_loss_weight=0.5, aux_delay_max=3)
+                 aux_loss_weight=0.5, aux_delay_max=3, **switches)
     straight = Trainer(cfg, data, out=tmp_path / "straight")
     straight.fit()
     first = Trainer(cfg, data, out=tmp_path / "split")

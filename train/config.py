@@ -91,6 +91,13 @@ class TrainConfig:
                              "mean over the frame)")
     aux_hidden: int = _setting(0, "hidden width of the auxiliary head (0: the model width, --model.d_model)")
     # evaluation
+    input_noise: float = _setting(0.0, "training against its own errors: per input frame a corruption level drawn "
+                                  "uniformly in [0, this] and that fraction of cells replaced by random legal tokens "
+                                  "(0: off; --model.noise-conditioning tells the model the level)")
+    self_forcing: float = _setting(0.0, "training against its own errors: probability that an input frame is replaced by "
+                                   "the model's own sample of it from a teacher-forced pass (0: off)")
+    self_forcing_ramp: int = _setting(0, "steps over which --self-forcing ramps up from 0 (0: from the first step)")
+
     eval_every: int = _setting(500, "evaluate on the held-out episodes every this many steps (0: only at the end)")
     eval_at_end: bool = _setting(True, "evaluate on the held-out episodes when training stops")
     eval_windows: int = _setting(16, "held-out windows for teacher-forced metrics")
@@ -148,6 +155,9 @@ class TrainConfig:
         need(1 <= self.aux_delay_min <= self.aux_delay_max,
              f"need 1 <= aux_delay_min <= aux_delay_max, got {self.aux_delay_min}, {self.aux_delay_max}")
         need(self.aux_mode in ("cell", "pooled"), f"aux_mode must be cell or pooled, got {self.aux_mode!r}")
+        need(0 <= self.input_noise <= 1, f"input_noise must be in [0, 1], got {self.input_noise}")
+        need(0 <= self.self_forcing <= 1, f"self_forcing must be in [0, 1], got {self.self_forcing}")
+        need(self.self_forcing_ramp >= 0, f"self_forcing_ramp must be >= 0, got {self.self_forcing_ramp}")
         need(self.rollout_sampling in ("argmax", "sample"), f"rollout_sampling must be argmax or sample, got {self.rollout_sampling!r}")
         need(self.rollout_context >= 1 and self.rollout_horizon >= 1, "rollout_context and rollout_horizon must be >= 1")
         need(self.rollout_temperature > 0, "rollout_temperature must be > 0")

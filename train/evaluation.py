@@ -214,7 +214,7 @@ def recall_metrics(model: WorldModel, stream: Stream, *, context: int, horizon: 
 
 
 @torch.no_grad()
-def _legal_tokens(model: WorldModel, device: torch.device) -> torch.Tensor:
+def legal_tokens(model: WorldModel, device: torch.device) -> torch.Tensor:
     """[H, W, V] bool: the tokens the model's codec allows in each cell (all, for a model without one)."""
     c = model.config
     if "codec" in (c.metadata or {}):
@@ -241,7 +241,7 @@ def rollout_metrics(model: WorldModel, stream: Stream, *, context: int, horizon:
     model.eval()
     device = torch.device(device)
     gen = torch.Generator(device=device).manual_seed(seed)
-    legal = _legal_tokens(model, device)
+    legal = legal_tokens(model, device)
     meter = Meter()
     for sel in _batches(len(starts), batch_size):
         frames, actions, gap, valid = _episode_batch(stream, starts[sel], lengths[sel], context, horizon, device)

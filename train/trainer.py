@@ -42,9 +42,10 @@ from worldsim import WorldModel, runtime
 
 from . import distributed, run_folder
 from .config import Curriculum, TrainConfig, TrainError, as_config, lr_at
-from .evaluation import Meter, held_out_metrics
+from .evaluation import Meter, held_out_metrics, legal_tokens
 from .losses import aux_reconstruction_loss, aux_valid, prediction_losses, time_weights
 from .modules import AuxHead, parameter_groups
+from .own_errors import corrupt_frames, self_forced_frames, self_forcing_probability
 from .training_data import DataSource, auto_done_pos_weight, check_fits, load_data, model_config_for
 from .windows import Window, WindowSampler
 
@@ -129,6 +130,7 @@ class Trainer:
             self.model = run_folder.load_model(checkpoint_dir, self.device)
         mc = self.model.config
         check_fits(d, mc)
+        self.legal = legal_tokens(self.model, self.device)   # what corrupted or self-forced inputs may hold
         self.curriculum = Curriculum(config.curriculum, config.batch_size, config.batch_scaling, config.min_batch_size)
         longest = len(d.train.frames) - 1
         if self.curriculum.max_length > longest:
@@ -202,6 +204,7 @@ class Trainer:
                 delay = int(self.aux_rng.integers(c.aux_delay_min, c.aux_delay_max + 1))
             valid = aux_valid(win.resets, delay)
             aux_norm = (distributed.all_reduce_sum(valid.sum().float(), self.dist) / world).clamp_min(1)
+        frames, noise_level = self._training_inputs(win)
         meter = Meter()
         self.model.train()
         state = None
@@ -212,8 +215,9 @@ class Trainer:
             # Gradients are all-reduced once per step, in the last chunk's backward.
             with distributed.no_sync([self.train_model, self.train_aux_head], skip=not last_chunk):
                 with self.autocast():
-                    out = self.train_model(win.frames[:, sl], win.actions[:, sl], state=state,
-                                           return_state=sl.stop < length, resets=win.resets[:, sl])
+                    out = self.train_model(frames[:, sl], win.actions[:, sl], state=state,
+                                           return_state=sl.stop < length, resets=win.resets[:, sl],
+                                           noise_level=None if noise_level is None else noise_level[:, sl])
                     parts = prediction_losses(out, win, sl, weight[:, sl], normalizer, c.reward_loss, meter,
                                               self.done_pos_weight)
                     loss = (c.frame_loss_weight * parts["frame"] + c.reward_loss_weight * parts["reward"]
@@ -231,6 +235,21 @@ class Trainer:
         if use_aux:
             stats["aux_delay"] = float(delay)
         return stats
+
+    def _training_inputs(self, win: Window) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The input frames the model trains on (the window's, or wrong the way dream frames are:
+        `train.own_errors`) and their corruption level for a noise-conditioned model (else None)."""
+        c = self.config
+        frames = win.frames
+        prob = self_forcing_probability(self.step, c.self_forcing, c.self_forcing_ramp)
+        if prob > 0:
+            frames = self_forced_frames(self.model, win, prob, self.legal, self.autocast)
+        level = None
+        if c.input_noise > 0:
+            frames, level = corrupt_frames(frames, c.input_noise, self.legal)
+        if self.model.config.noise_conditioning:
+            return frames, level if level is not None else torch.zeros(frames.shape[:2], device=frames.device)
+        return frames, None
 
     def train_step(self, win: Window) -> dict[str, float]:
         """One optimizer step on a batch of windows. Returns its metrics (floats)."""

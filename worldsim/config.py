@@ -41,6 +41,10 @@ class WorldModelConfig:
 
     mlp_ratio: float = 4.0
 
+    # Told the corruption level of its input frames (adaLN, beside the action), as diffusion forcing
+    # tells the noise level: for training on corrupted inputs. The dream runs at level 0.
+    noise_conditioning: bool = False
+
     # Free-form provenance (codec version, env id, ...) that checkpoints carry along.
     metadata: dict[str, Any] = field(default_factory=dict)
 

@@ -115,6 +115,11 @@ class WorldModel(nn.Module):
         self.token_embed = nn.Embedding(config.vocab_size, d)
         self.position_embed = nn.Parameter(torch.randn(*config.frame_shape, d) * 0.02)
         self.action_embed = nn.Embedding(config.num_actions, d)
+        if config.noise_conditioning:
+            # The input frame's corruption level in [0, 1]; zero-initialised (no effect until trained).
+            self.noise_embed = nn.Linear(1, d)
+            nn.init.zeros_(self.noise_embed.weight)
+            nn.init.zeros_(self.noise_embed.bias)
         self.layers = nn.ModuleList(WorldModelLayer(config, b) for b in config.block_sizes)
         self.final_norm = nn.LayerNorm(d, elementwise_affine=False)
         self.final_modulation = nn.Linear(d, 2 * d)
@@ -149,9 +154,18 @@ class WorldModel(nn.Module):
         if actions.numel() and (actions.min() < 0 or actions.max() >= c.num_actions):
             raise ValueError(f"actions must lie in [0, {c.num_actions}), got [{actions.min()}, {actions.max()}]")
 
-    def _embed(self, frames: torch.Tensor, actions: torch.Tensor):
+    def _embed(self, frames: torch.Tensor, actions: torch.Tensor, noise_level: torch.Tensor | None = None):
+        """Token embeddings and the conditioning vector of each frame: its action and, for a model
+        with noise_conditioning, its corruption level ([B, T] in [0, 1]; None: 0, clean frames)."""
         x = self.token_embed(frames) + self.position_embed
-        return x, F.silu(self.action_embed(actions))
+        cond = self.action_embed(actions)
+        if self.config.noise_conditioning:
+            if noise_level is None:
+                noise_level = torch.zeros(actions.shape, device=actions.device)
+            cond = cond + self.noise_embed(noise_level[..., None].to(cond.dtype))
+        elif noise_level is not None:
+            raise ValueError("noise_level is given but this model has no noise_conditioning")
+        return x, F.silu(cond)
 
     def _heads(self, x: torch.Tensor, cond: torch.Tensor):
         """x [B, T, H, W, D], cond [B, T, D] -> logits, reward, done logits, features."""
@@ -194,6 +208,7 @@ class WorldModel(nn.Module):
         state: ModelState | None = None,
         return_state: bool = False,
         resets: torch.Tensor | None = None,
+        noise_level: torch.Tensor | None = None,
     ) -> WorldModelOutput:
         """frames [B, T, H, W] tokens, actions [B, T]. Output at t predicts frame t+1 from frames
         ≤ t and actions ≤ t of the same episode.
@@ -202,6 +217,8 @@ class WorldModel(nn.Module):
         resets [B, T] bool: True where frame t starts a new episode. From just before it the state is
         read as zeros, exactly as after `state.reset(mask)` between two `step` calls, so training
         windows may cross episode boundaries.
+        noise_level [B, T] float: the corruption level of each input frame (models with
+        noise_conditioning only; None: clean frames, as the dream steps).
         """
         self._check(frames, actions, time_dim=True)
         self._check_values(frames, actions)
@@ -213,7 +230,9 @@ class WorldModel(nn.Module):
                              f"{resets.dtype} {tuple(resets.shape)}")
         frame, episode = self._frame_and_episode(state, resets, batch, length, frames.device)
         carried = None if state is None else state.frame > 0
-        x, cond = self._embed(frames, actions)
+        if noise_level is not None and noise_level.shape != (batch, length):
+            raise ValueError(f"noise_level must have shape {(batch, length)}, got {tuple(noise_level.shape)}")
+        x, cond = self._embed(frames, actions, noise_level)
         new_layers = []
         for i, layer in enumerate(self.layers):
             args = (x, cond, frame, episode,

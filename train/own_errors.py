@@ -1,0 +1,71 @@
+"""Training against the model's own errors: input frames that are wrong the way dream frames are.
+
+Trained on true frames only (teacher forcing), a world model never sees a wrong input; in the dream
+every frame after the first is its own output, and one wrong cell can derail the next frames. Two
+trainer switches change the *inputs* of a training window (the targets stay the real next frames):
+
+- `corrupt_frames` (`--input-noise S`): per input frame a level sigma ~ U(0, S) and that fraction of
+  its cells replaced by random legal tokens, a token analogue of diffusion forcing's noise. A model
+  with `noise_conditioning` is told sigma through adaLN, as diffusion forcing tells the noise level;
+  the dream runs at sigma = 0.
+- `self_forced_frames` (`--self-forcing P`): scheduled sampling. A no-grad teacher-forced pass samples
+  every next frame the way the dream decodes (legal tokens, temperature 1); each input frame that has
+  a prediction is replaced by it with probability P (ramped up from 0 over `--self-forcing-ramp`
+  steps).
+
+Random draws use torch's global generator on the training device, which checkpoints save and resume
+restores, so a resumed run draws the same corruption.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from worldsim.sampling import sample_frames
+
+from .windows import Window
+
+
+def random_legal_tokens(shape: tuple[int, ...], legal: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Tokens [*shape, H, W] drawn uniformly from each cell's legal tokens (legal [H, W, V] bool)."""
+    flat = torch.zeros(*shape, *legal.shape, device=device)
+    return sample_frames(flat, legal=legal, temperature=1.0, uniform=torch.rand(flat.shape, device=device))
+
+
+def corrupt_frames(frames: torch.Tensor, max_level: float, legal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """frames [B, L, H, W] -> (corrupted frames, level [B, L] float32): in each frame a level ~ U(0,
+    max_level) and each cell replaced with that probability by a random legal token (which may be
+    the true one)."""
+    b, length = frames.shape[:2]
+    level = torch.rand(b, length, device=frames.device) * max_level
+    hit = torch.rand(frames.shape, device=frames.device) < level[:, :, None, None]
+    noise = random_legal_tokens((b, length), legal, frames.device)
+    return torch.where(hit, noise, frames), level
+
+
+def self_forcing_probability(step: int, prob: float, ramp_steps: int) -> float:
+    """The replacement probability at optimizer step `step`: linear from 0 to `prob` over `ramp_steps`."""
+    if ramp_steps <= 0:
+        return prob
+    return prob * min(1.0, step / ramp_steps)
+
+
+@torch.no_grad()
+def self_forced_frames(model, win: Window, prob: float, legal: torch.Tensor, autocast) -> torch.Tensor:
+    """The window's input frames with each frame t + 1 replaced, with probability `prob`, by the
+    model's sample of it from the true frames <= t (a teacher-forced pass, no gradients). Frames that
+    start an episode have no prediction and stay true."""
+    was_training = model.training
+    model.eval()
+    with autocast():
+        logits = model(win.frames, win.actions, resets=win.resets).frame_logits
+    model.train(was_training)
+    logits = logits.float()
+    predicted = sample_frames(logits, legal=legal, temperature=1.0,                 # prediction of frame t + 1
+                              uniform=torch.rand(logits.shape, device=logits.device))
+    frames = win.frames.clone()
+    swap = (torch.rand(win.frames.shape[:2], device=frames.device) < prob) & win.has_target
+    swap[:, -1] = False                                                         # frame L lies past the window
+    target_pos = swap.nonzero(as_tuple=True)
+    frames[target_pos[0], target_pos[1] + 1] = predicted[target_pos]
+    return frames
