@@ -364,6 +364,15 @@ def test_gap_buckets():
         "257-1024", "1025-4096", "1025-4096", "4097+", "4097+"]
 
 
+class CopyModel(WorldModel):
+    """Predicts that the next frame equals its input frame."""
+
+    def forward(self, frames, actions, state=None, return_state=False, resets=None, noise_level=None):
+        out = super().forward(frames, actions, state, return_state, resets)
+        out.frame_logits = F.one_hot(frames, self.config.vocab_size).float()
+        return out
+
+
 def test_eval_metrics_and_baselines_are_computed_on_held_out_targets(minigrid):
     model = WorldModel(Trainer(config(), minigrid).model.config)
     stream = minigrid.eval
@@ -378,6 +387,12 @@ def test_eval_metrics_and_baselines_are_computed_on_held_out_targets(minigrid):
                 total += stream.frames[p].size
     assert tf["copy_acc"] == pytest.approx(hits / total)
     assert 0 <= tf["acc_remembered"] <= 1 and 0 <= tf["exact_frame"] <= 1 and "reward_mae" in tf
+    # Corrupted inputs: a model that copies its input frame (the copy baseline) loses accuracy in
+    # proportion to the corrupted cells.
+    copier = CopyModel(model.config)
+    clean = teacher_forced_metrics(copier, stream, length=20, count=6, batch_size=4)
+    assert clean["acc"] == pytest.approx(clean["copy_acc"]) and clean["acc_corrupted"] < clean["acc"]
+    assert clean["acc"] - clean["acc_corrupted"] == pytest.approx(0.01 * clean["acc"], abs=0.006)
     ro = rollout_metrics(model, stream, context=4, horizon=6, count=3, batch_size=2)
     counted = sum(v for k, v in ro.items() if k.startswith("acc_gap_count_"))
     starts = np.flatnonzero(stream.episode_start)

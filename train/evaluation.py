@@ -29,6 +29,7 @@ from worldsim.model import WorldModel
 from worldsim.sampling import sample_frames
 
 from .losses import prediction_losses
+from .own_errors import corrupt_cells
 from .windows import evenly_spaced_starts, gather_windows, rollout_starts
 
 if TYPE_CHECKING:
@@ -99,21 +100,38 @@ def _batches(n: int, size: int):
         yield slice(i, min(i + size, n))
 
 
+# Robustness: the fraction of input cells the corrupted teacher-forced pass replaces by random legal
+# tokens, and the seed of that draw (the same cells every evaluation).
+CORRUPTED_INPUT_LEVEL = 0.01
+CORRUPTED_INPUT_SEED = 1234
+
+
 @torch.no_grad()
 def teacher_forced_metrics(model: WorldModel, stream: Stream, *, length: int, count: int, batch_size: int,
                            chunk: int | None = None, device: torch.device | str = "cpu",
                            autocast: Callable[[], Any] = nullcontext) -> dict[str, float]:
     """Next-frame metrics over `count` evenly spaced windows of `length` frames of a held-out stream,
     the model teacher-forced (it sees the real frames), chunks of `chunk` frames with the state
-    carried. Positions whose target lies in another episode are left out."""
+    carried. Positions whose target lies in another episode are left out. Also acc_corrupted and
+    exact_frame_corrupted: the same windows with CORRUPTED_INPUT_LEVEL of the input cells replaced by
+    random legal tokens (how much one wrong cell in the dream's input costs the next frames)."""
     was_training = model.training
     model.eval()
     length = min(length, len(stream.frames) - 1)
     starts = evenly_spaced_starts(len(stream.frames), length, count)
     chunk = chunk or length
     meter = Meter()
+    legal = legal_tokens(model, torch.device(device))
+    generator = torch.Generator(device=device).manual_seed(CORRUPTED_INPUT_SEED)
     for sel in _batches(len(starts), batch_size):
         win = gather_windows(stream, starts[sel], length).to(device)
+        with autocast():
+            corrupted = model(corrupt_cells(win.frames, CORRUPTED_INPUT_LEVEL, legal, generator), win.actions,
+                              resets=win.resets)
+        w = win.has_target.float()
+        hits = (corrupted.frame_logits.argmax(-1) == win.targets).float()
+        meter.add("acc_corrupted", (hits * w[:, :, None, None]).sum(), w.sum() * hits[0, 0].numel())
+        meter.add("exact_frame_corrupted", (hits.amin(dim=(2, 3)) * w).sum(), w.sum())
         state = None
         for a in range(0, length, chunk):
             sl = slice(a, min(a + chunk, length))

@@ -26,21 +26,31 @@ from worldsim.sampling import sample_frames
 from .windows import Window
 
 
-def random_legal_tokens(shape: tuple[int, ...], legal: torch.Tensor, device: torch.device) -> torch.Tensor:
+def random_legal_tokens(shape: tuple[int, ...], legal: torch.Tensor, device: torch.device,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
     """Tokens [*shape, H, W] drawn uniformly from each cell's legal tokens (legal [H, W, V] bool)."""
     flat = torch.zeros(*shape, *legal.shape, device=device)
-    return sample_frames(flat, legal=legal, temperature=1.0, uniform=torch.rand(flat.shape, device=device))
+    uniform = torch.rand(flat.shape, device=device, generator=generator)
+    return sample_frames(flat, legal=legal, temperature=1.0, uniform=uniform)
+
+
+def corrupt_cells(frames: torch.Tensor, level: torch.Tensor | float, legal: torch.Tensor,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """frames [B, L, H, W] with each cell replaced, with probability `level` (a number, or [B, L] per
+    frame), by a random legal token (which may be the true one)."""
+    level = torch.as_tensor(level, device=frames.device, dtype=torch.float32)
+    if level.dim() == 2:
+        level = level[:, :, None, None]
+    hit = torch.rand(frames.shape, device=frames.device, generator=generator) < level
+    noise = random_legal_tokens(frames.shape[:2], legal, frames.device, generator)
+    return torch.where(hit, noise, frames)
 
 
 def corrupt_frames(frames: torch.Tensor, max_level: float, legal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """frames [B, L, H, W] -> (corrupted frames, level [B, L] float32): in each frame a level ~ U(0,
-    max_level) and each cell replaced with that probability by a random legal token (which may be
-    the true one)."""
-    b, length = frames.shape[:2]
-    level = torch.rand(b, length, device=frames.device) * max_level
-    hit = torch.rand(frames.shape, device=frames.device) < level[:, :, None, None]
-    noise = random_legal_tokens((b, length), legal, frames.device)
-    return torch.where(hit, noise, frames), level
+    max_level) and each cell replaced with that probability by a random legal token."""
+    level = torch.rand(frames.shape[:2], device=frames.device) * max_level
+    return corrupt_cells(frames, level, legal), level
 
 
 def self_forcing_probability(step: int, prob: float, ramp_steps: int) -> float:

@@ -169,7 +169,9 @@ def _held_out_summary(trainer: Trainer, last: dict[str, float]) -> str:
     if "eval/acc" in record:
         parts.append(f"next-frame accuracy {num('eval/acc')}"
                      + (f" (copying the previous frame: {num('eval/copy_acc')})" if "eval/copy_acc" in record else ""))
-    for label, key in (("exact-frame rate", "eval/exact_frame"), ("reward mean absolute error", "eval/reward_mae"),
+    for label, key in (("exact-frame rate", "eval/exact_frame"),
+                       ("with 1% of input cells corrupted", "eval/exact_frame_corrupted"),
+                       ("reward mean absolute error", "eval/reward_mae"),
                        ("termination recall", "eval/done_recall"), ("termination precision", "eval/done_precision"),
                        ("open-loop rollout accuracy", "rollout/acc")):
         if key in record:
