@@ -19,6 +19,7 @@ PPO_STEPS=${PPO_STEPS:-2000000}
 NUM_ENVS=${NUM_ENVS:-1024}
 HYPERPARAMS=${HYPERPARAMS:-num_steps=64,minibatch_size=8192}
 EVAL_EPISODES=${EVAL_EPISODES:-200}
+FIDELITY_EPISODES=${FIDELITY_EPISODES:-32}
 MODEL=${MODEL:-}            # e.g. "--model.d_model 64 --model.n_layers 2" for a quick check on a CPU
 mkdir -p "$OUT"
 [ -d "$OUT/data" ] || worldsim collect --env "$ENV_ID" --policy expert --epsilon 0:0.6 --episodes "$EPISODES" \
@@ -42,5 +43,5 @@ for variant in $VARIANTS; do
     worldsim agent eval --policy "$run/agent" --in dream --checkpoint "$run/model" --episodes "$EVAL_EPISODES" \
         --seed 10000 --out "$run/eval_dream.json"
     worldsim benchmark fidelity --env "$ENV_ID" --checkpoint "$run/model" --policies "random,expert,$run/agent" \
-        --episodes 32 --horizon 256 --out "$run/fidelity"
+        --episodes "$FIDELITY_EPISODES" --horizon 256 --out "$run/fidelity"
 done
