@@ -139,11 +139,14 @@ def evaluate_policy(policy, env_id: str | None = None, episodes: int = 100, wher
     `env_id` defaults to the one in the policy folder's agent.json.
     """
     from worldsim.checks import positive_int, registered_env_id
+    from worldsim.runtime import resolve_device
 
     from .training import check_place, load_policy
 
     positive_int("episodes", episodes)
     positive_int("batch", batch)
+    positive_int("seed", seed, allow_zero=True)          # gymnasium refuses negative reset seeds
+    resolve_device(device)
     check_place(where, checkpoint, "evaluating")
     if isinstance(policy, (str, os.PathLike)):
         model, info = load_policy(policy, device=device)

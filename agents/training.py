@@ -33,8 +33,9 @@ from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import LinearSchedule
 
-from worldsim.checks import positive_int
+from worldsim.checks import output_folder, positive_int
 from worldsim.json_io import write_json
+from worldsim.runtime import resolve_device
 from worldsim.zoo import resolve_checkpoint
 
 # Saved SB3 zips name their features extractor by this module's path: keep the classes importable here.
@@ -101,6 +102,25 @@ def parse_hyperparams(text: str | None, algo: str = "ppo") -> dict[str, Any]:
     return params
 
 SCHEDULED = ("learning_rate", "clip_range")     # PPO settings that may be a schedule over training
+# SB3 settings that are counts (name: whether 0 is allowed), checked here: SB3's own asserts miss
+# some (a negative n_epochs trains nothing) and name others only among all the settings.
+SB3_COUNTS = {"n_steps": False, "batch_size": False, "n_epochs": False, "buffer_size": False,
+              "gradient_steps": False, "target_update_interval": False, "learning_starts": True}
+
+
+def check_sb3_hyperparams(params: dict[str, Any]) -> None:
+    """A ValueError naming the setting and its value for a count that is not a positive integer, or
+    a learning rate or clip range that is neither a positive number nor 'lin_X'."""
+    for key, allow_zero in SB3_COUNTS.items():
+        if key in params:
+            positive_int(f"hyperparameter {key}", params[key], allow_zero=allow_zero)
+    for key in SCHEDULED:
+        value = params.get(key)
+        if value is None or isinstance(value, str):            # absent, or 'lin_X' (with_schedules checks it)
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+            raise ValueError(f"hyperparameter {key} must be a positive number or 'lin_X' (a linear decay from X "
+                             f"to 0); got {value!r}")
 
 
 def with_schedules(params: dict[str, Any]) -> dict[str, Any]:
@@ -196,13 +216,15 @@ def check_place(where: str, checkpoint: Any, doing: str) -> None:
                                 "(expected a folder written by WorldModel.save_pretrained)")
 
 
-def _check_args(env_id, where, algo, steps, checkpoint, num_envs):
+def _check_args(env_id, where, algo, steps, checkpoint, num_envs, seed, device):
     if not isinstance(env_id, str) or not env_id:
         raise ValueError(f"env_id must be a real env id such as 'MiniGrid-Empty-8x8-v0'; got {env_id!r}")
     if algo not in ALGO_CHOICES:
         raise ValueError(f"unknown algo {algo!r}; choose one of {sorted(ALGO_CHOICES)}")
     positive_int("steps", steps)
     positive_int("num_envs", num_envs)
+    positive_int("seed", seed, allow_zero=True)      # gymnasium refuses negative reset seeds
+    resolve_device(device)                           # a bad name fails here, not deep inside SB3
     check_place(where, checkpoint, "training")
 
 
@@ -249,9 +271,8 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
     if where == "dream":
         checkpoint = resolve_checkpoint(checkpoint, env_id if isinstance(env_id, str) else None)
     num_envs = default_num_envs(algo) if num_envs is None else num_envs
-    _check_args(env_id, where, algo, steps, checkpoint, num_envs)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    _check_args(env_id, where, algo, steps, checkpoint, num_envs, seed, device)
+    out = output_folder(out)
     start = time.time()
     train = _train_native if algo == NATIVE_PPO else _train_sb3
     info = train(env_id, where, algo, steps, out, checkpoint, num_envs, seed, device, features,
@@ -274,6 +295,7 @@ def _train_sb3(env_id, where, algo, steps, out, checkpoint, num_envs, seed, devi
     import stable_baselines3
 
     params = {**DEFAULT_HYPERPARAMS[algo], **hyperparams}
+    check_sb3_hyperparams(params)
     venv = make_env(env_id, where, num_envs, seed, checkpoint, device, max_episode_steps)
     label = f"{algo.upper()} in the {'dream' if where == 'dream' else 'real env'}"
     callback = None if progress is None else ProgressLines(label, steps, progress)

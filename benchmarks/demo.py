@@ -24,12 +24,11 @@ whole path runs in seconds; its numbers mean nothing beyond "this works".
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import gymnasium as gym
 import torch
 
-from worldsim.checks import positive_int
+from worldsim.checks import output_folder, positive_int
 from worldsim.runtime import resolve_device
 from worldsim.zoo import shipped_model
 
@@ -70,8 +69,7 @@ def run_demo(out_dir: str = "runs/demo", quick: bool = False, seed: int = 0, dev
     start = time.perf_counter()
     torch.set_num_threads(positive_int("threads", threads))
     device = str(resolve_device(device))   # "auto": cuda if available, else cpu
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out_dir)
     model = shipped_model(ENV_ID)
     print(f"world model: {model.dream_id} (shipped, {model.card['model']['parameters'] / 1e6:.1f} M parameters, "
           f"held-out next-frame accuracy {model.card['metrics']['eval/acc']:.3f}); device: {device}, "

@@ -35,7 +35,7 @@ import torch
 
 from agents.evaluation import wilson_interval
 from train.collect_policies import ScriptedPolicy, make_policy
-from worldsim.checks import positive_int
+from worldsim.checks import output_folder, positive_int
 from worldsim.data.gap import episode_gap
 from worldsim.json_io import write_json
 from worldsim.simulator import Simulator
@@ -231,7 +231,7 @@ def fidelity_benchmark(checkpoint, policies: list[str], *, env_id: str | None = 
     codec, num_actions = sim.codec, sim.num_actions
     seeds = [seed + i for i in range(episodes)]
     if out is not None:
-        Path(out).mkdir(parents=True, exist_ok=True)
+        output_folder(out)
     result: dict[str, Any] = {
         "benchmark": "fidelity", "env_id": env_id, "checkpoint": str(checkpoint), "episodes": episodes,
         "seeds": [seeds[0], seeds[-1]], "horizon": horizon, "temperature": sim.temperature,

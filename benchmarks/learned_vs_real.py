@@ -54,7 +54,7 @@ import numpy as np
 from agents.evaluation import CONFIDENCE, SUCCESS_DEFINITION, evaluate_policy, mean_interval, wilson_interval
 from agents.training import DEFAULT_NUM_ENVS, train_agent
 from worldsim.checkpoint import atomic_write
-from worldsim.checks import positive_int
+from worldsim.checks import output_folder, positive_int
 from worldsim.json_io import json_default_or_str, write_json
 from worldsim.zoo import resolve_checkpoint
 
@@ -322,8 +322,7 @@ def learned_vs_real(env_id: str, checkpoint, steps: int, seeds: int = 3, eval_ep
     if planner_config is not None:
         planner_config.validate()
     wm_data = world_model_data_steps(checkpoint, world_model_data)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out)
     stride = max(eval_episodes, planner_episodes)
     say = print if verbose else (lambda *a, **k: None)
 

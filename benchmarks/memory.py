@@ -25,6 +25,7 @@ from worldsim import runtime
 from worldsim.data.dataset import EpisodeDataset
 from worldsim.data.stream import episode_bounds
 from worldsim.checkpoint import atomic_write
+from worldsim.checks import output_folder
 from worldsim.json_io import write_json
 from worldsim.simulator import load_world_model
 
@@ -71,8 +72,7 @@ def memory_benchmark(models: dict[str, str], data, out=None, episodes: int = 64,
               "context_steps": context, "test_steps": horizon, "sampling": sampling, "device": str(device),
               "gap_buckets": list(GAP_BUCKETS), "models": results}
     if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
+        out = output_folder(out)
         write_json(out / "memory.json", result)
         atomic_write(out / "memory.svg", lambda tmp: Path(tmp).write_text(accuracy_vs_gap_svg(result)))
     return result

@@ -29,6 +29,7 @@ import torch
 from worldsim import runtime
 from worldsim.baselines import BASELINES, baseline_config
 from worldsim.checkpoint import atomic_write
+from worldsim.checks import output_folder
 from worldsim.config import WorldModelConfig
 from worldsim.json_io import write_json
 from worldsim.model import WorldModel
@@ -123,8 +124,7 @@ def scaling_benchmark(models: list[str], lengths=DEFAULT_LENGTHS, frames=DEFAULT
         del model
         free_memory(device)
     if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
+        out = output_folder(out)
         write_json(out / "scaling.json", result)
         atomic_write(out / "scaling.svg", lambda tmp: Path(tmp).write_text(cost_vs_length_svg(result)))
     return result

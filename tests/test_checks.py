@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from worldsim.checks import positive_int
+from worldsim.checks import output_folder, positive_int
 
 
 @pytest.mark.parametrize("value", [0, -3, 2.7, True, "4", None])
@@ -24,3 +24,13 @@ def test_a_dream_refuses_a_fractional_step_limit():
 
     with pytest.raises(ValueError, match="max_episode_steps must be a positive integer; got 2.7"):
         DreamEnv("MiniGrid-Empty-8x8-v0", max_episode_steps=2.7, device="cpu")
+
+
+def test_an_output_folder_is_made_unless_a_file_is_in_the_way(tmp_path):
+    assert output_folder(tmp_path / "a" / "b") == tmp_path / "a" / "b" and (tmp_path / "a" / "b").is_dir()
+    assert output_folder(tmp_path / "a") == tmp_path / "a"                    # one already there is fine
+    (tmp_path / "f").write_text("")
+    with pytest.raises(ValueError, match=f"out '{tmp_path / 'f'}' is a file; expected a folder"):
+        output_folder(tmp_path / "f")
+    with pytest.raises(KeyError, match=f"--out '{tmp_path / 'f' / 'x'}' cannot be a folder: '{tmp_path / 'f'}' above"):
+        output_folder(tmp_path / "f" / "x", "--out", KeyError)

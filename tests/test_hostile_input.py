@@ -1,8 +1,12 @@
 """Nothing bad passes quietly: settings out of range, training that diverges, damaged or non-finite
 checkpoints, env ids a file would use to choose imports, torn logs and resume state."""
 
+import errno
 import json
+import re
+import shutil
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,10 +15,10 @@ from safetensors.torch import save_file
 from train.config import TrainConfig, TrainError
 from train.trainer import MAX_NONFINITE_STEPS, Trainer
 from worldsim import DreamEnv, WorldModel, WorldModelConfig
-from worldsim.checkpoint import CheckpointError
+from worldsim.checkpoint import CheckpointError, NoSpaceError, atomic_write
 
 from conftest import tiny_minigrid_model
-from test_trainer import config, synthetic_data
+from test_trainer import TINY, config, synthetic_data
 
 
 @pytest.mark.parametrize("settings,message", [
@@ -212,6 +216,237 @@ def test_more_unclear_inputs_get_named(tmp_path):
         TrainConfig(curriculum=[0, 32])
     with pytest.raises(ValueError, match="options must be a dict such as .* or None; got 'start'"):
         DreamEnv(tiny_minigrid_model(), device="cpu").reset(options="start")
-    with pytest.raises(ValueError, match=r"PPO refuses the hyperparameters .*'batch_size': 0.*batch_size"):
+    with pytest.raises(ValueError, match="hyperparameter batch_size must be a positive integer; got 0"):
         train_agent("MiniGrid-Empty-5x5-v0", where="real", steps=64, out=tmp_path / "a", num_envs=1,
                     hyperparams={"batch_size": 0})
+    with pytest.raises(ValueError, match=r"PPO refuses the hyperparameters .*'batch_size': 1.*batch_size"):
+        train_agent("MiniGrid-Empty-5x5-v0", where="real", steps=64, out=tmp_path / "a", num_envs=1,
+                    hyperparams={"batch_size": 1})      # a count, but SB3 needs two: its own words, passed on
+
+
+
+# ---- the command line: one line naming the option or file, the value and what is allowed -------
+
+@pytest.fixture(scope="module")
+def places(tmp_path_factory):
+    """A tiny dataset, a copy of it whose manifest lists "shards": 5, a model checkpoint, a run folder
+    of empty JSON objects, a config file with "steps": "ten", and a regular file where a folder belongs."""
+    from train.collect import collect
+
+    root = tmp_path_factory.mktemp("places")
+    collect("MiniGrid-Empty-5x5-v0", episodes=2, out=root / "data", max_steps=5, num_envs=1, progress=False)
+    shutil.copytree(root / "data", root / "bad_data")
+    manifest = json.loads((root / "bad_data" / "manifest.json").read_text())
+    (root / "bad_data" / "manifest.json").write_text(json.dumps({**manifest, "shards": 5}))
+    tiny_minigrid_model().save_pretrained(root / "model")
+    (root / "empty_run" / "checkpoints" / "checkpoint-00000001").mkdir(parents=True)
+    for name in ("train_config.json", "checkpoints/checkpoint-00000001/trainer_state.json"):
+        (root / "empty_run" / name).write_text("{}")
+    (root / "steps.json").write_text(json.dumps({"steps": "ten"}))
+    (root / "a_file").write_text("not a folder")
+    return {name: str(root / name) for name in ("data", "bad_data", "model", "empty_run", "a_file")} \
+        | {"new": str(root / "new"), "steps_json": str(root / "steps.json")}
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str]:
+    """(exit code, what it printed) of `worldsim ARGV`, argparse's own exits included."""
+    from train.cli import main
+
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    printed = capsys.readouterr()
+    return code, printed.err + printed.out
+
+
+TRAIN = ["train", "--data", "{data}", "--out", "{new}/run", "--num-threads", "1", "--progress", "false"]
+AGENT = ["agent", "train", "--env", "MiniGrid-Empty-5x5-v0", "--steps", "8", "--num-envs", "1", "--out", "{new}/agent"]
+EVAL = ["agent", "eval", "--env", "MiniGrid-Empty-5x5-v0", "--policy", "{a_file}", "--episodes", "1"]
+DEVICE = "device must be 'auto' or a device name such as 'cpu', 'cuda' or 'cuda:1'; got "
+
+
+@pytest.mark.parametrize("argv,code,message", [
+    (["collect", "--env", "MiniGrid-Empty-5x5-v0", "--episodes", "1", "--out", "{new}/d", "--seed", "-1"], 1,
+     "seed must be a non-negative integer; got -1"),
+    (TRAIN + ["--seed", "-1"], 2, "seed must be >= 0, got -1"),
+    (AGENT + ["--seed", "-1"], 1, "seed must be a non-negative integer; got -1"),
+    (TRAIN + ["--device", "tpu"], 2, DEVICE + "'tpu'"),
+    (AGENT + ["--device", "gpu"], 1, DEVICE + "'gpu'"),
+    (EVAL + ["--device", "gpu"], 1, DEVICE + "'gpu'"),
+    (EVAL + ["--seed", "-1"], 1, "seed must be a non-negative integer; got -1"),
+    (TRAIN + ["--beta1", "1.5"], 2, "beta1 must be in [0, 1), got 1.5"),
+    (TRAIN + ["--config", "{steps_json}"], 2, "steps.json: TrainConfig: steps must be an integer; got 'ten'"),
+    (["train", "--data", "{data}", "--out", "{a_file}", "--curriculum", "2", "--holdout-fraction", "0"], 2,
+     "out '{a_file}' is a file; expected a folder"),
+    (["collect", "--env", "MiniGrid-Empty-5x5-v0", "--episodes", "1", "--out", "{a_file}"], 1,
+     "dataset folder '{a_file}' is a file; expected a folder"),
+    (AGENT[:-1] + ["{a_file}"], 1, "out '{a_file}' is a file; expected a folder"),
+    (AGENT[:-1] + ["{a_file}/agent"], 1, "out '{a_file}/agent' cannot be a folder: '{a_file}' above it is a file"),
+    (["benchmark", "fidelity", "--checkpoint", "{model}", "--episodes", "1", "--horizon", "2", "--device", "cpu",
+      "--out", "{a_file}"], 1, "out '{a_file}' is a file; expected a folder"),
+    (TRAIN + ["--curriculum", "[0,32]"], 2, "curriculum must be a list of [step, length] or [step, length, batch] "
+     "stages, e.g. [[0, 32], [500, 64]]; got [0, 32]"),
+    (TRAIN + ["--curriculum", "-1:32"], 2,        # not taken for an unknown option "-1:32"
+     "argument --curriculum: curriculum stage '-1:32' must be STEP:LEN or STEP:LEN:BATCH"),
+    (TRAIN + ["--curriculum", "[0,32"], 2, "argument --curriculum: '[0,32' is not valid JSON"),
+    (TRAIN + ["--model.chunk_size", "many"], 2, "argument --model.chunk_size: expected an integer or none; got 'many'"),
+    (TRAIN + ["--model.block_sizes", "7x"], 2, "argument --model.block_sizes: block sizes must be HxW per layer"),
+    (["train", "--data", "{bad_data}", "--out", "{new}/run"], 2, "manifest.json: shards must be a list of shard "
+     "entries; got 5"),
+    (["collect", "--verify", "{bad_data}"], 1, "manifest.json: shards must be a list of shard entries; got 5"),
+    (AGENT + ["--hyperparams", "n_steps=-5"], 1, "hyperparameter n_steps must be a positive integer; got -5"),
+    (AGENT + ["--hyperparams", "batch_size=0"], 1, "hyperparameter batch_size must be a positive integer; got 0"),
+    (AGENT + ["--hyperparams", "learning_rate=fast"], 1, "hyperparameter learning_rate='fast': not a Python literal"),
+    (AGENT + ["--hyperparams", "learning_rate=-1"], 1, "hyperparameter learning_rate must be a positive number or "
+     "'lin_X'"),
+    (["train", "--resume", "{empty_run}"], 2, "train_config.json must hold the run's settings, an object with "
+     "format_version 1 and \"train\" (the training settings); got {{}}"),
+], ids=lambda v: " ".join(v[-2:]) if isinstance(v, list) else None)
+def test_bad_input_on_the_command_line_is_named_in_one_line(places, capsys, argv, code, message):
+    got, printed = run_cli([a.format(**places) for a in argv], capsys)
+    assert (got, "Traceback" in printed) == (code, False), printed
+    assert message.format(**places) in printed
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("d_model", "128", "d_model must be an integer; got '128'"),
+    ("d_model", 128.0, "d_model must be an integer; got 128.0"),
+    ("d_model", None, "d_model must be an integer; got None"),
+    ("frame_shape", "ab", "frame_shape must be a pair of integers [H, W]; got 'ab'"),
+    ("frame_shape", [7.5, 7], "frame_shape must be a pair of integers [H, W]; got [7.5, 7]"),
+    ("mlp_ratio", -1, "mlp_ratio must be > 0, got -1"),
+    ("n_layers", "2", "n_layers must be an integer; got '2'"),
+    ("block_sizes", "x", "block_sizes must be null or a list of [b_h, b_w] pairs, one per layer; got 'x'"),
+    ("block_sizes", [[1], [7, 7]], "block_sizes[0] must be a pair of integers [b_h, b_w]; got [1]"),
+    ("metadata", 3, "metadata must be a dict; got 3"),
+])
+def test_a_checkpoint_config_of_the_wrong_kind_names_the_file_and_field(tmp_path, places, field, value, message):
+    shutil.copytree(places["model"], tmp_path / "model")
+    payload = json.loads((tmp_path / "model" / "config.json").read_text())
+    payload["config"][field] = value
+    if field == "n_layers":
+        payload["config"]["block_sizes"] = None         # the default blocks are built from n_layers
+    (tmp_path / "model" / "config.json").write_text(json.dumps(payload))
+    with pytest.raises(CheckpointError) as e:
+        WorldModel.from_pretrained(tmp_path / "model")
+    assert f"config.json is not a valid worldsim config: WorldModelConfig: {message}" in str(e.value)
+
+
+@pytest.fixture(scope="module")
+def two_step_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("resume") / "run"
+    Trainer(config(steps=6, save_every=2), synthetic_data(), out=run).fit(until=2)
+    return run
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda s: "garbage{", "trainer_state.json is not valid JSON (Expecting value"),
+    (lambda s: "", "trainer_state.json is not valid JSON (the file is empty)"),
+    (lambda s: [1, 2], "trainer_state.json must hold a JSON object (the trainer state); got [1, 2]"),
+    (lambda s: {**s, "format_version": 7}, "format_version must be 1; got 7"),
+    (lambda s: {**s, "sampler": 5}, "sampler must be an object whose \"bit_generator\" is a numpy PCG64 state; got 5"),
+    (lambda s: {**s, "aux_rng": "x"}, "aux_rng must be a numpy PCG64 state; got 'x'"),
+    (lambda s: {**s, "rng": {"python": 3}}, "rng must be the python and numpy RNG states, as saved; got {'python': 3}"),
+    (lambda s: {**s, "interval": {"loss": 5}},
+     "interval must be an object of metric: [sum, weight] pairs of numbers; got {'loss': 5}"),
+    (lambda s: {**s, "last_eval": "x"}, "last_eval must be a step number, or -1 (no evaluation yet); got 'x'"),
+    (lambda s: {**s, "world_size": "two"}, "world_size must be a positive integer; got 'two'"),
+])
+def test_a_garbage_trainer_state_is_refused_naming_the_file_and_key(tmp_path, two_step_run, edit, message):
+    run = shutil.copytree(two_step_run, tmp_path / "run")
+    state_file = run / "checkpoints" / "checkpoint-00000002" / "trainer_state.json"
+    new = edit(json.loads(state_file.read_text()))
+    state_file.write_text(new if isinstance(new, str) else json.dumps(new))
+    with pytest.raises(TrainError) as e:
+        Trainer.resume(run, data=synthetic_data())
+    assert str(state_file) in str(e.value) and message in str(e.value)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("", "train_config.json is not valid JSON (the file is empty)"),
+    ("{}", "train_config.json must hold the run's settings, an object with format_version 1 and \"train\" (the "
+           "training settings); got {}"),
+    ('{"format_version": 1, "train": 3}', "train_config.json must hold the run's settings, an object with "
+                                          "format_version 1 and \"train\" (the training settings); got "
+                                          "{'format_version': 1, 'train': 3}"),
+])
+def test_a_run_config_that_is_empty_or_foreign_is_refused_before_anything_else(tmp_path, two_step_run, text, message):
+    run = shutil.copytree(two_step_run, tmp_path / "run")
+    (run / "train_config.json").write_text(text)
+    with pytest.raises(TrainError) as e:
+        Trainer.resume(run, data=synthetic_data())
+    assert f"cannot resume: {run / message}" in str(e.value)      # not "no training data"
+
+
+def test_a_codec_config_written_by_another_codec_is_named():
+    """Egocentric weights whose metadata names the map-view codec (which needs the grid's size)."""
+    from worldsim.codecs import codec_from_config
+
+    with pytest.raises(ValueError, match=re.escape("codec config {'version': 'minigrid-map-v1', 'view_size': 7} "
+                                                   "lacks ['width', 'height']: a 'minigrid-map-v1' codec needs")):
+        codec_from_config({"version": "minigrid-map-v1", "view_size": 7})
+    with pytest.raises(ValueError, match="lacks 'view_size', which a 'minigrid-symbolic-v1' codec needs"):
+        codec_from_config({"version": "minigrid-symbolic-v1"})
+    model = tiny_minigrid_model()
+    model.config.metadata["codec"] = {"version": "minigrid-map-v1", "view_size": 7}
+    with pytest.raises(CheckpointError, match=re.escape("metadata.codec of the model's config (config.json): codec "
+                                                        "config {'version': 'minigrid-map-v1', 'view_size': 7} lacks")):
+        DreamEnv(model, device="cpu")
+
+
+# ---- a full disk --------------------------------------------------------------------------------
+
+def test_a_full_disk_is_named_and_the_file_there_before_is_kept(tmp_path):
+    path = tmp_path / "state.json"
+    path.write_text("before")
+
+    def fill_the_disk(tmp):
+        Path(tmp).write_text("half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(NoSpaceError, match=f"cannot write {re.escape(str(path))}: no space left on device") as e:
+        atomic_write(path, fill_the_disk)
+    assert e.value.errno == errno.ENOSPC and isinstance(e.value, OSError)
+    assert path.read_text() == "before" and list(tmp_path.iterdir()) == [path]
+
+
+@pytest.mark.parametrize("failure", [
+    OSError(errno.ENOSPC, "No space left on device"),
+    RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598"),   # torch's short write
+], ids=["ENOSPC", "unexpected pos"])
+def test_a_checkpoint_the_disk_has_no_room_for_keeps_the_previous_one(tmp_path, two_step_run, monkeypatch, failure):
+    from train.run_folder import list_checkpoints
+
+    run = shutil.copytree(two_step_run, tmp_path / "run")
+    data = synthetic_data()
+    trainer = Trainer.resume(run, data=data)
+
+    def fill_the_disk(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(torch, "save", fill_the_disk)          # the optimizer state, in each checkpoint
+    checkpoints = run / "checkpoints"
+    with pytest.raises(NoSpaceError, match=re.escape(
+            f"cannot write checkpoint {checkpoints / 'checkpoint-00000004'}: no space left on device; the previous "
+            f"checkpoint {checkpoints / 'checkpoint-00000002'} is kept: free some space, then resume with --resume")):
+        trainer.fit(until=4)
+    monkeypatch.undo()
+    assert [p.name for p in list_checkpoints(run)] == ["checkpoint-00000002"]
+    assert not list(checkpoints.glob(".tmp-*")) and (run / "latest").read_text().strip().endswith("checkpoint-00000002")
+    assert Trainer.resume(run, data=data).step == 2
+
+
+def test_the_train_command_reports_a_full_disk_in_one_line(places, capsys, monkeypatch):
+    def fill_the_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", fill_the_disk)
+    tiny = [f"--model.{k}={v}" for k, v in TINY.items()]
+    run = Path(places["new"]) / "full"
+    code, printed = run_cli(["train", "--data", places["data"], "--out", str(run), "--steps", "1", "--batch-size", "1",
+                             "--curriculum", "2", "--holdout-fraction", "0", "--num-threads", "1", "--progress", "false",
+                             "--tensorboard", "false", *tiny], capsys)
+    assert (code, "Traceback" in printed) == (1, False), printed
+    assert f"worldsim train: error: cannot write checkpoint {run / 'checkpoints' / 'checkpoint-00000001'}: no space " \
+           "left on device; no checkpoint was written" in printed

@@ -202,9 +202,10 @@ def test_loss_never_predicts_across_an_episode_boundary_and_resets_reach_the_mod
     seen = []
     forward = trainer.model.forward
 
-    def spy(frames, actions, state=None, return_state=False, resets=None):
+    def spy(frames, actions, state=None, return_state=False, resets=None, noise_level=None):
         seen.append(resets.clone())
-        return forward(frames, actions, state=state, return_state=return_state, resets=resets)
+        return forward(frames, actions, state=state, return_state=return_state, resets=resets,
+                       noise_level=noise_level)
 
     trainer.model.forward = spy
     trainer.optimizer.zero_grad()

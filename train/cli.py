@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse takes an argument that starts with "-" for a value only if it reads as a negative
+    number ("-1", "-.5"); "--curriculum -1:32" or "--lr -1e-3" would fail as "expected one argument".
+    Here "-" and a digit always start a value, so that the option's own check says what is wrong
+    with it. No option of worldsim is spelt "-<digit>". Subparsers inherit the class."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"-\.?\d")
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -98,7 +110,7 @@ _BUILDERS = {"demo": _add_demo, "models": _add_models, "collect": _add_collect, 
 def build_parser(full: list[str] | None = None) -> argparse.ArgumentParser:
     """The `worldsim` parser. `full`: the commands whose parsers are built (default: all); the
     others are listed by name and help only, and their modules are not imported."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="worldsim",
         description="A learned simulator for reinforcement learning: collect episodes of a MiniGrid env, train "
         "a world model on them, use it as a Gymnasium env, and train and evaluate agents in it. "

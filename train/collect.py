@@ -143,6 +143,7 @@ def collect(env_id: str, policy: str = "random", episodes: int = 100, out: str |
     """
     for name, value in (("episodes", episodes), ("num_envs", num_envs), ("shard_episodes", shard_episodes)):
         positive_int(name, value)
+    positive_int("seed", seed, allow_zero=True)         # gymnasium refuses negative reset seeds
     if vectorization not in ("sync", "async"):
         raise ValueError(f"vectorization must be 'sync' or 'async'; got {vectorization!r}")
     codec, num_actions, env_max_steps = inspect_env(env_id, max_steps, view)

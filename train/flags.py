@@ -50,10 +50,30 @@ def add_dataclass_flags(group, cls, *, prefix: str = "", skip=(), extra: Mapping
         text = meta.get("help")
         show = meta.get("show", _default_text)
         group.add_argument(f"--{prefix}{f.name}" if prefix else f"--{f.name.replace('_', '-')}",
-                           dest=prefix + f.name, type=meta.get("parse") or _parser_for(kind),
+                           dest=prefix + f.name, type=_with_reasons(meta.get("parse") or _parser_for(kind)),
                            default=argparse.SUPPRESS, metavar="BOOL" if bare else f.name.upper(),
                            help=text and f"{text} (default: {show(default)})",
                            **({"nargs": "?", "const": True} if bare else {}))
+
+
+_KINDS = {int: "an integer", float: "a number"}
+
+
+def _with_reasons(parse: Callable[[str], typing.Any]) -> Callable[[str], typing.Any]:
+    """`parse`, but a ValueError it raises reaches the user as its own message (what is allowed)
+    rather than argparse's "invalid parse_curriculum value". int and float keep argparse's wording,
+    "invalid int value: 'ten'", which says it already."""
+    if parse in (int, float, str):
+        return parse
+
+    def parse_value(text: str):
+        try:
+            return parse(text)
+        except json.JSONDecodeError as e:
+            raise argparse.ArgumentTypeError(f"{text!r} is not valid JSON ({e})") from None
+        except ValueError as e:              # ArgumentTypeError is not one: it passes as it is
+            raise argparse.ArgumentTypeError(f"{e} (got {text!r})") from None
+    return parse_value
 
 
 def _parser_for(tp) -> Callable[[str], typing.Any]:
@@ -62,7 +82,17 @@ def _parser_for(tp) -> Callable[[str], typing.Any]:
     optional = typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in typing.get_args(tp)
     if optional and len(args) == 1:
         inner = _parser_for(args[0])
-        return lambda text: None if text.strip().lower() == "none" else inner(text)
+
+        def optional_value(text: str):
+            if text.strip().lower() == "none":
+                return None
+            try:
+                return inner(text)
+            except ValueError:
+                if inner not in _KINDS:
+                    raise
+                raise argparse.ArgumentTypeError(f"expected {_KINDS[inner]} or none; got {text!r}") from None
+        return optional_value
     if tp is bool:
         return parse_bool
     if tp in (int, float, str):

@@ -23,6 +23,7 @@ import math
 import os
 import random
 import re
+import reprlib
 import shutil
 import time
 import warnings
@@ -34,7 +35,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from worldsim import CheckpointError, WorldModel
-from worldsim.checkpoint import atomic_write, make_temp_dir
+from worldsim.checkpoint import NoSpaceError, atomic_write, is_out_of_space, make_temp_dir
+from worldsim.checks import output_folder
 from worldsim.json_io import json_default, write_json
 
 from .config import TrainConfig, TrainError
@@ -58,7 +60,7 @@ TRAINER_STATE = "trainer_state.json"
 
 def write_run_config(run_dir: Path, config: TrainConfig, model: WorldModel, data: TrainingData) -> None:
     """RUN_DIR/train_config.json: the settings, the model config and a summary of the data."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    output_folder(run_dir, "out", TrainError)
     write_json(run_dir / CONFIG_FILE, {
         "format_version": FORMAT_VERSION,
         "train": config.to_dict(),
@@ -172,13 +174,19 @@ def rng_state_tensors() -> dict[str, torch.Tensor]:
     return tensors
 
 
+def _saved_states(state_json: dict) -> tuple[tuple, tuple]:
+    """The python and numpy RNG states of `rng_state_json`'s output, as their setters take them."""
+    version, state, gauss = state_json["python"]
+    name, keys, pos, has_gauss, cached = state_json["numpy"]
+    return (version, tuple(state), gauss), (name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached)
+
+
 def restore_rng(state_json: dict, tensors: dict[str, torch.Tensor]) -> None:
     """Put back what `rng_state_json` and `rng_state_tensors` saved (CUDA states only onto as many
     devices as were saved)."""
-    version, state, gauss = state_json["python"]
-    random.setstate((version, tuple(state), gauss))
-    name, keys, pos, has_gauss, cached = state_json["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    python_state, numpy_state = _saved_states(state_json)
+    random.setstate(python_state)
+    np.random.set_state(numpy_state)
     torch.set_rng_state(tensors["rng.torch"])
     cuda_states = [tensors[k] for k in sorted((k for k in tensors if k.startswith("rng.cuda.")),
                                               key=lambda k: int(k.rsplit(".", 1)[1]))]
@@ -215,6 +223,7 @@ def checkpoint_to_resume(run_dir: Path) -> Path:
         raise TrainError(f"cannot resume: run folder {run_dir} does not exist")
     if not (run_dir / CONFIG_FILE).is_file():
         raise TrainError(f"cannot resume: {run_dir} has no {CONFIG_FILE} (not a worldsim training run)")
+    _check_run_config(run_dir / CONFIG_FILE)
     latest = latest_checkpoint(run_dir)
     if latest is None:
         raise TrainError(f"cannot resume: {run_dir} has no complete checkpoint yet (start the run again "
@@ -236,16 +245,35 @@ def checkpoint_to_resume(run_dir: Path) -> Path:
     raise TrainError(f"cannot resume: no checkpoint of {run_dir} can be read ({'; '.join(problems)})")
 
 
+def _check_run_config(path: Path) -> None:
+    """A run's train_config.json is what write_run_config wrote: an empty or foreign file would
+    otherwise resume with the default settings and fail later for want of data."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise TrainError(f"cannot resume: {path} cannot be read ({e})") from None
+    try:
+        saved = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise TrainError(f"cannot resume: {path} is not valid JSON ({'the file is empty' if not text.strip() else e})"
+                         "; expected the run's settings as `worldsim train` wrote them") from None
+    if not isinstance(saved, dict) or saved.get("format_version") != FORMAT_VERSION or \
+            not isinstance(saved.get("train"), dict):
+        raise TrainError(f"cannot resume: {path} must hold the run's settings, an object with format_version "
+                         f"{FORMAT_VERSION} and \"train\" (the training settings); got {reprlib.repr(saved)}")
+
+
 def write_checkpoint(run_dir: Path, step: int, model: WorldModel, tensors: dict[str, torch.Tensor],
                      optimizer_state: dict, state: dict, keep_last: int) -> Path:
     """Write checkpoints/checkpoint-<step> atomically (temp folder, then rename), point
     RUN_DIR/latest at it, and delete all but the last `keep_last`. `tensors` go into
     trainer.safetensors, `state` (JSON) into trainer_state.json after the format version."""
     root = run_dir / CHECKPOINTS_DIR
-    root.mkdir(parents=True, exist_ok=True)
     name = f"checkpoint-{step:08d}"
-    tmp = make_temp_dir(root, f".tmp-{name}-")
+    tmp = None
     try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = make_temp_dir(root, f".tmp-{name}-")
         model.save_pretrained(tmp / MODEL_DIR)
         atomic_write(tmp / TRAINER_TENSORS,       # on disk, with the usual permissions, before the rename
                      lambda t: save_file(tensors, t, metadata={"format": "worldsim-trainer"}))
@@ -253,8 +281,11 @@ def write_checkpoint(run_dir: Path, step: int, model: WorldModel, tensors: dict[
         write_json(tmp / TRAINER_STATE, {"format_version": FORMAT_VERSION, **state})
         final = root / name       # already there when the same step is saved again (e.g. right after a resume)
         _move_into_place(tmp, final, trash=root / f".old-{name}-{os.getpid()}")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as e:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if is_out_of_space(e):
+            raise _no_space(f"checkpoint {root / name}", run_dir) from e
         raise
     atomic_write(run_dir / LATEST_FILE, lambda t: Path(t).write_text(f"{CHECKPOINTS_DIR}/{name}\n"))
     for old in list_checkpoints(run_dir)[:-keep_last]:
@@ -280,23 +311,70 @@ def clean_leftovers(run_dir: Path) -> list[str]:
 
 
 def read_checkpoint(checkpoint_dir: Path, device: torch.device) -> tuple[dict, dict[str, torch.Tensor], dict]:
-    """(trainer_state.json, trainer.safetensors, optimizer state) of a checkpoint folder; the
-    model is read apart (`load_model`)."""
+    """(trainer_state.json, trainer.safetensors, optimizer state) of a checkpoint folder, each
+    checked before the trainer uses it; the model is read apart (`load_model`)."""
+    where = checkpoint_dir / TRAINER_STATE
     try:
-        state = json.loads((checkpoint_dir / TRAINER_STATE).read_text())
+        text = where.read_text()
         tensors = load_file(checkpoint_dir / TRAINER_TENSORS)
         optimizer_state = torch.load(checkpoint_dir / OPTIMIZER_FILE, map_location=device, weights_only=True)
     except Exception as e:  # missing, truncated or foreign files
         raise TrainError(f"checkpoint {checkpoint_dir} cannot be read: {e}") from e
-    where = checkpoint_dir / TRAINER_STATE
-    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
-        version = state.get("format_version") if isinstance(state, dict) else None
-        raise TrainError(f"{where}: format_version {version!r}, expected {FORMAT_VERSION}")
+    try:
+        state = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise TrainError(f"{where} is not valid JSON ({'the file is empty' if not text.strip() else e}); "
+                         "expected the trainer state this checkpoint was written with") from None
+    if not isinstance(state, dict):
+        raise TrainError(f"{where} must hold a JSON object (the trainer state); got {reprlib.repr(state)}")
+    if state.get("format_version") != FORMAT_VERSION:
+        raise TrainError(f"{where}: format_version must be {FORMAT_VERSION}; got {state.get('format_version')!r} "
+                         "(not a trainer state this version wrote)")
     for key in ("step", "tokens_seen"):
         value = state.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise TrainError(f"{where}: {key} must be a non-negative integer; got {value!r}")
+    _check_trainer_state(where, state, tensors)
     return state, tensors, optimizer_state
+
+
+def _check_trainer_state(where: Path, state: dict, tensors: dict[str, torch.Tensor]) -> None:
+    """Every part of a trainer state that resuming puts back, tried on scratch generators: a
+    damaged value is refused here, naming its key, not as a TypeError half-way through a resume."""
+    def bad(key: str, allowed: str):
+        raise TrainError(f"{where}: {key} must be {allowed}; got {reprlib.repr(state.get(key))}")
+
+    def is_int(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def is_number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    if not is_int(state.get("world_size", 1)) or state.get("world_size", 1) < 1:
+        bad("world_size", "a positive integer")
+    if not is_int(state.get("last_eval", -1)) or state.get("last_eval", -1) < -1:
+        bad("last_eval", "a step number, or -1 (no evaluation yet)")
+    interval = state.get("interval", {})
+    if not isinstance(interval, dict) or not all(
+            isinstance(v, list) and len(v) == 2 and all(is_number(x) for x in v) for v in interval.values()):
+        bad("interval", "an object of metric: [sum, weight] pairs of numbers")
+    for key, generator, allowed in (("sampler", lambda s: s["bit_generator"], 'an object whose "bit_generator" is a '
+                                     "numpy PCG64 state"), ("aux_rng", lambda s: s, "a numpy PCG64 state")):
+        try:
+            np.random.PCG64().state = generator(state[key])
+        except (KeyError, TypeError, ValueError, OverflowError):
+            bad(key, allowed)
+    try:
+        python_state, numpy_state = _saved_states(state["rng"])
+        random.Random().setstate(python_state)
+        np.random.RandomState().set_state(numpy_state)
+    except (KeyError, TypeError, ValueError, OverflowError):
+        bad("rng", "the python and numpy RNG states, as saved")
+    try:
+        torch.Generator().set_state(tensors["rng.torch"])
+    except (KeyError, TypeError, RuntimeError) as e:
+        raise TrainError(f"{where.parent / TRAINER_TENSORS}: rng.torch must be a torch CPU generator state "
+                         f"({e})") from None
 
 
 def load_model(checkpoint_dir: Path, device: torch.device) -> WorldModel:
@@ -317,10 +395,22 @@ def _move_into_place(tmp: Path, final: Path, trash: Path) -> None:
 def save_final_model(run_dir: Path, model: WorldModel) -> None:
     """RUN_DIR/model: the trained model alone (what DreamEnv loads), replaced atomically."""
     final = run_dir / MODEL_DIR
-    tmp = make_temp_dir(run_dir, ".tmp-model-")
+    tmp = None
     try:
+        tmp = make_temp_dir(run_dir, ".tmp-model-")
         model.save_pretrained(tmp)
         _move_into_place(tmp, final, trash=run_dir / f".old-model-{os.getpid()}")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as e:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if is_out_of_space(e):
+            raise _no_space(f"the final model {final}", run_dir) from e
         raise
+
+
+def _no_space(what: str, run_dir: Path) -> NoSpaceError:
+    """The error for a checkpoint or model that the disk had no room for (its half is already gone)."""
+    kept = latest_checkpoint(run_dir)
+    return NoSpaceError(f"cannot write {what}: no space left on device; "
+                        + (f"the previous checkpoint {kept} is kept" if kept else "no checkpoint was written")
+                        + f": free some space, then resume with --resume {run_dir}")

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from worldsim import CheckpointError, WorldModelConfig
+from worldsim.checkpoint import NoSpaceError
 from worldsim.data.stream import StreamError
 
 from . import distributed
@@ -34,6 +35,8 @@ def parse_block_sizes(text: str):
         return None
     if re.fullmatch(r"\d+x\d+(,\d+x\d+)*", text):
         return [[int(v) for v in b.split("x")] for b in text.split(",")]
+    if not text.startswith("["):
+        raise ValueError("block sizes must be HxW per layer, comma-separated (e.g. 7x7,4x4), none, or JSON")
     return json.loads(text)
 
 
@@ -60,6 +63,8 @@ MODEL_HELP = {
     "attn_window": "earlier frames each frame attends to",
     "n_heads": "attention heads",
     "mlp_ratio": "hidden width of each layer's MLP as a multiple of the model width",
+    "noise_conditioning": "tell the model the corruption level of its input frames (adaLN, beside the action) when "
+                          "training with --input-noise; the dream runs at level 0",
 }
 MODEL_FLAGS = {name: {"help": text} for name, text in MODEL_HELP.items()}
 MODEL_FLAGS["block_sizes"]["parse"] = parse_block_sizes
@@ -134,6 +139,9 @@ def run_train_command(args: argparse.Namespace) -> int:
     except (TrainError, StreamError, CheckpointError) as e:
         print(f"worldsim train: error: {e}", file=sys.stderr)
         return 2
+    except NoSpaceError as e:                  # not bad input: the same command works once there is room
+        print(f"worldsim train: error: {e}", file=sys.stderr)
+        return 1
     finally:
         distributed.shutdown()
     out = trainer.out

@@ -75,6 +75,8 @@ class Trainer:
                  out: str | os.PathLike | None = None, **overrides):
         config = as_config(config).replace(**overrides) if overrides else as_config(config)
         self.out = Path(out) if out is not None else None
+        if self.out is not None and self.out.exists() and not self.out.is_dir():   # before the data loads
+            raise TrainError(f"out {str(self.out)!r} is a file; expected a folder (a new one, or one written before)")
         if self.out is not None and run_folder.latest_checkpoint(self.out) is not None:
             raise TrainError(f"{self.out} already holds a run with checkpoints: continue it with "
                              f"--resume {self.out}, or choose another --out")

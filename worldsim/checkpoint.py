@@ -11,6 +11,7 @@ refused, naming it); weights that are not all finite are neither written nor loa
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -30,6 +31,22 @@ FORMAT_VERSION = 1
 
 class CheckpointError(ValueError):
     """A checkpoint folder or file is missing, malformed or does not fit the model."""
+
+
+class NoSpaceError(OSError):
+    """A write ran out of disk space (errno ENOSPC); the message names what could not be written."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.errno = errno.ENOSPC
+
+
+def is_out_of_space(e: BaseException) -> bool:
+    """Whether `e` is a write that found the disk full: OSError ENOSPC, or torch.save's report of
+    the short write that a full disk causes ("unexpected pos ...")."""
+    if isinstance(e, OSError):
+        return e.errno == errno.ENOSPC
+    return isinstance(e, RuntimeError) and "unexpected pos" in str(e)
 
 
 def _unique_name(parent: Path, prefix: str, suffix: str = "") -> Path:
@@ -64,8 +81,11 @@ def atomic_write(path: str | os.PathLike, write) -> None:
         finally:
             os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if is_out_of_space(e) and not isinstance(e, NoSpaceError):
+            raise NoSpaceError(f"cannot write {path}: no space left on device (what was there before is "
+                               f"unchanged); free some space and try again ({e})") from e
         raise
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -56,3 +57,18 @@ def registered_env_id(env_id: Any, source: str) -> str:
                          "read from a file is used only if it is registered (a 'module:Env' id would import "
                          "module): pass the env id yourself to use it")
     return env_id
+
+
+def output_folder(path: Any, name: str = "out", error: type[Exception] = ValueError) -> Path:
+    """The folder `path`, made (with its parents) if missing; `error` naming `name` and the path if
+    it, or a folder above it, is a file (rather than a bare "File exists" from mkdir)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), path)
+        if blocker == path:
+            raise error(f"{name} {str(path)!r} is a file; expected a folder (a new one, or one written "
+                        "before)") from None
+        raise error(f"{name} {str(path)!r} cannot be a folder: {str(blocker)!r} above it is a file") from None
+    return path

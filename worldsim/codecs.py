@@ -115,7 +115,11 @@ def codec_from_config(config: Any):
     """Build the codec a checkpoint or dataset names in its ``codec`` config dict."""
     if not isinstance(config, Mapping) or "version" not in config:
         raise ValueError(f"a codec config must be a dict with a 'version'; got {config!r}")
-    codec = load_codec_class(config["version"]).from_config(config)
+    try:
+        codec = load_codec_class(config["version"]).from_config(config)
+    except KeyError as e:             # a config written by another codec (e.g. egocentric for a map one)
+        raise ValueError(f"codec config {dict(config)!r} lacks {e.args[0]!r}, which a {config['version']!r} codec "
+                         "needs: it was not written by that codec") from None
     if not isinstance(codec, Codec):
         raise TypeError(f"codec {config['version']!r} ({type(codec).__name__}) lacks {missing_members(codec)} "
                         "of the worldsim.codecs.Codec interface")
@@ -130,7 +134,10 @@ def codec_for_model(config: Any, codec: Any = None):
         if "codec" not in meta:
             raise CheckpointError("the model's config.metadata has no 'codec' entry; cannot decode its frames "
                                   "(pass a codec)")
-        codec = codec_from_config(meta["codec"])
+        try:
+            codec = codec_from_config(meta["codec"])
+        except ValueError as e:         # say where the config came from: the checkpoint's config.json
+            raise CheckpointError(f"metadata.codec of the model's config (config.json): {e}") from None
     vocab, shape = getattr(config, "vocab_size", None), getattr(config, "frame_shape", None)
     if (vocab is not None and codec.vocab_size != vocab) or \
             (shape is not None and tuple(codec.frame_shape) != tuple(shape)):

@@ -7,7 +7,17 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from .checks import check_field_types
+
+
+def _int_pair(name: str, value: Any, form: str = "[H, W]") -> tuple[int, int]:
+    """`value` as a tuple of two integers, or a ValueError naming the field and the value."""
+    if not isinstance(value, (list, tuple, np.ndarray)) or len(value) != 2 or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value):
+        raise ValueError(f"WorldModelConfig: {name} must be a pair of integers {form}; got {value!r}")
+    return (int(value[0]), int(value[1]))
 
 
 @dataclass
@@ -49,12 +59,20 @@ class WorldModelConfig:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.frame_shape = tuple(int(v) for v in self.frame_shape)
+        # Kinds first: int() would turn "ab" into a bare "invalid literal" and 7.5 quietly into 7, and
+        # the default blocks need n_layers to be an integer.
+        check_field_types(self, "WorldModelConfig")
+        self.frame_shape = _int_pair("frame_shape", self.frame_shape)
         if self.block_sizes is None:
             h, w = self.frame_shape
             whole, quarter = (h, w), (math.ceil(h / 2), math.ceil(w / 2))
             self.block_sizes = [whole if i % 2 == 0 else quarter for i in range(self.n_layers)]
-        self.block_sizes = [tuple(int(v) for v in b) for b in self.block_sizes]
+        if not isinstance(self.block_sizes, (list, tuple)):
+            raise ValueError(f"WorldModelConfig: block_sizes must be null or a list of [b_h, b_w] pairs, one per "
+                             f"layer; got {self.block_sizes!r}")
+        self.block_sizes = [_int_pair(f"block_sizes[{i}]", b, "[b_h, b_w]") for i, b in enumerate(self.block_sizes)]
+        if not isinstance(self.metadata, dict):
+            raise ValueError(f"WorldModelConfig: metadata must be a dict; got {self.metadata!r}")
         self.validate()
 
     def validate(self) -> None:

@@ -28,6 +28,7 @@ from minigrid.core.grid import Grid
 from envs.minigrid.codec import (
     AGENT_TOKEN_BASE,
     UNSEEN_TOKEN,
+    VERSION as CODEC_VERSION,
     VOCAB_SIZE,
     MiniGridCodec,
     _as_int_array,
@@ -68,6 +69,11 @@ class MiniGridMapCodec:
         if config.get("version") != VERSION:
             raise ValueError(f"codec version {config.get('version')!r} is not this codec's {VERSION!r}; "
                              "token ids would mean different cells")
+        missing = [k for k in ("width", "height", "view_size") if k not in config]
+        if missing:                   # e.g. an egocentric codec's config, relabelled
+            raise ValueError(f"codec config {dict(config)!r} lacks {missing}: a {VERSION!r} codec needs the world "
+                             "grid's width and height and the view size; an egocentric model's codec is "
+                             f"{CODEC_VERSION!r}")
         return cls(config["width"], config["height"], config["view_size"])
 
     @classmethod

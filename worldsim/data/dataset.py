@@ -27,6 +27,7 @@ import hashlib
 import io
 import json
 import os
+import reprlib
 import stat
 import zipfile
 import zlib
@@ -37,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from ..checkpoint import atomic_write
+from ..checks import output_folder, positive_int
 from ..codecs import codec_from_config
 from .gap import episode_gap
 from .stream import Stream
@@ -106,12 +108,52 @@ def read_manifest(root: str | os.PathLike) -> dict:
     missing = [k for k in (*HEADER_KEYS, "shards", "totals") if k not in manifest]
     if missing:
         raise DatasetError(f"{path}: manifest lacks {missing}")
+    _check_manifest_kinds(path, manifest)
     for i, entry in enumerate(manifest["shards"]):
         if not isinstance(entry, dict) or not {"file", "episodes", "steps", "sha256", "seeds"} <= entry.keys():
             raise DatasetError(f"{path}: shard entry {i} is malformed: {entry!r}")
+        _check_shard_entry(path, i, entry)
         if Path(entry["file"]).name != entry["file"]:
             raise DatasetError(f"{path}: shard entry {i} names {entry['file']!r}, which is not a plain file name")
     return manifest
+
+
+def _count(where: str, value, allow_zero: bool = False) -> None:
+    """positive_int's check and wording, as a DatasetError."""
+    try:
+        positive_int(where, value, allow_zero=allow_zero)
+    except ValueError as e:
+        raise DatasetError(str(e)) from None
+
+
+def _check_manifest_kinds(path: Path, manifest: dict) -> None:
+    """The manifest's values are of the kinds the readers index and count with (a hand-edited
+    ``"shards": 5`` fails here, naming the key, not as a TypeError deep inside a reader)."""
+    def need(ok: bool, key: str, allowed: str) -> None:
+        if not ok:
+            raise DatasetError(f"{path}: {key} must be {allowed}; got {reprlib.repr(manifest[key])}")
+
+    need(isinstance(manifest["shards"], list), "shards", "a list of shard entries")
+    need(isinstance(manifest["totals"], dict), "totals", "an object of episode, step and frame counts")
+    for key in ("vocab_size", "num_actions"):
+        _count(f"{path}: {key}", manifest[key])
+    shape = manifest["frame_shape"]
+    need(isinstance(shape, list) and len(shape) == 2 and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape),
+        "frame_shape", "a list of two positive integers [H, W]")
+
+
+def _check_shard_entry(path: Path, i: int, entry: dict) -> None:
+    for key in ("episodes", "steps"):
+        _count(f"{path}: shard entry {i}: {key}", entry[key], allow_zero=True)
+    for key in ("file", "sha256"):
+        if not isinstance(entry[key], str):
+            raise DatasetError(f"{path}: shard entry {i}: {key} must be a string; got {reprlib.repr(entry[key])}")
+    if not isinstance(entry["seeds"], list):
+        raise DatasetError(f"{path}: shard entry {i}: seeds must be a list of integers; got "
+                           f"{reprlib.repr(entry['seeds'])}")
+    for seed in entry["seeds"]:
+        _count(f"{path}: shard entry {i}: seed", seed, allow_zero=True)
 
 
 def _load_shard(root: Path, entry: dict, manifest: dict) -> dict[str, np.ndarray]:
@@ -207,8 +249,7 @@ class DatasetWriter:
         if missing:
             raise ValueError(f"header lacks {missing}")
         header = json.loads(json.dumps({k: header[k] for k in HEADER_KEYS}))  # JSON-normal (tuples -> lists)
-        if self.root.exists() and not self.root.is_dir():
-            raise DatasetError(f"{self.root}: exists and is not a folder")
+        output_folder(self.root, "dataset folder", DatasetError)
         if (self.root / MANIFEST).exists():
             self.manifest = read_manifest(self.root)
             differ = {k: (self.manifest[k], header[k]) for k in HEADER_KEYS if self.manifest[k] != header[k]}
