@@ -311,7 +311,7 @@ def format_fidelity_table(result: dict[str, Any]) -> str:
 
 def write_accuracy_svg(path: Path, result: dict[str, Any]) -> None:
     """Knowable-cell accuracy of the replayed dream vs step, one line per policy (a plain SVG)."""
-    from .svg import write_line_plot
+    from worldsim.svg_plot import write_line_plot
 
     curves = {spec: r["replay"]["accuracy_curve"] for spec, r in result["policies"].items()}
     xmax = max((len(c) for c in curves.values()), default=1) or 1

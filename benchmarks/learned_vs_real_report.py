@@ -9,7 +9,7 @@ from typing import Any
 
 from agents.evaluation import format_interval
 
-from .svg import write_line_plot
+from worldsim.svg_plot import write_line_plot
 
 METHODS = ("real_ppo", "dream_ppo", "planner")
 LABELS = {"real_ppo": "PPO trained in real env", "dream_ppo": "PPO trained in dream", "planner": "planner (MPC)"}

@@ -70,6 +70,12 @@ def _add_train(commands) -> None:
     add_train_parser(commands, help=COMMANDS["train"])
 
 
+def _add_learn(commands) -> None:
+    from .learn_cli import add_learn_parser
+
+    add_learn_parser(commands, help=COMMANDS["learn"])
+
+
 def _add_play(commands) -> None:
     from .play import add_play_parser
 
@@ -98,13 +104,15 @@ COMMANDS = {
     "models": "list the world models shipped with worldsim (gym ids that work offline)",
     "collect": "run a policy in a MiniGrid env (many copies in parallel) and write episodes to a dataset folder",
     "train": "train a world model on a dataset (length curriculum, long context; resumable)",
+    "learn": "model-based RL from scratch: real data, world model and agent improving together, measured in "
+             "real env steps (resumable)",
     "play": "steer through a checkpoint's dream by keyboard (pygame) or from an action list, optionally beside "
             "the real env, and record a GIF",
     "agent": "train a Stable-Baselines3 agent in the dream or the real env, and evaluate it",
     "benchmark": "benchmarks: agents in learned vs real envs, long-context memory, cost vs context length",
 }
 _BUILDERS = {"demo": _add_demo, "models": _add_models, "collect": _add_collect, "train": _add_train,
-             "play": _add_play, "agent": _add_agent, "benchmark": _add_benchmark}
+             "learn": _add_learn, "play": _add_play, "agent": _add_agent, "benchmark": _add_benchmark}
 
 
 def build_parser(full: list[str] | None = None) -> argparse.ArgumentParser:

@@ -185,8 +185,9 @@ def collect(env_id: str, policy: str = "random", episodes: int = 100, out: str |
                 recs[i].add(int(actions[i]), float(rewards[i]), bool(terminated[i]), bool(truncated[i]),
                             obs["image"][i], obs["direction"][i], pos[i])
             steps += int(active.sum())
-            finished = np.flatnonzero(active & (terminated | truncated))
-            if len(finished) == 0:
+            ended = np.asarray(terminated | truncated)
+            finished = np.flatnonzero(active & ended)
+            if not ended.any():
                 continue
             for i in finished:
                 pending.append(recs[i].episode(env_id, codec))
@@ -203,10 +204,10 @@ def collect(env_id: str, policy: str = "random", episodes: int = 100, out: str |
                     restart[i], new_seeds[i] = True, todo.popleft()
                 else:
                     active[i] = False
-            if active.any():                                   # autoreset is off: every copy that steps on
-                reset_mask = np.zeros(n, dtype=bool)           # must be reset, idle ones too (ignored)
-                reset_mask[finished] = True
-                obs, info = envs.reset(seed=new_seeds, options={"reset_mask": reset_mask})
+            if active.any():
+                # Autoreset is off: every copy that steps on must be reset when it ends, idle ones too
+                # (they keep acting, unrecorded, until the last episode finishes, and may end again).
+                obs, info = envs.reset(seed=new_seeds, options={"reset_mask": ended})
                 pos = pos.copy()                               # the recorded row stays as it was
                 for i in np.flatnonzero(restart):
                     pos[i] = info["agent_pos"][i]

@@ -50,6 +50,8 @@ class TrainConfig:
     # model: overrides of WorldModelConfig (vocab, frame shape and actions come from the data)
     model: dict[str, Any] = _setting({}, "WorldModelConfig overrides, e.g. {\"d_model\": 128}")
     # optimisation
+    init_from: str | None = _setting(None, "start from the weights of this model folder (fine-tuning, e.g. on more data) "
+                                     "instead of a fresh initialisation; its sizes are kept")
     steps: int = _setting(1000, "total optimizer steps (the schedule's length)")
     lr: float = _setting(3e-4, "peak learning rate")
     min_lr_ratio: float = _setting(0.1, "final learning rate of the cosine decay, as a fraction of --lr")

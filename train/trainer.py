@@ -126,7 +126,9 @@ class Trainer:
         self.done_pos_weight = config.done_pos_weight or auto_done_pos_weight(d.train.terminated)
 
         seed_everything(config.seed)                  # before any weight is drawn
-        if checkpoint_dir is None:
+        if checkpoint_dir is None and config.init_from:
+            self.model = self._initial_weights(config, d).to(self.device)
+        elif checkpoint_dir is None:
             self.model = WorldModel(model_config_for(d, config.model)).to(self.device)
         else:
             self.model = run_folder.load_model(checkpoint_dir, self.device)
@@ -171,6 +173,26 @@ class Trainer:
         # averaged across ranks in backward), the modules themselves otherwise.
         self.train_model = distributed.wrap(self.model, self.dist)
         self.train_aux_head = distributed.wrap(self.aux_head, self.dist)
+
+    @staticmethod
+    def _initial_weights(config: TrainConfig, data) -> WorldModel:
+        """The model `init_from` names, to fine-tune: its own sizes, so --model settings may not change them."""
+        if config.model:
+            raise TrainError(f"init_from {config.init_from!r} keeps that model's sizes; leave out the model "
+                             f"settings {sorted(config.model)}")
+        if not Path(config.init_from).is_dir():
+            raise TrainError(f"init_from {config.init_from!r} is not a model folder (one written by `worldsim train`)")
+        try:
+            model = WorldModel.from_pretrained(config.init_from)
+        except (OSError, ValueError) as e:
+            raise TrainError(f"init_from {config.init_from!r}: {e}") from e
+        meta = model.config.metadata or {}
+        for key in ("env_id", "codec"):
+            if key in meta and key in data.metadata and meta[key] != data.metadata[key]:
+                raise TrainError(f"init_from {config.init_from!r} was trained on {key} {meta[key]!r}; this data has "
+                                 f"{data.metadata[key]!r}")
+        model.config.metadata = {**meta, **data.metadata}      # what it is trained on now
+        return model
 
     def _sampler_seed(self, step: int | None = None) -> list[int]:
         """One process: [seed, 1] (as always). Rank r of a multi-process run: its own stream,

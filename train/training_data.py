@@ -1,7 +1,9 @@
 """What the trainer trains and evaluates on: `TrainingData`, from a dataset folder or from memory.
 
 `load_data` reads a dataset folder (`worldsim.data.dataset`), splits its episodes into training and
-held-out ones (`holdout_fraction`, `split_seed`) and lays each part end to end as a `Stream`. To
+held-out ones (`holdout_fraction`, `split_seed`) and lays each part end to end as a `Stream`. A list
+of folders (datasets of one env collected with different policies, e.g. the rounds of `worldsim
+learn`) is split folder by folder and laid end to end. To
 train on data held in memory, build a `TrainingData` directly from streams
 (`worldsim.data.stream.stream_from_episodes`).
 """
@@ -18,7 +20,7 @@ import numpy as np
 
 from worldsim import WorldModelConfig
 from worldsim.data.dataset import DatasetError, EpisodeDataset
-from worldsim.data.stream import Stream, StreamError, check_stream
+from worldsim.data.stream import Stream, StreamError, check_stream, concat_streams
 
 from .config import TrainConfig, TrainError
 
@@ -42,14 +44,17 @@ class TrainingData:
         self.frame_shape = tuple(int(v) for v in self.frame_shape)
 
 
-# What the trainer takes as data: a dataset folder, an opened dataset, or streams in memory.
-DataSource = str | os.PathLike | EpisodeDataset | TrainingData
+# What the trainer takes as data: a dataset folder (or a list of them), an opened dataset, or streams
+# in memory.
+DataSource = str | os.PathLike | list | tuple | EpisodeDataset | TrainingData
 
 
 def load_data(data: DataSource, config: TrainConfig) -> TrainingData:
     """A dataset folder, an EpisodeDataset, or TrainingData -> TrainingData (split as configured)."""
     if isinstance(data, TrainingData):
         return data
+    if isinstance(data, (list, tuple)):
+        return _combine([load_data(part, config) for part in data])
     if isinstance(data, (str, os.PathLike)):
         source = str(data)
         root = Path(data)
@@ -89,6 +94,26 @@ def _split_dataset(data: EpisodeDataset, config: TrainConfig, source: str | None
         vocab_size=int(data.vocab_size), num_actions=int(data.num_actions),
         frame_shape=tuple(data.frame_shape), env_id=data.env_id, metadata=metadata, source=source,
     )
+
+
+def _combine(parts: list[TrainingData]) -> TrainingData:
+    """Several datasets' training and held-out streams laid end to end; they must be of one env and codec."""
+    if not parts:
+        raise TrainError("data: an empty list of dataset folders")
+    first = parts[0]
+    for part in parts[1:]:
+        for what in ("env_id", "vocab_size", "num_actions", "frame_shape"):
+            if getattr(part, what) != getattr(first, what):
+                raise TrainError(f"datasets {first.source} and {part.source} differ in {what}: "
+                                 f"{getattr(first, what)!r} vs {getattr(part, what)!r}; train on one env's data")
+        if part.metadata.get("codec") != first.metadata.get("codec"):
+            raise TrainError(f"datasets {first.source} and {part.source} were encoded with different codecs")
+    evals = [p.eval for p in parts if p.eval is not None]
+    metadata = dict(first.metadata, dataset=[p.source for p in parts],
+                    rewards_only_on_termination=all(p.metadata.get("rewards_only_on_termination") for p in parts))
+    return TrainingData(train=concat_streams([p.train for p in parts]), eval=concat_streams(evals) if evals else None,
+                        vocab_size=first.vocab_size, num_actions=first.num_actions, frame_shape=first.frame_shape,
+                        env_id=first.env_id, metadata=metadata, source=None)
 
 
 def model_config_for(data: TrainingData, overrides: dict[str, Any]) -> WorldModelConfig:

@@ -66,6 +66,13 @@ def stream_from_episodes(episodes: Sequence[dict[str, Any]]) -> Stream:
     return Stream(**{k: np.concatenate(v) for k, v in parts.items()})
 
 
+def concat_streams(streams: Sequence[Stream]) -> Stream:
+    """Streams laid end to end (each already starts with an episode, so nothing else changes)."""
+    if not streams:
+        raise StreamError("concat_streams needs at least one stream")
+    return Stream(**{k: np.concatenate([getattr(s, k) for s in streams]) for k in STREAM_FIELDS})
+
+
 def check_stream(stream: Stream, name: str = "stream", *, vocab_size: int | None = None,
                  num_actions: int | None = None, frame_shape: tuple[int, int] | None = None) -> int:
     """Validate a stream's arrays (and, if given, its tokens/actions/shape against a model).

@@ -1,0 +1,103 @@
+"""`worldsim learn`: the online loop learns from scratch, counts real steps once, resumes exactly, and
+refuses bad settings and foreign run folders."""
+
+import json
+
+import pytest
+import torch
+
+from train.learn import LearnConfig, LearnError, Learner, learn
+
+torch.set_num_threads(1)
+
+TINY_MODEL = dict(d_model=32, n_layers=1, d_state=16, headdim=16, n_heads=2)
+TINY_TRAIN = dict(batch_size=8, curriculum=[[0, 16]], lr=3e-3, warmup_steps=5, eval_every=0, eval_windows=4,
+                  rollout_episodes=2, num_threads=1, save_every=20)
+
+
+def settings(**overrides):
+    base = dict(env_id="MiniGrid-Empty-5x5-v0", real_steps=2000, initial_episodes=20, round_episodes=10,
+                model_steps=80, finetune_steps=40, model=TINY_MODEL, train=TINY_TRAIN, dream_steps=8192,
+                dream_envs=16, ppo=dict(num_steps=64), eval_episodes=20, device="cpu")
+    base.update(overrides)
+    return base
+
+
+def lines(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_learns_from_random_data_and_counts_every_real_step_once(tmp_path):
+    records = learn(settings(), tmp_path / "run", progress=None)
+    start, last = records[0], records[-1]
+    assert start["round"] == 0 and start["real_steps"] == 0
+    # A real learning assertion: from uniform-random play to an agent that reaches the goal far more often.
+    assert last["real_success"] >= start["real_success"] + 0.25, records
+    assert last["real_success"] >= 0.8, records
+    # Each round trained on the real steps of the datasets before it; evaluation steps are apart.
+    learner = Learner(LearnConfig(**settings()), tmp_path / "run", progress=None)
+    for r in records[1:]:
+        assert r["real_steps"] == learner.real_steps_used(r["round"] - 1)
+        assert r["eval_steps"] > 0
+    assert records[-1]["real_steps"] >= 2000 > records[-2]["real_steps"]
+    assert lines(tmp_path / "run") == json.loads(json.dumps(records))
+    assert (tmp_path / "run" / "curve.svg").read_text().startswith("<svg")
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("where", ["between_phases", "inside_model_training"])
+def test_a_killed_run_continues_exactly(tmp_path, monkeypatch, where):
+    quick = settings(real_steps=1000, initial_episodes=10, dream_steps=2048, eval_episodes=6)
+    straight = learn(quick, tmp_path / "straight", progress=None)
+
+    if where == "between_phases":       # after round 1's collection, before round 2's model
+        original = Learner.train_model
+
+        def train_model(self, k):
+            if k == 2:
+                raise Killed
+            return original(self, k)
+        monkeypatch.setattr(Learner, "train_model", train_model)
+    else:                               # round 1's world model, after its step-40 checkpoint
+        from train.trainer import Trainer
+        original = Trainer.train_step
+
+        def train_step(self, win):
+            if self.step == 45:
+                raise Killed
+            return original(self, win)
+        monkeypatch.setattr(Trainer, "train_step", train_step)
+    with pytest.raises(Killed):
+        learn(quick, tmp_path / "split", progress=None)
+    monkeypatch.undo()
+    resumed = learn(quick, tmp_path / "split", progress=None)
+
+    def comparable(records):
+        return [{k: v for k, v in r.items() if k != "wall_seconds_this_process"} for r in records]
+
+    assert comparable(resumed) == comparable(straight)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("env_id", "MiniGrid-NoSuchEnv-v0", "env_id 'MiniGrid-NoSuchEnv-v0' is not a registered"),
+    ("real_steps", 0, "real_steps"),
+    ("dream_steps", -5, "dream_steps"),
+    ("eval_episodes", 0, "eval_episodes"),
+    ("epsilon", 1.5, "epsilon must be in"),
+    ("real_steps", "many", "real_steps"),
+])
+def test_bad_settings_are_refused_by_name(field, value, message):
+    with pytest.raises(LearnError, match=message):
+        LearnConfig(**settings(**{field: value}))
+
+
+def test_a_run_folder_of_another_env_is_refused(tmp_path):
+    Learner(LearnConfig(**settings()), tmp_path / "run", progress=None)
+    with pytest.raises(LearnError, match="other settings.*env_id"):
+        Learner(LearnConfig(**settings(env_id="MiniGrid-Empty-6x6-v0")), tmp_path / "run", progress=None)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(LearnError, match="is a file"):
+        Learner(LearnConfig(**settings()), tmp_path / "file", progress=None)

@@ -1,0 +1,290 @@
+"""`worldsim learn`: model-based RL from scratch, measured in real env steps.
+
+Round 0 collects episodes with the random policy. Every round then
+1. trains the world model on all the data so far (warm-started from the last round's model),
+2. trains the native PPO inside that model's dream (dream steps cost no real steps),
+3. scores the agent in the real env on held-out seeds (reported apart: not training data),
+4. collects the next round's episodes in the real env with that agent, mixed with random actions
+   at a rate that decays round by round,
+until the budget of real steps is spent. It composes the commands a user can run alone: `collect`
+(one dataset folder per round: a dataset holds one policy's episodes), `train` (`init_from`) and
+`agent train`.
+
+The run folder is the state. Each phase of a round writes its result atomically and is skipped when
+that result is there, so a run killed at any point continues with `learn` on the same folder: a
+dataset continues where its last shard ended, a world model from its last checkpoint, and an agent,
+which is quick to train in the dream, from its start with the same seed. learn.json holds the
+settings; running on a folder of another env or other settings is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from worldsim.checkpoint import atomic_write
+import gymnasium as gym
+import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
+import numpy as np
+
+from worldsim.checks import check_field_types, output_folder, positive_int
+from worldsim.data.dataset import read_manifest
+from worldsim.json_io import write_json
+from worldsim.svg_plot import write_line_plot
+
+LEARN_FILE = "learn.json"
+METRICS_FILE = "metrics.jsonl"
+# Held-out evaluation seeds: far from the collection seeds (0, 1, 2, ...), so no evaluated layout is trained on.
+EVAL_SEED = 1_000_000
+
+
+class LearnError(ValueError):
+    """Bad settings or a run folder that does not belong to them; the message says which."""
+
+
+@dataclass
+class LearnConfig:
+    env_id: str
+    real_steps: int = 150_000            # budget of real env steps for training data
+    initial_episodes: int = 50           # round 0: random-policy episodes
+    round_episodes: int = 50             # each later round: episodes collected with the agent
+    epsilon: float = 0.5                 # random-action rate of the agent's collection in round 1 ...
+    epsilon_decay: float = 0.5           # ... times this each later round
+    min_epsilon: float = 0.05
+    model_steps: int = 1000              # world-model optimizer steps in round 1
+    finetune_steps: int = 500            # ... and in each later round (warm-started)
+    model: dict[str, Any] = field(default_factory=dict)     # world-model size overrides (round 1)
+    train: dict[str, Any] = field(default_factory=dict)     # other TrainConfig overrides
+    dream_steps: int = 200_000           # native PPO steps in the dream each round
+    dream_envs: int = 64
+    ppo: dict[str, Any] = field(default_factory=dict)       # PPOSettings overrides
+    eval_episodes: int = 50
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_field_types(self, "LearnConfig", LearnError)
+        if self.env_id not in gym.registry:
+            raise LearnError(f"env_id {self.env_id!r} is not a registered gymnasium id; learn takes a MiniGrid "
+                             "env id such as MiniGrid-DoorKey-8x8-v0")
+        for name in ("real_steps", "initial_episodes", "round_episodes", "model_steps", "finetune_steps",
+                     "dream_steps", "dream_envs", "eval_episodes"):
+            try:
+                positive_int(name, getattr(self, name))
+            except ValueError as e:
+                raise LearnError(str(e)) from None
+        if self.seed < 0:
+            raise LearnError(f"seed must be >= 0; got {self.seed}")
+        for name in ("epsilon", "epsilon_decay", "min_epsilon"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise LearnError(f"{name} must be in [0, 1]; got {value}")
+        for name in ("model", "train", "ppo"):
+            if not isinstance(getattr(self, name), dict):
+                raise LearnError(f"{name} must be a dict of settings; got {getattr(self, name)!r}")
+        # The parts' own checks, now rather than rounds later.
+        from agents.ppo import PPOSettings
+
+        from .config import TrainConfig
+        owned = {"data", "steps", "model", "init_from", "seed", "device"} & set(self.train)
+        if owned:
+            raise LearnError(f"train settings {sorted(owned)} are set by learn itself (model: use the model setting)")
+        try:
+            TrainConfig(**self.train, model=dict(self.model))
+            PPOSettings.from_overrides(self.ppo)
+        except (TypeError, ValueError) as e:
+            raise LearnError(f"bad setting: {e}") from None
+
+    def epsilon_at(self, round_index: int) -> float:
+        """The random-action rate of round `round_index`'s collection (round 1 is the agent's first)."""
+        return max(self.min_epsilon, self.epsilon * self.epsilon_decay ** max(0, round_index - 1))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _real_steps(data_dir: Path) -> int:
+    """Real env steps a round's dataset holds (0 before it exists)."""
+    if not (data_dir / "manifest.json").is_file():
+        return 0
+    return int(read_manifest(data_dir)["totals"]["steps"])
+
+
+class UniformPolicy:
+    """Round 0's policy, scored for the curve's starting point: uniform random actions."""
+
+    def __init__(self, num_actions: int, seed: int):
+        self.num_actions = num_actions
+        self.rng = np.random.default_rng([seed, 7])
+
+    def predict(self, obs, deterministic: bool = False):
+        return self.rng.integers(self.num_actions, size=len(obs)), None
+
+
+class Learner:
+    """One run of the loop in a folder; `run()` continues it from whatever the folder holds."""
+
+    def __init__(self, config: LearnConfig, out: str | Path, progress: Callable[[str], None] | None = print):
+        self.config = config
+        self.out = output_folder(out, "out", LearnError)
+        self.say = progress or (lambda line: None)
+        saved = self.out / LEARN_FILE
+        if saved.exists():
+            try:
+                before = json.loads(saved.read_text())
+            except (OSError, json.JSONDecodeError) as e:
+                raise LearnError(f"{saved} cannot be read ({e}); not a `worldsim learn` run folder") from None
+            if before != config.to_dict():
+                changed = sorted(k for k in set(before) | set(config.to_dict()) if before.get(k) != config.to_dict().get(k))
+                raise LearnError(f"{self.out} holds a learn run with other settings ({', '.join(changed)}: e.g. "
+                                 f"env_id {before.get('env_id')!r}); continue it with the same settings or choose "
+                                 "another --out")
+        else:
+            write_json(saved, config.to_dict())
+
+    # ---- the folder ----
+
+    def round_dir(self, k: int) -> Path:
+        return self.out / f"round-{k:02d}"
+
+    def data_dirs(self, upto: int) -> list[Path]:
+        return [self.round_dir(k) / "data" for k in range(upto + 1)]
+
+    def real_steps_used(self, upto: int) -> int:
+        return sum(_real_steps(d) for d in self.data_dirs(upto))
+
+    # ---- phases ----
+
+    def collect(self, k: int, policy: str, epsilon: float | None) -> None:
+        from .collect import collect
+
+        c = self.config
+        episodes = c.initial_episodes if k == 0 else c.round_episodes
+        # Each round's episodes have their own seeds: layouts never repeat across rounds.
+        first_seed = c.seed * 10_000_000 + (0 if k == 0 else c.initial_episodes + (k - 1) * c.round_episodes)
+        collect(c.env_id, policy=policy, episodes=episodes, out=self.round_dir(k) / "data", seed=first_seed,
+                epsilon=epsilon, num_envs=8, progress=False)
+
+    def train_model(self, k: int) -> Path:
+        from .trainer import Trainer
+
+        c = self.config
+        run = self.round_dir(k) / "model_run"
+        model_dir = run / "model"
+        if model_dir.is_dir():
+            return model_dir
+        data = [str(d) for d in self.data_dirs(k - 1)]
+        settings = {"progress": False, "tensorboard": False, **c.train, "seed": c.seed + k, "device": c.device}
+        if k == 1:
+            settings.update(steps=c.model_steps, model=dict(c.model))
+        else:
+            settings.update(steps=c.finetune_steps, init_from=str(self.round_dir(k - 1) / "model_run" / "model"),
+                            warmup_steps=min(settings.get("warmup_steps", 100), c.finetune_steps // 10))
+        from .run_folder import latest_checkpoint
+        if latest_checkpoint(run) is not None:
+            trainer = Trainer.resume(run, data=data)
+        else:
+            trainer = Trainer(settings, data=data, out=run)
+        trainer.fit()
+        return model_dir
+
+    def train_agent(self, k: int, model_dir: Path) -> Path:
+        from agents.training import NATIVE_PPO, agent_info_file, train_agent
+
+        c = self.config
+        agent_dir = self.round_dir(k) / "agent"
+        if agent_info_file(agent_dir).is_file():
+            return agent_dir
+        train_agent(c.env_id, where="dream", algo=NATIVE_PPO, steps=c.dream_steps, out=agent_dir,
+                    checkpoint=str(model_dir), num_envs=c.dream_envs, seed=c.seed + k, device=c.device,
+                    hyperparams=dict(c.ppo))
+        return agent_dir
+
+    def evaluate(self, k: int, agent) -> dict[str, Any]:
+        """The agent (a folder, or round 0's uniform policy) in the real env on the held-out seeds."""
+        from agents.evaluation import evaluate_policy
+
+        c = self.config
+        path = self.round_dir(k) / "eval_real.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        return evaluate_policy(str(agent) if isinstance(agent, Path) else agent, c.env_id, episodes=c.eval_episodes,
+                               where="real", seed=EVAL_SEED + c.seed * 10_000, deterministic=False,
+                               device=c.device, out=path)
+
+    # ---- the loop ----
+
+    def run(self) -> list[dict[str, Any]]:
+        """Rounds until the real-step budget is spent; returns one record per round (also in metrics.jsonl)."""
+        c = self.config
+        start = time.time()
+        self.collect(0, "random", None)
+        start_result = self.evaluate(0, UniformPolicy(self.env_actions(), seed=c.seed))
+        records: list[dict[str, Any]] = [self._record(0, 0, None, None, start_result, time.time() - start)]
+        k = 1
+        while True:
+            used = self.real_steps_used(k - 1)
+            model_dir = self.train_model(k)
+            agent_dir = self.train_agent(k, model_dir)
+            result = self.evaluate(k, agent_dir)
+            record = self._record(k, used, model_dir, agent_dir, result, time.time() - start)
+            records.append(record)
+            self._write_metrics(records)
+            self.say(f"round {k}: {used:,} real steps, real success {record['real_success']:.3f} "
+                     f"({record['eval_episodes']} held-out episodes, {record['eval_steps']:,} steps not counted), "
+                     f"dream success {record['dream_success']:.3f}")
+            if used >= c.real_steps:
+                break
+            self.collect(k, str(agent_dir), c.epsilon_at(k))
+            k += 1
+        return records
+
+    def env_actions(self) -> int:
+        return int(read_manifest(self.round_dir(0) / "data")["num_actions"])
+
+    def _record(self, k, used, model_dir, agent_dir, result, seconds) -> dict[str, Any]:
+        """Round k's line of metrics.jsonl (round 0: the uniform random policy, before any learning)."""
+        info = json.loads((agent_dir / "agent.json").read_text()) if agent_dir is not None else {}
+        last = info["history"][-1] if info.get("history") else {}
+        metrics = self.round_dir(k) / "model_run" / METRICS_FILE
+        evals = [json.loads(line) for line in metrics.read_text().splitlines() if '"eval/acc"' in line] \
+            if metrics.is_file() else []
+        return {
+            "round": k, "real_steps": used, "real_success": result["success_rate"],
+            "real_success_ci": result["success_ci"], "real_return": result["mean_return"],
+            "eval_episodes": result["episodes"], "eval_steps": int(sum(result["lengths"])),
+            "dream_success": last.get("success_rate"),                  # None where not measured
+            "model_acc": evals[-1].get("eval/acc") if evals else None,
+            "model_rollout_acc": evals[-1].get("rollout/acc") if evals else None,
+            "wall_seconds_this_process": round(seconds, 1),
+        }
+
+    def _write_metrics(self, records: list[dict[str, Any]]) -> None:
+        """metrics.jsonl (one line per round), curve.svg (real success vs real steps) and TensorBoard
+        scalars, all rewritten from the records of every round so far: a resumed run writes the same."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        text = "".join(json.dumps(r) + "\n" for r in records)
+        atomic_write(self.out / METRICS_FILE, lambda tmp: Path(tmp).write_text(text))
+        points = [(r["real_steps"], r["real_success"]) for r in records]
+        dream = [(r["real_steps"], r["dream_success"]) for r in records if r["dream_success"] is not None]
+        write_line_plot(self.out / "curve.svg", f"worldsim learn: {self.config.env_id}", "real env steps",
+                        [("#1f77b4", points), ("#ff7f0e", dream)],
+                        [("#1f77b4", "real success (held-out seeds)"), ("#ff7f0e", "success in the dream")],
+                        x_range=(0, max(p[0] for p in points) or 1), y_range=(0, 1))
+        last = records[-1]
+        with SummaryWriter(str(self.out / "tb")) as writer:          # one point per round, at its real steps
+            for key in ("real_success", "real_return", "dream_success", "model_acc", "model_rollout_acc"):
+                if last[key] is not None:
+                    writer.add_scalar(f"learn/{key}", last[key], global_step=last["real_steps"])
+
+
+def learn(config: LearnConfig | dict, out: str | Path, progress: Callable[[str], None] | None = print) -> list[dict]:
+    """Run (or continue) the loop of `config` in the folder `out`; see the module docstring."""
+    if isinstance(config, dict):
+        config = LearnConfig(**config)
+    return Learner(config, out, progress).run()

@@ -1,0 +1,57 @@
+"""`worldsim learn`: the command line of the online loop (`train.learn`)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+from .flags import add_dataclass_flags
+from .learn import LearnConfig, LearnError, learn
+
+LEARN_HELP = {
+    "real_steps": "budget of real env steps for training data; rounds stop once they have used it",
+    "initial_episodes": "random-policy episodes collected first",
+    "round_episodes": "episodes collected with the agent in each later round",
+    "epsilon": "rate of random actions mixed into the agent's first collection",
+    "epsilon_decay": "factor on that rate in each later round",
+    "min_epsilon": "lowest rate of random actions",
+    "model_steps": "world-model optimizer steps of the first round",
+    "finetune_steps": "world-model optimizer steps of each later round, warm-started from the last model",
+    "model": 'world-model settings as JSON, e.g. \'{"d_model": 64, "n_layers": 2}\'',
+    "train": 'other `worldsim train` settings as JSON, e.g. \'{"batch_size": 32, "input_noise": 0.1}\'',
+    "dream_steps": "native PPO steps in the dream each round (dream steps cost no real steps)",
+    "dream_envs": "dream envs the native PPO steps together",
+    "ppo": 'native PPO settings as JSON, e.g. \'{"num_steps": 64}\'',
+    "eval_episodes": "real episodes on held-out seeds scoring each round's agent (not training data)",
+    "seed": "seed of the whole run",
+    "device": "torch device: auto (cuda if available), cpu or cuda",
+}
+
+
+def add_learn_parser(subparsers, help: str | None = None) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "learn", help=help,
+        description="Model-based RL from scratch: collect random episodes of a MiniGrid env, then in rounds "
+        "train a world model on all the data (warm-started), train the native PPO in its dream, score the agent "
+        "in the real env on held-out seeds and collect more episodes with it, until the budget of real steps is "
+        "spent. Writes OUT/metrics.jsonl (one line per round: real steps used, real success with its interval, "
+        "success in the dream, the model's held-out accuracy), OUT/curve.svg and TensorBoard logs in OUT/tb. "
+        "Run again on the same OUT to continue a stopped run.")
+    p.add_argument("--env", required=True, help="real env id, e.g. MiniGrid-DoorKey-8x8-v0")
+    p.add_argument("--out", required=True, help="run folder (created, or continued when it holds this run)")
+    add_dataclass_flags(p, LearnConfig, skip=("env_id",), extra={k: {"help": v} for k, v in LEARN_HELP.items()})
+    p.set_defaults(run=run_learn_command)
+    return p
+
+
+def run_learn_command(args: argparse.Namespace) -> int:
+    fields = {f.name for f in dataclasses.fields(LearnConfig)}
+    settings = {k: v for k, v in vars(args).items() if k in fields and k != "env_id"}
+    try:
+        config = LearnConfig(env_id=args.env, **settings)
+        learn(config, args.out)
+    except (LearnError, ValueError) as e:
+        print(f"worldsim learn: error: {e}", file=sys.stderr)
+        return 2
+    return 0
