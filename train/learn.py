@@ -138,11 +138,12 @@ class Learner:
                 before = json.loads(saved.read_text())
             except (OSError, json.JSONDecodeError) as e:
                 raise LearnError(f"{saved} cannot be read ({e}); not a `worldsim learn` run folder") from None
-            if before != config.to_dict():
-                changed = sorted(k for k in set(before) | set(config.to_dict()) if before.get(k) != config.to_dict().get(k))
-                raise LearnError(f"{self.out} holds a learn run with other settings ({', '.join(changed)}: e.g. "
-                                 f"env_id {before.get('env_id')!r}); continue it with the same settings or choose "
-                                 "another --out")
+            now = config.to_dict()
+            if before != now:
+                changed = [f"{k}: {before.get(k)!r} there, {now.get(k)!r} now" for k in sorted(set(before) | set(now))
+                           if before.get(k) != now.get(k)]
+                raise LearnError(f"{self.out} holds a learn run with other settings ({'; '.join(changed)}); continue "
+                                 "it with the same settings or choose another --out")
         else:
             write_json(saved, config.to_dict())
 
@@ -170,6 +171,7 @@ class Learner:
                 epsilon=epsilon, num_envs=8, progress=False)
 
     def train_model(self, k: int) -> Path:
+        from .run_folder import latest_checkpoint
         from .trainer import Trainer
 
         c = self.config
@@ -184,7 +186,6 @@ class Learner:
         else:
             settings.update(steps=c.finetune_steps, init_from=str(self.round_dir(k - 1) / "model_run" / "model"),
                             warmup_steps=min(settings.get("warmup_steps", 100), c.finetune_steps // 10))
-        from .run_folder import latest_checkpoint
         if latest_checkpoint(run) is not None:
             trainer = Trainer.resume(run, data=data)
         else:
