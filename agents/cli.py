@@ -33,7 +33,8 @@ def _train(args: argparse.Namespace) -> int:
                            checkpoint=args.checkpoint, num_envs=args.num_envs, seed=args.seed, device=args.device,
                            features=args.features, max_episode_steps=args.max_episode_steps,
                            hyperparams=parse_hyperparams(args.hyperparams, args.algo),
-                           verbose=0 if args.quiet else 1)
+                           verbose=0 if args.quiet else 1, uncertainty_penalty=args.uncertainty_penalty,
+                           uncertainty_limit=args.uncertainty_limit)
     except (ValueError, OSError) as e:                  # CheckpointError is a ValueError
         print(f"worldsim agent train: error: {e}", file=sys.stderr)
         return 1
@@ -127,6 +128,12 @@ def add_agent_parser(subparsers, help: str | None = None) -> argparse.ArgumentPa
                        "(arguments of the Stable-Baselines3 algorithm, or for native-ppo: num_steps, epochs, "
                        "minibatch_size, learning_rate, anneal_lr, gamma, gae_lambda, clip_coef, ent_coef, vf_coef, "
                        "max_grad_norm, norm_adv, target_kl; values are Python literals)")
+    train.add_argument("--uncertainty-penalty", type=float, default=0.0,
+                       help="pessimistic dream: subtract this times the model's uncertainty about each next frame "
+                       "(mean per-cell entropy, nats) from the reward (default: 0)")
+    train.add_argument("--uncertainty-limit", type=float, default=None,
+                       help="pessimistic dream: truncate an episode once that uncertainty exceeds this "
+                       "(default: no limit)")
     train.add_argument("--quiet", action="store_true", help="do not print the training log")
     train.set_defaults(run=_train, agent_parser=train)
 

@@ -229,7 +229,8 @@ def _check_args(env_id, where, algo, steps, checkpoint, num_envs, seed, device):
 
 
 def make_env(env_id: str, where: str = "real", num_envs: int = 1, seed: int | None = 0,
-             checkpoint=None, device: str = "auto", max_episode_steps: int | None = None):
+             checkpoint=None, device: str = "auto", max_episode_steps: int | None = None,
+             pessimism: dict | None = None):
     """The SB3 VecEnv an agent trains on: the real env (DummyVecEnv of Monitor(ImgObsWrapper(env)))
     or the dream (DreamSB3VecEnv with image_only=True); both give 7x7x3 symbolic images."""
     if where == "real":
@@ -248,7 +249,7 @@ def make_env(env_id: str, where: str = "real", num_envs: int = 1, seed: int | No
     from .sb3_vec_env import DreamSB3VecEnv
 
     venv = DreamSB3VecEnv(checkpoint=checkpoint, num_envs=num_envs, real_env_id=env_id, image_only=True,
-                          device=device, max_episode_steps=max_episode_steps)
+                          device=device, max_episode_steps=max_episode_steps, **(pessimism or {}))
     venv.seed(seed)
     return venv
 
@@ -256,7 +257,8 @@ def make_env(env_id: str, where: str = "real", num_envs: int = 1, seed: int | No
 def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int = 100_000,
                 out: str | os.PathLike = "runs/agent", checkpoint=None, num_envs: int | None = None,
                 seed: int = 0, device: str = "auto", features: str = "cnn", hyperparams: dict | None = None,
-                max_episode_steps: int | None = None, verbose: int = 0, progress=None) -> dict[str, Any]:
+                max_episode_steps: int | None = None, verbose: int = 0, progress=None,
+                uncertainty_penalty: float = 0.0, uncertainty_limit: float | None = None) -> dict[str, Any]:
     """Train `algo` for `steps` env steps in the dream (`checkpoint`: a folder, or a shipped model's id;
     None: the model shipped for `env_id`) or the real env `env_id`.
 
@@ -266,23 +268,29 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
     decaying linearly from X to 0; native-ppo: the fields of agents.ppo.PPOSettings). `num_envs`
     defaults to 8 (SB3, rl-baselines3-zoo) or 16 (native-ppo). `device` is used by both the policy
     and the dream model. `progress`: a function taking a line of text (e.g. print), called about
-    every 10 s while training.
+    every 10 s while training. `uncertainty_penalty` and `uncertainty_limit` make the dream pessimistic
+    (`worldsim.DreamVectorEnv`): the reward loses penalty x the model's uncertainty about each next
+    frame, and an episode past the limit is truncated.
     """
     if where == "dream":
         checkpoint = resolve_checkpoint(checkpoint, env_id if isinstance(env_id, str) else None)
     num_envs = default_num_envs(algo) if num_envs is None else num_envs
     _check_args(env_id, where, algo, steps, checkpoint, num_envs, seed, device)
+    pessimism = {"uncertainty_penalty": uncertainty_penalty, "uncertainty_limit": uncertainty_limit}
+    if where != "dream" and (uncertainty_penalty or uncertainty_limit is not None):
+        raise ValueError("uncertainty_penalty and uncertainty_limit act on the dream: use them with where='dream'")
     out = output_folder(out)
     start = time.time()
     train = _train_native if algo == NATIVE_PPO else _train_sb3
     info = train(env_id, where, algo, steps, out, checkpoint, num_envs, seed, device, features,
-                 hyperparams or {}, max_episode_steps, verbose, progress)
+                 hyperparams or {}, max_episode_steps, verbose, progress, pessimism if where == "dream" else None)
     info = {
         "env_id": env_id, "where": where, "algo": algo, "steps": int(steps), **info, "seed": seed,
         "num_envs": int(num_envs),
         "checkpoint": None if checkpoint is None else (os.path.abspath(checkpoint)
                                                        if isinstance(checkpoint, (str, os.PathLike)) else repr(checkpoint)),
         "features": features, "max_episode_steps": max_episode_steps,
+        **({"pessimism": pessimism} if where == "dream" else {}),
         "observation": "7x7x3 symbolic image (ImgObsWrapper / image_only=True)",
         "tensorboard": "tb", "train_seconds": round(time.time() - start, 3),
     }
@@ -291,12 +299,12 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
 
 
 def _train_sb3(env_id, where, algo, steps, out, checkpoint, num_envs, seed, device, features, hyperparams,
-               max_episode_steps, verbose, progress) -> dict[str, Any]:
+               max_episode_steps, verbose, progress, pessimism) -> dict[str, Any]:
     import stable_baselines3
 
     params = {**DEFAULT_HYPERPARAMS[algo], **hyperparams}
     check_sb3_hyperparams(params)
-    venv = make_env(env_id, where, num_envs, seed, checkpoint, device, max_episode_steps)
+    venv = make_env(env_id, where, num_envs, seed, checkpoint, device, max_episode_steps, pessimism)
     label = f"{algo.upper()} in the {'dream' if where == 'dream' else 'real env'}"
     callback = None if progress is None else ProgressLines(label, steps, progress)
     try:
@@ -316,7 +324,7 @@ def _train_sb3(env_id, where, algo, steps, out, checkpoint, num_envs, seed, devi
 
 
 def _train_native(env_id, where, algo, steps, out, checkpoint, num_envs, seed, device, features, hyperparams,
-                  max_episode_steps, verbose, progress) -> dict[str, Any]:
+                  max_episode_steps, verbose, progress, pessimism) -> dict[str, Any]:
     from torch.utils.tensorboard import SummaryWriter
 
     from .ppo import WEIGHTS_FILE, PPOSettings, save_policy, train_ppo
@@ -324,7 +332,7 @@ def _train_native(env_id, where, algo, steps, out, checkpoint, num_envs, seed, d
 
     settings = PPOSettings.from_overrides(hyperparams)
     envs = make_torch_env(env_id, where, num_envs, checkpoint=checkpoint, device=device,
-                          max_episode_steps=max_episode_steps)
+                          max_episode_steps=max_episode_steps, pessimism=pessimism)
     label = f"native PPO in the {'dream' if where == 'dream' else 'real env'}"
     say = progress if progress is not None else (print if verbose else None)
     writer = SummaryWriter(str(out / "tb" / f"{algo}_{where}"))

@@ -141,6 +141,16 @@ def test_train_agent_native_in_dream_then_eval_and_collect(tmp_path):
     assert saved["hyperparams"]["num_steps"] == 8 and saved["network"]["num_actions"] == 7
     assert info["policy_path"] == str(out / "policy.safetensors") and not (out / "policy.zip").exists()
     assert len(saved["history"]) == 2 and any((out / "tb").rglob("events.out.tfevents.*"))
+    assert saved["pessimism"] == {"uncertainty_penalty": 0.0, "uncertainty_limit": None}
+    # A pessimistic dream reaches the agent: a limit near 0 truncates every episode at its first step.
+    strict = train_agent(MINIGRID_ENV_ID, where="dream", algo="native-ppo", steps=64, out=tmp_path / "strict",
+                         checkpoint=model, num_envs=4, seed=0, device="cpu", max_episode_steps=5,
+                         hyperparams={"num_steps": 8, "minibatch_size": 16}, uncertainty_limit=1e-9)
+    assert strict["pessimism"]["uncertainty_limit"] == 1e-9
+    assert sum(h["episodes"] for h in strict["history"]) == 64 > sum(h["episodes"] for h in saved["history"])
+    with pytest.raises(ValueError, match="act on the dream"):
+        train_agent(MINIGRID_ENV_ID, where="real", algo="native-ppo", steps=64, out=tmp_path / "x",
+                    uncertainty_penalty=1.0)
     policy, _ = load_policy(out, device="cpu")
     assert isinstance(policy, NativePolicy)
     result = evaluate_policy(out, MINIGRID_ENV_ID, episodes=3, where="real", deterministic=False)
