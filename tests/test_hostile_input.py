@@ -437,6 +437,25 @@ def test_a_checkpoint_the_disk_has_no_room_for_keeps_the_previous_one(tmp_path, 
     assert Trainer.resume(run, data=data).step == 2
 
 
+def test_a_metrics_line_the_disk_has_no_room_for_is_named(tmp_path, two_step_run, monkeypatch):
+    import builtins
+
+    from train import run_folder
+
+    run = shutil.copytree(two_step_run, tmp_path / "run")
+    trainer = Trainer.resume(run, data=synthetic_data())
+
+    def full_when_appending(path, mode="r", *args, **kwargs):
+        if "a" in mode:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return builtins.open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(run_folder, "open", full_when_appending, raising=False)   # the module's own `open`
+    with pytest.raises(NoSpaceError, match=re.escape(f"cannot append to {run / 'metrics.jsonl'}: no space left on "
+                                                     "device; the checkpoints written so far are kept")):
+        trainer.fit(until=3)
+
+
 def test_the_train_command_reports_a_full_disk_in_one_line(places, capsys, monkeypatch):
     def fill_the_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")

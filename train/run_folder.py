@@ -140,8 +140,14 @@ class RunLog:
 
     def write(self, step: int, record: dict[str, float]) -> None:
         line = {"step": step, "time": round(time.time(), 3), **record}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(line, default=json_default) + "\n")
+        try:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(line, default=json_default) + "\n")
+        except OSError as e:
+            if is_out_of_space(e):     # a torn last line is dropped on resume; the checkpoints are intact
+                raise NoSpaceError(f"cannot append to {self.path}: no space left on device; the checkpoints "
+                                   "written so far are kept: free some space, then resume with --resume") from e
+            raise
         if self.writer is not None:
             for k, v in record.items():
                 if isinstance(v, (int, float)) and math.isfinite(v):
