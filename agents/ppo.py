@@ -216,12 +216,15 @@ class _EpisodeTally:
 
 def train_ppo(envs, *, total_steps: int, settings: PPOSettings | None = None, seed: int = 0,
               features: str = "cnn", progress: Callable[[str], None] | None = None, label: str = "native PPO",
-              writer=None, every_s: float = 10.0) -> tuple[ActorCritic, list[dict[str, Any]]]:
+              writer=None, every_s: float = 10.0,
+              on_iteration: Callable[[ActorCritic, dict[str, Any]], None] | None = None,
+              ) -> tuple[ActorCritic, list[dict[str, Any]]]:
     """Train a fresh ActorCritic in `envs` (a torch vector env, see the module docstring) for at least
     `total_steps` env steps (whole iterations of num_envs x num_steps). Returns the policy and one
     record per iteration: steps, seconds, the training episodes that ended in it (count, mean return
     and length, success rate) and the losses. `progress` gets a line about every `every_s` seconds;
-    `writer`, a TensorBoard SummaryWriter, gets the same numbers."""
+    `writer`, a TensorBoard SummaryWriter, gets the same numbers. `on_iteration(policy, record)` is
+    called after each iteration's update (e.g. to score the policy at fixed step marks)."""
     settings = settings or PPOSettings()
     positive_int("total_steps", total_steps)
     s, n = settings, envs.num_envs
@@ -277,6 +280,8 @@ def train_ppo(envs, *, total_steps: int, settings: PPOSettings | None = None, se
             for key, value in record.items():
                 if key not in ("iteration", "steps") and value is not None:
                     writer.add_scalar(f"ppo/{key}", value, record["steps"])
+        if on_iteration is not None:
+            on_iteration(policy, record)
         if progress and (now - last_line >= every_s or it + 1 == iterations):
             last_line = now
             progress(_progress_line(label, record, iterations * batch) + (" (done)" if it + 1 == iterations else ""))

@@ -5,6 +5,7 @@ so this module imports nothing heavy itself: each parser and each run imports it
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -132,6 +133,7 @@ def add_benchmark_parser(subparsers, help: str | None = None):
     add_memory_parser(commands)
     add_scaling_parser(commands)
     add_fidelity_parser(commands)
+    add_sample_efficiency_parser(commands)
     return commands
 
 
@@ -234,6 +236,61 @@ def add_fidelity_parser(benchmark_commands) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="torch device: auto (cuda if available), cpu or cuda (default: auto)")
     p.add_argument("--out", default=None, help="output folder (default: runs/benchmark/fidelity-<env>)")
     p.set_defaults(run=_fidelity)
+    return p
+
+
+# ------------------------------------------------------------------------------- sample efficiency
+
+
+def _json_dict(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not valid JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object of settings; got {text!r}")
+    return value
+
+
+def _sample_efficiency(args: argparse.Namespace) -> int:
+    from .sample_efficiency import format_table, sample_efficiency_benchmark
+
+    out = args.out or f"runs/benchmark/sample-efficiency-{args.env}"
+    try:
+        result = sample_efficiency_benchmark(args.env, args.real_steps, seeds=args.seeds, out=out,
+                                             learn_settings=args.learn, ppo_envs=args.ppo_envs, ppo=args.ppo,
+                                             marks=args.marks, eval_episodes=args.eval_episodes, device=args.device)
+    except (ValueError, OSError) as e:
+        print(f"worldsim benchmark sample-efficiency: error: {e}", file=sys.stderr)
+        return 1
+    print(format_table(result))
+    print(f"wrote {Path(out) / 'sample_efficiency.json'} and sample_efficiency.svg")
+    return 0
+
+
+def add_sample_efficiency_parser(benchmark_commands) -> argparse.ArgumentParser:
+    """Register `sample-efficiency` on `worldsim benchmark`'s subcommands."""
+    p = benchmark_commands.add_parser(
+        "sample-efficiency", help="worldsim learn against PPO in the real env at equal real env steps",
+        description="For each seed, `worldsim learn` and the native PPO in the real env each spend --real-steps "
+        "real env steps; both are scored on the same held-out real seeds (learn after each round, PPO at "
+        "--marks equal marks). Reports the real steps to reach 0.5 and 0.9 success and the area under the "
+        "success curve, with t intervals over seeds. Writes OUT/sample_efficiency.json and .svg; each seed's "
+        "learn run stays in OUT/learn-seed<N> (run the command again to continue it).")
+    p.add_argument("--env", required=True, help="real env id, e.g. MiniGrid-DoorKey-8x8-v0")
+    p.add_argument("--real-steps", type=int, required=True, help="real env steps each method may spend")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default: 3)")
+    p.add_argument("--learn", type=_json_dict, default=None,
+                   help='`worldsim learn` settings as JSON, e.g. \'{"dream_steps": 2000000, "dream_envs": 1024}\' '
+                   "(default: learn's own)")
+    p.add_argument("--ppo-envs", type=int, default=16, help="real envs of the PPO baseline (default: 16)")
+    p.add_argument("--ppo", type=_json_dict, default=None,
+                   help="native PPO settings of the baseline as JSON (default: its own, rl-starter-files')")
+    p.add_argument("--marks", type=int, default=10, help="points on the PPO baseline's curve (default: 10)")
+    p.add_argument("--eval-episodes", type=int, default=50, help="held-out real episodes per point (default: 50)")
+    p.add_argument("--device", default="auto", help="torch device: auto (cuda if available), cpu or cuda (default: auto)")
+    p.add_argument("--out", default=None, help="output folder (default: runs/benchmark/sample-efficiency-<env>)")
+    p.set_defaults(run=_sample_efficiency)
     return p
 
 

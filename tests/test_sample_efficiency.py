@@ -1,0 +1,46 @@
+"""`worldsim benchmark sample-efficiency`: the curve arithmetic, and a tiny run of both methods."""
+
+import json
+
+import pytest
+import torch
+
+from benchmarks.sample_efficiency import area_under, format_table, sample_efficiency_benchmark, steps_to
+from test_learn import TINY_MODEL, TINY_TRAIN
+
+torch.set_num_threads(1)
+
+
+def test_steps_to_a_threshold_and_the_area_under_a_step_curve():
+    curve = [(0, 0.1), (400, 0.6), (800, 0.95)]
+    assert steps_to(curve, 0.5) == 400 and steps_to(curve, 0.9) == 800 and steps_to(curve, 0.99) is None
+    # 0.1 over [0, 400), 0.6 over [400, 800), 0.95 over [800, 1000]
+    assert area_under(curve, 1000) == pytest.approx((0.1 * 400 + 0.6 * 400 + 0.95 * 200) / 1000)
+    assert area_under([(500, 1.0)], 1000) == pytest.approx(0.5)      # nothing before the first point
+    assert area_under([(0, 1.0), (2000, 0.0)], 1000) == pytest.approx(1.0)   # points past the budget are cut
+
+
+def test_a_tiny_run_scores_both_methods_at_equal_real_steps(tmp_path):
+    learn_settings = dict(initial_episodes=10, round_episodes=10, model_steps=40, finetune_steps=20, model=TINY_MODEL,
+                          train=TINY_TRAIN, dream_steps=2048, dream_envs=16, ppo=dict(num_steps=64))
+    result = sample_efficiency_benchmark("MiniGrid-Empty-5x5-v0", 1000, seeds=1, out=tmp_path, marks=2,
+                                         learn_settings=learn_settings, ppo_envs=4, ppo=dict(num_steps=64),
+                                         eval_episodes=5, device="cpu", progress=None)
+    for name in ("learn", "ppo_real"):
+        (curve,) = result["methods"][name]["curves"]
+        assert curve and all(0 <= s <= 1 for _, s in curve)
+        assert 0 <= result["methods"][name]["auc"]["mean"] <= 1
+    learn_steps = [steps for steps, _ in result["methods"]["learn"]["curves"][0]]
+    assert learn_steps[0] == 0 and learn_steps[-1] >= 1000 > learn_steps[-2]     # the budget, then one more round
+    assert [steps for steps, _ in result["methods"]["ppo_real"]["curves"][0]] == [512, 1024]
+    saved = json.loads((tmp_path / "sample_efficiency.json").read_text())
+    assert saved["methods"]["ppo_real"]["curves"] == [[list(p) for p in result["methods"]["ppo_real"]["curves"][0]]]
+    assert (tmp_path / "sample_efficiency.svg").read_text().startswith("<svg")
+    assert "worldsim learn" in format_table(result)
+
+
+def test_bad_budgets_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="real_steps"):
+        sample_efficiency_benchmark("MiniGrid-Empty-5x5-v0", 0, out=tmp_path, progress=None)
+    with pytest.raises(ValueError, match="seeds"):
+        sample_efficiency_benchmark("MiniGrid-Empty-5x5-v0", 100, seeds=0, out=tmp_path, progress=None)
