@@ -5,6 +5,7 @@ real seeds:
 - `learn` (`train.learn`): one point per round, at the real steps its training data used;
 - the native PPO trained in the real env: scored whenever its real steps cross a mark (the budget
   cut into `marks` equal parts).
+Both curves start at 0 real steps from uniform random play (learn's round 0, scored once).
 Per method: the real steps to reach 0.5 and 0.9 success (first scored point at or above; None if
 never within the budget) and the area under the success curve (success held from each point to the
 next, over the budget, in [0, 1]), with t intervals over seeds. Writes sample_efficiency.json and
@@ -45,18 +46,21 @@ def area_under(curve: list[tuple[int, float]], budget: int) -> float:
 
 def real_ppo_curve(env_id: str, budget: int, marks: int, seed: int, eval_episodes: int, num_envs: int,
                    ppo: dict, device: str) -> list[tuple[int, float]]:
-    """The native PPO in the real env for `budget` steps, scored at each of `marks` equal marks."""
+    """The native PPO in the real env for `budget` steps, scored after each iteration that passes one of
+    `marks` equal marks (once, however many it passes)."""
     envs = make_torch_env(env_id, "real", num_envs, device=device)
     targets = [budget * (i + 1) // marks for i in range(marks)]
     curve: list[tuple[int, float]] = []
 
     def score(policy, record):
-        while targets and record["steps"] >= targets[0]:
+        if not targets or record["steps"] < targets[0]:
+            return
+        while targets and record["steps"] >= targets[0]:      # one score, however many marks it passed
             targets.pop(0)
-            frozen = NativePolicy(copy.deepcopy(policy), resolve_device(device), seed=seed)
-            result = evaluate_policy(frozen, env_id, episodes=eval_episodes, where="real",
-                                     seed=EVAL_SEED + seed * 10_000, deterministic=False, device=device)
-            curve.append((int(record["steps"]), float(result["success_rate"])))
+        frozen = NativePolicy(copy.deepcopy(policy), resolve_device(device), seed=seed)
+        result = evaluate_policy(frozen, env_id, episodes=eval_episodes, where="real",
+                                 seed=EVAL_SEED + seed * 10_000, deterministic=False, device=device)
+        curve.append((int(record["steps"]), float(result["success_rate"])))
 
     try:
         train_ppo(envs, total_steps=budget, settings=PPOSettings.from_overrides(ppo), seed=seed, on_iteration=score)
@@ -96,7 +100,9 @@ def sample_efficiency_benchmark(env_id: str, real_steps: int, seeds: int = 3, ou
                              device=device, **(learn_settings or {}))
         records = learn(config, out / f"learn-seed{seed}", progress=say)
         learn_curves.append([(r["real_steps"], r["real_success"]) for r in records])
-        ppo_curves.append(real_ppo_curve(env_id, real_steps, marks, seed, eval_episodes, ppo_envs, ppo or {}, device))
+        # Both start from uniform random play, scored once on the same held-out seeds (learn's round 0).
+        ppo_curves.append([learn_curves[-1][0]]
+                          + real_ppo_curve(env_id, real_steps, marks, seed, eval_episodes, ppo_envs, ppo or {}, device))
         say(f"seed {seed}: learn {learn_curves[-1][-1]}, PPO in the real env {ppo_curves[-1][-1]}")
     result = {"benchmark": "sample_efficiency", "env_id": env_id, "real_steps": real_steps, "seeds": seeds,
               "eval_episodes": eval_episodes, "eval_seed": EVAL_SEED, "learn_settings": learn_settings or {},

@@ -32,7 +32,9 @@ def test_a_tiny_run_scores_both_methods_at_equal_real_steps(tmp_path):
         assert 0 <= result["methods"][name]["auc"]["mean"] <= 1
     learn_steps = [steps for steps, _ in result["methods"]["learn"]["curves"][0]]
     assert learn_steps[0] == 0 and learn_steps[-1] >= 1000 > learn_steps[-2]     # the budget, then one more round
-    assert [steps for steps, _ in result["methods"]["ppo_real"]["curves"][0]] == [512, 1024]
+    ppo_curve = result["methods"]["ppo_real"]["curves"][0]
+    assert [steps for steps, _ in ppo_curve] == [0, 512, 1024]
+    assert ppo_curve[0] == result["methods"]["learn"]["curves"][0][0]           # the same random start
     saved = json.loads((tmp_path / "sample_efficiency.json").read_text())
     assert saved["methods"]["ppo_real"]["curves"] == [[list(p) for p in result["methods"]["ppo_real"]["curves"][0]]]
     assert (tmp_path / "sample_efficiency.svg").read_text().startswith("<svg")
