@@ -125,13 +125,18 @@ def teacher_forced_metrics(model: WorldModel, stream: Stream, *, length: int, co
     generator = torch.Generator(device=device).manual_seed(CORRUPTED_INPUT_SEED)
     for sel in _batches(len(starts), batch_size):
         win = gather_windows(stream, starts[sel], length).to(device)
-        with autocast():
-            corrupted = model(corrupt_cells(win.frames, CORRUPTED_INPUT_LEVEL, legal, generator), win.actions,
-                              resets=win.resets)
-        w = win.has_target.float()
-        hits = (corrupted.frame_logits.argmax(-1) == win.targets).float()
-        meter.add("acc_corrupted", (hits * w[:, :, None, None]).sum(), w.sum() * hits[0, 0].numel())
-        meter.add("exact_frame_corrupted", (hits.amin(dim=(2, 3)) * w).sum(), w.sum())
+        noisy_frames = corrupt_cells(win.frames, CORRUPTED_INPUT_LEVEL, legal, generator)
+        state = None
+        for a in range(0, length, chunk):                       # chunked like the clean pass below
+            sl = slice(a, min(a + chunk, length))
+            with autocast():
+                out = model(noisy_frames[:, sl], win.actions[:, sl], state=state, return_state=sl.stop < length,
+                            resets=win.resets[:, sl])
+            state = out.state
+            w = win.has_target[:, sl].float()
+            hits = (out.frame_logits.argmax(-1) == win.targets[:, sl]).float()
+            meter.add("acc_corrupted", (hits * w[:, :, None, None]).sum(), w.sum() * hits[0, 0].numel())
+            meter.add("exact_frame_corrupted", (hits.amin(dim=(2, 3)) * w).sum(), w.sum())
         state = None
         for a in range(0, length, chunk):
             sl = slice(a, min(a + chunk, length))
