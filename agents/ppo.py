@@ -218,13 +218,14 @@ def train_ppo(envs, *, total_steps: int, settings: PPOSettings | None = None, se
               features: str = "cnn", progress: Callable[[str], None] | None = None, label: str = "native PPO",
               writer=None, every_s: float = 10.0,
               on_iteration: Callable[[ActorCritic, dict[str, Any]], None] | None = None,
-              ) -> tuple[ActorCritic, list[dict[str, Any]]]:
+              initial: ActorCritic | None = None) -> tuple[ActorCritic, list[dict[str, Any]]]:
     """Train a fresh ActorCritic in `envs` (a torch vector env, see the module docstring) for at least
     `total_steps` env steps (whole iterations of num_envs x num_steps). Returns the policy and one
     record per iteration: steps, seconds, the training episodes that ended in it (count, mean return
     and length, success rate) and the losses. `progress` gets a line about every `every_s` seconds;
     `writer`, a TensorBoard SummaryWriter, gets the same numbers. `on_iteration(policy, record)` is
-    called after each iteration's update (e.g. to score the policy at fixed step marks)."""
+    called after each iteration's update (e.g. to score the policy at fixed step marks). `initial`: a
+    policy to start from (its weights are copied; it must fit the env's spaces), else a fresh one."""
     settings = settings or PPOSettings()
     positive_int("total_steps", total_steps)
     s, n = settings, envs.num_envs
@@ -237,6 +238,10 @@ def train_ppo(envs, *, total_steps: int, settings: PPOSettings | None = None, se
                          f"{obs_space} (a dream env needs image_only=True)")
     torch.manual_seed(seed)
     policy = ActorCritic(obs_space.shape, int(act_space.n), features).to(device)
+    if initial is not None:
+        if initial.spec() != policy.spec():
+            raise ValueError(f"the initial policy is {initial.spec()}; this env and features need {policy.spec()}")
+        policy.load_state_dict(initial.state_dict())
     optimizer = torch.optim.Adam(policy.parameters(), lr=s.learning_rate, eps=1e-5)
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)

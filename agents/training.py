@@ -258,7 +258,8 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
                 out: str | os.PathLike = "runs/agent", checkpoint=None, num_envs: int | None = None,
                 seed: int = 0, device: str = "auto", features: str = "cnn", hyperparams: dict | None = None,
                 max_episode_steps: int | None = None, verbose: int = 0, progress=None,
-                uncertainty_penalty: float = 0.0, uncertainty_limit: float | None = None) -> dict[str, Any]:
+                uncertainty_penalty: float = 0.0, uncertainty_limit: float | None = None,
+                init_from: str | os.PathLike | None = None) -> dict[str, Any]:
     """Train `algo` for `steps` env steps in the dream (`checkpoint`: a folder, or a shipped model's id;
     None: the model shipped for `env_id`) or the real env `env_id`.
 
@@ -270,20 +271,25 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
     and the dream model. `progress`: a function taking a line of text (e.g. print), called about
     every 10 s while training. `uncertainty_penalty` and `uncertainty_limit` make the dream pessimistic
     (`worldsim.DreamVectorEnv`): the reward loses penalty x the model's uncertainty about each next
-    frame, and an episode past the limit is truncated.
+    frame, and an episode past the limit is truncated. `init_from`: native-ppo only, a folder it wrote
+    whose policy is the starting point (fine-tuning) instead of a fresh network.
     """
     if where == "dream":
         checkpoint = resolve_checkpoint(checkpoint, env_id if isinstance(env_id, str) else None)
     num_envs = default_num_envs(algo) if num_envs is None else num_envs
     _check_args(env_id, where, algo, steps, checkpoint, num_envs, seed, device)
     pessimism = {"uncertainty_penalty": uncertainty_penalty, "uncertainty_limit": uncertainty_limit}
+    if init_from is not None and algo != NATIVE_PPO:
+        raise ValueError(f"init_from continues a native-ppo policy; algo is {algo!r}")
     if where != "dream" and (uncertainty_penalty or uncertainty_limit is not None):
         raise ValueError("uncertainty_penalty and uncertainty_limit act on the dream: use them with where='dream'")
     out = output_folder(out)
     start = time.time()
     train = _train_native if algo == NATIVE_PPO else _train_sb3
+    extra = {"init_from": init_from} if algo == NATIVE_PPO else {}
     info = train(env_id, where, algo, steps, out, checkpoint, num_envs, seed, device, features,
-                 hyperparams or {}, max_episode_steps, verbose, progress, pessimism if where == "dream" else None)
+                 hyperparams or {}, max_episode_steps, verbose, progress, pessimism if where == "dream" else None,
+                 **extra)
     info = {
         "env_id": env_id, "where": where, "algo": algo, "steps": int(steps), **info, "seed": seed,
         "num_envs": int(num_envs),
@@ -291,6 +297,7 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
                                                        if isinstance(checkpoint, (str, os.PathLike)) else repr(checkpoint)),
         "features": features, "max_episode_steps": max_episode_steps,
         **({"pessimism": pessimism} if where == "dream" else {}),
+        **({"init_from": os.path.abspath(init_from)} if init_from is not None else {}),
         "observation": "7x7x3 symbolic image (ImgObsWrapper / image_only=True)",
         "tensorboard": "tb", "train_seconds": round(time.time() - start, 3),
     }
@@ -324,10 +331,10 @@ def _train_sb3(env_id, where, algo, steps, out, checkpoint, num_envs, seed, devi
 
 
 def _train_native(env_id, where, algo, steps, out, checkpoint, num_envs, seed, device, features, hyperparams,
-                  max_episode_steps, verbose, progress, pessimism) -> dict[str, Any]:
+                  max_episode_steps, verbose, progress, pessimism, init_from=None) -> dict[str, Any]:
     from torch.utils.tensorboard import SummaryWriter
 
-    from .ppo import WEIGHTS_FILE, PPOSettings, save_policy, train_ppo
+    from .ppo import WEIGHTS_FILE, NativePolicy, PPOSettings, save_policy, train_ppo
     from .torch_envs import make_torch_env
 
     settings = PPOSettings.from_overrides(hyperparams)
@@ -337,8 +344,14 @@ def _train_native(env_id, where, algo, steps, out, checkpoint, num_envs, seed, d
     say = progress if progress is not None else (print if verbose else None)
     writer = SummaryWriter(str(out / "tb" / f"{algo}_{where}"))
     try:
+        initial = None
+        if init_from is not None:
+            loaded, _ = load_policy(init_from, device="cpu")
+            if not isinstance(loaded, NativePolicy):
+                raise ValueError(f"init_from {str(init_from)!r} is not a native-ppo policy folder")
+            initial = loaded.network
         policy, history = train_ppo(envs, total_steps=int(steps), settings=settings, seed=seed, features=features,
-                                    progress=say, label=label, writer=writer)
+                                    progress=say, label=label, writer=writer, initial=initial)
         save_policy(policy, out)
     finally:
         writer.close()

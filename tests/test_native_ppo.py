@@ -216,3 +216,18 @@ def test_cli_selects_native_ppo(tmp_path, capsys):
                               "--out", str(out), "--hyperparams", "n_steps=16"])
     assert args.run(args) == 1
     assert "hyperparameter 'n_steps': the native PPO takes no such argument" in capsys.readouterr().err
+
+
+def test_training_starts_from_a_given_policy_and_refuses_one_that_does_not_fit(tmp_path):
+    torch.manual_seed(5)
+    start = ActorCritic((7, 7, 3), 7)
+    still = PPOSettings(learning_rate=1e-12, num_steps=4, minibatch_size=8)      # updates that move nothing
+    policy, _ = train_ppo(CueEnv(2), total_steps=8, settings=still, seed=0, initial=start)
+    fresh, _ = train_ppo(CueEnv(2), total_steps=8, settings=still, seed=0)
+    for (name, got), want in zip(policy.state_dict().items(), start.state_dict().values()):
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=0, msg=name)
+    assert any(not torch.allclose(a, b) for a, b in zip(start.state_dict().values(), fresh.state_dict().values()))
+    with pytest.raises(ValueError, match="the initial policy is"):
+        train_ppo(CueEnv(2), total_steps=8, settings=still, initial=ActorCritic((7, 7, 3), 3))
+    with pytest.raises(ValueError, match="init_from continues a native-ppo policy"):
+        train_agent(REAL_ID, where="real", algo="ppo", steps=8, out=tmp_path / "x", init_from=tmp_path)

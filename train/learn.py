@@ -62,6 +62,7 @@ class LearnConfig:
     dream_steps: int = 200_000           # native PPO steps in the dream each round
     dream_envs: int = 64
     ppo: dict[str, Any] = field(default_factory=dict)       # PPOSettings overrides
+    warm_start_agent: bool = False       # each round's agent starts from the last round's
     eval_episodes: int = 50
     seed: int = 0
     device: str = "auto"
@@ -200,9 +201,10 @@ class Learner:
         agent_dir = self.round_dir(k) / "agent"
         if agent_info_file(agent_dir).is_file():
             return agent_dir
+        previous = self.round_dir(k - 1) / "agent"
         train_agent(c.env_id, where="dream", algo=NATIVE_PPO, steps=c.dream_steps, out=agent_dir,
                     checkpoint=str(model_dir), num_envs=c.dream_envs, seed=c.seed + k, device=c.device,
-                    hyperparams=dict(c.ppo))
+                    hyperparams=dict(c.ppo), init_from=previous if c.warm_start_agent and k > 1 else None)
         return agent_dir
 
     def evaluate(self, k: int, agent) -> dict[str, Any]:

@@ -23,6 +23,7 @@ LEARN_HELP = {
     "dream_steps": "native PPO steps in the dream each round (dream steps cost no real steps)",
     "dream_envs": "dream envs the native PPO steps together",
     "ppo": 'native PPO settings as JSON, e.g. \'{"num_steps": 64}\'',
+    "warm_start_agent": "start each round's agent from the last round's instead of a fresh network",
     "eval_episodes": "real episodes on held-out seeds scoring each round's agent (not training data)",
     "seed": "seed of the whole run",
     "device": "torch device: auto (cuda if available), cpu or cuda",
