@@ -34,7 +34,7 @@ def _train(args: argparse.Namespace) -> int:
                            features=args.features, max_episode_steps=args.max_episode_steps,
                            hyperparams=parse_hyperparams(args.hyperparams, args.algo),
                            verbose=0 if args.quiet else 1, uncertainty_penalty=args.uncertainty_penalty,
-                           uncertainty_limit=args.uncertainty_limit)
+                           uncertainty_limit=args.uncertainty_limit, init_from=args.init_from)
     except (ValueError, OSError) as e:                  # CheckpointError is a ValueError
         print(f"worldsim agent train: error: {e}", file=sys.stderr)
         return 1
@@ -134,6 +134,9 @@ def add_agent_parser(subparsers, help: str | None = None) -> argparse.ArgumentPa
     train.add_argument("--uncertainty-limit", type=float, default=None,
                        help="pessimistic dream: truncate an episode once that uncertainty exceeds this "
                        "(default: no limit)")
+    train.add_argument("--init-from", default=None, metavar="FOLDER",
+                       help="native-ppo: start from the policy in this folder (written by agent train) instead of "
+                       "a fresh network (default: fresh)")
     train.add_argument("--quiet", action="store_true", help="do not print the training log")
     train.set_defaults(run=_train, agent_parser=train)
 
