@@ -73,12 +73,10 @@ def summarise(curves: list[list[tuple[int, float]]], budget: int) -> dict[str, A
     out: dict[str, Any] = {"curves": curves}
     for t in THRESHOLDS:
         reached = [steps_to(c, t) for c in curves]
-        ci, _ = mean_interval([r for r in reached if r is not None]) if any(r is not None for r in reached) else (None, "")
-        out[f"steps_to_{t}"] = {"per_seed": reached, "seeds_reaching": sum(r is not None for r in reached),
-                                "mean_of_those": (sum(r for r in reached if r is not None)
-                                                  / max(1, sum(r is not None for r in reached))
-                                                  if any(r is not None for r in reached) else None),
-                                "ci": ci}
+        those = [r for r in reached if r is not None]
+        out[f"steps_to_{t}"] = {"per_seed": reached, "seeds_reaching": len(those),
+                                "mean_of_those": sum(those) / len(those) if those else None,
+                                "ci": mean_interval(those)[0] if those else None}
     aucs = [area_under(c, budget) for c in curves]
     ci, method = mean_interval(aucs)
     out["auc"] = {"per_seed": aucs, "mean": sum(aucs) / len(aucs), "ci": ci, "ci_method": method}

@@ -126,25 +126,19 @@ def teacher_forced_metrics(model: WorldModel, stream: Stream, *, length: int, co
     for sel in _batches(len(starts), batch_size):
         win = gather_windows(stream, starts[sel], length).to(device)
         noisy_frames = corrupt_cells(win.frames, CORRUPTED_INPUT_LEVEL, legal, generator)
-        state = None
-        for a in range(0, length, chunk):                       # chunked like the clean pass below
-            sl = slice(a, min(a + chunk, length))
-            with autocast():
-                out = model(noisy_frames[:, sl], win.actions[:, sl], state=state, return_state=sl.stop < length,
-                            resets=win.resets[:, sl])
-            state = out.state
-            w = win.has_target[:, sl].float()
-            hits = (out.frame_logits.argmax(-1) == win.targets[:, sl]).float()
-            meter.add("acc_corrupted", (hits * w[:, :, None, None]).sum(), w.sum() * hits[0, 0].numel())
-            meter.add("exact_frame_corrupted", (hits.amin(dim=(2, 3)) * w).sum(), w.sum())
-        state = None
+        state = noisy_state = None
         for a in range(0, length, chunk):
             sl = slice(a, min(a + chunk, length))
             with autocast():
                 out = model(win.frames[:, sl], win.actions[:, sl], state=state, return_state=sl.stop < length,
                             resets=win.resets[:, sl])
-            state = out.state
+                noisy = model(noisy_frames[:, sl], win.actions[:, sl], state=noisy_state,
+                              return_state=sl.stop < length, resets=win.resets[:, sl])
+            state, noisy_state = out.state, noisy.state
             w = win.has_target[:, sl].float()
+            noisy_hits = (noisy.frame_logits.argmax(-1) == win.targets[:, sl]).float()
+            meter.add("acc_corrupted", (noisy_hits * w[:, :, None, None]).sum(), w.sum() * noisy_hits[0, 0].numel())
+            meter.add("exact_frame_corrupted", (noisy_hits.amin(dim=(2, 3)) * w).sum(), w.sum())
             prediction_losses(out, win, sl, w, w.sum().clamp_min(1), meter=meter)
             targets, inputs = win.targets[:, sl], win.frames[:, sl]
             hits = (out.frame_logits.argmax(-1) == targets).float()

@@ -251,6 +251,15 @@ def checkpoint_to_resume(run_dir: Path) -> Path:
     raise TrainError(f"cannot resume: no checkpoint of {run_dir} can be read ({'; '.join(problems)})")
 
 
+def _parse_json(text: str, what: str, expected: str):
+    """json.loads, or a TrainError "<what> is not valid JSON (why); expected <expected>"."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise TrainError(f"{what} is not valid JSON ({'the file is empty' if not text.strip() else e}); "
+                         f"expected {expected}") from None
+
+
 def _check_run_config(path: Path) -> None:
     """A run's train_config.json is what write_run_config wrote: an empty or foreign file would
     otherwise resume with the default settings and fail later for want of data."""
@@ -258,11 +267,7 @@ def _check_run_config(path: Path) -> None:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise TrainError(f"cannot resume: {path} cannot be read ({e})") from None
-    try:
-        saved = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise TrainError(f"cannot resume: {path} is not valid JSON ({'the file is empty' if not text.strip() else e})"
-                         "; expected the run's settings as `worldsim train` wrote them") from None
+    saved = _parse_json(text, f"cannot resume: {path}", "the run's settings as `worldsim train` wrote them")
     if not isinstance(saved, dict) or saved.get("format_version") != FORMAT_VERSION or \
             not isinstance(saved.get("train"), dict):
         raise TrainError(f"cannot resume: {path} must hold the run's settings, an object with format_version "
@@ -326,11 +331,7 @@ def read_checkpoint(checkpoint_dir: Path, device: torch.device) -> tuple[dict, d
         optimizer_state = torch.load(checkpoint_dir / OPTIMIZER_FILE, map_location=device, weights_only=True)
     except Exception as e:  # missing, truncated or foreign files
         raise TrainError(f"checkpoint {checkpoint_dir} cannot be read: {e}") from e
-    try:
-        state = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise TrainError(f"{where} is not valid JSON ({'the file is empty' if not text.strip() else e}); "
-                         "expected the trainer state this checkpoint was written with") from None
+    state = _parse_json(text, str(where), "the trainer state this checkpoint was written with")
     if not isinstance(state, dict):
         raise TrainError(f"{where} must hold a JSON object (the trainer state); got {reprlib.repr(state)}")
     if state.get("format_version") != FORMAT_VERSION:
