@@ -49,6 +49,7 @@ import numpy as np
 import torch
 
 from worldsim.checks import positive_int
+from worldsim.codecs import real_frame
 from worldsim.dream_env import make_real_env
 from worldsim.model import WorldModel
 from worldsim.runtime import check_precision
@@ -228,10 +229,10 @@ def run_episode(planner: Planner, env: gym.Env | str, seed: int | None = None,
         env = make_real_env(env)
     try:
         obs, _ = env.reset(seed=seed)
-        planner.reset(obs)
+        planner.reset(real_frame(planner.codec, obs, env))      # a world-view model needs the env's state
         total, steps, terminated, truncated, reward = 0.0, 0, False, False, 0.0
         while not (terminated or truncated):
-            obs, reward, terminated, truncated, _ = env.step(planner.act(obs))
+            obs, reward, terminated, truncated, _ = env.step(planner.act(real_frame(planner.codec, obs, env)))
             total += float(reward)
             steps += 1
             if max_steps is not None and steps >= max_steps and not terminated:

@@ -36,6 +36,7 @@ import torch
 from agents.evaluation import wilson_interval
 from train.collect_policies import ScriptedPolicy, make_policy
 from worldsim.checks import output_folder, positive_int
+from worldsim.codecs import real_frame
 from worldsim.data.gap import episode_gap
 from worldsim.json_io import write_json
 from worldsim.simulator import Simulator
@@ -65,7 +66,7 @@ def real_episodes(env_id: str, policy_spec: str, seeds: list[int], codec, num_ac
         u = env.unwrapped
         policy.start(i, seed, o, np.array(u.agent_pos), (u.width, u.height))
         obs.append(o)
-        frames.append([o])
+        frames.append([real_frame(codec, o, env)])
         poses[i].append(pose(env))
     active = np.ones(n, dtype=bool)
     ended = [None] * n
@@ -76,7 +77,7 @@ def real_episodes(env_id: str, policy_spec: str, seeds: list[int], codec, num_ac
         for i in np.flatnonzero(active):
             o, r, te, tr, _ = envs[i].step(int(chosen[i]))
             obs[i] = o
-            frames[i].append(o)
+            frames[i].append(real_frame(codec, o, envs[i]))
             poses[i].append(pose(envs[i]))
             actions[i].append(int(chosen[i]))
             rewards[i].append(float(r))
@@ -86,10 +87,8 @@ def real_episodes(env_id: str, policy_spec: str, seeds: list[int], codec, num_ac
         env.close()
     out = []
     for i in range(n):
-        images = np.stack([o["image"] for o in frames[i]])
-        directions = np.array([o["direction"] for o in frames[i]])
         ret = sum(rewards[i])
-        tokens = codec.encode_episode(images, directions).long()
+        tokens = torch.stack(frames[i]).long()
         gap = episode_gap(tokens.numpy(), np.stack([p for p, _ in poses[i]]), np.array([d for _, d in poses[i]]),
                           codec)
         # Never in view before, and not the unseen token (which an occluded cell shows whatever lies there).

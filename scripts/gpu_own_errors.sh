@@ -21,9 +21,10 @@ HYPERPARAMS=${HYPERPARAMS:-num_steps=64,minibatch_size=8192}
 EVAL_EPISODES=${EVAL_EPISODES:-200}
 FIDELITY_EPISODES=${FIDELITY_EPISODES:-32}
 MODEL=${MODEL:-}            # e.g. "--model.d_model 64 --model.n_layers 2" for a quick check on a CPU
+VIEW=${VIEW:-ego}           # what a frame records: ego (the agent's view) or world (the whole grid)
 mkdir -p "$OUT"
 [ -d "$OUT/data" ] || worldsim collect --env "$ENV_ID" --policy expert --epsilon 0:0.6 --episodes "$EPISODES" \
-    --num-envs 16 --vector async --out "$OUT/data"
+    --num-envs 16 --vector async --view "$VIEW" --out "$OUT/data"
 for variant in $VARIANTS; do
     case $variant in
         plain) extra=() ;;

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from functools import partial
 from pathlib import Path
 
 import gymnasium as gym
@@ -29,7 +30,8 @@ from gymnasium.vector import AutoresetMode
 from minigrid.minigrid_env import MiniGridEnv
 from tqdm import tqdm
 
-from envs.minigrid import MiniGridCodec, MiniGridMapCodec
+from envs.minigrid import MiniGridCodec, MiniGridMapCodec, MiniGridWorldCodec
+from envs.minigrid.world_view import world_grid
 from worldsim.checks import positive_int
 from worldsim.data.dataset import DatasetWriter, Episode, frame_dtype
 
@@ -37,21 +39,25 @@ from .collect_policies import make_policy
 
 
 class PoseView(gym.Wrapper):
-    """Observation reduced to what the codec reads (image, direction); the world pose and grid size in info.
+    """Observation reduced to what the codec reads (image, direction); the world pose and grid size in
+    info, and with ``world=True`` the whole state's grid (``world_grid``, what the world view records).
 
     The pose is what memory metrics and the explore policy need; the mission string is dropped (no
     frame carries it, and it is costly to pass between processes).
     """
 
-    def __init__(self, env: gym.Env):
+    def __init__(self, env: gym.Env, world: bool = False):
         super().__init__(env)
         space = env.observation_space
         self.observation_space = spaces.Dict({"image": space["image"], "direction": space["direction"]})
+        self.world = world
 
     def _view(self, obs, info):
         u = self.env.unwrapped
         info = dict(info, agent_pos=np.array(u.agent_pos, dtype=np.int64), agent_dir=int(u.agent_dir),
                     grid_size=np.array((u.width, u.height), dtype=np.int64))
+        if self.world:
+            info["world"] = world_grid(self.env)[0]
         return {"image": obs["image"], "direction": obs["direction"]}, info
 
     def reset(self, **kwargs):
@@ -67,12 +73,14 @@ def _env_kwargs(max_steps: int | None) -> dict:
     return {} if max_steps is None else {"max_steps": int(max_steps)}
 
 
-VIEWS = {"ego": MiniGridCodec, "map": MiniGridMapCodec}   # --view: what a recorded frame shows
+# --view: what a recorded frame shows
+VIEWS = {"ego": MiniGridCodec, "map": MiniGridMapCodec, "world": MiniGridWorldCodec}
 
 
-def inspect_env(env_id: str, max_steps: int | None = None, view: str = "ego") -> tuple[MiniGridCodec, int, int]:
+def inspect_env(env_id: str, max_steps: int | None = None, view: str = "ego") -> tuple[MiniGridCodec | MiniGridMapCodec | MiniGridWorldCodec, int, int]:
     """(codec, num_actions, max_steps) for a MiniGrid env id, or a ValueError that says what is wrong.
-    view: "ego" records the agent's egocentric view, "map" the same cells on the world grid."""
+    view: "ego" records the agent's egocentric view, "map" the same cells on the world grid, "world" the
+    whole grid."""
     if view not in VIEWS:
         raise ValueError(f"view must be one of {sorted(VIEWS)}; got {view!r}")
     try:
@@ -117,7 +125,7 @@ class _Recorder:
         self.dirs.append(obs_dir)
         self.pos.append(pos)
 
-    def episode(self, env_id: str, codec: MiniGridCodec | MiniGridMapCodec) -> Episode:
+    def episode(self, env_id: str, codec: MiniGridCodec | MiniGridMapCodec | MiniGridWorldCodec) -> Episode:
         directions = np.array(self.dirs, dtype=np.int64)
         frames = codec.encode_episode(np.stack(self.images), directions, np.stack(self.pos)).numpy()
         return Episode(frames=frames.astype(frame_dtype(codec.vocab_size)),
@@ -139,7 +147,8 @@ def collect(env_id: str, policy: str = "random", episodes: int = 100, out: str |
     gymnasium's "sync" (one process) or "async" (one process per env copy). ``epsilon`` mixes
     the policy with random actions (``EpsilonMix``): a probability, or a range "LOW:HIGH" drawn per episode.
     ``view`` picks what a frame shows: "ego" the agent's view, "map" the same cells on the world grid
-    (``envs.minigrid.map_view``). Policies act on the env's own observation either way.
+    (``envs.minigrid.map_view``), "world" the whole state (``envs.minigrid.world_view``). Policies act
+    on the env's own observation either way.
     """
     for name, value in (("episodes", episodes), ("num_envs", num_envs), ("shard_episodes", shard_episodes)):
         positive_int(name, value)
@@ -163,7 +172,8 @@ def collect(env_id: str, policy: str = "random", episodes: int = 100, out: str |
     start = time.perf_counter()
     n = min(num_envs, len(todo))
     envs = gym.make_vec(env_id, num_envs=n, vectorization_mode=vectorization,
-                        vector_kwargs={"autoreset_mode": AutoresetMode.DISABLED}, wrappers=[PoseView],
+                        vector_kwargs={"autoreset_mode": AutoresetMode.DISABLED},
+                        wrappers=[partial(PoseView, world=view == "world")],
                         **_env_kwargs(max_steps))
     bar = tqdm(total=len(todo), unit="ep", desc=f"collect {env_id}", disable=None if progress is None else not progress,
                dynamic_ncols=True)
@@ -173,7 +183,8 @@ def collect(env_id: str, policy: str = "random", episodes: int = 100, out: str |
         seeds = [todo.popleft() for _ in range(n)]
         obs, info = envs.reset(seed=seeds)
         pos = np.array(info["agent_pos"], dtype=np.int64)
-        recs = [_Recorder(s, obs["image"][i], obs["direction"][i], pos[i]) for i, s in enumerate(seeds)]
+        shown = info["world"] if view == "world" else obs["image"]      # what the codec encodes
+        recs = [_Recorder(s, shown[i], obs["direction"][i], pos[i]) for i, s in enumerate(seeds)]
         for i, s in enumerate(seeds):
             pol.start(i, s, {"image": obs["image"][i], "direction": obs["direction"][i]}, pos[i], info["grid_size"][i])
         active = np.ones(n, dtype=bool)
@@ -181,9 +192,10 @@ def collect(env_id: str, policy: str = "random", episodes: int = 100, out: str |
             actions = pol.act(obs, pos, active)
             obs, rewards, terminated, truncated, info = envs.step(actions)
             pos = np.array(info["agent_pos"], dtype=np.int64)
+            shown = info["world"] if view == "world" else obs["image"]
             for i in np.flatnonzero(active):
                 recs[i].add(int(actions[i]), float(rewards[i]), bool(terminated[i]), bool(truncated[i]),
-                            obs["image"][i], obs["direction"][i], pos[i])
+                            shown[i], obs["direction"][i], pos[i])
             steps += int(active.sum())
             ended = np.asarray(terminated | truncated)
             finished = np.flatnonzero(active & ended)
@@ -209,9 +221,10 @@ def collect(env_id: str, policy: str = "random", episodes: int = 100, out: str |
                 # (they keep acting, unrecorded, until the last episode finishes, and may end again).
                 obs, info = envs.reset(seed=new_seeds, options={"reset_mask": ended})
                 pos = pos.copy()                               # the recorded row stays as it was
+                shown = info["world"] if view == "world" else obs["image"]
                 for i in np.flatnonzero(restart):
                     pos[i] = info["agent_pos"][i]
-                    recs[i] = _Recorder(new_seeds[i], obs["image"][i], obs["direction"][i], pos[i])
+                    recs[i] = _Recorder(new_seeds[i], shown[i], obs["direction"][i], pos[i])
                     pol.start(i, new_seeds[i], {"image": obs["image"][i], "direction": obs["direction"][i]},
                               pos[i], info["grid_size"][i])
         if pending:

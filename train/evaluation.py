@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 from worldsim.data.stream import Stream
-from worldsim.codecs import codec_for_model
+from worldsim.codecs import codec_for_model, one_agent_token_base
 from worldsim.model import WorldModel
-from worldsim.sampling import sample_frames
+from worldsim.sampling import legal_logits, one_agent_logits, sample_frames
 
 from .losses import prediction_losses
 from .own_errors import corrupt_cells
@@ -259,6 +259,8 @@ def rollout_metrics(model: WorldModel, stream: Stream, *, context: int, horizon:
     device = torch.device(device)
     gen = torch.Generator(device=device).manual_seed(seed)
     legal = legal_tokens(model, device)
+    codec = codec_for_model(model.config) if "codec" in (model.config.metadata or {}) else None
+    agent_token_base = one_agent_token_base(codec)          # the dream places a world view's agent first
     meter = Meter()
     for sel in _batches(len(starts), batch_size):
         frames, actions, gap, valid = _episode_batch(stream, starts[sel], lengths[sel], context, horizon, device)
@@ -270,7 +272,8 @@ def rollout_metrics(model: WorldModel, stream: Stream, *, context: int, horizon:
             # The dream's own decoder: only the codec's legal tokens, argmax or Gumbel-max sampling.
             t = 0.0 if sampling == "argmax" else temperature
             uniform = None if t == 0 else torch.rand(logits.shape, generator=gen, device=device)
-            pred = sample_frames(logits, legal=legal, temperature=t, uniform=uniform)
+            pred = sample_frames(one_agent_logits(legal_logits(logits, legal), agent_token_base), legal=None,
+                                 temperature=t, uniform=uniform)
             preds.append(pred)
             if g + 1 < horizon:
                 with autocast():

@@ -128,12 +128,17 @@ class PlaySession:
     def env_id(self) -> str:
         return self.env.setup.real_env_id
 
+    def _real_tokens(self, obs) -> np.ndarray:
+        from worldsim.codecs import real_frame
+
+        return real_frame(self.codec, obs, self.real_env).numpy()
+
     def reset(self) -> StepRecord:
         self.env.reset(seed=self.seed)
         rec = StepRecord(0, None, self.env.frame.cpu().numpy().copy())
         if self.real_env is not None:
             obs, _ = self.real_env.reset(seed=self.seed)
-            rec.real_tokens = self.codec.encode(obs).numpy()
+            rec.real_tokens = self._real_tokens(obs)
             rec.real_reward, rec.real_terminated, rec.real_truncated = 0.0, False, False
             self._real_over = False
         self.history = [rec]
@@ -154,7 +159,7 @@ class PlaySession:
                 rec.real_terminated, rec.real_truncated = prev.real_terminated, prev.real_truncated
             else:
                 obs, r, rt, rtr, _ = self.real_env.step(int(action))
-                rec.real_tokens = self.codec.encode(obs).numpy()
+                rec.real_tokens = self._real_tokens(obs)
                 rec.real_reward, rec.real_terminated = float(r), bool(rt)
                 rec.real_truncated = bool(rtr) or (self.max_steps is not None and rec.step >= self.max_steps
                                                    and not rt)

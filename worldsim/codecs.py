@@ -6,9 +6,10 @@ it from the dataset manifest), e.g. ``{"version": "minigrid-symbolic-v1", "view_
 (like Gymnasium's entry points) so that ``worldsim`` itself never imports an env package at module
 level. The class is imported on first use and built with ``Class.from_config(config)``.
 
-What a codec provides is written down as a type, :class:`Codec` (and :class:`EgocentricCodec` for the
-dream envs, whose frames are the agent's own view); ``codec_from_config`` refuses a class that lacks
-part of it.
+What a codec provides is written down as a type, :class:`Codec`; a dream env needs one of two more:
+:class:`EgocentricCodec` (frames are the agent's own view) or :class:`WorldStateCodec` (frames are
+the whole env state, and the agent's view is cut out of them). ``codec_from_config`` refuses a class
+that lacks part of :class:`Codec`.
 """
 
 from __future__ import annotations
@@ -68,6 +69,45 @@ class EgocentricCodec(Codec, Protocol):
     def agent_cell(self) -> tuple[int, int]: ...
 
 
+@runtime_checkable
+class WorldStateCodec(Codec, Protocol):
+    """A codec whose frames are the env's whole state, the agent one token among them (at any cell, its
+    token ids from ``agent_token_base`` on): a dream starts from the real env's state and shows the
+    agent the view it would have there."""
+
+    agent_token_base: int
+
+    def encode_env(self, env: Any) -> torch.Tensor:
+        """The frame [H, W] of a real env's current state."""
+
+    def observe_torch(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frames [B, H, W] on a device -> the agent's (images uint8 [B, view, view, 3], directions [B]) there."""
+
+    def render_view(self, tokens: Any, tile_size: int = ...) -> np.ndarray:
+        """Frame(s) [..., H, W] -> RGB of the agent's egocentric view of each, as MiniGrid draws it."""
+
+
+def is_dream_codec(codec: Any) -> bool:
+    """Whether frames of `codec` can be turned into the agent's observations (what a dream env needs)."""
+    return isinstance(codec, (EgocentricCodec, WorldStateCodec))
+
+
+def one_agent_token_base(codec: Any) -> int | None:
+    """The first agent token id when a sampled frame must place the agent itself (exactly one agent
+    token, anywhere: ``worldsim.sampling.one_agent_logits``); None for codecs with a fixed agent cell."""
+    return int(codec.agent_token_base) if isinstance(codec, WorldStateCodec) else None
+
+
+def real_frame(codec: Any, obs: Any, env: Any = None) -> torch.Tensor:
+    """The frame [H, W] of a real env's current step: its observation `obs` encoded, or, for a world-state
+    codec, the state of `env` itself (the observation shows only part of it)."""
+    if isinstance(codec, WorldStateCodec):
+        if env is None:
+            raise ValueError(f"{codec!r} encodes the whole env state, not an observation: pass the real env")
+        return codec.encode_env(env)
+    return codec.encode(obs)
+
+
 def missing_members(codec: Any, protocol: type = Codec) -> list[str]:
     """The members of `protocol` (and of the protocols it extends) that `codec` lacks."""
     names: set[str] = set()
@@ -80,6 +120,7 @@ def missing_members(codec: Any, protocol: type = Codec) -> list[str]:
 _REGISTRY: dict[str, str] = {
     "minigrid-symbolic-v1": "envs.minigrid:MiniGridCodec",
     "minigrid-map-v1": "envs.minigrid:MiniGridMapCodec",
+    "minigrid-world-v1": "envs.minigrid:MiniGridWorldCodec",
 }
 
 

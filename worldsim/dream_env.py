@@ -1,7 +1,8 @@
 """DreamEnv: one imagined episode of a trained WorldModel behind the real env's Gymnasium API.
 
 ``reset`` starts from a real initial observation (a reset of the real env, or a start recorded in a
-dataset) encoded by the checkpoint's codec; ``step(a)`` advances the model's state one frame on the
+dataset) encoded by the checkpoint's codec (a world-view model starts from the real reset's whole
+state, and shows the agent its view of the dreamed state); ``step(a)`` advances the model's state one frame on the
 device and samples the next frame, reward and termination (``worldsim.simulator.Simulator``, which
 also formats the observations):
 
@@ -43,7 +44,7 @@ from gymnasium import spaces
 
 from .checks import positive_int, registered_env_id
 from .checkpoint import CheckpointError
-from .codecs import EgocentricCodec
+from .codecs import WorldStateCodec, is_dream_codec, real_frame
 from .simulator import RGB_TILE_SIZE, Simulator
 
 FRAME_TILE_SIZE = 32  # MiniGrid's get_frame default (TILE_PIXELS)
@@ -93,9 +94,10 @@ class DreamSetup:
         self.simulator = simulator
         self.codec = codec = simulator.codec
         self.check_frames = simulator.check_frames
-        if not isinstance(codec, EgocentricCodec):
-            raise ValueError(f"the world model was trained on {codec!r} frames, which have no fixed agent cell "
-                             "(e.g. the memory benchmark's map view); a dream env needs the egocentric view")
+        if not is_dream_codec(codec):
+            raise ValueError(f"the world model was trained on {codec!r} frames, from which the agent's observation "
+                             "cannot be drawn (e.g. the memory benchmark's map view shows only what is in sight); a "
+                             "dream env needs the egocentric view or the world view")
         trained_on = (simulator.model.config.metadata or {}).get("env_id")
         if real_env_id is None:
             if trained_on is None:
@@ -167,7 +169,7 @@ class DreamSetup:
             frame, mission = self._real_cache[seed]
             return torch.from_numpy(frame.copy()), mission
         obs, _ = self.real_env.reset(seed=seed)
-        frame = self.codec.encode(obs).long()
+        frame = real_frame(self.codec, obs, self.real_env).long()
         mission = obs.get("mission", "") if isinstance(obs, Mapping) else ""
         if seed is not None and len(self._real_cache) < 65536:
             self._real_cache[seed] = (frame.numpy(), mission)
@@ -186,11 +188,11 @@ class DreamSetup:
 class DreamEnv(gym.Env):
     """One imagined episode; observation and action spaces are the real env's. See the module docstring.
 
-    A dream knows only what the model predicts, the agent's egocentric view: ``render()`` draws that
-    view (MiniGrid: the 7x7 cells, by MiniGrid's tile renderer), where the real env renders the full
-    map. ``get_frame(tile_size=..., agent_pov=True)`` gives the same picture, so MiniGrid's
-    ``RGBImgPartialObsWrapper`` works on a DreamEnv; the full map (``agent_pov=False``, which
-    ``RGBImgObsWrapper`` asks for) does not exist in a dream.
+    A dream knows what the model predicts. ``render()`` draws its frame: for an egocentric model the
+    agent's view (MiniGrid: the 7x7 cells, by MiniGrid's tile renderer), for a world-view model the
+    full map, as the real env renders it. ``get_frame(tile_size=..., agent_pov=True)`` draws the
+    agent's view, so MiniGrid's ``RGBImgPartialObsWrapper`` works on a DreamEnv; the full map
+    (``agent_pov=False``, which ``RGBImgObsWrapper`` asks for) exists only in a world-view dream.
     """
 
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 10}
@@ -296,13 +298,17 @@ class DreamEnv(gym.Env):
     def get_frame(self, highlight: bool = True, tile_size: int = FRAME_TILE_SIZE, agent_pov: bool = True) -> np.ndarray:
         """RGB uint8 of the dreamed egocentric view, as MiniGrid's ``get_frame(agent_pov=True)`` draws
         it (what ``RGBImgPartialObsWrapper`` calls). `highlight` is accepted for MiniGrid's signature;
-        like MiniGrid's agent view, the picture always highlights the seen cells."""
-        if not agent_pov:
-            raise ValueError("a dream only knows the agent's egocentric view, not the full map: get_frame needs "
-                             "agent_pov=True (RGBImgPartialObsWrapper works on a DreamEnv; RGBImgObsWrapper, the "
-                             "full map, does not)")
+        like MiniGrid's agent view, the picture always highlights the seen cells. The full map
+        (``agent_pov=False``) exists only in a world-view dream."""
         if self._frame is None:
             raise gym.error.ResetNeeded("call reset() before get_frame()")
+        codec = self.simulator.codec
+        if isinstance(codec, WorldStateCodec):
+            return codec.render_view(self._frame[0], tile_size) if agent_pov else codec.render(self._frame[0], tile_size)
+        if not agent_pov:
+            raise ValueError("this dream only knows the agent's egocentric view, not the full map: get_frame needs "
+                             "agent_pov=True (RGBImgPartialObsWrapper works on a DreamEnv; RGBImgObsWrapper, the "
+                             "full map, needs a world-view model)")
         return self.simulator.render(self._frame[0], tile_size=tile_size)
 
     def _show(self, rgb: np.ndarray) -> None:

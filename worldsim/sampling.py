@@ -34,6 +34,26 @@ def legal_logits(logits: torch.Tensor, legal: torch.Tensor | None) -> torch.Tens
     return logits if legal is None else logits.float().masked_fill(~legal, float("-inf"))
 
 
+def one_agent_logits(logits: torch.Tensor, agent_token_base: int | None) -> torch.Tensor:
+    """Frame logits [B, H, W, V] (legal ones) constrained to frames with exactly one agent: the agent
+    stands in the cell where the model finds it most likely (the largest log-odds of its agent tokens
+    against the rest), which keeps only agent tokens, and every other cell loses them. Sampling each
+    cell independently could place no agent or two; this decodes the pose first, deterministically
+    (MiniGrid moves the agent deterministically), and the rest of the frame around it. None: no
+    constraint (the codec fixes the agent's cell)."""
+    if agent_token_base is None:
+        return logits
+    b, h, w, v = logits.shape
+    is_agent_token = torch.arange(v, device=logits.device) >= agent_token_base
+    agent = logits.masked_fill(~is_agent_token, float("-inf")).logsumexp(-1)
+    other = logits.masked_fill(is_agent_token, float("-inf")).logsumexp(-1)
+    cell = (agent - other).flatten(1).nan_to_num(nan=float("-inf")).argmax(1)     # [B]
+    at_agent = torch.zeros(b, h * w, dtype=torch.bool, device=logits.device)
+    at_agent.scatter_(1, cell[:, None], True)
+    allowed = at_agent.view(b, h, w, 1) == is_agent_token
+    return logits.masked_fill(~allowed, float("-inf"))
+
+
 def sample_frames(logits: torch.Tensor, *, legal: torch.Tensor | None, temperature: float,
                   uniform: torch.Tensor | None) -> torch.Tensor:
     """Next frames [B, H, W] long from frame logits [B, H, W, V]: every cell from

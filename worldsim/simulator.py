@@ -14,6 +14,7 @@ then on the device
 
 - frame: every cell from softmax(logits / temperature) over the codec's *legal* tokens for that
   cell (``codec.legal_mask``), so every sampled frame decodes (Gumbel-max); temperature 0: argmax;
+  a world-state codec's agent is placed first, in its most likely cell (``one_agent_logits``);
 - terminated: ``termination="threshold"``: sigmoid(done_logit) > 0.5; ``"sample"``: a Bernoulli draw;
 - reward: the predicted reward; with ``rewards_only_on_termination`` (an env that pays only on the
   terminating step, as the trainer records in the checkpoint's metadata) zero on steps that go on;
@@ -40,11 +41,11 @@ import torch
 from gymnasium import spaces
 
 from .checks import positive_int
-from .codecs import codec_for_model
+from .codecs import WorldStateCodec, codec_for_model, one_agent_token_base
 from .model import WorldModel
 from .runtime import autocast, check_precision, resolve_device, resolve_precision, state_dtype
-from .sampling import (TERMINATION_MODES, Uniforms, draw_uniforms, frame_entropy, legal_logits, sample_frames,
-                       sample_termination)
+from .sampling import (TERMINATION_MODES, Uniforms, draw_uniforms, frame_entropy, legal_logits, one_agent_logits,
+                       sample_frames, sample_termination)
 from .zoo import resolve_checkpoint, shipped_models
 
 OBS_MODES = ("symbolic", "rgb")
@@ -120,7 +121,11 @@ class Simulator:
         self.rewards_only_on_termination = bool(rewards_only_on_termination)
         self.obs_mode, self.image_only = obs_mode, bool(image_only)
         self.tile_size = positive_int("tile_size", tile_size)
+        if obs_mode == "rgb" and isinstance(self.codec, WorldStateCodec):
+            raise ValueError(f"obs_mode='rgb' needs a model of the agent's own view; this model's frames are the "
+                             f"whole env state ({self.codec.config['version']}): use obs_mode='symbolic'")
         self.legal = self.codec.legal_mask().to(self.device)                  # [H, W, V] bool
+        self.agent_token_base = one_agent_token_base(self.codec)              # None: the agent's cell is fixed
         self.model_step = torch.compile(self.model.step, dynamic=False) if compile else self.model.step
         self._luts: tuple[torch.Tensor, torch.Tensor, tuple[int, int]] | None = None   # built on first use
 
@@ -186,7 +191,8 @@ class Simulator:
         if uniforms is None:
             uniforms = self.draw_uniforms(frames.shape[0], generator)
         out = self.advance(state, frames, actions)
-        logits = legal_logits(out.frame_logits, self.legal)        # masked once, for sampling and uncertainty
+        # Masked once, for sampling and uncertainty.
+        logits = one_agent_logits(legal_logits(out.frame_logits, self.legal), self.agent_token_base)
         nxt = sample_frames(logits, legal=None, temperature=self.temperature, uniform=uniforms.frames)
         p_done, terminated = sample_termination(out.done_logits, mode=self.termination, uniform=uniforms.done)
         reward = out.reward.float()
@@ -265,6 +271,8 @@ class Simulator:
 
     def decode_torch(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """frames [B, H, W] on the device -> (images uint8 [B, x, y, 3], directions int64 [B]) on the device."""
+        if isinstance(self.codec, WorldStateCodec):
+            return self.codec.observe_torch(frames)
         if self._luts is None:
             self._luts = self._build_luts()
         img_lut, dir_lut, agent_cell = self._luts
