@@ -60,6 +60,11 @@ def memory_benchmark(models: dict[str, str], data, out=None, episodes: int = 64,
     results = {}
     for name, path in models.items():
         model = load_world_model(path, device)        # a checkpoint folder or a shipped model's id
+        trained_on = (model.config.metadata or {}).get("codec")
+        if trained_on is not None and trained_on != dataset.manifest.get("codec"):
+            raise ValueError(f"model {name!r} was trained on {trained_on.get('version')!r} frames, but {data} holds "
+                             f"{dataset.manifest.get('codec', {}).get('version')!r} frames: collect the memory task "
+                             "with the model's view (e.g. --view ego for the shipped models, --view map)")
         results[name] = rollout_metrics(
             model, stream, context=context + 1, horizon=horizon, count=episodes, batch_size=batch_size,
             sampling=sampling, device=device, autocast=autocast)

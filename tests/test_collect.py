@@ -36,7 +36,8 @@ def test_manifest_and_max_steps(tmp_path):
     assert summary["collected_episodes"] == 3
     m = EpisodeDataset(tmp_path).manifest
     assert m["env_id"] == "MiniGrid-FourRooms-v0" and m["max_steps"] == 25 and m["policy"] == "random"
-    assert m["codec"] == {"version": "minigrid-symbolic-v1", "view_size": 7} and m["frame_dtype"] == "uint8"
+    assert m["codec"] == {"version": "minigrid-world-v1", "width": 19, "height": 19, "view_size": 7,   # the default view
+                          "see_through_walls": False} and m["frame_dtype"] == "uint8"
     assert m["totals"]["episodes"] == 3 and [e["file"] for e in m["shards"]] == ["shard-00000.npz", "shard-00001.npz"]
     assert sorted(seeds_of(tmp_path)) == [5, 6, 7]
     ds = EpisodeDataset(tmp_path)
@@ -203,7 +204,7 @@ def test_explore_policy_collects_long_episodes(tmp_path):
 
 @pytest.mark.parametrize("env_id", ["MiniGrid-DoorKey-8x8-v0", "MiniGrid-Empty-8x8-v0"])
 def test_expert_reaches_the_goal(env_id, tmp_path):
-    collect(env_id, "expert", episodes=8, out=tmp_path, num_envs=4, progress=False)
+    collect(env_id, "expert", episodes=8, out=tmp_path, num_envs=4, progress=False, view="ego")
     ds = EpisodeDataset(tmp_path)
     assert ds.manifest["policy"] == "expert"
     for i in range(8):

@@ -22,7 +22,7 @@ def tiny(tmp_path_factory):
     """Seven random episodes of at most 12 steps, in shards of three."""
     root = tmp_path_factory.mktemp("tiny")
     collect(ENV, "random", episodes=7, out=root, max_steps=12, num_envs=3, seed=10, shard_episodes=3,
-            progress=False)
+            progress=False, view="ego")
     return root
 
 

@@ -248,7 +248,7 @@ def test_starts_from_a_dataset_folder(tmp_path, checkpoint):
     from train.collect import collect
     from worldsim.data.dataset import EpisodeDataset
 
-    collect(ENV_ID, episodes=3, out=tmp_path / "data", max_steps=4, num_envs=1, seed=10, progress=False)
+    collect(ENV_ID, episodes=3, out=tmp_path / "data", max_steps=4, num_envs=1, seed=10, progress=False, view="ego")
     data = EpisodeDataset(tmp_path / "data")
     env = DreamEnv(checkpoint, device="cpu", starts=tmp_path / "data")
     for seed in range(3):

@@ -88,6 +88,7 @@ def test_a_killed_run_continues_exactly(tmp_path, monkeypatch, where):
     ("eval_episodes", 0, "eval_episodes"),
     ("epsilon", 1.5, "epsilon must be in"),
     ("real_steps", "many", "real_steps"),
+    ("view", "map", r"view must be one of \['world', 'ego'\]"),
 ])
 def test_bad_settings_are_refused_by_name(field, value, message):
     with pytest.raises(LearnError, match=message):

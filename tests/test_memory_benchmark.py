@@ -15,7 +15,7 @@ from conftest import tiny_minigrid_model
 def retrace_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("memory")
     collect("MiniGrid-FourRooms-v0", "retrace:30", episodes=3, out=root / "retrace", max_steps=60, num_envs=3,
-            progress=False)
+            progress=False, view="ego")
     for seed in (0, 1):
         tiny_minigrid_model(env_id="MiniGrid-FourRooms-v0", seed=seed).save_pretrained(root / f"model{seed}")
     return root
@@ -80,3 +80,12 @@ def test_teacher_forced_recall_is_one_pass_over_the_real_frames_whatever_the_chu
         hits += int((pred[:, context - 1:] == frames[:, context:]).sum())
         cells += frames[:, context:].numel()
     assert abs(whole["acc"] - hits / cells) < 1e-9
+
+
+def test_data_of_another_view_than_the_models_is_refused_by_name(retrace_data, tmp_path, capsys):
+    collect("MiniGrid-FourRooms-v0", "retrace:4", episodes=1, out=tmp_path / "world", max_steps=10, num_envs=1,
+            progress=False, view="world")
+    assert main(["benchmark", "memory", "--data", str(tmp_path / "world"), "--model",
+                 f"a={retrace_data / 'model0'}", "--device", "cpu"]) != 0
+    err = capsys.readouterr().err
+    assert "trained on 'minigrid-symbolic-v1' frames" in err and "'minigrid-world-v1' frames" in err and "--view ego" in err

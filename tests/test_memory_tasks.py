@@ -45,7 +45,7 @@ def test_retrace_walks_the_context_path_back_to_the_start(seed):
 
 def _test_phase(task: str, tmp_path):
     collect("MiniGrid-FourRooms-v0", f"{task}:{CONTEXT}", episodes=2, out=tmp_path / task,
-            max_steps=2 * CONTEXT, num_envs=2, progress=False)
+            max_steps=2 * CONTEXT, num_envs=2, progress=False, view="ego")
     ds = EpisodeDataset(tmp_path / task)
     assert ds.manifest["policy"] == f"{task}:{CONTEXT}"
     for i in range(ds.num_episodes):

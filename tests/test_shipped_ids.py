@@ -24,7 +24,7 @@ def retrace(tmp_path_factory):
     from train.collect import collect
 
     out = tmp_path_factory.mktemp("shipped") / "retrace"
-    collect(ENV_ID, "retrace:6", episodes=1, out=out, max_steps=12, num_envs=1, progress=False)
+    collect(ENV_ID, "retrace:6", episodes=1, out=out, max_steps=12, num_envs=1, progress=False, view="ego")
     return str(out)
 
 

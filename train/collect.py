@@ -140,7 +140,7 @@ class _Recorder:
 def collect(env_id: str, policy: str = "random", episodes: int = 100, out: str | Path = "data",
             max_steps: int | None = None, num_envs: int = 4, seed: int = 0, shard_episodes: int = 64,
             vectorization: str = "sync", deterministic: bool = False, progress: bool | None = None,
-            epsilon: str | float | None = None, view: str = "ego") -> dict:
+            epsilon: str | float | None = None, view: str = "world") -> dict:
     """Collect until ``out`` holds episodes with seeds ``seed .. seed + episodes - 1``; returns a summary.
 
     ``max_steps`` replaces the env's own episode limit (None keeps it). ``vectorization`` is

@@ -72,11 +72,12 @@ def add_collect_parser(subparsers, help: str | None = None) -> argparse.Argument
                    help="replace each action by a random one with probability E, or with a probability drawn "
                    "per episode from [LOW, HIGH]: e.g. an expert with 0:1 gives data from expert to random "
                    "walk (default: none)")
-    p.add_argument("--view", choices=sorted(VIEWS), default="ego",
-                   help="what a frame records: 'ego', the agent's egocentric view; 'world', the whole grid with the "
-                   "agent, north up (the dream then starts from the real layout and shows the agent its view of "
-                   "the dreamed grid); or 'map', the cells it sees now placed on the world grid, the rest unseen "
-                   "(the memory benchmark's allocentric variant, not a dream) (default: ego)")
+    p.add_argument("--view", choices=sorted(VIEWS), default="world",
+                   help="what a frame records: 'world', the whole grid with the agent, north up (a dream starts from "
+                   "the real layout and shows the agent its view of the dreamed grid: measured, its agents transfer "
+                   "far better); 'ego', the agent's egocentric view (the dream imagines everything out of sight); or "
+                   "'map', the cells it sees now placed on the world grid, the rest unseen (the memory benchmark's "
+                   "allocentric variant, not a dream) (default: world)")
     p.add_argument("--verify", metavar="DIR", help="check the dataset in DIR, print a summary, exit 1 on problems")
     p.set_defaults(run=_run, collect_parser=p)
     return p

@@ -40,6 +40,7 @@ LEARN_FILE = "learn.json"
 METRICS_FILE = "metrics.jsonl"
 # Held-out evaluation seeds: far from the collection seeds (0, 1, 2, ...), so no evaluated layout is trained on.
 EVAL_SEED = 1_000_000
+DREAM_VIEWS = ("world", "ego")           # collect's views a dream runs on (the map view is not one)
 
 
 class LearnError(ValueError):
@@ -64,6 +65,7 @@ class LearnConfig:
     ppo: dict[str, Any] = field(default_factory=dict)       # PPOSettings overrides
     warm_start_agent: bool = False       # each round's agent starts from the last round's
     eval_episodes: int = 50
+    view: str = "world"                  # what a frame records (collect's --view): the whole grid, or "ego"
     seed: int = 0
     device: str = "auto"
 
@@ -80,6 +82,8 @@ class LearnConfig:
                 raise LearnError(str(e)) from None
         if self.seed < 0:
             raise LearnError(f"seed must be >= 0; got {self.seed}")
+        if self.view not in DREAM_VIEWS:
+            raise LearnError(f"view must be one of {list(DREAM_VIEWS)} (what a frame records); got {self.view!r}")
         for name in ("epsilon", "epsilon_decay", "min_epsilon"):
             value = getattr(self, name)
             if not 0 <= value <= 1:
@@ -169,7 +173,7 @@ class Learner:
         # Each round's episodes have their own seeds: layouts never repeat across rounds.
         first_seed = c.seed * 10_000_000 + (0 if k == 0 else c.initial_episodes + (k - 1) * c.round_episodes)
         collect(c.env_id, policy=policy, episodes=episodes, out=self.round_dir(k) / "data", seed=first_seed,
-                epsilon=epsilon, num_envs=8, progress=False)
+                epsilon=epsilon, num_envs=8, progress=False, view=c.view)
 
     def train_model(self, k: int) -> Path:
         from .run_folder import latest_checkpoint
@@ -237,9 +241,10 @@ class Learner:
             record = self._record(k, used, model_dir, agent_dir, result, time.time() - start)
             records.append(record)
             self._write_metrics(records)
+            dream = record["dream_success"]           # None when no dream episode ended in the last iteration
             self.say(f"round {k}: {used:,} real steps, real success {record['real_success']:.3f} "
                      f"({record['eval_episodes']} held-out episodes, {record['eval_steps']:,} steps not counted), "
-                     f"dream success {record['dream_success']:.3f}")
+                     f"dream success {'n/a' if dream is None else f'{dream:.3f}'}")
             if used >= c.real_steps:
                 break
             self.collect(k, str(agent_dir), c.epsilon_at(k))

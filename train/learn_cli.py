@@ -25,6 +25,8 @@ LEARN_HELP = {
     "ppo": 'native PPO settings as JSON, e.g. \'{"num_steps": 64}\'',
     "warm_start_agent": "start each round's agent from the last round's instead of a fresh network",
     "eval_episodes": "real episodes on held-out seeds scoring each round's agent (not training data)",
+    "view": "what a frame records: 'world', the whole grid (the dream starts from the real layout), or 'ego', "
+            "the agent's own view (the dream imagines the rest)",
     "seed": "seed of the whole run",
     "device": "torch device: auto (cuda if available), cpu or cuda",
 }
