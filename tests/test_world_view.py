@@ -165,3 +165,39 @@ def test_rgb_observations_of_a_world_model_are_refused_by_name():
     model = tiny_minigrid_model("MiniGrid-Empty-5x5-v0", codec=MiniGridWorldCodec.for_env(env))
     with pytest.raises(ValueError, match="obs_mode='rgb' needs a model of the agent's own view"):
         Simulator(model=model, obs_mode="rgb")
+
+
+def test_collect_records_the_env_state_step_by_step(tmp_path):
+    from train.collect import collect
+    from worldsim.data.dataset import EpisodeDataset
+
+    collect("MiniGrid-DoorKey-5x5-v0", "expert", episodes=3, out=tmp_path, num_envs=2, epsilon=0.3, progress=False)
+    ds = EpisodeDataset(tmp_path)
+    assert ds.manifest["codec"]["version"] == "minigrid-world-v1"        # the default view
+    for i in range(3):
+        ep = ds.episode(i)
+        env = gym.make("MiniGrid-DoorKey-5x5-v0")
+        env.reset(seed=int(ep.seed))
+        codec = MiniGridWorldCodec.for_env(env)
+        replayed = [codec.encode_env(env)]
+        for a in ep.actions:
+            env.step(int(a))
+            replayed.append(codec.encode_env(env))
+        np.testing.assert_array_equal(ep.frames, torch.stack(replayed).numpy())
+        env.close()
+
+
+def test_the_planner_and_the_fidelity_benchmark_run_on_a_world_model(tmp_path):
+    from agents.planner import Planner, PlannerConfig, run_episode
+    from benchmarks.fidelity import fidelity_benchmark
+
+    env = gym.make("MiniGrid-DoorKey-5x5-v0")
+    model = tiny_minigrid_model("MiniGrid-DoorKey-5x5-v0", codec=MiniGridWorldCodec.for_env(env))
+    model.save_pretrained(tmp_path / "model")
+    planner = Planner(model, config=PlannerConfig(horizon=2, population=4, iterations=1), device="cpu")
+    result = run_episode(planner, "MiniGrid-DoorKey-5x5-v0", seed=0, max_steps=4)
+    assert result["steps"] == 4 and planner.steps == 4
+    report = fidelity_benchmark(str(tmp_path / "model"), ["random"], episodes=2, horizon=6, device="cpu",
+                                progress=None)
+    replay = report["policies"]["random"]["replay"]
+    assert replay["steps_replayed"] > 0 and 0 <= replay["mean_cell_accuracy"] <= 1
