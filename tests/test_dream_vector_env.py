@@ -271,3 +271,21 @@ def test_cuda_graph_step_equals_eager_step(checkpoint, return_torch, temperature
         eager, graphed = (_trajectory(env, actions, seed) for env in envs)
         assert _same(eager, graphed)
     assert envs[1]._captured is not None and envs[0]._captured is None
+
+
+@pytest.mark.gpu
+def test_cuda_graph_step_equals_eager_step_on_a_world_view_model(tmp_path):
+    """A world-view model's step places the agent and cuts the agent's view out of the dreamed grid
+    inside the captured graph: the replay gives the eager step's numbers."""
+    from envs.minigrid import MiniGridWorldCodec
+
+    env = gym.make(ENV_ID)
+    tiny_minigrid_model(ENV_ID, codec=MiniGridWorldCodec.for_env(env), done_bias=-20.0).save_pretrained(tmp_path / "m")
+    rng = np.random.default_rng(0)
+    actions = [torch.from_numpy(rng.integers(0, 7, 5)).cuda() for _ in range(12)]
+    envs = [DreamVectorEnv(str(tmp_path / "m"), num_envs=5, device="cuda", max_episode_steps=4, start_pool=6,
+                           return_torch=True, precision="float32", cuda_graphs=graphs) for graphs in (False, True)]
+    for seed in (0, 1):
+        eager, graphed = (_trajectory(e, actions, seed) for e in envs)
+        assert _same(eager, graphed)
+    assert envs[1]._captured is not None

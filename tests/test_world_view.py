@@ -201,3 +201,25 @@ def test_the_planner_and_the_fidelity_benchmark_run_on_a_world_model(tmp_path):
                                 progress=None)
     replay = report["policies"]["random"]["replay"]
     assert replay["steps_replayed"] > 0 and 0 <= replay["mean_cell_accuracy"] <= 1
+
+
+def test_the_vector_dream_gives_the_same_observations_as_tensors_and_as_arrays(tmp_path):
+    from worldsim.dream_vector_env import DreamVectorEnv
+
+    env = gym.make("MiniGrid-DoorKey-5x5-v0")
+    tiny_minigrid_model("MiniGrid-DoorKey-5x5-v0", codec=MiniGridWorldCodec.for_env(env),
+                        done_bias=-20.0).save_pretrained(tmp_path / "m")
+    runs = []
+    for as_torch in (True, False):
+        vec = DreamVectorEnv(str(tmp_path / "m"), num_envs=3, device="cpu", return_torch=as_torch)
+        obs, _ = vec.reset(seed=0)
+        seen = [obs["image"]]
+        for t in range(6):
+            obs, *_ = vec.step(np.array([t % 3, 2, 1]))
+            seen.append(obs["image"])
+        runs.append([np.asarray(o.cpu() if isinstance(o, torch.Tensor) else o) for o in seen])
+        vec.close()
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+    assert runs[0][0].shape == (3, 7, 7, 3)
+    env.close()
