@@ -77,7 +77,10 @@ def _env_kwargs(max_steps: int | None) -> dict:
 VIEWS = {"ego": MiniGridCodec, "map": MiniGridMapCodec, "world": MiniGridWorldCodec}
 
 
-def inspect_env(env_id: str, max_steps: int | None = None, view: str = "ego") -> tuple[MiniGridCodec | MiniGridMapCodec | MiniGridWorldCodec, int, int]:
+Codec = MiniGridCodec | MiniGridMapCodec | MiniGridWorldCodec
+
+
+def inspect_env(env_id: str, max_steps: int | None = None, view: str = "world") -> tuple[Codec, int, int]:
     """(codec, num_actions, max_steps) for a MiniGrid env id, or a ValueError that says what is wrong.
     view: "ego" records the agent's egocentric view, "map" the same cells on the world grid, "world" the
     whole grid."""
@@ -108,6 +111,11 @@ def inspect_env(env_id: str, max_steps: int | None = None, view: str = "ego") ->
 # ---------------------------------------------------------------------------------------- collect
 
 
+def _recorded(obs, info, view: str) -> np.ndarray:
+    """What the codec encodes for each env copy: the whole grid (world view) or the observed image."""
+    return info["world"] if view == "world" else obs["image"]
+
+
 class _Recorder:
     """The growing record of one env copy's current episode."""
 
@@ -125,7 +133,7 @@ class _Recorder:
         self.dirs.append(obs_dir)
         self.pos.append(pos)
 
-    def episode(self, env_id: str, codec: MiniGridCodec | MiniGridMapCodec | MiniGridWorldCodec) -> Episode:
+    def episode(self, env_id: str, codec: Codec) -> Episode:
         directions = np.array(self.dirs, dtype=np.int64)
         frames = codec.encode_episode(np.stack(self.images), directions, np.stack(self.pos)).numpy()
         return Episode(frames=frames.astype(frame_dtype(codec.vocab_size)),
@@ -183,7 +191,7 @@ def collect(env_id: str, policy: str = "random", episodes: int = 100, out: str |
         seeds = [todo.popleft() for _ in range(n)]
         obs, info = envs.reset(seed=seeds)
         pos = np.array(info["agent_pos"], dtype=np.int64)
-        shown = info["world"] if view == "world" else obs["image"]      # what the codec encodes
+        shown = _recorded(obs, info, view)
         recs = [_Recorder(s, shown[i], obs["direction"][i], pos[i]) for i, s in enumerate(seeds)]
         for i, s in enumerate(seeds):
             pol.start(i, s, {"image": obs["image"][i], "direction": obs["direction"][i]}, pos[i], info["grid_size"][i])
@@ -192,7 +200,7 @@ def collect(env_id: str, policy: str = "random", episodes: int = 100, out: str |
             actions = pol.act(obs, pos, active)
             obs, rewards, terminated, truncated, info = envs.step(actions)
             pos = np.array(info["agent_pos"], dtype=np.int64)
-            shown = info["world"] if view == "world" else obs["image"]
+            shown = _recorded(obs, info, view)
             for i in np.flatnonzero(active):
                 recs[i].add(int(actions[i]), float(rewards[i]), bool(terminated[i]), bool(truncated[i]),
                             shown[i], obs["direction"][i], pos[i])
@@ -221,7 +229,7 @@ def collect(env_id: str, policy: str = "random", episodes: int = 100, out: str |
                 # (they keep acting, unrecorded, until the last episode finishes, and may end again).
                 obs, info = envs.reset(seed=new_seeds, options={"reset_mask": ended})
                 pos = pos.copy()                               # the recorded row stays as it was
-                shown = info["world"] if view == "world" else obs["image"]
+                shown = _recorded(obs, info, view)
                 for i in np.flatnonzero(restart):
                     pos[i] = info["agent_pos"][i]
                     recs[i] = _Recorder(new_seeds[i], shown[i], obs["direction"][i], pos[i])

@@ -152,13 +152,15 @@ class MiniGridWorldCodec:
         obj, colour, state = np.moveaxis(np.where(in_table[..., None], cells, 0), -1, 0)
         tokens = np.where(in_table, _CELL_LUT[obj, colour, state], -1)                   # [..., x, y]
         tokens = np.where(tokens == UNSEEN_TOKEN, -1, tokens)          # the world has no unseen cell
-        flat_cells, flat_tokens = cells.reshape(-1, self.width, self.height, 3), tokens.reshape(-1, self.width, self.height)
+        flat_cells = cells.reshape(-1, self.width, self.height, 3)
+        flat_tokens = tokens.reshape(-1, self.width, self.height)
         n = np.arange(flat_tokens.shape[0])
         px, py = pos.reshape(-1, 2).T
         carried = flat_cells[n, px, py]                                                  # [N, 3]
         known = ((carried >= 0) & (carried < np.array(_LUT_SHAPE))).all(-1)
         content = np.where(known, _CONTENT_LUT[tuple(np.where(known[:, None], carried, 0).T)], -1)
-        flat_tokens[n, px, py] = np.where(content >= 0, AGENT_TOKEN_BASE + directions.reshape(-1) * N_CONTENTS + content, -1)
+        agent_tokens = AGENT_TOKEN_BASE + directions.reshape(-1) * N_CONTENTS + content
+        flat_tokens[n, px, py] = np.where(content >= 0, agent_tokens, -1)
         tokens = flat_tokens.reshape(tokens.shape)
         if (tokens < 0).any():
             *b, x, y = (int(i) for i in np.argwhere(tokens < 0)[0])
@@ -251,7 +253,8 @@ class MiniGridWorldCodec:
             idx = tuple(int(i) for i in np.argwhere(agents != 1)[0])
             raise ValueError(f"frame {idx} holds {int(agents[idx])} agent tokens; a world frame holds exactly one")
         batch = tokens.shape[:-2]
-        images, directions = self.observe_torch(torch.from_numpy(tokens.reshape(-1, *self.frame_shape).astype(np.int64)))
+        frames = torch.from_numpy(tokens.reshape(-1, *self.frame_shape).astype(np.int64))
+        images, directions = self.observe_torch(frames)
         v = self.view_size
         return images.numpy().reshape(batch + (v, v, 3)), directions.numpy().reshape(batch)
 
