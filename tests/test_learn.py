@@ -89,6 +89,8 @@ def test_a_killed_run_continues_exactly(tmp_path, monkeypatch, where):
     ("epsilon", 1.5, "epsilon must be in"),
     ("real_steps", "many", "real_steps"),
     ("view", "map", r"view must be one of \['world', 'ego'\]"),
+    ("initial_policy", "oracle", "initial_policy must be one of"),
+    ("initial_epsilon", "0.5:0.2", "initial_epsilon: --epsilon '0.5:0.2'"),
 ])
 def test_bad_settings_are_refused_by_name(field, value, message):
     with pytest.raises(LearnError, match=message):

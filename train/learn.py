@@ -1,6 +1,7 @@
 """`worldsim learn`: model-based RL from scratch, measured in real env steps.
 
-Round 0 collects episodes with the random policy. Every round then
+Round 0 collects episodes with the random policy (or a scripted one, ``initial_policy``, mixed with
+random actions: ``initial_epsilon``). Every round then
 1. trains the world model on all the data so far (warm-started from the last round's model),
 2. trains the native PPO inside that model's dream (dream steps cost no real steps),
 3. scores the agent in the real env on held-out seeds (reported apart: not training data),
@@ -40,7 +41,8 @@ LEARN_FILE = "learn.json"
 METRICS_FILE = "metrics.jsonl"
 # Held-out evaluation seeds: far from the collection seeds (0, 1, 2, ...), so no evaluated layout is trained on.
 EVAL_SEED = 1_000_000
-DREAM_VIEWS = ("world", "ego")           # collect's views a dream runs on (the map view is not one)
+DREAM_VIEWS = ("world", "ego")
+INITIAL_POLICIES = ("random", "explore", "expert")     # round 0's data: collect's policies that need no agent           # collect's views a dream runs on (the map view is not one)
 
 
 class LearnError(ValueError):
@@ -51,7 +53,9 @@ class LearnError(ValueError):
 class LearnConfig:
     env_id: str
     real_steps: int = 150_000            # budget of real env steps for training data
-    initial_episodes: int = 50           # round 0: random-policy episodes
+    initial_episodes: int = 50           # round 0: episodes of the initial policy
+    initial_policy: str = "random"       # ... "random", "explore" or "expert" (collect's scripted policies)
+    initial_epsilon: str = "0"           # ... mixed with random actions: a rate E or a range "LOW:HIGH"
     round_episodes: int = 50             # each later round: episodes collected with the agent
     epsilon: float = 0.5                 # random-action rate of the agent's collection in round 1 ...
     epsilon_decay: float = 0.5           # ... times this each later round
@@ -82,6 +86,13 @@ class LearnConfig:
                 raise LearnError(str(e)) from None
         if self.seed < 0:
             raise LearnError(f"seed must be >= 0; got {self.seed}")
+        if self.initial_policy not in INITIAL_POLICIES:
+            raise LearnError(f"initial_policy must be one of {list(INITIAL_POLICIES)}; got {self.initial_policy!r}")
+        from .collect_policies import parse_epsilon
+        try:
+            parse_epsilon(self.initial_epsilon)
+        except ValueError as e:
+            raise LearnError(f"initial_epsilon: {e}") from None
         if self.view not in DREAM_VIEWS:
             raise LearnError(f"view must be one of {list(DREAM_VIEWS)} (what a frame records); got {self.view!r}")
         for name in ("epsilon", "epsilon_decay", "min_epsilon"):
@@ -165,7 +176,7 @@ class Learner:
 
     # ---- phases ----
 
-    def collect(self, k: int, policy: str, epsilon: float | None) -> None:
+    def collect(self, k: int, policy: str, epsilon: str | float | None) -> None:
         from .collect import collect
 
         c = self.config
@@ -229,7 +240,7 @@ class Learner:
         """Rounds until the real-step budget is spent; returns one record per round (also in metrics.jsonl)."""
         c = self.config
         start = time.time()
-        self.collect(0, "random", None)
+        self.collect(0, c.initial_policy, c.initial_epsilon)
         start_result = self.evaluate(0, UniformPolicy(self.env_actions(), seed=c.seed))
         records: list[dict[str, Any]] = [self._record(0, 0, None, None, start_result, time.time() - start)]
         k = 1

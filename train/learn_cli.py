@@ -11,7 +11,10 @@ from .learn import LearnConfig, LearnError, learn
 
 LEARN_HELP = {
     "real_steps": "budget of real env steps for training data; rounds stop once they have used it",
-    "initial_episodes": "random-policy episodes collected first",
+    "initial_episodes": "episodes of the initial policy collected first",
+    "initial_policy": "policy of the first episodes: random, explore or expert (the scripted goal seeker)",
+    "initial_epsilon": "rate of random actions mixed into the initial policy: E, or a range LOW:HIGH drawn per "
+                       "episode (e.g. expert with 0:0.6)",
     "round_episodes": "episodes collected with the agent in each later round",
     "epsilon": "rate of random actions mixed into the agent's first collection",
     "epsilon_decay": "factor on that rate in each later round",
