@@ -104,3 +104,21 @@ def test_a_run_folder_of_another_env_is_refused(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(LearnError, match="is a file"):
         Learner(LearnConfig(**settings()), tmp_path / "file", progress=None)
+
+
+def test_round_zero_collects_with_the_initial_policy(tmp_path, monkeypatch):
+    from worldsim.data.dataset import EpisodeDataset
+
+    class Stop(Exception):
+        pass
+
+    def stop(self, k):
+        raise Stop
+
+    monkeypatch.setattr(Learner, "train_model", stop)           # round 0 only: collect and score random play
+    with pytest.raises(Stop):
+        learn(LearnConfig(**settings(initial_policy="expert", initial_epsilon="0:0.5", initial_episodes=6,
+                                     eval_episodes=2)), tmp_path, progress=None)
+    data = EpisodeDataset(tmp_path / "round-00" / "data")
+    assert data.num_episodes == 6 and data.manifest["policy"].startswith("expert")
+    assert data.manifest["codec"]["version"] == "minigrid-world-v1"
