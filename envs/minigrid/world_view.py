@@ -217,22 +217,24 @@ class MiniGridWorldCodec:
         rows = list(mask.unbind(1))                   # rows[j]: [B, v], so updates do not alias
         for j in reversed(range(v)):
             row = rows[j].clone()
-            below = rows[j - 1].clone() if j > 0 else None
-            for i in range(v - 1):                                      # light spreads right ...
+            farther = rows[j - 1].clone() if j > 0 else None
+            # As process_vis: sight spreads along the row past clear cells, right then left, and from
+            # each clear cell to the row one step farther from the agent (the next one swept).
+            for i in range(v - 1):
                 go = row[:, i] * clear[:, j, i]
                 row[:, i + 1] = row[:, i + 1] | go
-                if below is not None:
-                    below[:, i + 1] = below[:, i + 1] | go
-                    below[:, i] = below[:, i] | go
-            for i in reversed(range(1, v)):                             # ... then left, and one row up
+                if farther is not None:
+                    farther[:, i + 1] = farther[:, i + 1] | go
+                    farther[:, i] = farther[:, i] | go
+            for i in reversed(range(1, v)):
                 go = row[:, i] * clear[:, j, i]
                 row[:, i - 1] = row[:, i - 1] | go
-                if below is not None:
-                    below[:, i - 1] = below[:, i - 1] | go
-                    below[:, i] = below[:, i] | go
+                if farther is not None:
+                    farther[:, i - 1] = farther[:, i - 1] | go
+                    farther[:, i] = farther[:, i] | go
             rows[j] = row
-            if below is not None:
-                rows[j - 1] = below
+            if farther is not None:
+                rows[j - 1] = farther
         return torch.stack(rows, 1)
 
     # ---------------------------------------------------------------- decode
