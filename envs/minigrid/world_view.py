@@ -242,6 +242,15 @@ class MiniGridWorldCodec:
     def decode_batch(self, tokens: Any) -> tuple[np.ndarray, np.ndarray]:
         """LongTensor[..., H, W] -> the agent's observations: (images uint8 [..., view, view, 3],
         directions int64 [...]), as MiniGrid's egocentric observation of that state."""
+        tokens = self._checked(tokens)
+        batch = tokens.shape[:-2]
+        frames = torch.from_numpy(tokens.reshape(-1, *self.frame_shape).astype(np.int64))
+        images, directions = self.observe_torch(frames)
+        v = self.view_size
+        return images.numpy().reshape(batch + (v, v, 3)), directions.numpy().reshape(batch)
+
+    def _checked(self, tokens: Any) -> np.ndarray:
+        """Frames [..., H, W] as an int array, or a ValueError naming what makes one no world frame."""
         tokens = _as_int_array(tokens, "tokens")
         if tokens.ndim < 2 or tokens.shape[-2:] != self.frame_shape:
             raise ValueError(f"tokens must have shape [..., {self.height}, {self.width}]; got {tokens.shape}")
@@ -254,11 +263,7 @@ class MiniGridWorldCodec:
         if (agents != 1).any():
             idx = tuple(int(i) for i in np.argwhere(agents != 1)[0])
             raise ValueError(f"frame {idx} holds {int(agents[idx])} agent tokens; a world frame holds exactly one")
-        batch = tokens.shape[:-2]
-        frames = torch.from_numpy(tokens.reshape(-1, *self.frame_shape).astype(np.int64))
-        images, directions = self.observe_torch(frames)
-        v = self.view_size
-        return images.numpy().reshape(batch + (v, v, 3)), directions.numpy().reshape(batch)
+        return tokens
 
     def legal_mask(self) -> torch.Tensor:
         """BoolTensor[H, W, vocab]: every token but unseen, anywhere (the agent may stand in any cell;
@@ -272,8 +277,7 @@ class MiniGridWorldCodec:
     def render(self, tokens: Any, tile_size: int = TILE_PIXELS) -> np.ndarray:
         """Frame(s) [..., H, W] -> RGB uint8 [..., H * tile, W * tile, 3]: the whole grid with the agent,
         as MiniGrid's ``render`` draws it (without the view highlight)."""
-        tokens = _as_int_array(tokens, "tokens")
-        self.decode_batch(tokens)                                          # checks the frames
+        tokens = self._checked(tokens)
         frames = np.empty(tokens.shape[:-2] + (self.height * tile_size, self.width * tile_size, 3), dtype=np.uint8)
         for idx in np.ndindex(tokens.shape[:-2]):
             row, col = np.argwhere(tokens[idx] >= AGENT_TOKEN_BASE)[0]
