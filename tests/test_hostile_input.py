@@ -25,6 +25,9 @@ from test_trainer import TINY, config, synthetic_data
     (dict(steps="ten"), "steps must be an integer; got 'ten'"),
     (dict(lr=float("inf")), "lr must be a finite number; got inf"),
     (dict(lr=True), "lr must be a finite number; got True"),
+    (dict(lr=1e30), "lr must be in (0, 1], got 1e+30"),
+    (dict(batch_size=0), "TrainConfig: batch_size must be >= 1, got 0"),
+    (dict(min_batch_size=-2), "TrainConfig: min_batch_size must be >= 1, got -2"),
     (dict(grad_clip=-1.0), "grad_clip must be >= 0 (0: no clipping), got -1"),
     (dict(weight_decay=-10.0), "weight_decay must be >= 0, got -10"),
     (dict(beta1=1.5), "beta1 must be in [0, 1), got 1.5"),
@@ -60,6 +63,17 @@ def test_diverged_training_stops_and_writes_no_final_model(tmp_path):
                                          rf"{MAX_NONFINITE_STEPS}\); stopped without writing a final model"):
         trainer.fit()
     assert trainer.step == MAX_NONFINITE_STEPS
+    assert not (tmp_path / "run" / "model").exists()
+
+
+def test_a_run_that_ends_while_diverging_writes_no_final_model(tmp_path):
+    """Shorter than MAX_NONFINITE_STEPS, yet every step non-finite: the end is no success either."""
+    trainer = Trainer(config(steps=3, save_every=0), synthetic_data(), out=tmp_path / "run")
+    with torch.no_grad():
+        trainer.model.token_embed.weight.fill_(float("nan"))
+    with pytest.raises(TrainError, match=r"not finite at the last 3 steps \(steps 1-3\); stopped without writing a "
+                                         r"final model .*Lower the learning rate"):
+        trainer.fit()
     assert not (tmp_path / "run" / "model").exists()
 
 
@@ -393,6 +407,41 @@ def test_a_codec_config_written_by_another_codec_is_named():
     with pytest.raises(CheckpointError, match=re.escape("metadata.codec of the model's config (config.json): codec "
                                                         "config {'version': 'minigrid-map-v1', 'view_size': 7} lacks")):
         DreamEnv(model, device="cpu")
+
+
+@pytest.mark.parametrize("plant", ["fifo", "/dev/zero"])
+def test_training_names_a_shard_that_is_no_regular_file(tmp_path, places, plant):
+    """Not "missing": it is there, but a pipe or a device, which training refuses to read."""
+    import os
+
+    from worldsim.data.dataset import DatasetError, EpisodeDataset
+
+    data = shutil.copytree(places["data"], tmp_path / "data")
+    shard = data / "shard-00000.npz"
+    shard.unlink()
+    os.mkfifo(shard) if plant == "fifo" else shard.symlink_to(plant)
+    with pytest.raises(DatasetError, match="shard-00000.npz: not a regular file \\(a pipe, device or folder\\); a "
+                                           "shard must be a file"):
+        EpisodeDataset(data)
+    shard.unlink()
+    with pytest.raises(DatasetError, match="shard-00000.npz: shard listed in the manifest is missing"):
+        EpisodeDataset(data)
+
+
+def test_an_sb3_zip_is_unpickled_once_by_the_algorithm_its_metadata_names(tmp_path, monkeypatch):
+    """An SB3 zip's pickles run code as they load: one load, by the class its JSON names, not PPO,
+    then A2C, then DQN in turn."""
+    import gymnasium as gym
+    from stable_baselines3 import A2C
+
+    from agents import training
+
+    A2C("MlpPolicy", gym.make("CartPole-v1"), device="cpu").save(tmp_path / "alone.zip")
+    loads = []
+    for name, cls in training.ALGOS.items():
+        monkeypatch.setattr(cls, "load", classmethod(lambda c, *a, **k: loads.append(c.__name__) or "policy"))
+    assert training.load_policy(tmp_path / "alone.zip", device="cpu") == ("policy", {})
+    assert loads == ["A2C"]
 
 
 # ---- a full disk --------------------------------------------------------------------------------

@@ -144,10 +144,12 @@ class TrainConfig:
         for name in ("seed", "split_seed"):
             need(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         need(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
-        need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        # Adam moves each weight by about lr a step: above 1 a run only blows its weights up.
+        need(0 < self.lr <= 1, f"lr must be in (0, 1], got {self.lr}")
         need(0 <= self.min_lr_ratio <= 1, f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         need(self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}")
-        need(self.batch_size >= 1 and self.min_batch_size >= 1, "batch_size and min_batch_size must be >= 1")
+        for name in ("batch_size", "min_batch_size"):
+            need(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         need(self.batch_scaling in ("tokens", "fixed"), f"batch_scaling must be tokens or fixed, got {self.batch_scaling!r}")
         need(0 <= self.context_fraction < 1, f"context_fraction must be in [0, 1), got {self.context_fraction}")
         need(self.prefix_loss_weight >= 0, "prefix_loss_weight must be >= 0")

@@ -298,15 +298,18 @@ class Trainer:
             self._nonfinite_run += 1
             if self._nonfinite_run >= MAX_NONFINITE_STEPS:
                 self.step += 1                       # steps count from 1, as in the logs
-                first = self.step - self._nonfinite_run + 1
-                raise TrainError(
-                    f"training diverged: the loss or gradient norm was not finite at {self._nonfinite_run} steps in a "
-                    f"row (steps {first}-{self.step}); stopped without writing a final model (the last checkpoint, "
-                    f"if any, is kept). Lower the learning rate (--lr, now {c.lr:g}) or check the data "
-                    "(`worldsim collect --verify`)")
+                raise self._divergence(f"at {self._nonfinite_run} steps in a row")
         stats.update(grad_norm=norm, lr=lr, seq_len=float(win.length), batch_size=float(win.batch_size))
         self.step += 1
         return stats
+
+    def _divergence(self, when: str) -> TrainError:
+        """The error for a run whose last `self._nonfinite_run` steps (up to self.step) were skipped."""
+        first = self.step - self._nonfinite_run + 1
+        return TrainError(
+            f"training diverged: the loss or gradient norm was not finite {when} (steps {first}-{self.step}); "
+            f"stopped without writing a final model (the last checkpoint, if any, is kept). Lower the learning "
+            f"rate (--lr, now {self.config.lr:g}) or check the data (`worldsim collect --verify`)")
 
     def evaluate(self) -> dict[str, float]:
         """Held-out metrics: eval/* (teacher-forced) and rollout/* (open loop). {} without held-out data."""
@@ -359,6 +362,9 @@ class Trainer:
                     self.save_checkpoint()
             if main and c.eval_at_end and self._last_eval != self.step:
                 last.update(self._evaluate_and_log(log))
+            if self.step >= c.steps and self._nonfinite_run:
+                # A run can end while diverging, before MAX_NONFINITE_STEPS: its model is no result.
+                raise self._divergence(f"at the last {self._nonfinite_run} steps")
             if save:
                 if self._last_saved != self.step:
                     self.save_checkpoint()

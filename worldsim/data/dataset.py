@@ -320,8 +320,10 @@ class EpisodeDataset:
         self.root = Path(root)
         self.manifest = read_manifest(self.root)
         for entry in self.manifest["shards"]:
-            if not (self.root / entry["file"]).is_file():
-                raise DatasetError(f"{self.root / entry['file']}: shard listed in the manifest is missing")
+            path = self.root / entry["file"]
+            if not path.is_file():      # a FIFO or a link to a device is there, but is no shard
+                raise DatasetError(f"{path}: not a regular file (a pipe, device or folder); a shard must be a file"
+                                   if path.exists() else f"{path}: shard listed in the manifest is missing")
         try:
             self.codec = codec_from_config(self.manifest["codec"])
         except (ValueError, KeyError, TypeError) as e:
