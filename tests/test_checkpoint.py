@@ -53,7 +53,8 @@ def test_malformed_files_are_named(saved):
     payload = json.loads((path / "config.json").read_text())
     del payload["weights_sha256"]                       # a checkpoint from before digests were recorded
     (path / "config.json").write_text(json.dumps(payload))
-    with pytest.raises(CheckpointError, match="model.safetensors is not a readable safetensors file"):
+    with pytest.raises(CheckpointError, match="model.safetensors is not a readable safetensors file"), \
+            pytest.warns(RuntimeWarning, match="records no weights_sha256"):
         WorldModel.from_pretrained(path)
     (path / "config.json").write_text("{ not json")
     with pytest.raises(CheckpointError, match="config.json is not a valid worldsim config"):

@@ -108,8 +108,27 @@ def test_damaged_and_non_finite_checkpoints_are_refused(tmp_path):
     del config["weights_sha256"]
     (tmp_path / "nan" / "config.json").write_text(json.dumps(config))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / "nan" / "model.safetensors")
-    with pytest.raises(CheckpointError, match=r"holds weights that are not all finite \(e.g. frame_head.weight\)"):
+    with pytest.raises(CheckpointError, match=r"holds weights that are not all finite \(e.g. frame_head.weight\)"), \
+            pytest.warns(RuntimeWarning, match="records no weights_sha256"):
         WorldModel.from_pretrained(tmp_path / "nan")
+
+
+def test_weights_of_another_env_under_a_config_are_refused(tmp_path):
+    """DoorKey's config.json over Empty's weights (same shapes) would dream DoorKey from Empty's weights."""
+    shipped = Path(__file__).parents[1] / "worldsim" / "models"
+    mixed = shutil.copytree(shipped / "MiniGrid-DoorKey-8x8-v0", tmp_path / "mixed")
+    shutil.copy(shipped / "MiniGrid-Empty-8x8-v0" / "model.safetensors", mixed)
+    with pytest.raises(CheckpointError, match="mixed/model.safetensors is not the file its config.json was written "
+                                              "with .*: it is damaged or was replaced"):
+        WorldModel.from_pretrained(mixed)
+    payload = json.loads((mixed / "config.json").read_text())
+    for digest, check in [(5, pytest.raises(CheckpointError, match="config.json: weights_sha256 must be the 64 hex "
+                                                                    "digits of the weights' sha256; got 5")),
+                          (None, pytest.warns(RuntimeWarning, match="config.json records no weights_sha256, so "
+                                                                    ".*model.safetensors cannot be checked"))]:
+        (mixed / "config.json").write_text(json.dumps({**payload, "weights_sha256": digest}))
+        with check:                        # without a digest it loads (older checkpoints), but never quietly
+            WorldModel.from_pretrained(mixed)
 
 
 def test_a_checkpoint_cannot_choose_an_import(tmp_path, monkeypatch):

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import secrets
+import warnings
 from pathlib import Path
 
 import torch
@@ -162,7 +163,16 @@ def load_weights(path: str | os.PathLike, model: torch.nn.Module) -> None:
         expected = json.loads((Path(path) / CONFIG_NAME).read_text()).get("weights_sha256")
     except (OSError, json.JSONDecodeError, AttributeError):
         expected = None                      # load_config has already said what is wrong with it
-    if expected is not None and _sha256(weights_file) != expected:
+    config_file = Path(path) / CONFIG_NAME
+    if expected is None:
+        # Loaded (checkpoints from before digests were recorded), but never quietly: nothing ties these
+        # weights to this config.
+        warnings.warn(f"{config_file} records no weights_sha256, so {weights_file} cannot be checked against it; "
+                      "save the model again (save_pretrained) to record one", RuntimeWarning, stacklevel=3)
+    elif not (isinstance(expected, str) and len(expected) == 64):
+        raise CheckpointError(f"{config_file}: weights_sha256 must be the 64 hex digits of the weights' sha256; "
+                              f"got {expected!r}")
+    elif _sha256(weights_file) != expected:
         raise CheckpointError(f"{weights_file} is not the file its {CONFIG_NAME} was written with (its sha256 "
                               "differs from weights_sha256): it is damaged or was replaced")
     try:
