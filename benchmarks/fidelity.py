@@ -19,6 +19,11 @@ For each policy, from the same real reset seeds (seed, seed + 1, ...):
    dream's successes are real; low: the policy found ways to win that only the dream allows, or the
    dream imagined a different world beyond the first view, where the same actions lead elsewhere:
    replay is open loop, so read it beside the closed-loop real success).
+4. **One-step transitions, teacher-forced.** Along the same real episodes the model is given the real
+   frames so far and the action, and predicts the next frame with the dream's decoder; wrong
+   predictions are counted by transition kind: the action, what the agent faced and what it carried.
+   This names the dynamics a dream gets wrong (e.g. "pickup facing nothing" turning into carrying a
+   key), which is where a dream-trained agent finds its exploits.
 
     result = fidelity_benchmark("MiniGrid-DoorKey-8x8-v0", policies=["random", "expert", "runs/agent"])
 """
@@ -43,6 +48,7 @@ from worldsim.simulator import Simulator
 
 REPORT_STEPS = (1, 16, 64, 128, 256, 500)
 REWARD_TOLERANCE = 0.1
+ONE_STEP_KINDS_SHOWN = 4
 
 
 def real_episodes(env_id: str, policy_spec: str, seeds: list[int], codec, num_actions: int,
@@ -56,7 +62,7 @@ def real_episodes(env_id: str, policy_spec: str, seeds: list[int], codec, num_ac
     kwargs = {} if max_steps is None else {"max_episode_steps": max_steps}
     envs = [gym.make(env_id, **kwargs) for _ in range(n)]
     obs, frames, actions, rewards = [], [], [[] for _ in range(n)], [[] for _ in range(n)]
-    poses = [[] for _ in range(n)]
+    poses, transitions = [[] for _ in range(n)], [[] for _ in range(n)]
 
     def pose(env):
         return np.array(env.unwrapped.agent_pos), int(env.unwrapped.agent_dir)
@@ -75,6 +81,7 @@ def real_episodes(env_id: str, policy_spec: str, seeds: list[int], codec, num_ac
         pos = np.stack([np.array(env.unwrapped.agent_pos) for env in envs])
         chosen = policy.act(batch, pos, active)
         for i in np.flatnonzero(active):
+            transitions[i].append(transition_kind(envs[i], int(chosen[i])))
             o, r, te, tr, _ = envs[i].step(int(chosen[i]))
             obs[i] = o
             frames[i].append(real_frame(codec, o, envs[i]))
@@ -94,24 +101,65 @@ def real_episodes(env_id: str, policy_spec: str, seeds: list[int], codec, num_ac
         # Never in view before, and not the unseen token (which an occluded cell shows whatever lies there).
         knowable = ~((gap < 0) & (tokens.numpy() != codec.unseen_token))
         out.append({"seed": seeds[i], "frames": tokens, "knowable": torch.from_numpy(knowable),
-                    "actions": actions[i], "rewards": rewards[i], "ended": ended[i], "return": ret,
+                    "actions": actions[i], "transitions": transitions[i], "rewards": rewards[i],
+                    "ended": ended[i], "return": ret,
                     "success": ended[i] == "terminated" and ret > 0})
     return out
+
+
+def transition_kind(env, action: int) -> str:
+    """What a MiniGrid step is about to do: the action, the object the agent faces and what it carries."""
+    u = env.unwrapped
+    ahead = u.grid.get(*u.front_pos)
+    facing = "nothing" if ahead is None else ahead.type
+    if ahead is not None and ahead.type == "door":
+        facing = f"{'locked' if ahead.is_locked else 'open' if ahead.is_open else 'closed'} door"
+    return f"{u.actions(action).name} facing {facing}, carrying {u.carrying.type if u.carrying else 'nothing'}"
+
+
+def _padded(sim: Simulator, episodes: list[dict[str, Any]], horizon: int):
+    """(lengths [n], real frames [n, steps + 1, H, W], actions [n, steps]) of the episodes' first
+    `horizon` steps, zero-padded to the longest."""
+    lengths = np.array([min(len(e["actions"]), horizon) for e in episodes])
+    steps = int(lengths.max())
+    real = torch.zeros(len(episodes), steps + 1, *sim.frame_shape, dtype=torch.long)
+    acts = torch.zeros(len(episodes), steps, dtype=torch.long)
+    for i, e in enumerate(episodes):
+        real[i, :lengths[i] + 1] = e["frames"][:lengths[i] + 1]
+        acts[i, :lengths[i]] = torch.tensor(e["actions"][:lengths[i]])
+    return lengths, real, acts
+
+
+@torch.no_grad()
+def one_step_errors(sim: Simulator, episodes: list[dict[str, Any]], horizon: int, seed: int) -> dict[str, Any]:
+    """Teacher-forced next-frame predictions (the dream's decoder) along the real episodes, wrong ones
+    counted by transition kind (`transition_kind`), the kinds with most errors first."""
+    lengths, real, acts = _padded(sim, episodes, horizon)
+    gen = torch.Generator(device=sim.device)
+    gen.manual_seed(seed)
+    state = sim.initial_state(len(episodes))
+    tally: dict[str, list[int]] = {}
+    for t in range(real.shape[1] - 1):
+        predicted, _, _, _ = sim.step(state, real[:, t].to(sim.device), acts[:, t].to(sim.device), gen)
+        wrong = (predicted.cpu() != real[:, t + 1]).flatten(1).any(1)
+        for i in np.flatnonzero(t < lengths):
+            counts = tally.setdefault(episodes[i]["transitions"][t], [0, 0])
+            counts[0] += 1
+            counts[1] += int(wrong[i])
+    kinds = sorted(tally.items(), key=lambda kv: (-kv[1][1], -kv[1][0], kv[0]))
+    return {"steps": int(lengths.sum()), "wrong": sum(w for _, w in tally.values()),
+            "by_transition": [{"transition": k, "steps": n, "wrong": w} for k, (n, w) in kinds]}
 
 
 @torch.no_grad()
 def replay_in_dream(sim: Simulator, episodes: list[dict[str, Any]], horizon: int, seed: int) -> dict[str, Any]:
     """Feed every episode's real actions to the dream, open loop from its first real frame."""
     n = len(episodes)
-    lengths = np.array([min(len(e["actions"]), horizon) for e in episodes])
-    steps = int(lengths.max())
-    real = torch.zeros(n, steps + 1, *sim.frame_shape, dtype=torch.long)
+    lengths, real, acts = _padded(sim, episodes, horizon)
+    steps = acts.shape[1]
     knowable = torch.zeros(n, steps + 1, *sim.frame_shape, dtype=torch.bool)
-    acts = torch.zeros(n, steps, dtype=torch.long)
     for i, e in enumerate(episodes):
-        real[i, :lengths[i] + 1] = e["frames"][:lengths[i] + 1]
         knowable[i, :lengths[i] + 1] = e["knowable"][:lengths[i] + 1]
-        acts[i, :lengths[i]] = torch.tensor(e["actions"][:lengths[i]])
     gen = torch.Generator(device=sim.device)
     gen.manual_seed(seed)
     state = sim.initial_state(n)
@@ -241,7 +289,8 @@ def fidelity_benchmark(checkpoint, policies: list[str], *, env_id: str | None = 
     for spec in policies:
         start = time.perf_counter()
         real = real_episodes(env_id, spec, seeds, codec, num_actions, max_episode_steps)
-        row: dict[str, Any] = {"replay": replay_in_dream(sim, real, horizon, seed)}
+        row: dict[str, Any] = {"replay": replay_in_dream(sim, real, horizon, seed),
+                               "one_step": one_step_errors(sim, real, horizon, seed)}
         real_success = _rate([e["success"] for e in real])
         row["real"] = {"success": real_success, "mean_return": float(np.mean([e["return"] for e in real])),
                        "mean_length": float(np.mean([len(e["actions"]) for e in real]))}
@@ -305,6 +354,13 @@ def format_fidelity_table(result: dict[str, Any]) -> str:
                  "accuracy over every cell and step; exact: exact-frame rate over all replayed steps; 1st diff: median first step whose "
                  "frame differs (episodes that differed at all / all); reward / done: per-step agreement; gap: dream - real success; dream wins real: "
                  "successful dream episodes whose actions also succeed in the real env")
+    lines.append("")
+    lines.append("One-step transitions, teacher-forced: the kinds most often predicted wrong (wrong / steps)")
+    for spec, r in result["policies"].items():
+        one = r["one_step"]
+        worst = [f"{k['transition']} {k['wrong']}/{k['steps']}" for k in one["by_transition"][:ONE_STEP_KINDS_SHOWN]
+                 if k["wrong"]]
+        lines.append(f"  {spec}: {one['wrong']}/{one['steps']} wrong" + (": " + "; ".join(worst) if worst else ""))
     return "\n".join(lines)
 
 

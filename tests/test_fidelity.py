@@ -3,6 +3,7 @@ successes replayed in the real env."""
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -41,6 +42,44 @@ def test_the_shipped_dream_replays_real_actions_and_the_report_adds_up(shipped_r
     assert (out / "fidelity.svg").read_text().startswith("<svg")
     table = format_fidelity_table(result)
     assert "random" in table and "expert" in table and "n/a" in table
+    for row in (random, expert):                   # every replayed step is one teacher-forced step
+        one = row["one_step"]
+        assert one["steps"] == row["replay"]["steps_replayed"] == sum(k["steps"] for k in one["by_transition"])
+        assert one["wrong"] == sum(k["wrong"] for k in one["by_transition"])
+        assert one["wrong"] <= 0.05 * one["steps"]                     # the shipped model is accurate
+    assert "One-step transitions" in table
+
+
+def test_one_step_errors_name_the_transitions_an_untrained_model_gets_wrong(tmp_path):
+    untrained = tmp_path / "untrained"
+    tiny_minigrid_model(done_bias=-20.0).save_pretrained(untrained)
+    one = fidelity_benchmark(untrained, ["random"], env_id=ENV_ID, episodes=2, horizon=12, device="cpu",
+                             progress=None)["policies"]["random"]["one_step"]
+    assert one["steps"] == 24 and one["wrong"] > 12
+    worst = one["by_transition"]
+    assert [k["wrong"] for k in worst] == sorted((k["wrong"] for k in worst), reverse=True)
+    assert all(" facing " in k["transition"] and ", carrying " in k["transition"] for k in worst)
+
+
+def test_transition_kinds_say_what_the_agent_faces_and_carries():
+    import gymnasium as gym
+    import minigrid  # noqa: F401
+
+    from benchmarks.fidelity import transition_kind
+    env = gym.make("MiniGrid-Unlock-v0")
+    env.reset(seed=0)
+    u = env.unwrapped
+    key = next(o for o in u.grid.grid if o is not None and o.type == "key")
+    door = next(o for o in u.grid.grid if o is not None and o.type == "door")
+    u.grid.set(*key.cur_pos, None)
+    u.carrying = key
+    u.agent_pos = np.array(door.cur_pos) - np.array([1, 0])      # west of the door, facing east
+    u.agent_dir = 0
+    assert transition_kind(env, 5) == "toggle facing locked door, carrying key"
+    u.agent_dir = 2
+    assert transition_kind(env, 3).startswith("pickup facing ")
+    u.carrying = None
+    assert transition_kind(env, 3).endswith(", carrying nothing")
 
 
 def test_an_untrained_model_scores_below_the_shipped_one(shipped_result, tmp_path):
