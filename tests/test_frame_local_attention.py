@@ -19,7 +19,7 @@ def test_a_token_sees_exactly_its_frame_and_the_previous_k_frames():
     config = tiny_config(attn_window=3)
     torch.manual_seed(0)
     attn = randomized(FrameLocalAttention(config))
-    frames, tokens = 12, 30
+    frames, tokens = 12, config.tokens_per_frame
     x = torch.randn(2, frames, tokens, config.d_model)
     y = run(attn, x)
     t0 = 4
@@ -35,7 +35,7 @@ def test_the_ring_buffer_step_matches_the_parallel_pass_well_past_the_window():
     config = tiny_config(attn_window=3)
     torch.manual_seed(1)
     attn = randomized(FrameLocalAttention(config))
-    b, frames, tokens, d = 2, 15, 30, config.d_model
+    b, frames, tokens, d = 2, 15, config.tokens_per_frame, config.d_model
     x = torch.randn(b, frames, tokens, d)
     y, ring = attn(x, frames_from_zero(x))
     keys = torch.zeros(b, attn.slots, tokens, d)
@@ -65,7 +65,7 @@ def test_long_windows_attend_the_whole_timeline_as_short_ones_attend_their_windo
     config = tiny_config(attn_window=attention.GROWING_CACHE_SLOTS + 6)
     torch.manual_seed(3)
     attn = randomized(FrameLocalAttention(config))
-    b, tokens, d = 2, 6, config.d_model
+    b, tokens, d = 2, config.tokens_per_frame, config.d_model
     first, second = torch.randn(b, 20, tokens, d), torch.randn(b, 30, tokens, d)
     frame1 = torch.arange(20).expand(b, -1)
     # Element 0 starts an episode at 15; element 1 goes on (so the batch cannot share one mask).

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from envs.minigrid.codec import AGENT_TOKEN_BASE, N_CONTENTS, N_DIRECTIONS, MiniGridCodec
-from worldsim import WorldModel
+from worldsim import WorldModel, WorldModelConfig
 from worldsim.attention import GROWING_CACHE_SLOTS, FrameLocalAttention
 from worldsim.baselines import baseline_config
 from worldsim.mixer import BlockwiseMamba2
@@ -372,7 +372,7 @@ def test_attention_depends_on_the_frame_distance_and_only_on_it():
 def test_queries_and_keys_are_rotated_by_their_frame():
     config = tiny_config()
     attn = FrameLocalAttention(config)
-    x = torch.randn(1, 2, 5, config.d_model)
+    x = torch.randn(1, 2, config.tokens_per_frame, config.d_model)
     q0, k0, v0 = attn._project(x, torch.tensor([[0, 0]]))
     q3, k3, v3 = attn._project(x, torch.tensor([[3, 3]]))
     assert torch.equal(v0, v3)
@@ -382,3 +382,35 @@ def test_queries_and_keys_are_rotated_by_their_frame():
     q5, _, _ = attn._project(x, torch.tensor([[5, 5]]))
     _, k2, _ = attn._project(x, torch.tensor([[2, 2]]))
     _close((q5 * k2).sum(-1), (q3 * k0).sum(-1), atol=1e-5, what="q(5).k(2) vs q(3).k(0)")
+
+
+def test_attention_scores_depend_on_the_offset_between_cells():
+    """spatial_rotary: the same content in two cells scores by their offset, wherever the pair lies;
+    without it, cells are told apart only by the learned position embeddings."""
+    config = tiny_config(spatial_rotary=True)                # frame 5 x 6
+    attn = FrameLocalAttention(config)
+    h, w = config.frame_shape
+    content = torch.randn(config.d_model)
+    x = content.expand(1, 1, h * w, config.d_model).contiguous()
+    q, k, _ = attn._project(x, torch.tensor([[4]]))
+
+    def score(a, b):  # query cell a, key cell b, as (row, column)
+        return (q[0, 0, a[0] * w + a[1]] * k[0, 0, b[0] * w + b[1]]).sum(-1)
+
+    _close(score((1, 1), (1, 2)), score((3, 4), (3, 5)), atol=1e-5, what="one cell east, two places")
+    _close(score((2, 3), (1, 3)), score((4, 0), (3, 0)), atol=1e-5, what="one cell north, two places")
+    assert (score((2, 2), (2, 3)) - score((2, 2), (3, 2))).abs().amax() > 1e-3, "east and south score alike"
+    assert (score((2, 2), (2, 3)) - score((2, 2), (2, 4))).abs().amax() > 1e-3, "one and two cells east score alike"
+    plain = FrameLocalAttention(tiny_config(spatial_rotary=False))
+    q, k, _ = plain._project(x, torch.tensor([[4]]))
+    assert torch.equal(q[0, 0, 0], q[0, 0, 7]), "without spatial rotation, equal content must give equal queries"
+
+
+def test_configs_saved_before_the_spatial_switches_load_without_them():
+    saved = tiny_config(spatial_rotary=True, neighbour_mixing=True).to_dict()
+    assert WorldModelConfig.from_dict(saved).spatial_rotary and WorldModelConfig.from_dict(saved).neighbour_mixing
+    del saved["spatial_rotary"], saved["neighbour_mixing"]
+    old = WorldModelConfig.from_dict(saved)
+    assert not old.spatial_rotary and not old.neighbour_mixing
+    with pytest.raises(ValueError, match="spatial_rotary needs an attention head size"):
+        tiny_config(d_model=12, n_heads=2, headdim=6, spatial_rotary=True)

@@ -17,10 +17,13 @@ def assert_layer_states_close(a, b):
             torch.testing.assert_close(p * filled, q * filled, atol=1e-4, rtol=1e-4)
 
 
-@pytest.fixture(scope="module")
-def model():
+@pytest.fixture(scope="module", params=[{}, {"spatial_rotary": True, "neighbour_mixing": True}],
+                ids=["plain", "spatial"])
+def model(request):
+    """The tiny model, and the same with the spatial switches (rotary over rows and columns, 3x3
+    neighbour mixing): every property below holds for both."""
     torch.manual_seed(0)
-    return randomized(WorldModel(tiny_config()))
+    return randomized(WorldModel(tiny_config(**request.param)))
 
 
 def step_through(model, state, frames, actions):

@@ -62,6 +62,9 @@ MODEL_HELP = {
     "backend": "scan implementation: auto, torch, or triton (needs mamba-ssm and a CUDA GPU)",
     "attn_window": "earlier frames each frame attends to",
     "n_heads": "attention heads",
+    "spatial_rotary": "turn a quarter of each attention head's rotary pairs by the cell's row and a quarter by its "
+                      "column, so attention can pick a cell by its offset (e.g. the one the agent faces)",
+    "neighbour_mixing": "give each cell its 3x3 neighbours' features (a depthwise convolution) before each MLP",
     "mlp_ratio": "hidden width of each layer's MLP as a multiple of the model width",
     "noise_conditioning": "tell the model the corruption level of its input frames (adaLN, beside the action) when "
                           "training with --input-noise; the dream runs at level 0",

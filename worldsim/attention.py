@@ -2,7 +2,9 @@
 `window` frames (causal by frame), nothing older.
 
 Queries and keys are rotated by their frame index (rotary embedding over time), so a score depends
-on how many frames apart two tokens are, not on where a key sits in memory. That lets the
+on how many frames apart two tokens are, not on where a key sits in memory. With `spatial_rotary`
+a quarter of each head's rotary pairs turn with the token's row and a quarter with its column
+(the rest with time), so a score can also depend on the offset between two cells. That lets the
 recurrent path keep keys/values in a ring buffer of window + 1 frame slots, overwritten in place,
 with no reordering: `step` writes the new frame into slot `t % (window + 1)` and attends over the
 whole buffer, masking slots that are empty or reset.
@@ -42,9 +44,32 @@ def frame_rotation(frame: torch.Tensor, inv_freq: torch.Tensor) -> tuple[torch.T
 
 def rotate(x: torch.Tensor, rotation: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """Rotary embedding of x [..., N, heads, dh] by `frame_rotation` of frames broadcastable to x[..., 0, 0, 0]."""
-    cos, sin = (r.to(x.dtype)[..., None, None, :] for r in rotation)
+    return _rotate_pairs(x, *(r.to(x.dtype)[..., None, None, :] for r in rotation))
+
+
+def _rotate_pairs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Turn each pair (x[2i], x[2i+1]) of the last dim by the angle whose cos/sin broadcast to x[..., i]."""
     x1, x2 = x[..., 0::2], x[..., 1::2]
     return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
+
+
+# Spatial rotary frequencies span offsets of one cell (1 radian) to about this many cells.
+SPATIAL_ROTARY_BASE = 64.0
+
+
+def rotary_frequencies(head_dim: int, spatial: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(time, row, column) inverse frequencies [head_dim / 2] float64, each zero on the pairs it does
+    not turn. Without `spatial`, every pair turns with time at the standard rotary frequencies."""
+    pairs = head_dim // 2
+    per_axis = pairs // 4 if spatial else 0
+    time_pairs = pairs - 2 * per_axis
+    time = torch.zeros(pairs, dtype=torch.float64)
+    time[:time_pairs] = 1.0 / (10_000 ** (torch.arange(time_pairs, dtype=torch.float64) / time_pairs))
+    axis = SPATIAL_ROTARY_BASE ** (-torch.arange(per_axis, dtype=torch.float64) / max(per_axis, 1))
+    row, column = torch.zeros(pairs, dtype=torch.float64), torch.zeros(pairs, dtype=torch.float64)
+    row[time_pairs:time_pairs + per_axis] = axis
+    column[time_pairs + per_axis:] = axis
+    return time, row, column
 
 
 @dataclass
@@ -68,8 +93,17 @@ class FrameLocalAttention(nn.Module):
         self.head_dim = config.d_model // config.n_heads
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
         self.out = nn.Linear(config.d_model, config.d_model)
-        inv_freq = 1.0 / (10_000 ** (torch.arange(0, self.head_dim, 2, dtype=torch.float64) / self.head_dim))
+        inv_freq, row_freq, column_freq = rotary_frequencies(self.head_dim, config.spatial_rotary)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.spatial = config.spatial_rotary
+        if self.spatial:
+            # Each cell's fixed turn [N, 1, dh/2] (broadcast over heads), row-major like the tokens.
+            h, w = config.frame_shape
+            rows, cols = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
+                                        indexing="ij")
+            angles = rows.reshape(-1, 1) * row_freq + cols.reshape(-1, 1) * column_freq
+            self.register_buffer("cell_cos", angles.cos().float()[:, None, :], persistent=False)
+            self.register_buffer("cell_sin", angles.sin().float()[:, None, :], persistent=False)
 
     def state_shapes(self, tokens_per_frame: int, d_model: int) -> dict[str, tuple[int, ...]]:
         return {"keys": (self.slots, tokens_per_frame, d_model), "values": (self.slots, tokens_per_frame, d_model)}
@@ -78,7 +112,14 @@ class FrameLocalAttention(nn.Module):
         """x [B, T, N, D], frame [B, T] -> rotated q, k and plain v, each [B, T, N, heads, dh]."""
         q, k, v = self.qkv(x).unflatten(-1, (3, self.heads, self.head_dim)).unbind(-3)
         rotation = frame_rotation(frame, self.inv_freq)
-        return rotate(q, rotation), rotate(k, rotation), v
+        return self._rotate(q, rotation), self._rotate(k, rotation), v
+
+    def _rotate(self, x: torch.Tensor, rotation: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """x [..., N, heads, dh] turned by its cells' places (spatial_rotary) and by its frames. The two
+        turn disjoint pairs (each leaves the other's pairs at angle 0), so their order does not matter."""
+        if self.spatial:
+            x = _rotate_pairs(x, self.cell_cos.to(x.dtype), self.cell_sin.to(x.dtype))
+        return rotate(x, rotation)
 
     def _attend(self, q, keys, values, key_valid) -> torch.Tensor:
         """q [B, T, N, h, dh]; keys/values [B, T, S, N, h, dh]: the S key frames of each query frame;
@@ -229,7 +270,7 @@ class FrameLocalAttention(nn.Module):
         b, n, d = x.shape
         shared = shared or self.step_inputs(frame, slot_frame)
         q, k, v = self.qkv(x[:, None]).unflatten(-1, (3, self.heads, self.head_dim)).unbind(-3)
-        q, k = rotate(q, shared.rotation), rotate(k, shared.rotation)
+        q, k = self._rotate(q, shared.rotation), self._rotate(k, shared.rotation)
         rows = torch.arange(b, device=x.device)
         keys[rows, shared.slot] = k[:, 0].flatten(-2).to(keys.dtype)
         values[rows, shared.slot] = v[:, 0].flatten(-2).to(values.dtype)

@@ -48,6 +48,15 @@ class WorldModelConfig:
     # Frame-local attention: each frame sees itself and the previous `attn_window` frames.
     attn_window: int = 10
     n_heads: int = 4
+    # Rotary embedding over each token's row and column as well as its frame, so a score can depend
+    # on where two cells lie relative to each other ("the cell in front of the agent"). Learned
+    # absolute position embeddings alone make the model learn every such offset cell by cell.
+    # Off by default until it is shown to help a dream's closed-loop results.
+    spatial_rotary: bool = False
+
+    # Before each MLP, every cell adds a depthwise 3x3 convolution of its neighbours' features, so what
+    # the next cell holds (a key, an agent facing this way) is one weight away, not an attention lookup.
+    neighbour_mixing: bool = False
 
     mlp_ratio: float = 4.0
 
@@ -107,6 +116,8 @@ class WorldModelConfig:
              f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
         need((self.d_model // self.n_heads) % 2 == 0,
              f"attention head size d_model / n_heads must be even (rotary), got {self.d_model // self.n_heads}")
+        need(not self.spatial_rotary or self.d_model // self.n_heads >= 8,
+             f"spatial_rotary needs an attention head size d_model / n_heads >= 8, got {self.d_model // self.n_heads}")
         need(self.attn_window >= 0, f"attn_window must be >= 0, got {self.attn_window}")
         # the carried convolution state holds the last d_conv - 1 inputs: at least one
         need(self.d_conv >= 2, f"d_conv must be >= 2, got {self.d_conv}")
@@ -138,4 +149,5 @@ class WorldModelConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"WorldModelConfig: unknown fields {unknown}")
-        return cls(**d)
+        # Configs written before these switches existed describe models trained without them.
+        return cls(**{"spatial_rotary": False, "neighbour_mixing": False, **d})

@@ -64,6 +64,15 @@ class WorldModelLayer(nn.Module):
         self.attn = FrameLocalAttention(config)
         hidden = int(config.mlp_ratio * d)
         self.mlp = nn.Sequential(nn.Linear(d, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, d))
+        self.neighbours = nn.Conv2d(d, d, 3, padding=1, groups=d) if config.neighbour_mixing else None
+
+    def _mlp(self, h: torch.Tensor) -> torch.Tensor:
+        """The MLP of h [B, T, H, W, D], each cell first given its 3x3 neighbourhood (neighbour_mixing)."""
+        if self.neighbours is not None:
+            b, t, hh, ww, d = h.shape
+            grid = h.reshape(b * t, hh, ww, d).permute(0, 3, 1, 2)
+            h = h + self.neighbours(grid).permute(0, 2, 3, 1).reshape(b, t, hh, ww, d)
+        return self.mlp(h)
 
     def _sublayer_inputs(self, cond: torch.Tensor):
         """cond [B, T, D] -> 3 (shift, scale, gate) triples shaped [B, T, 1, 1, D]."""
@@ -90,7 +99,7 @@ class WorldModelLayer(nn.Module):
         cache = None if state is None else (state.keys, state.values, slot_frame)
         y, (keys, values, new_slot_frame) = self.attn(h, frame, episode, cache)
         x = x + g2 * y.unflatten(2, x.shape[2:4])
-        x = x + g3 * self.mlp(_modulate(self.norms[2](x), s3, c3))
+        x = x + g3 * self._mlp(_modulate(self.norms[2](x), s3, c3))
         return x, LayerState(ssm=ssm, conv=conv, keys=keys, values=values), new_slot_frame
 
     def step(self, x, cond, frame, state: LayerState, slot_frame: torch.Tensor, carried: torch.Tensor,
@@ -104,7 +113,7 @@ class WorldModelLayer(nn.Module):
         h = _modulate(self.norms[1](x), s2, c2).flatten(1, 3)                  # [B, N, D]
         y = self.attn.step(h, frame, state.keys, state.values, slot_frame, shared)
         x = x + g2 * y.view_as(x)
-        return x + g3 * self.mlp(_modulate(self.norms[2](x), s3, c3))
+        return x + g3 * self._mlp(_modulate(self.norms[2](x), s3, c3))
 
 
 class WorldModel(nn.Module):
