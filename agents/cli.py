@@ -34,7 +34,8 @@ def _train(args: argparse.Namespace) -> int:
                            features=args.features, max_episode_steps=args.max_episode_steps,
                            hyperparams=parse_hyperparams(args.hyperparams, args.algo),
                            verbose=0 if args.quiet else 1, uncertainty_penalty=args.uncertainty_penalty,
-                           uncertainty_limit=args.uncertainty_limit, init_from=args.init_from)
+                           uncertainty_limit=args.uncertainty_limit, init_from=args.init_from,
+                           temperature=args.temperature)
     except (ValueError, OSError) as e:                  # CheckpointError is a ValueError
         print(f"worldsim agent train: error: {e}", file=sys.stderr)
         return 1
@@ -70,7 +71,8 @@ def _eval(args: argparse.Namespace) -> int:
             out = os.path.join(folder, f"eval_{where}.json")
         result = evaluate_policy(args.policy, args.env, episodes=args.episodes, where=where,
                                  checkpoint=args.checkpoint, seed=args.seed, deterministic=args.deterministic,
-                                 max_episode_steps=args.max_episode_steps, device=args.device, out=out)
+                                 max_episode_steps=args.max_episode_steps, device=args.device, out=out,
+                                 temperature=args.temperature)
     except (ValueError, OSError) as e:
         print(f"worldsim agent eval: error: {e}", file=sys.stderr)
         return 1
@@ -91,6 +93,9 @@ def _common(p: argparse.ArgumentParser, seed_help: str) -> None:
                    "(default: auto)")
     p.add_argument("--max-episode-steps", type=int, default=None,
                    help="episode step limit (truncation) replacing the env's own (default: the env's)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="with --in dream: the dream's sampling temperature per cell, 0 for argmax (default: "
+                   "the dream's own: 0 for a world-view model, 1 for one of the agent's view)")
 
 
 def add_agent_parser(subparsers, help: str | None = None) -> argparse.ArgumentParser:

@@ -97,12 +97,13 @@ def _run_real(model, env_id, seeds, deterministic, max_episode_steps, batch):
     return returns, lengths, terminated
 
 
-def _run_dream(model, env_id, seeds, deterministic, max_episode_steps, batch, checkpoint, device):
+def _run_dream(model, env_id, seeds, deterministic, max_episode_steps, batch, checkpoint, device, temperature):
     from worldsim import DreamVectorEnv
 
     n = min(batch, len(seeds))
     venv = DreamVectorEnv(checkpoint, num_envs=n, real_env_id=env_id, image_only=True, device=device,
-                          max_episode_steps=max_episode_steps, start_pool=n)
+                          max_episode_steps=max_episode_steps, start_pool=n,
+                          **({} if temperature is None else {"temperature": temperature}))
     returns, lengths, terminated = [], [], []
     try:
         for lo in range(0, len(seeds), n):
@@ -130,9 +131,11 @@ def _run_dream(model, env_id, seeds, deterministic, max_episode_steps, batch, ch
 
 def evaluate_policy(policy, env_id: str | None = None, episodes: int = 100, where: str = "real", checkpoint=None,
                     seed: int = 0, deterministic: bool = True, max_episode_steps: int | None = None,
-                    device: str = "auto", batch: int = 16, out: str | os.PathLike | None = None) -> dict[str, Any]:
+                    device: str = "auto", batch: int = 16, out: str | os.PathLike | None = None,
+                    temperature: float | None = None) -> dict[str, Any]:
     """Run `episodes` episodes of a policy (a folder from train_agent, a policy .zip, or an SB3 model) in
-    the real env `env_id` or in the dream of `checkpoint`, episode i with seed seed + i, `batch` at a time.
+    the real env `env_id` or in the dream of `checkpoint` (sampled at `temperature`; None: the dream's
+    default), episode i with seed seed + i, `batch` at a time.
 
     Returns success_rate, success_ci (Wilson), mean_return, return_ci (t), episodes, per-episode
     returns / lengths / successes / seeds and the settings; with `out`, also writes it as JSON.
@@ -148,6 +151,8 @@ def evaluate_policy(policy, env_id: str | None = None, episodes: int = 100, wher
     positive_int("seed", seed, allow_zero=True)          # gymnasium refuses negative reset seeds
     resolve_device(device)
     check_place(where, checkpoint, "evaluating")
+    if where != "dream" and temperature is not None:
+        raise ValueError(f"temperature {temperature!r} is the dream's sampling temperature: use it with where='dream'")
     if isinstance(policy, (str, os.PathLike)):
         model, info = load_policy(policy, device=device)
         policy_name = os.fspath(policy)
@@ -169,13 +174,14 @@ def evaluate_policy(policy, env_id: str | None = None, episodes: int = 100, wher
         returns, lengths, terminated = _run_real(model, env_id, seeds, deterministic, max_episode_steps, batch)
     else:
         returns, lengths, terminated = _run_dream(model, env_id, seeds, deterministic, max_episode_steps, batch,
-                                                  checkpoint, device)
+                                                  checkpoint, device, temperature)
     successes = [bool(t and r > 0) for t, r in zip(terminated, returns)]
     n, k = len(returns), int(sum(successes))
     return_ci, ci_method = mean_interval(returns)
     result = {
         "env_id": env_id, "where": where, "episodes": n, "seed": int(seed), "deterministic": bool(deterministic),
         "policy": policy_name, "trained_in": info.get("where"), "algo": info.get("algo"),
+        **({"dream_temperature": temperature} if where == "dream" else {}),
         "checkpoint": None if checkpoint is None else (os.path.abspath(checkpoint)
                                                        if isinstance(checkpoint, (str, os.PathLike)) else repr(checkpoint)),
         "success_definition": SUCCESS_DEFINITION, "confidence": CONFIDENCE,

@@ -67,9 +67,9 @@ class RealTorchVecEnv:
 
 
 def make_torch_env(env_id: str, where: str, num_envs: int, *, checkpoint=None, device: str | torch.device = "auto",
-                   max_episode_steps: int | None = None, pessimism: dict | None = None):
+                   max_episode_steps: int | None = None, dream_settings: dict | None = None):
     """The vector env the native PPO trains or is scored in: the real env, or the dream of `checkpoint`
-    (`pessimism`: DreamVectorEnv's uncertainty_penalty / uncertainty_limit)."""
+    (`dream_settings`: DreamVectorEnv's temperature, uncertainty_penalty, uncertainty_limit)."""
     if where == "real":
         return RealTorchVecEnv(env_id, num_envs, device=device, max_episode_steps=max_episode_steps)
     from worldsim import DreamVectorEnv
@@ -78,4 +78,4 @@ def make_torch_env(env_id: str, where: str, num_envs: int, *, checkpoint=None, d
     compile_step = resolve_device(device).type == "cuda"
     return DreamVectorEnv(checkpoint, num_envs=num_envs, real_env_id=env_id, image_only=True, device=device,
                           max_episode_steps=max_episode_steps, return_torch=True, compile=compile_step,
-                          **(pessimism or {}))
+                          **(dream_settings or {}))

@@ -230,7 +230,7 @@ def _check_args(env_id, where, algo, steps, checkpoint, num_envs, seed, device):
 
 def make_env(env_id: str, where: str = "real", num_envs: int = 1, seed: int | None = 0,
              checkpoint=None, device: str = "auto", max_episode_steps: int | None = None,
-             pessimism: dict | None = None):
+             dream_settings: dict | None = None):
     """The SB3 VecEnv an agent trains on: the real env (DummyVecEnv of Monitor(ImgObsWrapper(env)))
     or the dream (DreamSB3VecEnv with image_only=True); both give 7x7x3 symbolic images."""
     if where == "real":
@@ -249,7 +249,7 @@ def make_env(env_id: str, where: str = "real", num_envs: int = 1, seed: int | No
     from .sb3_vec_env import DreamSB3VecEnv
 
     venv = DreamSB3VecEnv(checkpoint=checkpoint, num_envs=num_envs, real_env_id=env_id, image_only=True,
-                          device=device, max_episode_steps=max_episode_steps, **(pessimism or {}))
+                          device=device, max_episode_steps=max_episode_steps, **(dream_settings or {}))
     venv.seed(seed)
     return venv
 
@@ -259,7 +259,7 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
                 seed: int = 0, device: str = "auto", features: str = "cnn", hyperparams: dict | None = None,
                 max_episode_steps: int | None = None, verbose: int = 0, progress=None,
                 uncertainty_penalty: float = 0.0, uncertainty_limit: float | None = None,
-                init_from: str | os.PathLike | None = None) -> dict[str, Any]:
+                init_from: str | os.PathLike | None = None, temperature: float | None = None) -> dict[str, Any]:
     """Train `algo` for `steps` env steps in the dream (`checkpoint`: a folder, or a shipped model's id;
     None: the model shipped for `env_id`) or the real env `env_id`.
 
@@ -272,7 +272,8 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
     every 10 s while training. `uncertainty_penalty` and `uncertainty_limit` make the dream pessimistic
     (`worldsim.DreamVectorEnv`): the reward loses penalty x the model's uncertainty about each next
     frame, and an episode past the limit is truncated. `init_from`: native-ppo only, a folder it wrote
-    whose policy is the starting point (fine-tuning) instead of a fresh network.
+    whose policy is the starting point (fine-tuning) instead of a fresh network. `temperature`: the
+    dream's sampling temperature (0: argmax; None: the dream's default).
     """
     if where == "dream":
         checkpoint = resolve_checkpoint(checkpoint, env_id if isinstance(env_id, str) else None)
@@ -281,14 +282,16 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
     pessimism = {"uncertainty_penalty": uncertainty_penalty, "uncertainty_limit": uncertainty_limit}
     if init_from is not None and algo != NATIVE_PPO:
         raise ValueError(f"init_from continues a native-ppo policy; algo is {algo!r}")
-    if where != "dream" and (uncertainty_penalty or uncertainty_limit is not None):
-        raise ValueError("uncertainty_penalty and uncertainty_limit act on the dream: use them with where='dream'")
+    if where != "dream" and (uncertainty_penalty or uncertainty_limit is not None or temperature is not None):
+        raise ValueError("uncertainty_penalty, uncertainty_limit and temperature act on the dream: use them with "
+                         "where='dream'")
+    dream_settings = {**pessimism, **({} if temperature is None else {"temperature": temperature})}
     out = output_folder(out)
     start = time.time()
     train = _train_native if algo == NATIVE_PPO else _train_sb3
     extra = {"init_from": init_from} if algo == NATIVE_PPO else {}
     info = train(env_id, where, algo, steps, out, checkpoint, num_envs, seed, device, features,
-                 hyperparams or {}, max_episode_steps, verbose, progress, pessimism if where == "dream" else None,
+                 hyperparams or {}, max_episode_steps, verbose, progress, dream_settings if where == "dream" else None,
                  **extra)
     info = {
         "env_id": env_id, "where": where, "algo": algo, "steps": int(steps), **info, "seed": seed,
@@ -296,7 +299,7 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
         "checkpoint": None if checkpoint is None else (os.path.abspath(checkpoint)
                                                        if isinstance(checkpoint, (str, os.PathLike)) else repr(checkpoint)),
         "features": features, "max_episode_steps": max_episode_steps,
-        **({"pessimism": pessimism} if where == "dream" else {}),
+        **({"pessimism": pessimism, "dream_temperature": temperature} if where == "dream" else {}),
         **({"init_from": os.path.abspath(init_from)} if init_from is not None else {}),
         "observation": "7x7x3 symbolic image (ImgObsWrapper / image_only=True)",
         "tensorboard": "tb", "train_seconds": round(time.time() - start, 3),
@@ -306,12 +309,12 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
 
 
 def _train_sb3(env_id, where, algo, steps, out, checkpoint, num_envs, seed, device, features, hyperparams,
-               max_episode_steps, verbose, progress, pessimism) -> dict[str, Any]:
+               max_episode_steps, verbose, progress, dream_settings) -> dict[str, Any]:
     import stable_baselines3
 
     params = {**DEFAULT_HYPERPARAMS[algo], **hyperparams}
     check_sb3_hyperparams(params)
-    venv = make_env(env_id, where, num_envs, seed, checkpoint, device, max_episode_steps, pessimism)
+    venv = make_env(env_id, where, num_envs, seed, checkpoint, device, max_episode_steps, dream_settings)
     label = f"{algo.upper()} in the {'dream' if where == 'dream' else 'real env'}"
     callback = None if progress is None else ProgressLines(label, steps, progress)
     try:
@@ -331,7 +334,7 @@ def _train_sb3(env_id, where, algo, steps, out, checkpoint, num_envs, seed, devi
 
 
 def _train_native(env_id, where, algo, steps, out, checkpoint, num_envs, seed, device, features, hyperparams,
-                  max_episode_steps, verbose, progress, pessimism, init_from=None) -> dict[str, Any]:
+                  max_episode_steps, verbose, progress, dream_settings, init_from=None) -> dict[str, Any]:
     from torch.utils.tensorboard import SummaryWriter
 
     from .ppo import WEIGHTS_FILE, NativePolicy, PPOSettings, save_policy, train_ppo
@@ -339,7 +342,7 @@ def _train_native(env_id, where, algo, steps, out, checkpoint, num_envs, seed, d
 
     settings = PPOSettings.from_overrides(hyperparams)
     envs = make_torch_env(env_id, where, num_envs, checkpoint=checkpoint, device=device,
-                          max_episode_steps=max_episode_steps, pessimism=pessimism)
+                          max_episode_steps=max_episode_steps, dream_settings=dream_settings)
     label = f"native PPO in the {'dream' if where == 'dream' else 'real env'}"
     say = progress if progress is not None else (print if verbose else None)
     writer = SummaryWriter(str(out / "tb" / f"{algo}_{where}"))

@@ -231,7 +231,8 @@ def add_fidelity_parser(benchmark_commands) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=10_000, help="reset seed of the first episode (default: 10000)")
     p.add_argument("--horizon", type=int, default=500, help="steps of each replay at most (default: 500)")
     p.add_argument("--temperature", type=float, default=None,
-                   help="the dream's sampling temperature (default: the dream's own, 1.0; 0: argmax)")
+                   help="the dream's sampling temperature (default: the dream's own: 0, argmax, for a world-view "
+                   "model; 1 for one of the agent's view)")
     p.add_argument("--max-episode-steps", type=int, default=None, help="episode step limit replacing the env's own")
     p.add_argument("--device", default="auto", help="torch device: auto (cuda if available), cpu or cuda (default: auto)")
     p.add_argument("--out", default=None, help="output folder (default: runs/benchmark/fidelity-<env>)")

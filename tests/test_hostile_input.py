@@ -184,8 +184,8 @@ def test_resume_state_with_a_negative_step_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("settings,message", [
-    (dict(temperature=float("nan")), "temperature must be a finite number >= 0; got nan"),
-    (dict(temperature=float("inf")), "temperature must be a finite number >= 0; got inf"),
+    (dict(temperature=float("nan")), "or a finite number >= 0; got nan"),
+    (dict(temperature=float("inf")), "or a finite number >= 0; got inf"),
     (dict(tile_size=0), "tile_size must be a positive integer; got 0"),
     (dict(max_episode_steps=2.7), "max_episode_steps must be a positive integer; got 2.7"),
 ])

@@ -151,6 +151,19 @@ def test_train_agent_native_in_dream_then_eval_and_collect(tmp_path):
     with pytest.raises(ValueError, match="act on the dream"):
         train_agent(MINIGRID_ENV_ID, where="real", algo="native-ppo", steps=64, out=tmp_path / "x",
                     uncertainty_penalty=1.0)
+    # The dream's temperature reaches the env the agent trains in, and the scoring dream.
+    argmax = train_agent(MINIGRID_ENV_ID, where="dream", algo="native-ppo", steps=64, out=tmp_path / "argmax",
+                         checkpoint=model, num_envs=4, seed=0, device="cpu", max_episode_steps=5,
+                         hyperparams={"num_steps": 8, "minibatch_size": 16}, temperature=0.0)
+    assert argmax["dream_temperature"] == 0.0 and saved["dream_temperature"] is None
+    dream = make_torch_env(MINIGRID_ENV_ID, "dream", 2, checkpoint=model, device="cpu",
+                           dream_settings={"temperature": 0.0})
+    assert dream.setup.simulator.temperature == 0.0
+    scored = evaluate_policy(tmp_path / "argmax", MINIGRID_ENV_ID, episodes=2, where="dream", checkpoint=model,
+                             device="cpu", max_episode_steps=5, temperature=0.0)
+    assert scored["dream_temperature"] == 0.0
+    with pytest.raises(ValueError, match="temperature 0.0 is the dream's sampling temperature"):
+        evaluate_policy(out, MINIGRID_ENV_ID, episodes=1, where="real", temperature=0.0)
     policy, _ = load_policy(out, device="cpu")
     assert isinstance(policy, NativePolicy)
     result = evaluate_policy(out, MINIGRID_ENV_ID, episodes=3, where="real", deterministic=False)

@@ -156,6 +156,15 @@ def test_a_world_dream_starts_from_the_real_state_and_shows_the_agent_its_view()
     dream.close()
 
 
+def test_a_world_dream_decodes_by_argmax_unless_told_otherwise():
+    """Its frame is the env's whole state: sampling it would make every wrong transition a lottery."""
+    assert world_dream().simulator.temperature == 0.0
+    assert world_dream(temperature=0.7).simulator.temperature == 0.7
+    assert DreamEnv(tiny_minigrid_model("MiniGrid-DoorKey-5x5-v0")).simulator.temperature == 1.0   # the agent's view
+    with pytest.raises(ValueError, match="temperature must be None .* or a finite number >= 0; got nan"):
+        world_dream(temperature=float("nan"))
+
+
 def test_a_world_dream_passes_gymnasiums_checker():
     check_env(world_dream(max_episode_steps=10), skip_render_check=True)
 

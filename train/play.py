@@ -108,7 +108,7 @@ class PlaySession:
     checkpoint: str
     real: bool = False
     seed: int | None = 0
-    temperature: float = 1.0
+    temperature: float | None = None
     max_steps: int | None = None
     device: str = "auto"
     tile_size: int = DEFAULT_TILE
@@ -442,8 +442,9 @@ def add_play_parser(subparsers, help: str | None = None) -> argparse.ArgumentPar
     p.add_argument("--seed", type=int, default=0, help="reset seed of the real start (and random:N) (default: 0)")
     p.add_argument("--steps", type=int, default=None,
                    help="episode step limit (truncation) replacing the env's own (default: the env's)")
-    p.add_argument("--temperature", type=float, default=1.0,
-                   help="sampling temperature of dreamed frames; 0 takes the most likely tokens (default: 1)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="sampling temperature of dreamed frames; 0 takes the most likely tokens (default: the "
+                   "dream's own: 0 for a world-view model, 1 for one of the agent's view)")
     p.add_argument("--fps", type=float, default=5.0, help="frames per second of the GIF (default: 5)")
     p.add_argument("--tile-size", type=int, default=DEFAULT_TILE, help="pixels per cell of each panel (default: 32)")
     p.add_argument("--scale", type=int, default=2, help="interactive: window scale factor (default: 2)")

@@ -7,7 +7,8 @@ device and samples the next frame, reward and termination (``worldsim.simulator.
 also formats the observations):
 
 - frame: every cell from softmax(logits / temperature) over the codec's legal tokens; temperature 0
-  takes the argmax.
+  takes the argmax. The default is argmax for a world-view model, 1 for one of the agent's view
+  (``worldsim.simulator.default_temperature``).
 - reward: the predicted reward, as is (zero on steps that go on when the checkpoint records
   ``rewards_only_on_termination``).
 - terminated: ``termination="threshold"`` (default): sigmoid(done_logit) > 0.5, deterministic like
@@ -198,7 +199,7 @@ class DreamEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 10}
 
     def __init__(self, checkpoint, *, real_env_id: str | None = None, obs_mode: str = "symbolic",
-                 image_only: bool = False, device: str | torch.device = "auto", temperature: float = 1.0,
+                 image_only: bool = False, device: str | torch.device = "auto", temperature: float | None = None,
                  termination: str = "threshold", max_episode_steps: int | None = None, starts=None,
                  render_mode: str | None = None, tile_size: int = RGB_TILE_SIZE,
                  real_env_kwargs: dict | None = None, precision: str = "auto", compile: bool = False,

@@ -52,7 +52,7 @@ class DreamVectorEnv(VectorEnv):
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": ["rgb_array"], "render_fps": 10}
 
     def __init__(self, checkpoint, *, num_envs: int = 1, real_env_id: str | None = None, obs_mode: str = "symbolic",
-                 image_only: bool = False, device: str | torch.device = "auto", temperature: float = 1.0,
+                 image_only: bool = False, device: str | torch.device = "auto", temperature: float | None = None,
                  termination: str = "threshold", max_episode_steps: int | None = None, starts=None,
                  return_torch: bool = False, start_pool: int = 256, render_mode: str | None = None,
                  tile_size: int = RGB_TILE_SIZE, real_env_kwargs: dict | None = None, precision: str = "auto",

@@ -14,7 +14,11 @@ then on the device
 
 - frame: every cell from softmax(logits / temperature) over the codec's *legal* tokens for that
   cell (``codec.legal_mask``), so every sampled frame decodes (Gumbel-max); temperature 0: argmax;
-  a world-state codec's agent is placed first, in its most likely cell (``one_agent_logits``);
+  a world-state codec's agent is placed first, in its most likely cell (``one_agent_logits``).
+  The default (``temperature=None``) is chosen by measurement per kind of frame: argmax for a
+  world-state frame (the env's whole state: MiniGrid's dynamics given it are deterministic, and
+  sampling every cell turns each small probability of a wrong transition into a lottery an agent
+  learns to play), 1.0 for the agent's own view (whose unseen places are uncertain for real);
 - terminated: ``termination="threshold"``: sigmoid(done_logit) > 0.5; ``"sample"``: a Bernoulli draw;
 - reward: the predicted reward; with ``rewards_only_on_termination`` (an env that pays only on the
   terminating step, as the trainer records in the checkpoint's metadata) zero on steps that go on;
@@ -77,15 +81,21 @@ def _check_pessimism(penalty: float, limit: float | None) -> None:
         raise ValueError(f"uncertainty_limit must be None or a finite number > 0 (nats per cell); got {limit!r}")
 
 
-def _check_settings(precision: str, obs_mode: str, termination: str, temperature: float) -> None:
+def default_temperature(codec: Any) -> float:
+    """The dream's sampling temperature when none is given (see the module docstring)."""
+    return 0.0 if isinstance(codec, WorldStateCodec) else 1.0
+
+
+def _check_settings(precision: str, obs_mode: str, termination: str, temperature: float | None) -> None:
     check_precision(precision)
     if obs_mode not in OBS_MODES:
         raise ValueError(f"obs_mode must be one of {OBS_MODES}; got {obs_mode!r}")
     if termination not in TERMINATION_MODES:
         raise ValueError(f"termination must be one of {TERMINATION_MODES}; got {termination!r}")
-    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not math.isfinite(temperature) \
-            or temperature < 0:
-        raise ValueError(f"temperature must be a finite number >= 0; got {temperature!r}")
+    if temperature is not None and (not isinstance(temperature, (int, float)) or isinstance(temperature, bool)
+                                    or not math.isfinite(temperature) or temperature < 0):
+        raise ValueError(f"temperature must be None (the default for the model's frames) or a finite number >= 0; "
+                         f"got {temperature!r}")
 
 
 class Simulator:
@@ -101,7 +111,7 @@ class Simulator:
     """
 
     def __init__(self, *, model: Any, codec: Any = None, device: str | torch.device = "auto",
-                 precision: str = "auto", temperature: float = 1.0, termination: str = "threshold",
+                 precision: str = "auto", temperature: float | None = None, termination: str = "threshold",
                  rewards_only_on_termination: bool | None = None, obs_mode: str = "symbolic",
                  image_only: bool = False, tile_size: int = RGB_TILE_SIZE, compile: bool = False,
                  uncertainty_penalty: float = 0.0, uncertainty_limit: float | None = None):
@@ -113,7 +123,7 @@ class Simulator:
         self.model = model.to(self.device).eval() if isinstance(model, WorldModel) else model
         self.codec = codec_for_model(model.config, codec)   # imports the env package, registering its envs
         self.num_actions = int(model.config.num_actions)
-        self.temperature = float(temperature)
+        self.temperature = default_temperature(self.codec) if temperature is None else float(temperature)
         self.termination = termination
         if rewards_only_on_termination is None:
             meta = getattr(model.config, "metadata", None) or {}
@@ -135,7 +145,7 @@ class Simulator:
         (``worldsim models``) or a WorldModel; `settings` are the constructor's keywords. The settings
         are checked before the model is loaded, so a typo fails fast."""
         _check_settings(settings.get("precision", "auto"), settings.get("obs_mode", "symbolic"),
-                        settings.get("termination", "threshold"), settings.get("temperature", 1.0))
+                        settings.get("termination", "threshold"), settings.get("temperature"))
         _check_pessimism(settings.get("uncertainty_penalty", 0.0), settings.get("uncertainty_limit"))
         device = resolve_device(device)
         return cls(model=load_world_model(checkpoint, device), device=device, **settings)
