@@ -4,7 +4,7 @@ the corruption level of its inputs."""
 import pytest
 import torch
 
-from conftest import random_episode, randomized, tiny_config
+from conftest import random_episode, randomized, tiny_config, tiny_minigrid_model
 from train.config import TrainConfig, TrainError
 from train.own_errors import corrupt_frames, self_forced_frames, self_forcing_probability
 from train.windows import Window
@@ -62,6 +62,24 @@ def test_self_forcing_swaps_in_the_models_samples_but_never_an_episodes_first_fr
     kept = self_forced_frames(model, win, 0.0, legal, _no_autocast)
     assert torch.equal(kept, frames)
     assert model.training                                         # the no-grad pass leaves the mode alone
+    # At temperature 0 (a world view's dream decodes by argmax) the swapped-in frames are the argmax.
+    argmax = self_forced_frames(model, win, 1.0, legal, _no_autocast, temperature=0.0)
+    with torch.no_grad():
+        best = model.eval()(frames, actions, resets=resets).frame_logits.argmax(-1)
+    model.train()
+    assert torch.equal(argmax[0, 1:], best[0, :-1])
+
+
+def test_self_forcing_decodes_as_the_dream_of_the_models_frames():
+    import gymnasium as gym
+
+    from envs.minigrid.world_view import MiniGridWorldCodec
+    from train.evaluation import dream_temperature
+    env = gym.make("MiniGrid-DoorKey-5x5-v0")
+    assert dream_temperature(tiny_minigrid_model("MiniGrid-DoorKey-5x5-v0",
+                                                 codec=MiniGridWorldCodec.for_env(env))) == 0.0
+    assert dream_temperature(tiny_minigrid_model()) == 1.0                    # the agent's view
+    assert dream_temperature(WorldModel(tiny_config())) == 1.0                # no codec
 
 
 def _no_autocast():

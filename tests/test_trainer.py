@@ -546,3 +546,14 @@ def test_termination_precision_recall_and_terminal_reward_error(minigrid):
     assert tf["done_precision"] == pytest.approx(len(terminal) / len(positions))
     assert tf["done_recall"] == 1.0
     assert tf["reward_mae_terminal"] == pytest.approx(0.5)
+
+
+def test_self_forcing_decodes_a_world_view_by_argmax_as_its_dream_does(tmp_path):
+    from train.collect import collect
+
+    for view in ("world", "ego"):
+        collect("MiniGrid-Empty-5x5-v0", episodes=2, out=tmp_path / view, max_steps=5, num_envs=1, progress=False,
+                view=view)
+    settings = dict(steps=1, batch_size=1, curriculum=[[0, 4]], self_forcing=0.5, model=TINY, num_threads=1, **QUIET)
+    assert Trainer(TrainConfig(**settings), str(tmp_path / "world")).self_forcing_temperature == 0.0
+    assert Trainer(TrainConfig(**settings), str(tmp_path / "ego")).self_forcing_temperature == 1.0

@@ -239,6 +239,14 @@ def legal_tokens(model: WorldModel, device: torch.device) -> torch.Tensor:
     return torch.ones(*c.frame_shape, c.vocab_size, dtype=torch.bool, device=device)
 
 
+def dream_temperature(model: WorldModel) -> float:
+    """The temperature the dream decodes the model's frames at by default (1 for a model without a codec)."""
+    from worldsim.simulator import default_temperature
+
+    c = model.config
+    return default_temperature(codec_for_model(c)) if "codec" in (c.metadata or {}) else 1.0
+
+
 def rollout_metrics(model: WorldModel, stream: Stream, *, context: int, horizon: int, count: int, batch_size: int,
                     sampling: str = "argmax", temperature: float = 1.0, seed: int = 0,
                     device: torch.device | str = "cpu", autocast: Callable[[], Any] = nullcontext) -> dict[str, float]:

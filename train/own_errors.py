@@ -9,7 +9,8 @@ trainer switches change the *inputs* of a training window (the targets stay the 
   with `noise_conditioning` is told sigma through adaLN, as diffusion forcing tells the noise level;
   the dream runs at sigma = 0.
 - `self_forced_frames` (`--self-forcing P`): scheduled sampling. A no-grad teacher-forced pass samples
-  every next frame the way the dream decodes (legal tokens, temperature 1); each input frame that has
+  every next frame the way the dream decodes (legal tokens, at the dream's default temperature for
+  the model's frames: 1 for the agent's view, argmax for a world view); each input frame that has
   a prediction is replaced by it with probability P (ramped up from 0 over `--self-forcing-ramp`
   steps).
 
@@ -61,17 +62,18 @@ def self_forcing_probability(step: int, prob: float, ramp_steps: int) -> float:
 
 
 @torch.no_grad()
-def self_forced_frames(model, win: Window, prob: float, legal: torch.Tensor, autocast) -> torch.Tensor:
+def self_forced_frames(model, win: Window, prob: float, legal: torch.Tensor, autocast,
+                       temperature: float = 1.0) -> torch.Tensor:
     """The window's input frames with each frame t + 1 replaced, with probability `prob`, by the
-    model's sample of it from the true frames <= t (a teacher-forced pass, no gradients). Frames that
-    start an episode have no prediction and stay true."""
+    model's sample of it (at `temperature`; 0: argmax) from the true frames <= t (a teacher-forced
+    pass, no gradients). Frames that start an episode have no prediction and stay true."""
     was_training = model.training
     model.eval()
     with autocast():
         logits = model(win.frames, win.actions, resets=win.resets).frame_logits
     model.train(was_training)
     logits = logits.float()
-    predicted = sample_frames(logits, legal=legal, temperature=1.0,                 # prediction of frame t + 1
+    predicted = sample_frames(logits, legal=legal, temperature=temperature,         # prediction of frame t + 1
                               uniform=torch.rand(logits.shape, device=logits.device))
     frames = win.frames.clone()
     swap = (torch.rand(win.frames.shape[:2], device=frames.device) < prob) & win.has_target

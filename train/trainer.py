@@ -42,7 +42,7 @@ from worldsim import WorldModel, runtime
 
 from . import distributed, run_folder
 from .config import Curriculum, TrainConfig, TrainError, as_config, lr_at
-from .evaluation import Meter, held_out_metrics, legal_tokens
+from .evaluation import Meter, dream_temperature, held_out_metrics, legal_tokens
 from .losses import aux_reconstruction_loss, aux_valid, prediction_losses, time_weights
 from .modules import AuxHead, parameter_groups
 from .own_errors import corrupt_frames, self_forced_frames, self_forcing_probability
@@ -135,6 +135,7 @@ class Trainer:
         mc = self.model.config
         check_fits(d, mc)
         self.legal = legal_tokens(self.model, self.device)   # what corrupted or self-forced inputs may hold
+        self.self_forcing_temperature = dream_temperature(self.model)   # self-forced inputs decode as the dream does
         self.curriculum = Curriculum(config.curriculum, config.batch_size, config.batch_scaling, config.min_batch_size)
         longest = len(d.train.frames) - 1
         if self.curriculum.max_length > longest:
@@ -267,7 +268,8 @@ class Trainer:
         frames = win.frames
         prob = self_forcing_probability(self.step, c.self_forcing, c.self_forcing_ramp)
         if prob > 0:
-            frames = self_forced_frames(self.model, win, prob, self.legal, self.autocast)
+            frames = self_forced_frames(self.model, win, prob, self.legal, self.autocast,
+                                        temperature=self.self_forcing_temperature)
         level = None
         if c.input_noise > 0:
             frames, level = corrupt_frames(frames, c.input_noise, self.legal)
