@@ -2,12 +2,12 @@
 `window` frames (causal by frame), nothing older.
 
 Queries and keys are rotated by their frame index (rotary embedding over time), so a score depends
-on how many frames apart two tokens are, not on where a key sits in memory. With `spatial_rotary`
-a quarter of each head's rotary pairs turn with the token's row and a quarter with its column
-(the rest with time), so a score can also depend on the offset between two cells. That lets the
+on how many frames apart two tokens are, not on where a key sits in memory. That lets the
 recurrent path keep keys/values in a ring buffer of window + 1 frame slots, overwritten in place,
 with no reordering: `step` writes the new frame into slot `t % (window + 1)` and attends over the
-whole buffer, masking slots that are empty or reset.
+whole buffer, masking slots that are empty or reset. With `spatial_rotary` a quarter of each head's
+rotary pairs turn with the token's row and a quarter with its column (the rest with time), so a
+score can also depend on the offset between two cells.
 
 Both paths reduce to one computation, `_attend`: each query frame against its own window + 1 key
 frames, plus a per-key-frame validity mask. The parallel path gathers those windows with `unfold`,
