@@ -156,12 +156,19 @@ def test_train_agent_native_in_dream_then_eval_and_collect(tmp_path):
                          checkpoint=model, num_envs=4, seed=0, device="cpu", max_episode_steps=5,
                          hyperparams={"num_steps": 8, "minibatch_size": 16}, temperature=0.0)
     assert argmax["dream_temperature"] == 0.0 and saved["dream_temperature"] is None
+    # Same seed and settings, another dream: other frames, so other updates (equal if it were ignored).
+    from safetensors.torch import load_file
+    first, second = load_file(out / "policy.safetensors"), load_file(tmp_path / "argmax" / "policy.safetensors")
+    assert any(not torch.equal(first[k], second[k]) for k in first)
     dream = make_torch_env(MINIGRID_ENV_ID, "dream", 2, checkpoint=model, device="cpu",
                            dream_settings={"temperature": 0.0})
     assert dream.setup.simulator.temperature == 0.0
     scored = evaluate_policy(tmp_path / "argmax", MINIGRID_ENV_ID, episodes=2, where="dream", checkpoint=model,
                              device="cpu", max_episode_steps=5, temperature=0.0)
     assert scored["dream_temperature"] == 0.0
+    sampled = evaluate_policy(tmp_path / "argmax", MINIGRID_ENV_ID, episodes=2, where="dream", checkpoint=model,
+                              device="cpu", max_episode_steps=5, temperature=1.0)
+    assert sampled["returns"] != scored["returns"]          # the scoring dream decodes at the temperature given
     with pytest.raises(ValueError, match="temperature 0.0 is the dream's sampling temperature"):
         evaluate_policy(out, MINIGRID_ENV_ID, episodes=1, where="real", temperature=0.0)
     policy, _ = load_policy(out, device="cpu")
