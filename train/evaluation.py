@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from worldsim.data.stream import Stream
-from worldsim.codecs import codec_for_model, one_agent_token_base
+from worldsim.codecs import codec_for_model, default_temperature, one_agent_token_base
 from worldsim.model import WorldModel
 from worldsim.sampling import legal_logits, one_agent_logits, sample_frames
 
@@ -241,8 +241,6 @@ def legal_tokens(model: WorldModel, device: torch.device) -> torch.Tensor:
 
 def dream_temperature(model: WorldModel) -> float:
     """The temperature the dream decodes the model's frames at by default (1 for a model without a codec)."""
-    from worldsim.simulator import default_temperature
-
     c = model.config
     return default_temperature(codec_for_model(c)) if "codec" in (c.metadata or {}) else 1.0
 

@@ -41,8 +41,8 @@ LEARN_FILE = "learn.json"
 METRICS_FILE = "metrics.jsonl"
 # Held-out evaluation seeds: far from the collection seeds (0, 1, 2, ...), so no evaluated layout is trained on.
 EVAL_SEED = 1_000_000
-DREAM_VIEWS = ("world", "ego")
-INITIAL_POLICIES = ("random", "explore", "expert")     # round 0's data: collect's policies that need no agent           # collect's views a dream runs on (the map view is not one)
+DREAM_VIEWS = ("world", "ego")                         # collect's views a dream runs on (the map view is not one)
+INITIAL_POLICIES = ("random", "explore", "expert")     # round 0's data: collect's policies that need no agent
 
 
 class LearnError(ValueError):

@@ -92,6 +92,15 @@ def is_dream_codec(codec: Any) -> bool:
     return isinstance(codec, (EgocentricCodec, WorldStateCodec))
 
 
+def default_temperature(codec: Any) -> float:
+    """The dream's sampling temperature for frames of `codec` when none is given, chosen by closed-loop
+    measurement: argmax (0) for a world-state frame, the env's whole state, whose MiniGrid dynamics are
+    deterministic (sampling every cell turns each small probability of a wrong transition into a
+    lottery an agent learns to win); 1 otherwise (the agent's view, whose unseen places are uncertain
+    for real)."""
+    return 0.0 if isinstance(codec, WorldStateCodec) else 1.0
+
+
 def one_agent_token_base(codec: Any) -> int | None:
     """The first agent token id when a sampled frame must place the agent itself (exactly one agent
     token, anywhere: ``worldsim.sampling.one_agent_logits``); None for codecs with a fixed agent cell."""

@@ -8,7 +8,7 @@ also formats the observations):
 
 - frame: every cell from softmax(logits / temperature) over the codec's legal tokens; temperature 0
   takes the argmax. The default is argmax for a world-view model, 1 for one of the agent's view
-  (``worldsim.simulator.default_temperature``).
+  (``worldsim.codecs.default_temperature``).
 - reward: the predicted reward, as is (zero on steps that go on when the checkpoint records
   ``rewards_only_on_termination``).
 - terminated: ``termination="threshold"`` (default): sigmoid(done_logit) > 0.5, deterministic like

@@ -15,10 +15,8 @@ then on the device
 - frame: every cell from softmax(logits / temperature) over the codec's *legal* tokens for that
   cell (``codec.legal_mask``), so every sampled frame decodes (Gumbel-max); temperature 0: argmax;
   a world-state codec's agent is placed first, in its most likely cell (``one_agent_logits``).
-  The default (``temperature=None``) is chosen by measurement per kind of frame: argmax for a
-  world-state frame (the env's whole state: MiniGrid's dynamics given it are deterministic, and
-  sampling every cell turns each small probability of a wrong transition into a lottery an agent
-  learns to play), 1.0 for the agent's own view (whose unseen places are uncertain for real);
+  The default (``temperature=None``) depends on the kind of frame (``codecs.default_temperature``):
+  argmax for a world-state frame, 1.0 for the agent's own view;
 - terminated: ``termination="threshold"``: sigmoid(done_logit) > 0.5; ``"sample"``: a Bernoulli draw;
 - reward: the predicted reward; with ``rewards_only_on_termination`` (an env that pays only on the
   terminating step, as the trainer records in the checkpoint's metadata) zero on steps that go on;
@@ -45,7 +43,7 @@ import torch
 from gymnasium import spaces
 
 from .checks import positive_int
-from .codecs import WorldStateCodec, codec_for_model, one_agent_token_base
+from .codecs import WorldStateCodec, codec_for_model, default_temperature, one_agent_token_base
 from .model import WorldModel
 from .runtime import autocast, check_precision, resolve_device, resolve_precision, state_dtype
 from .sampling import (TERMINATION_MODES, Uniforms, draw_uniforms, frame_entropy, legal_logits, one_agent_logits,
@@ -79,11 +77,6 @@ def _check_pessimism(penalty: float, limit: float | None) -> None:
         raise ValueError(f"uncertainty_penalty must be a finite number >= 0; got {penalty!r}")
     if limit is not None and (not number(limit) or limit <= 0):
         raise ValueError(f"uncertainty_limit must be None or a finite number > 0 (nats per cell); got {limit!r}")
-
-
-def default_temperature(codec: Any) -> float:
-    """The dream's sampling temperature when none is given (see the module docstring)."""
-    return 0.0 if isinstance(codec, WorldStateCodec) else 1.0
 
 
 def _check_settings(precision: str, obs_mode: str, termination: str, temperature: float | None) -> None:
