@@ -42,6 +42,12 @@ def test_learns_from_random_data_and_counts_every_real_step_once(tmp_path):
     assert records[-1]["real_steps"] >= 2000 > records[-2]["real_steps"]
     assert lines(tmp_path / "run") == json.loads(json.dumps(records))
     assert (tmp_path / "run" / "curve.svg").read_text().startswith("<svg")
+    # Where the time went: every phase of a round, the collection that fed it included.
+    assert set(start["phase_seconds"]) == {"evaluate"}
+    for r in records[1:]:
+        assert set(r["phase_seconds"]) == {"collect", "world_model", "agent", "evaluate"}, r
+        assert all(t >= 0 for t in r["phase_seconds"].values())
+    assert records[1]["phase_seconds"]["world_model"] > 0
 
 
 class Killed(Exception):
@@ -76,7 +82,7 @@ def test_a_killed_run_continues_exactly(tmp_path, monkeypatch, where):
     resumed = learn(quick, tmp_path / "split", progress=None)
 
     def comparable(records):
-        return [{k: v for k, v in r.items() if k != "wall_seconds_this_process"} for r in records]
+        return [{k: v for k, v in r.items() if k not in ("wall_seconds_this_process", "phase_seconds")} for r in records]
 
     assert comparable(resumed) == comparable(straight)
 

@@ -39,6 +39,7 @@ from worldsim.svg_plot import write_line_plot
 
 LEARN_FILE = "learn.json"
 METRICS_FILE = "metrics.jsonl"
+PHASE_SECONDS_FILE = "phase_seconds.json"    # per round: wall seconds each phase took, for where time goes
 # Held-out evaluation seeds: far from the collection seeds (0, 1, 2, ...), so no evaluated layout is trained on.
 EVAL_SEED = 1_000_000
 DREAM_VIEWS = ("world", "ego")                         # collect's views a dream runs on (the map view is not one)
@@ -174,6 +175,22 @@ class Learner:
     def real_steps_used(self, upto: int) -> int:
         return sum(_real_steps(d) for d in self.data_dirs(upto))
 
+    def timed(self, k: int, phase: str, work: Callable[[], Any]) -> Any:
+        """Run one phase of round k and add its wall seconds to the round's phase_seconds.json. A phase
+        skipped on resume adds ~0; one interrupted and resumed adds the time of the resumed part only."""
+        began = time.time()
+        result = work()
+        path = self.round_dir(k) / PHASE_SECONDS_FILE
+        seconds = json.loads(path.read_text()) if path.is_file() else {}
+        seconds[phase] = round(seconds.get(phase, 0.0) + time.time() - began, 1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, seconds)
+        return result
+
+    def phase_seconds(self, k: int) -> dict[str, float]:
+        path = self.round_dir(k) / PHASE_SECONDS_FILE
+        return json.loads(path.read_text()) if path.is_file() else {}
+
     # ---- phases ----
 
     def collect(self, k: int, policy: str, epsilon: str | float | None) -> None:
@@ -240,15 +257,15 @@ class Learner:
         """Rounds until the real-step budget is spent; returns one record per round (also in metrics.jsonl)."""
         c = self.config
         start = time.time()
-        self.collect(0, c.initial_policy, c.initial_epsilon)
-        start_result = self.evaluate(0, UniformPolicy(self.env_actions(), seed=c.seed))
+        self.timed(0, "collect", lambda: self.collect(0, c.initial_policy, c.initial_epsilon))
+        start_result = self.timed(0, "evaluate", lambda: self.evaluate(0, UniformPolicy(self.env_actions(), seed=c.seed)))
         records: list[dict[str, Any]] = [self._record(0, 0, None, None, start_result, time.time() - start)]
         k = 1
         while True:
             used = self.real_steps_used(k - 1)
-            model_dir = self.train_model(k)
-            agent_dir = self.train_agent(k, model_dir)
-            result = self.evaluate(k, agent_dir)
+            model_dir = self.timed(k, "world_model", lambda: self.train_model(k))
+            agent_dir = self.timed(k, "agent", lambda: self.train_agent(k, model_dir))
+            result = self.timed(k, "evaluate", lambda: self.evaluate(k, agent_dir))
             record = self._record(k, used, model_dir, agent_dir, result, time.time() - start)
             records.append(record)
             self._write_metrics(records)
@@ -258,7 +275,7 @@ class Learner:
                      f"dream success {'n/a' if dream is None else f'{dream:.3f}'}")
             if used >= c.real_steps:
                 break
-            self.collect(k, str(agent_dir), c.epsilon_at(k))
+            self.timed(k, "collect", lambda: self.collect(k, str(agent_dir), c.epsilon_at(k)))
             k += 1
         return records
 
@@ -280,6 +297,9 @@ class Learner:
             "model_acc": evals[-1].get("eval/acc") if evals else None,
             "model_rollout_acc": evals[-1].get("rollout/acc") if evals else None,
             "wall_seconds_this_process": round(seconds, 1),
+            # this round's world model, agent and evaluation, and the collection that fed it (round k-1's)
+            "phase_seconds": {**({"collect": self.phase_seconds(k - 1).get("collect")} if k > 0 else {}),
+                              **{name: t for name, t in self.phase_seconds(k).items() if name != "collect"}},
         }
 
     def _write_metrics(self, records: list[dict[str, Any]]) -> None:
