@@ -35,7 +35,8 @@ def _train(args: argparse.Namespace) -> int:
                            hyperparams=parse_hyperparams(args.hyperparams, args.algo),
                            verbose=0 if args.quiet else 1, uncertainty_penalty=args.uncertainty_penalty,
                            uncertainty_limit=args.uncertainty_limit, init_from=args.init_from,
-                           temperature=args.temperature)
+                           temperature=args.temperature, state_starts=args.start_states,
+                           state_start_fraction=args.start_state_fraction)
     except (ValueError, OSError) as e:                  # CheckpointError is a ValueError
         print(f"worldsim agent train: error: {e}", file=sys.stderr)
         return 1
@@ -139,6 +140,13 @@ def add_agent_parser(subparsers, help: str | None = None) -> argparse.ArgumentPa
     train.add_argument("--uncertainty-limit", type=float, default=None,
                        help="pessimistic dream: truncate an episode once that uncertainty exceeds this "
                        "(default: no limit)")
+    train.add_argument("--start-states", nargs="+", default=None, metavar="DATASET",
+                       help="world-view dream: dataset folders whose recorded states some dream episodes start "
+                       "from instead of real resets, so the agent meets the states rewards hide behind "
+                       "(default: real resets only)")
+    train.add_argument("--start-state-fraction", type=float, default=0.5,
+                       help="with --start-states: the share of dream episodes starting from them, in (0, 1] "
+                       "(default: 0.5)")
     train.add_argument("--init-from", default=None, metavar="FOLDER",
                        help="native-ppo: start from the policy in this folder (written by agent train) instead of "
                        "a fresh network (default: fresh)")

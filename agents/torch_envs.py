@@ -69,7 +69,8 @@ class RealTorchVecEnv:
 def make_torch_env(env_id: str, where: str, num_envs: int, *, checkpoint=None, device: str | torch.device = "auto",
                    max_episode_steps: int | None = None, dream_settings: dict | None = None):
     """The vector env the native PPO trains or is scored in: the real env, or the dream of `checkpoint`
-    (`dream_settings`: DreamVectorEnv's temperature, uncertainty_penalty, uncertainty_limit)."""
+    (`dream_settings`: DreamVectorEnv's temperature, uncertainty_penalty, uncertainty_limit, state_starts,
+    state_start_fraction)."""
     if where == "real":
         return RealTorchVecEnv(env_id, num_envs, device=device, max_episode_steps=max_episode_steps)
     from worldsim import DreamVectorEnv

@@ -259,7 +259,8 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
                 seed: int = 0, device: str = "auto", features: str = "cnn", hyperparams: dict | None = None,
                 max_episode_steps: int | None = None, verbose: int = 0, progress=None,
                 uncertainty_penalty: float = 0.0, uncertainty_limit: float | None = None,
-                init_from: str | os.PathLike | None = None, temperature: float | None = None) -> dict[str, Any]:
+                init_from: str | os.PathLike | None = None, temperature: float | None = None,
+                state_starts=None, state_start_fraction: float = 0.5) -> dict[str, Any]:
     """Train `algo` for `steps` env steps in the dream (`checkpoint`: a folder, or a shipped model's id;
     None: the model shipped for `env_id`) or the real env `env_id`.
 
@@ -273,7 +274,9 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
     (`worldsim.DreamVectorEnv`): the reward loses penalty x the model's uncertainty about each next
     frame, and an episode past the limit is truncated. `init_from`: native-ppo only, a folder it wrote
     whose policy is the starting point (fine-tuning) instead of a fresh network. `temperature`: the
-    dream's sampling temperature (0: argmax; None: the dream's default).
+    dream's sampling temperature (0: argmax; None: the dream's default). `state_starts` (world-view
+    models: dataset folders): a share `state_start_fraction` of dream episodes starts from recorded
+    states of those episodes instead of real resets (`worldsim.state_starts`).
     """
     if where == "dream":
         checkpoint = resolve_checkpoint(checkpoint, env_id if isinstance(env_id, str) else None)
@@ -282,10 +285,15 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
     pessimism = {"uncertainty_penalty": uncertainty_penalty, "uncertainty_limit": uncertainty_limit}
     if init_from is not None and algo != NATIVE_PPO:
         raise ValueError(f"init_from continues a native-ppo policy; algo is {algo!r}")
-    if where != "dream" and (uncertainty_penalty or uncertainty_limit is not None or temperature is not None):
-        raise ValueError("uncertainty_penalty, uncertainty_limit and temperature act on the dream: use them with "
+    if where != "dream" and (uncertainty_penalty or uncertainty_limit is not None or temperature is not None
+                             or state_starts is not None):
+        raise ValueError("uncertainty_penalty, uncertainty_limit, temperature and state_starts act on the dream: use them with "
                          "where='dream'")
-    dream_settings = {**pessimism, **({} if temperature is None else {"temperature": temperature})}
+    if isinstance(state_starts, (str, os.PathLike)):
+        state_starts = [state_starts]
+    starts = {} if state_starts is None else {"state_starts": [str(d) for d in state_starts],
+                                              "state_start_fraction": state_start_fraction}
+    dream_settings = {**pessimism, **({} if temperature is None else {"temperature": temperature}), **starts}
     out = output_folder(out)
     start = time.time()
     train = _train_native if algo == NATIVE_PPO else _train_sb3
@@ -299,7 +307,9 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
         "checkpoint": None if checkpoint is None else (os.path.abspath(checkpoint)
                                                        if isinstance(checkpoint, (str, os.PathLike)) else repr(checkpoint)),
         "features": features, "max_episode_steps": max_episode_steps,
-        **({"pessimism": pessimism, "dream_temperature": temperature} if where == "dream" else {}),
+        **({"pessimism": pessimism, "dream_temperature": temperature,
+            "state_starts": None if state_starts is None else {**starts, "state_starts": [
+                os.path.abspath(d) for d in starts["state_starts"]]}} if where == "dream" else {}),
         **({"init_from": os.path.abspath(init_from)} if init_from is not None else {}),
         "observation": "7x7x3 symbolic image (ImgObsWrapper / image_only=True)",
         "tensorboard": "tb", "train_seconds": round(time.time() - start, 3),

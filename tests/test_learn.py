@@ -97,10 +97,26 @@ def test_a_killed_run_continues_exactly(tmp_path, monkeypatch, where):
     ("view", "map", r"view must be one of \['world', 'ego'\]"),
     ("initial_policy", "oracle", "initial_policy must be one of"),
     ("initial_epsilon", "0.5:0.2", "initial_epsilon: --epsilon '0.5:0.2'"),
+    ("dream_state_starts", 1.5, r"dream_state_starts must be in \[0, 1\]"),
 ])
 def test_bad_settings_are_refused_by_name(field, value, message):
     with pytest.raises(LearnError, match=message):
         LearnConfig(**settings(**{field: value}))
+
+
+def test_recorded_state_starts_need_the_world_view():
+    with pytest.raises(LearnError, match="dream_state_starts needs view 'world'"):
+        LearnConfig(**settings(view="ego", dream_state_starts=0.5))
+
+
+def test_a_run_folder_from_before_a_new_setting_continues_at_its_default(tmp_path):
+    Learner(LearnConfig(**settings()), tmp_path / "run", progress=None)
+    saved = json.loads((tmp_path / "run" / "learn.json").read_text())
+    del saved["dream_state_starts"]
+    (tmp_path / "run" / "learn.json").write_text(json.dumps(saved))
+    Learner(LearnConfig(**settings()), tmp_path / "run", progress=None)
+    with pytest.raises(LearnError, match="dream_state_starts: 0.0 there, 0.5 now"):
+        Learner(LearnConfig(**settings(dream_state_starts=0.5)), tmp_path / "run", progress=None)
 
 
 def test_a_run_folder_of_another_env_is_refused(tmp_path):

@@ -3,7 +3,8 @@
 Round 0 collects episodes with the random policy (or a scripted one, ``initial_policy``, mixed with
 random actions: ``initial_epsilon``). Every round then
 1. trains the world model on all the data so far (warm-started from the last round's model),
-2. trains the native PPO inside that model's dream (dream steps cost no real steps),
+2. trains the native PPO inside that model's dream (dream steps cost no real steps; with
+   ``dream_state_starts``, that share of its episodes starts from recorded states of the data so far),
 3. scores the agent in the real env on held-out seeds (reported apart: not training data),
 4. collects the next round's episodes in the real env with that agent, mixed with random actions
    at a rate that decays round by round,
@@ -69,6 +70,7 @@ class LearnConfig:
     dream_envs: int = 64
     ppo: dict[str, Any] = field(default_factory=dict)       # PPOSettings overrides
     warm_start_agent: bool = False       # each round's agent starts from the last round's
+    dream_state_starts: float = 0.0      # share of dream episodes starting from recorded states of the data (world view)
     eval_episodes: int = 50
     view: str = "world"                  # what a frame records (collect's --view): the whole grid, or "ego"
     seed: int = 0
@@ -100,6 +102,12 @@ class LearnConfig:
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise LearnError(f"{name} must be in [0, 1]; got {value}")
+        if not 0 <= self.dream_state_starts <= 1:
+            raise LearnError(f"dream_state_starts must be in [0, 1] (a share of dream episodes); got "
+                             f"{self.dream_state_starts}")
+        if self.dream_state_starts and self.view != "world":
+            raise LearnError(f"dream_state_starts needs view 'world' (a frame of the agent's view is no state to "
+                             f"start from); view is {self.view!r}")
         for name in ("model", "train", "ppo"):
             if not isinstance(getattr(self, name), dict):
                 raise LearnError(f"{name} must be a dict of settings; got {getattr(self, name)!r}")
@@ -122,6 +130,12 @@ class LearnConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _defaults_of_later_settings(saved: dict[str, Any]) -> dict[str, Any]:
+    """Settings added to LearnConfig after a run folder was made, at their defaults (what that run used)."""
+    return {f.name: f.default for f in dataclasses.fields(LearnConfig)
+            if f.name not in saved and f.default is not dataclasses.MISSING}
 
 
 def _real_steps(data_dir: Path) -> int:
@@ -156,6 +170,7 @@ class Learner:
             except (OSError, json.JSONDecodeError) as e:
                 raise LearnError(f"{saved} cannot be read ({e}); not a `worldsim learn` run folder") from None
             now = config.to_dict()
+            before = {**_defaults_of_later_settings(before), **before}
             if before != now:
                 changed = [f"{k}: {before.get(k)!r} there, {now.get(k)!r} now" for k in sorted(set(before) | set(now))
                            if before.get(k) != now.get(k)]
@@ -236,7 +251,9 @@ class Learner:
         previous = self.round_dir(k - 1) / "agent"
         train_agent(c.env_id, where="dream", algo=NATIVE_PPO, steps=c.dream_steps, out=agent_dir,
                     checkpoint=str(model_dir), num_envs=c.dream_envs, seed=c.seed + k, device=c.device,
-                    hyperparams=dict(c.ppo), init_from=previous if c.warm_start_agent and k > 1 else None)
+                    hyperparams=dict(c.ppo), init_from=previous if c.warm_start_agent and k > 1 else None,
+                    **({"state_starts": self.data_dirs(k - 1), "state_start_fraction": c.dream_state_starts}
+                       if c.dream_state_starts else {}))
         return agent_dir
 
     def evaluate(self, k: int, agent) -> dict[str, Any]:

@@ -27,6 +27,8 @@ LEARN_HELP = {
     "dream_envs": "dream envs the native PPO steps together",
     "ppo": 'native PPO settings as JSON, e.g. \'{"num_steps": 64}\'',
     "warm_start_agent": "start each round's agent from the last round's instead of a fresh network",
+    "dream_state_starts": "share of dream episodes that start from recorded states of the data so far instead of "
+                          "real resets, 0 to 1 (world view only): the agent meets the states rewards hide behind",
     "eval_episodes": "real episodes on held-out seeds scoring each round's agent (not training data)",
     "view": "what a frame records: 'world', the whole grid (the dream starts from the real layout), or 'ego', "
             "the agent's own view (the dream imagines the rest)",

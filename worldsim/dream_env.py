@@ -27,6 +27,10 @@ as ``RGBImgPartialObsWrapper`` with ``tile_size`` 8). ``precision`` (``worldsim.
 runs the model step under bf16 autocast on CUDA and in float32 elsewhere; "float32" or "bfloat16"
 force one. ``compile=True`` wraps the model step in ``torch.compile``.
 
+``state_starts`` (world-view models; one dataset folder or a list): a share ``state_start_fraction``
+(default 0.5) of episodes starts from a step of a recorded episode instead, counting its steps from
+that step's (``worldsim.state_starts``), so that an agent meets the states sparse rewards hide behind.
+
 worldsim imports no env package at module level: the codec class comes from the checkpoint's
 ``metadata["codec"]`` through ``worldsim.codecs``; importing it registers its envs.
 """
@@ -47,6 +51,7 @@ from .checks import positive_int, registered_env_id
 from .checkpoint import CheckpointError
 from .codecs import WorldStateCodec, is_dream_codec, real_frame
 from .simulator import RGB_TILE_SIZE, Simulator
+from .state_starts import RecordedStates, check_state_start_fraction
 
 FRAME_TILE_SIZE = 32  # MiniGrid's get_frame default (TILE_PIXELS)
 
@@ -91,7 +96,8 @@ class DreamSetup:
     start (real resets, cached per seed, or recorded starts) with their missions."""
 
     def __init__(self, simulator: Simulator, *, real_env_id: str | None = None, max_episode_steps: int | None = None,
-                 starts=None, real_env_kwargs: dict | None = None):
+                 starts=None, real_env_kwargs: dict | None = None, state_starts=None,
+                 state_start_fraction: float = 0.5):
         self.simulator = simulator
         self.codec = codec = simulator.codec
         self.check_frames = simulator.check_frames
@@ -127,6 +133,9 @@ class DreamSetup:
         self.max_episode_steps = None if max_episode_steps is None else positive_int("max_episode_steps",
                                                                                     max_episode_steps)
         self.starts = self._load_starts(starts)
+        # Recorded mid-episode states (world-view models) some episodes start from instead.
+        self.state_starts = None if state_starts is None else RecordedStates(state_starts, codec, real_env_id)
+        self.state_start_fraction = check_state_start_fraction(state_start_fraction)
         self._real_cache: dict[int, tuple[np.ndarray, str]] = {}
 
     def observations(self, frames: torch.Tensor, missions: Sequence[str] | None = None, as_torch: bool = False):
@@ -203,7 +212,8 @@ class DreamEnv(gym.Env):
                  termination: str = "threshold", max_episode_steps: int | None = None, starts=None,
                  render_mode: str | None = None, tile_size: int = RGB_TILE_SIZE,
                  real_env_kwargs: dict | None = None, precision: str = "auto", compile: bool = False,
-                 uncertainty_penalty: float = 0.0, uncertainty_limit: float | None = None):
+                 uncertainty_penalty: float = 0.0, uncertainty_limit: float | None = None, state_starts=None,
+                 state_start_fraction: float = 0.5):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode {render_mode!r} is not supported; choose one of "
                              f"{self.metadata['render_modes']}")
@@ -213,7 +223,8 @@ class DreamEnv(gym.Env):
             obs_mode=obs_mode, image_only=image_only, tile_size=tile_size, compile=compile,
             uncertainty_penalty=uncertainty_penalty, uncertainty_limit=uncertainty_limit)
         self.setup = DreamSetup(self.simulator, real_env_id=real_env_id, max_episode_steps=max_episode_steps,
-                                starts=starts, real_env_kwargs=real_env_kwargs)
+                                starts=starts, real_env_kwargs=real_env_kwargs, state_starts=state_starts,
+                                state_start_fraction=state_start_fraction)
         self.observation_space = self.setup.single_observation_space
         self.action_space = self.setup.action_space
         self.model, self.codec = self.simulator.model, self.simulator.codec
@@ -240,12 +251,17 @@ class DreamEnv(gym.Env):
         options = options or {}
         s, sim = self.setup, self.simulator
         info: dict[str, Any] = {}
+        first_step = 0
         if "start" in options:
             frame = sim.check_frames(options["start"], "options['start']")
             if frame.dim() != 2:
                 raise ValueError(f"options['start'] must be one frame {sim.frame_shape}")
             mission = s.mission_for(seed)
             info["start"] = "options"
+        elif s.state_starts is not None and self.np_random.random() < s.state_start_fraction:
+            frames, steps, seeds = s.state_starts.sample(1, self.np_random, below=self.max_episode_steps)
+            frame, first_step, mission = frames[0], int(steps[0]), s.mission_for(seeds[0])
+            info["start"] = f"recorded state, step {first_step}"
         elif s.starts is not None:
             i = int(self.np_random.integers(len(s.starts)))
             frame, ep_seed = s.starts[i]
@@ -259,7 +275,7 @@ class DreamEnv(gym.Env):
         self._state = sim.initial_state(1)
         self._frame = frame.to(sim.device)[None]
         self._mission = mission
-        self._steps = 0
+        self._steps = first_step
         if self.render_mode == "human":
             self.render()
         return self._obs(), info

@@ -27,7 +27,9 @@ elementwise work with ``torch.compile`` (about a minute per batch size), which p
 Starts: a pool of ``start_pool`` real initial observations, from resetting the real env with
 successive seeds ``seed, seed + 1, ...`` (cached per seed); sub-env i starts from pool entry i and
 each restart takes the next entry, round robin. With ``starts=`` (a dataset folder or token frames)
-the pool is those starts, shuffled by the reset seed.
+the pool is those starts, shuffled by the reset seed. With ``state_starts=`` (world-view models) a
+share ``state_start_fraction`` of the pool is recorded mid-episode states, drawn anew at each reset
+(``worldsim.state_starts``); an episode started there counts its steps from that state's step.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class DreamVectorEnv(VectorEnv):
                  return_torch: bool = False, start_pool: int = 256, render_mode: str | None = None,
                  tile_size: int = RGB_TILE_SIZE, real_env_kwargs: dict | None = None, precision: str = "auto",
                  compile: bool = False, cuda_graphs: bool | None = None, uncertainty_penalty: float = 0.0,
-                 uncertainty_limit: float | None = None):
+                 uncertainty_limit: float | None = None, state_starts=None, state_start_fraction: float = 0.5):
         num_envs, start_pool = positive_int("num_envs", num_envs), positive_int("start_pool", start_pool)
         if cuda_graphs not in (None, True, False):
             raise ValueError(f"cuda_graphs must be None (on for CUDA), True or False; got {cuda_graphs!r}")
@@ -69,7 +71,8 @@ class DreamVectorEnv(VectorEnv):
             obs_mode=obs_mode, image_only=image_only, tile_size=tile_size, compile=compile,
             uncertainty_penalty=uncertainty_penalty, uncertainty_limit=uncertainty_limit)
         self.setup = s = DreamSetup(sim, real_env_id=real_env_id, max_episode_steps=max_episode_steps,
-                                    starts=starts, real_env_kwargs=real_env_kwargs)
+                                    starts=starts, real_env_kwargs=real_env_kwargs, state_starts=state_starts,
+                                    state_start_fraction=state_start_fraction)
         self.num_envs = int(num_envs)
         self.model, self.codec, self.device = sim.model, sim.codec, sim.device
         self._check_memory()
@@ -89,6 +92,7 @@ class DreamVectorEnv(VectorEnv):
         self._start_idx = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
         self._cursor = torch.zeros((), dtype=torch.long, device=self.device)
         self._pool: torch.Tensor | None = None
+        self._pool_steps: torch.Tensor | None = None   # step count each pool entry starts at (0 but for recorded states)
         self._pool_missions: np.ndarray | None = None
         self._gen: torch.Generator | None = None
         if cuda_graphs and self.device.type != "cuda":
@@ -121,12 +125,34 @@ class DreamVectorEnv(VectorEnv):
             size = max(self.start_pool, self.num_envs)
             base = seed if seed is not None else int(self.np_random.integers(0, 2**31 - 1 - size))
             frames, missions = zip(*(s.real_start(base + i) for i in range(size)))
-        pool = torch.stack(list(frames)).to(self.device)
+        frames, missions = torch.stack(list(frames)), list(missions)
+        steps = torch.zeros(len(frames), dtype=torch.long)
+        if s.state_starts is not None:
+            frames, steps, missions = self._with_recorded_states(frames, missions)
+        pool, steps = frames.to(self.device), steps.to(self.device)
         if self._pool is not None and self._pool.shape == pool.shape:
-            self._pool.copy_(pool)                 # in place: a captured step reads this buffer
+            self._pool.copy_(pool)                 # in place: a captured step reads these buffers
+            self._pool_steps.copy_(steps)
         else:
-            self._pool, self._captured = pool, None
-        self._pool_missions = np.array(list(missions), dtype=object)
+            self._pool, self._pool_steps, self._captured = pool, steps, None
+        self._pool_missions = np.array(missions, dtype=object)
+
+    def _with_recorded_states(self, frames: torch.Tensor, missions: list[str]):
+        """The pool with recorded states mixed in: a share state_start_fraction of its entries (all of
+        them at 1), drawn anew at each reset, shuffled among the others so that restarts take both."""
+        s = self.setup
+        f = s.state_start_fraction
+        count = len(frames) if f == 1 else max(1, round(len(frames) * f / (1 - f)))
+        state_frames, state_steps, seeds = s.state_starts.sample(count, self.np_random, below=self.max_episode_steps)
+        state_missions = [s.mission_for(seed) for seed in seeds] if s.has_mission else [""] * count
+        if f == 1:
+            frames, steps, missions = state_frames, state_steps, state_missions
+        else:
+            frames = torch.cat([frames, state_frames])
+            steps = torch.cat([torch.zeros(len(missions), dtype=torch.long), state_steps])
+            missions = missions + state_missions
+        order = torch.from_numpy(self.np_random.permutation(len(frames)))
+        return frames[order], steps[order], [missions[i] for i in order.tolist()]
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is not None and not isinstance(seed, (int, np.integer)):
@@ -142,7 +168,7 @@ class DreamVectorEnv(VectorEnv):
         self._start_idx.copy_(torch.arange(n, device=self.device) % p)
         self._cursor.fill_(n % p)
         self._frames.copy_(self._pool[self._start_idx])
-        self._steps.zero_()
+        self._steps.copy_(self._pool_steps[self._start_idx])
         return self._observations(self._frames), {}
 
     # -------------------------------------------------------------------------------- step
@@ -184,7 +210,7 @@ class DreamVectorEnv(VectorEnv):
         self._cursor.copy_((self._cursor + done.long().sum()) % p)
         self._frames.copy_(torch.where(done[:, None, None], self._pool[self._start_idx], nxt))
         self._state.reset(done)
-        self._steps.masked_fill_(done, 0)
+        self._steps.copy_(torch.where(done, self._pool_steps[self._start_idx], self._steps))
         return nxt, reward, terminated, truncated, done, final_idx, lengths, info["uncertainty"]
 
     def _step_buffers(self) -> list[torch.Tensor]:
