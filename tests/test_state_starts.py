@@ -82,6 +82,22 @@ def test_the_share_of_recorded_starts_is_the_one_asked_for(recorded):
     plain.close()
 
 
+def test_restarts_meet_many_recorded_states_however_few_envs(recorded):
+    data, steps = recorded
+    env = gym.make(ENV)
+    model = tiny_minigrid_model(ENV, codec=MiniGridWorldCodec.for_env(env), done_bias=20.0)   # one-step episodes
+    venv = DreamVectorEnv(model, num_envs=4, start_pool=4, state_starts=data, state_start_fraction=1.0,
+                          max_episode_steps=LIMIT, return_torch=True)
+    venv.reset(seed=0)
+    seen = set()
+    for _ in range(60):
+        venv.step(torch.zeros(4, dtype=torch.long))
+        seen |= {key(f) for f in venv.frames}
+    recorded_early = {k for k, ts in steps.items() if min(ts) < LIMIT}
+    assert seen <= recorded_early and len(seen) >= min(len(recorded_early), 60) // 2, (len(seen), len(recorded_early))
+    venv.close()
+
+
 def test_a_single_dream_starts_from_recorded_states_too(recorded):
     data, steps = recorded
     dream = DreamEnv(world_model(), max_episode_steps=LIMIT, state_starts=data, state_start_fraction=1.0)

@@ -49,6 +49,8 @@ from .sampling import Uniforms
 from .runtime import free_memory_bytes
 from .simulator import RGB_TILE_SIZE, Simulator
 
+STATE_POOL = 4096       # fewest recorded states a pool with state_starts holds, when that many are recorded
+
 
 class DreamVectorEnv(VectorEnv):
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": ["rgb_array"], "render_fps": 10}
@@ -139,18 +141,21 @@ class DreamVectorEnv(VectorEnv):
 
     def _with_recorded_states(self, frames: torch.Tensor, missions: list[str]):
         """The pool with recorded states mixed in: a share state_start_fraction of its entries (all of
-        them at 1), drawn anew at each reset, shuffled among the others so that restarts take both."""
+        them at 1), drawn anew at each reset, shuffled among the others so that restarts take both.
+        It holds at least STATE_POOL states (or as many as are recorded), the real starts repeated
+        to keep the share: an agent trained from one reset should still meet many recorded states."""
         s = self.setup
-        f = s.state_start_fraction
-        count = len(frames) if f == 1 else max(1, round(len(frames) * f / (1 - f)))
+        f, real = s.state_start_fraction, len(frames)
+        count = max(real if f == 1 else max(1, round(real * f / (1 - f))), min(len(s.state_starts), STATE_POOL))
         state_frames, state_steps, seeds = s.state_starts.sample(count, self.np_random, below=self.max_episode_steps)
         state_missions = [s.mission_for(seed) for seed in seeds] if s.has_mission else [""] * count
         if f == 1:
             frames, steps, missions = state_frames, state_steps, state_missions
         else:
-            frames = torch.cat([frames, state_frames])
-            steps = torch.cat([torch.zeros(len(missions), dtype=torch.long), state_steps])
-            missions = missions + state_missions
+            repeat = torch.arange(max(real, round(count * (1 - f) / f))) % real
+            frames = torch.cat([frames[repeat], state_frames])
+            steps = torch.cat([torch.zeros(len(repeat), dtype=torch.long), state_steps])
+            missions = [missions[i] for i in repeat.tolist()] + state_missions
         order = torch.from_numpy(self.np_random.permutation(len(frames)))
         return frames[order], steps[order], [missions[i] for i in order.tolist()]
 
