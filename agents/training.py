@@ -287,8 +287,8 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
         raise ValueError(f"init_from continues a native-ppo policy; algo is {algo!r}")
     if where != "dream" and (uncertainty_penalty or uncertainty_limit is not None or temperature is not None
                              or state_starts is not None):
-        raise ValueError("uncertainty_penalty, uncertainty_limit, temperature and state_starts act on the dream: use them with "
-                         "where='dream'")
+        raise ValueError("uncertainty_penalty, uncertainty_limit, temperature and state_starts act on the dream: "
+                         "use them with where='dream'")
     if isinstance(state_starts, (str, os.PathLike)):
         state_starts = [state_starts]
     starts = {} if state_starts is None else {"state_starts": [str(d) for d in state_starts],
@@ -308,8 +308,9 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
                                                        if isinstance(checkpoint, (str, os.PathLike)) else repr(checkpoint)),
         "features": features, "max_episode_steps": max_episode_steps,
         **({"pessimism": pessimism, "dream_temperature": temperature,
-            "state_starts": None if state_starts is None else {**starts, "state_starts": [
-                os.path.abspath(d) for d in starts["state_starts"]]}} if where == "dream" else {}),
+            "state_starts": None if state_starts is None else {
+                "datasets": [os.path.abspath(d) for d in state_starts], "fraction": state_start_fraction}}
+           if where == "dream" else {}),
         **({"init_from": os.path.abspath(init_from)} if init_from is not None else {}),
         "observation": "7x7x3 symbolic image (ImgObsWrapper / image_only=True)",
         "tensorboard": "tb", "train_seconds": round(time.time() - start, 3),

@@ -141,7 +141,7 @@ def test_an_agent_trains_with_recorded_starts_and_its_record_says_so(recorded, t
     plain = train_agent(ENV, out=tmp_path / "plain", **common)
     started = train_agent(ENV, out=tmp_path / "started", state_starts=data, state_start_fraction=1.0, **common)
     assert plain["state_starts"] is None
-    assert started["state_starts"] == {"state_starts": [str(data)], "state_start_fraction": 1.0}
+    assert started["state_starts"] == {"datasets": [str(data)], "fraction": 1.0}
     assert json.loads((tmp_path / "started" / "agent.json").read_text())["state_starts"] == started["state_starts"]
     # Same seed, other starts: other frames, so other updates (equal if the starts were ignored).
     from safetensors.torch import load_file
