@@ -79,6 +79,9 @@ class TrainConfig:
     activation_checkpointing: bool = _setting(False, "recompute each layer's activations in the backward pass")
     # losses
     frame_loss_weight: float = _setting(1.0, "weight of the next-frame token cross-entropy")
+    frame_focal_gamma: float = _setting(0.0, "focal loss exponent of the next-frame cross-entropy, (1 - p)^gamma per "
+                                        "cell: the cells predicted wrong, such as rare transitions', weigh more "
+                                        "(0: plain cross-entropy)")
     reward_loss_weight: float = _setting(1.0, "weight of the reward loss")
     reward_loss: str = _setting("mse", "reward loss: mse or smooth_l1")
     done_loss_weight: float = _setting(1.0, "weight of the termination loss (BCE with logits)")
@@ -155,6 +158,8 @@ class TrainConfig:
         need(self.prefix_loss_weight >= 0, "prefix_loss_weight must be >= 0")
         need(self.tbptt_chunk >= 0, f"tbptt_chunk must be >= 0, got {self.tbptt_chunk}")
         need(self.reward_loss in ("mse", "smooth_l1"), f"reward_loss must be mse or smooth_l1, got {self.reward_loss!r}")
+        need(0 <= self.frame_focal_gamma <= 10,
+             f"frame_focal_gamma must be in [0, 10] (0: plain cross-entropy; 2 is usual), got {self.frame_focal_gamma}")
         need(self.aux_loss_weight >= 0, "aux_loss_weight must be >= 0")
         need(1 <= self.aux_delay_min <= self.aux_delay_max,
              f"need 1 <= aux_delay_min <= aux_delay_max, got {self.aux_delay_min}, {self.aux_delay_max}")

@@ -42,19 +42,22 @@ def time_weights(length: int, context_fraction: float, prefix_weight: float, min
 
 def prediction_losses(out: WorldModelOutput, win: Window, sl: slice, weight: torch.Tensor,
                       normalizer: torch.Tensor, reward_loss: str = "mse", meter: Meter | None = None,
-                      done_pos_weight: float = 1.0) -> dict[str, torch.Tensor]:
+                      done_pos_weight: float = 1.0, focal_gamma: float = 0.0) -> dict[str, torch.Tensor]:
     """Losses of the window positions `sl` (the chunk `out` was computed on).
 
     weight [B, len(sl)]: has_target times the time weight; `normalizer`: the sum of the weights
     over the whole window, so that summing chunk losses gives the window's mean loss. Returns the
     frame, reward and termination losses (scalars with gradients); records the breakdown in `meter`.
     `done_pos_weight` weighs the rare steps that terminate (termination loss) or pay a reward
-    (reward loss).
+    (reward loss). `focal_gamma` > 0 trains on the focal loss (1 - p)^gamma x cross-entropy per cell,
+    p the probability of the true token: the many cells a frame copies from the last weigh little
+    next to the few it gets wrong, such as a rare transition's; the metrics stay cross-entropy.
     """
     targets = win.targets[:, sl]
     logits = out.frame_logits.float()
     ce = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), reduction="none").view(targets.shape)
     per_frame = ce.mean(dim=(2, 3))
+    trained = per_frame if not focal_gamma else (ce * (-ce).exp().neg().add(1).pow(focal_gamma)).mean(dim=(2, 3))
     reward_pred = out.reward.float()
     reward_true = win.rewards[:, sl]
     if reward_loss == "mse":
@@ -70,7 +73,7 @@ def prediction_losses(out: WorldModelOutput, win: Window, sl: slice, weight: tor
         out.done_logits.float(), win.terminated[:, sl].float(), reduction="none",
         pos_weight=torch.tensor(float(done_pos_weight), device=out.done_logits.device))
     losses = {
-        "frame": (per_frame * weight).sum() / normalizer,
+        "frame": (trained * weight).sum() / normalizer,
         "reward": (r * weight).sum() / normalizer,
         "done": (d * weight).sum() / normalizer,
     }
@@ -111,6 +114,7 @@ def aux_reconstruction_loss(head: nn.Module, features: torch.Tensor, win: Window
     logits = head(features, delay).float()
     ce = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), reduction="none").view(targets.shape)
     per_frame = ce.mean(dim=(2, 3))
+    trained = per_frame if not focal_gamma else (ce * (-ce).exp().neg().add(1).pow(focal_gamma)).mean(dim=(2, 3))
     if meter is not None:
         with torch.no_grad():
             meter.add("aux_loss", (per_frame * v).sum(), v.sum())

@@ -244,7 +244,7 @@ class Trainer:
                                            return_state=sl.stop < length, resets=win.resets[:, sl],
                                            noise_level=None if noise_level is None else noise_level[:, sl])
                     parts = prediction_losses(out, win, sl, weight[:, sl], normalizer, c.reward_loss, meter,
-                                              self.done_pos_weight)
+                                              self.done_pos_weight, c.frame_focal_gamma)
                     loss = (c.frame_loss_weight * parts["frame"] + c.reward_loss_weight * parts["reward"]
                             + c.done_loss_weight * parts["done"])
                     if use_aux:
