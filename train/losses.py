@@ -114,7 +114,6 @@ def aux_reconstruction_loss(head: nn.Module, features: torch.Tensor, win: Window
     logits = head(features, delay).float()
     ce = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), reduction="none").view(targets.shape)
     per_frame = ce.mean(dim=(2, 3))
-    trained = per_frame if not focal_gamma else (ce * (-ce).exp().neg().add(1).pow(focal_gamma)).mean(dim=(2, 3))
     if meter is not None:
         with torch.no_grad():
             meter.add("aux_loss", (per_frame * v).sum(), v.sum())
