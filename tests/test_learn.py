@@ -48,6 +48,14 @@ def test_learns_from_random_data_and_counts_every_real_step_once(tmp_path):
         assert set(r["phase_seconds"]) == {"collect", "world_model", "agent", "evaluate"}, r
         assert all(t >= 0 for t in r["phase_seconds"].values())
     assert records[1]["phase_seconds"]["world_model"] > 0
+    # Each round's agent is also scored in its own dream from the same held-out seeds: the optimism gap.
+    assert start["dream_eval_success"] is None and start["optimism_gap"] is None
+    for r in records[1:]:
+        dream = json.loads((tmp_path / "run" / f"round-{r['round']:02d}" / "eval_dream.json").read_text())
+        real = json.loads((tmp_path / "run" / f"round-{r['round']:02d}" / "eval_real.json").read_text())
+        assert dream["where"] == "dream" and dream["seeds"] == real["seeds"]
+        assert r["dream_eval_success"] == dream["success_rate"]
+        assert r["optimism_gap"] == pytest.approx(dream["success_rate"] - r["real_success"])
 
 
 class Killed(Exception):

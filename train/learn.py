@@ -5,7 +5,8 @@ random actions: ``initial_epsilon``). Every round then
 1. trains the world model on all the data so far (warm-started from the last round's model),
 2. trains the native PPO inside that model's dream (dream steps cost no real steps; with
    ``dream_state_starts``, that share of its episodes starts from recorded states of the data so far),
-3. scores the agent in the real env on held-out seeds (reported apart: not training data),
+3. scores the agent in the real env on held-out seeds (reported apart: not training data), and in
+   its own dream from the same seeds: the optimism gap (dream - real success),
 4. collects the next round's episodes in the real env with that agent, mixed with random actions
    at a rate that decays round by round,
 until the budget of real steps is spent. It composes the commands a user can run alone: `collect`
@@ -256,17 +257,23 @@ class Learner:
                        if c.dream_state_starts else {}))
         return agent_dir
 
-    def evaluate(self, k: int, agent) -> dict[str, Any]:
-        """The agent (a folder, or round 0's uniform policy) in the real env on the held-out seeds."""
+    def evaluate(self, k: int, agent, model_dir: Path | None = None) -> dict[str, Any]:
+        """The agent (a folder, or round 0's uniform policy) in the real env on the held-out seeds; with
+        `model_dir`, also in that model's dream from the same seeds (its result under "dream")."""
         from agents.evaluation import evaluate_policy
 
         c = self.config
-        path = self.round_dir(k) / "eval_real.json"
-        if path.is_file():
-            return json.loads(path.read_text())
-        return evaluate_policy(str(agent) if isinstance(agent, Path) else agent, c.env_id, episodes=c.eval_episodes,
-                               where="real", seed=EVAL_SEED + c.seed * 10_000, deterministic=False,
-                               device=c.device, out=path)
+        policy = str(agent) if isinstance(agent, Path) else agent
+        where = [("real", self.round_dir(k) / "eval_real.json")]
+        if model_dir is not None:
+            where.append(("dream", self.round_dir(k) / "eval_dream.json"))
+        results = {}
+        for place, path in where:
+            results[place] = json.loads(path.read_text()) if path.is_file() else evaluate_policy(
+                policy, c.env_id, episodes=c.eval_episodes, where=place, seed=EVAL_SEED + c.seed * 10_000,
+                deterministic=False, device=c.device, out=path,
+                **({"checkpoint": str(model_dir)} if place == "dream" else {}))
+        return {**results["real"], **({"dream": results["dream"]} if "dream" in results else {})}
 
     # ---- the loop ----
 
@@ -282,14 +289,13 @@ class Learner:
             used = self.real_steps_used(k - 1)
             model_dir = self.timed(k, "world_model", lambda: self.train_model(k))
             agent_dir = self.timed(k, "agent", lambda: self.train_agent(k, model_dir))
-            result = self.timed(k, "evaluate", lambda: self.evaluate(k, agent_dir))
+            result = self.timed(k, "evaluate", lambda: self.evaluate(k, agent_dir, model_dir))
             record = self._record(k, used, model_dir, agent_dir, result, time.time() - start)
             records.append(record)
             self._write_metrics(records)
-            dream = record["dream_success"]           # None when no dream episode ended in the last iteration
             self.say(f"round {k}: {used:,} real steps, real success {record['real_success']:.3f} "
                      f"({record['eval_episodes']} held-out episodes, {record['eval_steps']:,} steps not counted), "
-                     f"dream success {'n/a' if dream is None else f'{dream:.3f}'}")
+                     f"in its dream {record['dream_eval_success']:.3f} (gap {record['optimism_gap']:+.3f})")
             if used >= c.real_steps:
                 break
             self.timed(k, "collect", lambda: self.collect(k, str(agent_dir), c.epsilon_at(k)))
@@ -310,7 +316,10 @@ class Learner:
             "round": k, "real_steps": used, "real_success": result["success_rate"],
             "real_success_ci": result["success_ci"], "real_return": result["mean_return"],
             "eval_episodes": result["episodes"], "eval_steps": int(sum(result["lengths"])),
-            "dream_success": last.get("success_rate"),                  # None where not measured
+            "dream_success": last.get("success_rate"),      # the PPO's last iteration (None: no episode ended)
+            # The same held-out seeds in the round's own dream: success there, and dream - real.
+            "dream_eval_success": result["dream"]["success_rate"] if "dream" in result else None,
+            "optimism_gap": result["dream"]["success_rate"] - result["success_rate"] if "dream" in result else None,
             "model_acc": evals[-1].get("eval/acc") if evals else None,
             "model_rollout_acc": evals[-1].get("rollout/acc") if evals else None,
             "wall_seconds_this_process": round(seconds, 1),
@@ -327,14 +336,16 @@ class Learner:
         text = "".join(json.dumps(r) + "\n" for r in records)
         atomic_write(self.out / METRICS_FILE, lambda tmp: Path(tmp).write_text(text))
         points = [(r["real_steps"], r["real_success"]) for r in records]
-        dream = [(r["real_steps"], r["dream_success"]) for r in records if r["dream_success"] is not None]
+        dream = [(r["real_steps"], r["dream_eval_success"]) for r in records if r.get("dream_eval_success") is not None]
         write_line_plot(self.out / "curve.svg", f"worldsim learn: {self.config.env_id}", "real env steps",
                         [("#1f77b4", points), ("#ff7f0e", dream)],
-                        [("#1f77b4", "real success (held-out seeds)"), ("#ff7f0e", "success in the dream")],
+                        [("#1f77b4", "real success (held-out seeds)"),
+                         ("#ff7f0e", "success in its dream (the same seeds)")],
                         x_range=(0, max(p[0] for p in points) or 1), y_range=(0, 1))
         last = records[-1]
         with SummaryWriter(str(self.out / "tb")) as writer:          # one point per round, at its real steps
-            for key in ("real_success", "real_return", "dream_success", "model_acc", "model_rollout_acc"):
+            for key in ("real_success", "real_return", "dream_success", "dream_eval_success", "optimism_gap",
+                    "model_acc", "model_rollout_acc"):
                 if last[key] is not None:
                     writer.add_scalar(f"learn/{key}", last[key], global_step=last["real_steps"])
 
