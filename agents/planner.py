@@ -29,6 +29,12 @@ sequences (one batched model step per horizon step per round):
   action frequencies (``smoothing`` keeps that share of the old one; ``min_prob`` floors it).
   With ``warm_start`` the distribution is shifted by one step to seed the next real step.
 
+With an ``agent`` (a native-PPO folder, e.g. trained in this model's dream), sparse rewards beyond
+the horizon still count: its critic values the state each branch reaches, added to the branch's
+return as γ^H · alive_H · V(s_H), and a share ``agent_share`` of every round's branches follows the
+agent's own policy inside the model (sampled, step by step, from the frames the model predicts),
+so the search starts from what the agent would do and improves on it.
+
 Everything random draws from one torch Generator seeded by ``PlannerConfig.seed`` (and again by
 ``reset(obs, seed=...)``), so the same seed and observations give the same actions.
 
@@ -74,6 +80,8 @@ class PlannerConfig:
     temperature: float = 1.0        # sampling of branch frames; 0: argmax
     seed: int = 0
     precision: str = "auto"         # worldsim.runtime: "auto" (bf16 autocast on CUDA), "float32" or "bfloat16"
+    agent: str | None = None        # native-PPO agent folder: its critic values the horizon, its policy proposes
+    agent_share: float = 0.5        # with an agent: the share of each round's branches its policy acts in
 
     def validate(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -94,6 +102,11 @@ class PlannerConfig:
         if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) \
                 or self.temperature < 0:
             raise ValueError(f"temperature must be a number >= 0; got {self.temperature!r}")
+        if self.agent is not None and not isinstance(self.agent, (str, os.PathLike)):
+            raise ValueError(f"agent must be a folder written by `worldsim agent train --algo native-ppo`; "
+                             f"got {self.agent!r}")
+        if not 0 <= self.agent_share <= 1:
+            raise ValueError(f"agent_share must lie in [0, 1]; got {self.agent_share!r}")
 
 
 class Planner:
@@ -125,6 +138,7 @@ class Planner:
         self.steps = 0             # real steps taken since reset
         self.last_plan: dict[str, Any] = {}
         self._probs: torch.Tensor | None = None   # CEM distribution [horizon, actions]
+        self.agent = None if config.agent is None else self._load_agent(config.agent)
 
     # ------------------------------------------------------------------------------ public
 
@@ -162,13 +176,18 @@ class Planner:
         probs = self._probs if (c.optimizer == "cem" and c.warm_start and self._probs is not None) \
             else torch.full((c.horizon, A), 1.0 / A, device=self.device)
         n_elite = max(1, math.ceil(c.elite_frac * c.population))
+        n_agent = round(c.agent_share * c.population) if self.agent is not None else 0
         best_return, best_seq = -math.inf, None
         for _ in range(c.iterations):
+            n = c.population - n_agent
             if c.optimizer == "random":
-                seqs = torch.randint(A, (c.population, c.horizon), generator=self.generator, device=self.device)
+                seqs = torch.randint(A, (n, c.horizon), generator=self.generator, device=self.device)
             else:
-                seqs = torch.multinomial(probs, c.population, replacement=True, generator=self.generator).T
+                seqs = torch.multinomial(probs, n, replacement=True, generator=self.generator).T
             returns = self.rollout(frame, seqs)
+            if n_agent:
+                agent_seqs, agent_returns = self.rollout_agent(frame, n_agent)
+                seqs, returns = torch.cat([seqs, agent_seqs]), torch.cat([returns, agent_returns])
             i = int(returns.argmax())
             if float(returns[i]) > best_return:
                 best_return, best_seq = float(returns[i]), seqs[i].clone()
@@ -188,20 +207,59 @@ class Planner:
     def rollout(self, frame: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Predicted returns [P] of action sequences [P, horizon] from frame f_t [H, W]: one batched
         model step per horizon step, branching from (a copy of) the tracking state."""
+        return self._branches(frame, len(actions), lambda k, frames: actions[:, k])[1]
+
+    @torch.no_grad()
+    def rollout_agent(self, frame: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """n branches in which the agent's policy acts on the frames the model predicts: (the actions
+        it took [n, horizon], their predicted returns [n])."""
+        from .ppo import sample_actions
+
+        def act(k, frames):
+            logits, _ = self.agent.network(self._agent_view(frames))
+            return sample_actions(logits, self.generator)
+        return self._branches(frame, n, act)
+
+    def _branches(self, frame: torch.Tensor, n: int, choose) -> tuple[torch.Tensor, torch.Tensor]:
+        """n branches from frame f_t, `choose(k, frames)` giving step k's actions [n]: (actions [n, horizon],
+        discounted returns [n], plus the agent's value of where each branch stands at the horizon)."""
         c = self.config
-        n, horizon = actions.shape
         state = self.state.repeat(n)
         frames = frame[None].expand(n, *frame.shape).contiguous()
         returns = torch.zeros(n, device=self.device)
         alive = torch.ones(n, device=self.device)
+        taken = torch.empty(n, c.horizon, dtype=torch.long, device=self.device)
         discount = 1.0
-        for k in range(horizon):
-            frames, reward, terminated, info = self.simulator.step(state, frames, actions[:, k], self.generator)
+        for k in range(c.horizon):
+            taken[:, k] = choose(k, frames)
+            frames, reward, terminated, info = self.simulator.step(state, frames, taken[:, k], self.generator)
             p_done = info["done_prob"]
             returns += discount * alive * reward
             alive = alive * ((1 - p_done) if c.termination == "expected" else (~terminated).float())
             discount *= c.gamma
-        return returns
+        if self.agent is not None:       # what lies beyond the horizon, as the agent's critic values it
+            returns += discount * alive * self.agent.network.value(self._agent_view(frames)).float()
+        return taken, returns
+
+    def _agent_view(self, frames: torch.Tensor) -> torch.Tensor:
+        """What the agent observes of frames [n, H, W]: its symbolic images, on the device."""
+        return self.simulator.decode_torch(frames)[0]
+
+    def _load_agent(self, folder):
+        from .ppo import NativePolicy
+        from .training import load_policy
+
+        agent, _ = load_policy(folder, device=self.device)
+        if not isinstance(agent, NativePolicy):
+            raise ValueError(f"agent {os.fspath(folder)!r} is not a native-PPO policy (`worldsim agent train --algo "
+                             "native-ppo`): the planner reads its critic")
+        view = tuple(self._agent_view(torch.zeros(1, *self.codec.frame_shape, dtype=torch.long,
+                                                   device=self.device)).shape[1:])
+        if tuple(agent.network.observation_shape) != view or agent.network.num_actions != self.num_actions:
+            raise ValueError(f"agent {os.fspath(folder)!r} observes {tuple(agent.network.observation_shape)} and has "
+                             f"{agent.network.num_actions} actions; this model gives {view} and "
+                             f"{self.num_actions}")
+        return agent
 
     # ------------------------------------------------------------------------------ helpers
 

@@ -195,3 +195,57 @@ def test_bad_config():
     planner = Planner(tiny_minigrid_model(), config=PlannerConfig(**SMALL), device="cpu")
     with pytest.raises(ValueError, match="observation"):
         planner.act("not an observation")
+
+
+# ------------------------------------------------------------------------------- guided by an agent
+
+def write_agent(folder, action: int, value: float, shape=(7, 7, 3), num_actions=7):
+    """A native-PPO folder whose policy always takes `action` and whose critic says `value` everywhere."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from agents.ppo import ActorCritic
+
+    net = ActorCritic(shape, num_actions)
+    with torch.no_grad():
+        for head in (net.actor, net.critic):
+            head[-1].weight.zero_()
+        net.actor[-1].bias.fill_(-30.0)
+        net.actor[-1].bias[action] = 30.0
+        net.critic[-1].bias.fill_(value)
+    folder.mkdir()
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, folder / "policy.safetensors")
+    (folder / "agent.json").write_text(json.dumps({"algo": "native-ppo", "policy": "policy.safetensors",
+                                                   "network": net.spec()}))
+    return folder
+
+
+def test_an_agent_proposes_branches_and_its_critic_values_the_horizon(tmp_path):
+    model = tiny_minigrid_model(done_bias=-20.0)                 # never terminates: every branch alive
+    agent = write_agent(tmp_path / "agent", action=2, value=5.0)
+    env = gym.make(ENV_ID)
+    obs, _ = env.reset(seed=0)
+    plain = Planner(model, config=PlannerConfig(temperature=0.0, **SMALL), device="cpu")
+    guided = Planner(model, config=PlannerConfig(temperature=0.0, agent=str(agent), **SMALL), device="cpu")
+    for p in (plain, guided):
+        p.reset(obs)
+    frame = plain._encode(obs)
+    seqs = torch.randint(7, (5, SMALL["horizon"]), generator=torch.Generator().manual_seed(0))
+    horizon_value = 0.99 ** SMALL["horizon"] * 5.0
+    torch.testing.assert_close(guided.rollout(frame, seqs), plain.rollout(frame, seqs) + horizon_value)
+    taken, _ = guided.rollout_agent(frame, 4)
+    assert taken.eq(2).all()                                     # the agent's own choices, step by step
+    # Half of each round follows the agent: its sequence is among those scored, so it can win.
+    guided.plan(frame)
+    assert guided.last_plan["return"] >= float(guided.rollout(frame, torch.full((1, SMALL["horizon"]), 2)))
+    env.close()
+
+
+def test_an_agent_that_does_not_fit_is_refused_by_name(tmp_path):
+    model = tiny_minigrid_model()
+    other = write_agent(tmp_path / "other", action=0, value=0.0, num_actions=4)
+    with pytest.raises(ValueError, match=r"observes \(7, 7, 3\) and has 4 actions; this model gives \(7, 7, 3\) and 7"):
+        Planner(model, config=PlannerConfig(agent=str(other)), device="cpu")
+    with pytest.raises(ValueError, match="agent_share must lie in"):
+        Planner(model, config=PlannerConfig(agent_share=1.5), device="cpu")
