@@ -102,9 +102,10 @@ class PlannerConfig:
         if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) \
                 or self.temperature < 0:
             raise ValueError(f"temperature must be a number >= 0; got {self.temperature!r}")
-        if self.agent is not None and not isinstance(self.agent, (str, os.PathLike)):
-            raise ValueError(f"agent must be a folder written by `worldsim agent train --algo native-ppo`; "
-                             f"got {self.agent!r}")
+        if self.agent is not None and (not isinstance(self.agent, (str, os.PathLike))
+                                       or not os.path.isfile(os.path.join(self.agent, "agent.json"))):
+            raise ValueError(f"agent must be a folder written by `worldsim agent train --algo native-ppo` (with "
+                             f"its agent.json); got {self.agent!r}")
         if not 0 <= self.agent_share <= 1:
             raise ValueError(f"agent_share must lie in [0, 1]; got {self.agent_share!r}")
 

@@ -59,7 +59,8 @@ def _learned_vs_real(args: argparse.Namespace) -> int:
 
     try:
         pc = PlannerConfig(optimizer=args.planner_optimizer, horizon=args.planner_horizon,
-                           population=args.planner_population, iterations=args.planner_iterations)
+                           population=args.planner_population, iterations=args.planner_iterations,
+                           agent=args.planner_agent, agent_share=args.planner_agent_share)
         out = args.out or os.path.join("runs", "benchmark", args.env.split(":")[-1])
         result = learned_vs_real(args.env, args.checkpoint, args.steps, args.seeds, eval_episodes=args.eval_episodes,
                                  planner_episodes=args.planner_episodes, out=out, num_envs=args.num_envs,
@@ -120,6 +121,12 @@ def add_benchmark_parser(subparsers, help: str | None = None):
                    help=f"candidate action sequences imagined per real step (default: {d.population})")
     p.add_argument("--planner-iterations", type=int, default=d.iterations,
                    help=f"refinement rounds of the cross-entropy method per real step (default: {d.iterations})")
+    p.add_argument("--planner-agent", default=None, metavar="FOLDER",
+                   help="a native-PPO agent (e.g. trained in this model's dream) guiding the planner: its critic "
+                   "values what lies beyond the horizon, its policy acts in a share of the branches (default: none)")
+    p.add_argument("--planner-agent-share", type=float, default=d.agent_share,
+                   help=f"with --planner-agent: the share of each round's branches its policy acts in "
+                   f"(default: {d.agent_share})")
     p.add_argument("--real-device", default=None,
                    help="torch device of the real-env PPO (default: --device); 'cpu' leaves a shared GPU to the dream")
     p.add_argument("--workers", type=int, default=1,

@@ -247,5 +247,7 @@ def test_an_agent_that_does_not_fit_is_refused_by_name(tmp_path):
     other = write_agent(tmp_path / "other", action=0, value=0.0, num_actions=4)
     with pytest.raises(ValueError, match=r"observes \(7, 7, 3\) and has 4 actions; this model gives \(7, 7, 3\) and 7"):
         Planner(model, config=PlannerConfig(agent=str(other)), device="cpu")
+    with pytest.raises(ValueError, match="agent must be a folder written by `worldsim agent train"):
+        Planner(model, config=PlannerConfig(agent=str(tmp_path / "nowhere")), device="cpu")
     with pytest.raises(ValueError, match="agent_share must lie in"):
         Planner(model, config=PlannerConfig(agent_share=1.5), device="cpu")
