@@ -222,8 +222,9 @@ class Planner:
         return self._branches(frame, n, act)
 
     def _branches(self, frame: torch.Tensor, n: int, choose) -> tuple[torch.Tensor, torch.Tensor]:
-        """n branches from frame f_t, `choose(k, frames)` giving step k's actions [n]: (actions [n, horizon],
-        discounted returns [n], plus the agent's value of where each branch stands at the horizon)."""
+        """n branches from frame f_t, `choose(k, frames)` giving the actions [n] of step k: (the actions
+        taken [n, horizon], the returns [n]: discounted predicted rewards, plus, with an agent, its
+        critic's value of where each branch stands at the horizon)."""
         c = self.config
         state = self.state.repeat(n)
         frames = frame[None].expand(n, *frame.shape).contiguous()
