@@ -196,11 +196,10 @@ class Learner:
         skipped on resume adds ~0; one interrupted and resumed adds the time of the resumed part only."""
         began = time.time()
         result = work()
-        path = self.round_dir(k) / PHASE_SECONDS_FILE
-        seconds = json.loads(path.read_text()) if path.is_file() else {}
+        seconds = self.phase_seconds(k)
         seconds[phase] = round(seconds.get(phase, 0.0) + time.time() - began, 1)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_json(path, seconds)
+        self.round_dir(k).mkdir(parents=True, exist_ok=True)
+        write_json(self.round_dir(k) / PHASE_SECONDS_FILE, seconds)
         return result
 
     def phase_seconds(self, k: int) -> dict[str, float]:

@@ -134,7 +134,8 @@ class DreamSetup:
                                                                                     max_episode_steps)
         self.starts = self._load_starts(starts)
         # Recorded mid-episode states (world-view models) some episodes start from instead.
-        self.state_starts = None if state_starts is None else RecordedStates(state_starts, codec, real_env_id)
+        self.state_starts = None if state_starts is None else RecordedStates(
+            state_starts, codec, lambda d: self.checked_dataset(d, "state_starts"))
         self.state_start_fraction = check_state_start_fraction(state_start_fraction)
         self._real_cache: dict[int, tuple[np.ndarray, str]] = {}
 
@@ -149,15 +150,8 @@ class DreamSetup:
         """None (reset the real env) or a list of (start frame [H, W], seed of its episode or None)."""
         if starts is None:
             return None
-        if isinstance(starts, (str, os.PathLike)):
-            from .data.dataset import EpisodeDataset   # lazily: only for dataset starts
-            starts = EpisodeDataset(starts)
-        if hasattr(starts, "episode") and hasattr(starts, "manifest"):
-            codec_cfg = starts.manifest.get("codec")
-            if codec_cfg != self.codec.config:
-                raise ValueError(f"the dataset's codec {codec_cfg!r} differs from the checkpoint's {self.codec.config!r}")
-            if starts.env_id.split(":")[-1] != self.real_env_id.split(":")[-1]:
-                raise ValueError(f"the dataset holds {starts.env_id!r} episodes, not {self.real_env_id!r}")
+        if isinstance(starts, (str, os.PathLike)) or hasattr(starts, "manifest"):
+            starts = self.checked_dataset(starts, "starts")
             out = []
             for i in range(len(starts)):
                 ep = starts.episode(i)
@@ -172,6 +166,19 @@ class DreamSetup:
         if not out:
             raise ValueError("starts is empty")
         return out
+
+    def checked_dataset(self, dataset, what: str):
+        """`dataset` (a folder or an EpisodeDataset) opened, once its codec and env are this dream's."""
+        from .data.dataset import EpisodeDataset   # lazily: only dreams with recorded starts read datasets
+
+        ds = dataset if isinstance(dataset, EpisodeDataset) else EpisodeDataset(dataset)
+        if ds.manifest.get("codec") != self.codec.config:
+            raise ValueError(f"{what}: the dataset {str(ds.root)!r} has codec {ds.manifest.get('codec')!r}, the "
+                             f"model {self.codec.config!r}")
+        if ds.env_id.split(":")[-1] != self.real_env_id.split(":")[-1]:
+            raise ValueError(f"{what}: the dataset {str(ds.root)!r} holds {ds.env_id!r} episodes, not "
+                             f"{self.real_env_id!r}")
+        return ds
 
     def real_start(self, seed: int | None) -> tuple[torch.Tensor, str]:
         """(frame [H, W], mission) of the real env's reset with `seed`; cached per seed."""

@@ -14,7 +14,8 @@ limit stays where it was. The last frame of a recorded episode (its end) is neve
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,29 +24,21 @@ from .codecs import WorldStateCodec
 
 
 class RecordedStates:
-    """Every non-final step of the episodes of one or more datasets of a world-view codec."""
+    """Every non-final step of the episodes of one or more datasets of a world-view codec, each opened
+    by `open_dataset` (``DreamSetup.checked_dataset``: its codec and env are the dream's)."""
 
-    def __init__(self, datasets: Any, codec: Any, real_env_id: str):
-        from .data.dataset import EpisodeDataset   # lazily: only dreams with recorded starts read datasets
-
+    def __init__(self, datasets: Any, codec: Any, open_dataset: Callable[[Any], Any]):
         if not isinstance(codec, WorldStateCodec):
             raise ValueError(f"state_starts needs a world-view model, whose frame is the env's whole state; this "
                              f"model's frames are {type(codec).__name__} (a frame of the agent's view is not a "
                              "state an episode can start from)")
-        if isinstance(datasets, (str, os.PathLike, EpisodeDataset)):
+        if isinstance(datasets, (str, os.PathLike)) or hasattr(datasets, "manifest"):
             datasets = [datasets]
         if not isinstance(datasets, Sequence) or not datasets:
             raise ValueError(f"state_starts must be a dataset folder or a list of them; got {datasets!r}")
         self.frames: list[np.ndarray] = []        # per episode [T+1, H, W]
         self.seeds: list[int] = []
-        for d in datasets:
-            ds = d if isinstance(d, EpisodeDataset) else EpisodeDataset(d)
-            if ds.manifest.get("codec") != codec.config:
-                raise ValueError(f"state_starts: the dataset {str(ds.root)!r} has codec {ds.manifest.get('codec')!r}, "
-                                 f"the model {codec.config!r}")
-            if ds.env_id.split(":")[-1] != real_env_id.split(":")[-1]:
-                raise ValueError(f"state_starts: the dataset {str(ds.root)!r} holds {ds.env_id!r} episodes, not "
-                                 f"{real_env_id!r}")
+        for ds in map(open_dataset, datasets):
             for i in range(len(ds)):
                 ep = ds.episode(i)
                 self.frames.append(ep.frames)
