@@ -136,7 +136,8 @@ def add_agent_parser(subparsers, help: str | None = None) -> argparse.ArgumentPa
                        "max_grad_norm, norm_adv, target_kl; values are Python literals)")
     train.add_argument("--uncertainty-penalty", type=float, default=0.0,
                        help="pessimistic dream: subtract this times the model's uncertainty about each next frame "
-                       "(mean per-cell entropy, nats) from the reward (default: 0)")
+                       "(mean per-cell entropy, nats) from the reward; negative: add it, a bonus that sends an "
+                       "exploring agent where the model is unsure (default: 0)")
     train.add_argument("--uncertainty-limit", type=float, default=None,
                        help="pessimistic dream: truncate an episode once that uncertainty exceeds this "
                        "(default: no limit)")

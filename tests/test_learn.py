@@ -106,6 +106,7 @@ def test_a_killed_run_continues_exactly(tmp_path, monkeypatch, where):
     ("initial_policy", "oracle", "initial_policy must be one of"),
     ("initial_epsilon", "0.5:0.2", "initial_epsilon: --epsilon '0.5:0.2'"),
     ("dream_state_starts", 1.5, r"dream_state_starts must be in \[0, 1\]"),
+    ("explore_bonus", -0.5, "explore_bonus must be >= 0 .*got -0.5"),
 ])
 def test_bad_settings_are_refused_by_name(field, value, message):
     with pytest.raises(LearnError, match=message):
@@ -115,6 +116,26 @@ def test_bad_settings_are_refused_by_name(field, value, message):
 def test_recorded_state_starts_need_the_world_view():
     with pytest.raises(LearnError, match="dream_state_starts needs view 'world'"):
         LearnConfig(**settings(view="ego", dream_state_starts=0.5))
+
+
+def test_the_exploration_bonus_reaches_the_agents_dream(tmp_path, monkeypatch):
+    import agents.training
+
+    class Stop(Exception):
+        pass
+
+    seen = {}
+
+    def record(*args, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(Learner, "train_model", lambda self, k: tmp_path / "model")
+    monkeypatch.setattr(agents.training, "train_agent", record)
+    with pytest.raises(Stop):
+        learn(LearnConfig(**settings(explore_bonus=1.5, initial_episodes=2, eval_episodes=2)), tmp_path / "run",
+              progress=None)
+    assert seen["uncertainty_penalty"] == -1.5          # a bonus: the dream adds 1.5 x uncertainty to the reward
 
 
 def test_a_run_folder_from_before_a_new_setting_continues_at_its_default(tmp_path):

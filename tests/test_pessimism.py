@@ -2,6 +2,7 @@
 and episodes cut where it passes a limit (MOPO / MOReL style)."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -35,20 +36,23 @@ def test_frame_entropy_is_the_mean_cell_entropy_over_legal_tokens():
     assert frame_entropy(sure, legal=legal).item() == pytest.approx(0.0, abs=1e-6)
 
 
-def test_the_penalty_takes_uncertainty_off_the_reward(checkpoint):
+def test_the_penalty_takes_uncertainty_off_the_reward_and_a_negative_one_adds_it(checkpoint):
     plain = Simulator.from_checkpoint(checkpoint, device="cpu")
     pessimist = Simulator.from_checkpoint(checkpoint, device="cpu", uncertainty_penalty=0.5)
+    explorer = Simulator.from_checkpoint(checkpoint, device="cpu", uncertainty_penalty=-2.0)   # a bonus
     frames = torch.zeros(2, 7, 7, dtype=torch.long)
     frames[:] = plain.codec.unseen_token
     actions = torch.tensor([2, 1])
     out = []
-    for sim in (plain, pessimist):
+    for sim in (plain, pessimist, explorer):
         gen = sim.new_generator(seeding.np_random(3)[0])
         out.append(sim.step(sim.initial_state(2), frames, actions, gen))
-    (f0, r0, _, i0), (f1, r1, _, i1) = out
+    (f0, r0, _, i0), (f1, r1, _, i1), (f2, r2, _, i2) = out
     assert torch.equal(f0, f1) and torch.equal(i0["uncertainty"], i1["uncertainty"])
+    assert torch.equal(f0, f2) and torch.equal(i0["uncertainty"], i2["uncertainty"])
     assert (i0["uncertainty"] > 0).all()
     torch.testing.assert_close(r1, r0 - 0.5 * i0["uncertainty"])
+    torch.testing.assert_close(r2, r0 + 2.0 * i0["uncertainty"])
 
 
 def test_past_the_limit_an_episode_is_cut(checkpoint):
@@ -68,10 +72,11 @@ def test_past_the_limit_an_episode_is_cut(checkpoint):
 
 
 @pytest.mark.parametrize("settings,message", [
-    (dict(uncertainty_penalty=-1.0), "uncertainty_penalty must be a finite number >= 0; got -1.0"),
-    (dict(uncertainty_penalty=float("nan")), "uncertainty_penalty must be a finite number >= 0; got nan"),
+    (dict(uncertainty_penalty="1"), "uncertainty_penalty must be a finite number (> 0: pessimism, < 0: a bonus "
+     "for exploring); got '1'"),
+    (dict(uncertainty_penalty=float("nan")), "uncertainty_penalty must be a finite number"),
     (dict(uncertainty_limit=0), "uncertainty_limit must be None or a finite number > 0"),
 ])
 def test_bad_pessimism_settings_are_named(checkpoint, settings, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         DreamVectorEnv(checkpoint, num_envs=1, device="cpu", **settings)

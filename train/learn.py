@@ -4,7 +4,11 @@ Round 0 collects episodes with the random policy (or a scripted one, ``initial_p
 random actions: ``initial_epsilon``). Every round then
 1. trains the world model on all the data so far (warm-started from the last round's model),
 2. trains the native PPO inside that model's dream (dream steps cost no real steps; with
-   ``dream_state_starts``, that share of its episodes starts from recorded states of the data so far),
+   ``dream_state_starts``, that share of its episodes starts from recorded states of the data so far;
+   with ``explore_bonus``, the dream pays for the model's uncertainty about each next frame, so the
+   agent, and the collection that follows, goes where the model is unsure: where rare events such
+   as a reward it has not learned yet are found. As the data covers those states the model grows
+   sure there and the bonus fades on its own),
 3. scores the agent in the real env on held-out seeds (reported apart: not training data), and in
    its own dream from the same seeds: the optimism gap (dream - real success),
 4. collects the next round's episodes in the real env with that agent, mixed with random actions
@@ -72,6 +76,7 @@ class LearnConfig:
     ppo: dict[str, Any] = field(default_factory=dict)       # PPOSettings overrides
     warm_start_agent: bool = False       # each round's agent starts from the last round's
     dream_state_starts: float = 0.0      # share of dream episodes starting from recorded states of the data (world view)
+    explore_bonus: float = 0.0           # the dream pays the agent this x the model's uncertainty (optimism: explore)
     eval_episodes: int = 50
     view: str = "world"                  # what a frame records (collect's --view): the whole grid, or "ego"
     seed: int = 0
@@ -106,6 +111,9 @@ class LearnConfig:
         if not 0 <= self.dream_state_starts <= 1:
             raise LearnError(f"dream_state_starts must be in [0, 1] (a share of dream episodes); got "
                              f"{self.dream_state_starts}")
+        if self.explore_bonus < 0:
+            raise LearnError(f"explore_bonus must be >= 0 (reward per nat of the model's mean per-cell "
+                             f"uncertainty); got {self.explore_bonus}")
         if self.dream_state_starts and self.view != "world":
             raise LearnError(f"dream_state_starts needs view 'world' (a frame of the agent's view is no state to "
                              f"start from); view is {self.view!r}")
@@ -252,6 +260,7 @@ class Learner:
         train_agent(c.env_id, where="dream", algo=NATIVE_PPO, steps=c.dream_steps, out=agent_dir,
                     checkpoint=str(model_dir), num_envs=c.dream_envs, seed=c.seed + k, device=c.device,
                     hyperparams=dict(c.ppo), init_from=previous if c.warm_start_agent and k > 1 else None,
+                    uncertainty_penalty=-c.explore_bonus,
                     **({"state_starts": self.data_dirs(k - 1), "state_start_fraction": c.dream_state_starts}
                        if c.dream_state_starts else {}))
         return agent_dir

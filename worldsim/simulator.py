@@ -23,7 +23,9 @@ then on the device
 - uncertainty: the mean per-cell entropy of the next frame (``info["uncertainty"]``). Pessimism, as
   in model-based offline RL (MOPO, MOReL): ``uncertainty_penalty`` subtracts that many times it from
   the reward, and past ``uncertainty_limit`` the envs end the episode (truncated; ``info["halted"]``),
-  so an agent cannot profit from states the model does not know.
+  so an agent cannot profit from states the model does not know. A negative penalty is a bonus
+  instead: optimism, which sends an exploring agent to what the model does not know yet (the states
+  whose real outcome is worth collecting).
 
 Observations (``observations``): symbolic cells as the real env gives them (MiniGrid: image and
 direction, plus the mission when the caller passes missions), RGB with ``obs_mode="rgb"`` (as
@@ -73,8 +75,9 @@ def _check_pessimism(penalty: float, limit: float | None) -> None:
     def number(v) -> bool:
         return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
-    if not number(penalty) or penalty < 0:
-        raise ValueError(f"uncertainty_penalty must be a finite number >= 0; got {penalty!r}")
+    if not number(penalty):
+        raise ValueError(f"uncertainty_penalty must be a finite number (> 0: pessimism, < 0: a bonus for "
+                         f"exploring); got {penalty!r}")
     if limit is not None and (not number(limit) or limit <= 0):
         raise ValueError(f"uncertainty_limit must be None or a finite number > 0 (nats per cell); got {limit!r}")
 
