@@ -133,22 +133,27 @@ def _padded(sim: Simulator, episodes: list[dict[str, Any]], horizon: int):
 @torch.no_grad()
 def one_step_errors(sim: Simulator, episodes: list[dict[str, Any]], horizon: int, seed: int) -> dict[str, Any]:
     """Teacher-forced next-frame predictions (the dream's decoder) along the real episodes, wrong ones
-    counted by transition kind (`transition_kind`), the kinds with most errors first."""
+    counted by transition kind (`transition_kind`), the kinds with most errors first; with the model's
+    mean uncertainty (info["uncertainty"]) per kind and over wrong and right steps: whether the model
+    knows where it is wrong, which pessimism and the exploration bonus rely on."""
     lengths, real, acts = _padded(sim, episodes, horizon)
     gen = torch.Generator(device=sim.device)
     gen.manual_seed(seed)
     state = sim.initial_state(len(episodes))
-    tally: dict[str, list[int]] = {}
+    tally: dict[str, list[float]] = {}                  # kind -> [steps, wrong, summed uncertainty]
     for t in range(real.shape[1] - 1):
-        predicted, _, _, _ = sim.step(state, real[:, t].to(sim.device), acts[:, t].to(sim.device), gen)
+        predicted, _, _, info = sim.step(state, real[:, t].to(sim.device), acts[:, t].to(sim.device), gen)
         wrong = (predicted.cpu() != real[:, t + 1]).flatten(1).any(1)
+        unsure = info["uncertainty"].float().cpu()
         for i in np.flatnonzero(t < lengths):
-            counts = tally.setdefault(episodes[i]["transitions"][t], [0, 0])
+            counts = tally.setdefault(episodes[i]["transitions"][t], [0, 0, 0.0])
             counts[0] += 1
             counts[1] += int(wrong[i])
+            counts[2] += float(unsure[i])
     kinds = sorted(tally.items(), key=lambda kv: (-kv[1][1], -kv[1][0], kv[0]))
-    return {"steps": int(lengths.sum()), "wrong": sum(w for _, w in tally.values()),
-            "by_transition": [{"transition": k, "steps": n, "wrong": w} for k, (n, w) in kinds]}
+    return {"steps": int(lengths.sum()), "wrong": sum(int(w) for _, w, _ in tally.values()),
+            "by_transition": [{"transition": k, "steps": int(n), "wrong": int(w), "mean_uncertainty": u / n}
+                              for k, (n, w, u) in kinds]}
 
 
 @torch.no_grad()
@@ -355,11 +360,12 @@ def format_fidelity_table(result: dict[str, Any]) -> str:
                  "frame differs (episodes that differed at all / all); reward / done: per-step agreement; gap: dream - real success; dream wins real: "
                  "successful dream episodes whose actions also succeed in the real env")
     lines.append("")
-    lines.append("One-step transitions, teacher-forced: the kinds most often predicted wrong (wrong / steps)")
+    lines.append("One-step transitions, teacher-forced: the kinds most often predicted wrong (wrong / steps, and "
+                 "the model's mean uncertainty there, nats per cell)")
     for spec, r in result["policies"].items():
         one = r["one_step"]
-        worst = [f"{k['transition']} {k['wrong']}/{k['steps']}" for k in one["by_transition"][:ONE_STEP_KINDS_SHOWN]
-                 if k["wrong"]]
+        worst = [f"{k['transition']} {k['wrong']}/{k['steps']} ({k['mean_uncertainty']:.4f})"
+                 for k in one["by_transition"][:ONE_STEP_KINDS_SHOWN] if k["wrong"]]
         lines.append(f"  {spec}: {one['wrong']}/{one['steps']} wrong" + (": " + "; ".join(worst) if worst else ""))
     return "\n".join(lines)
 

@@ -47,6 +47,7 @@ def test_the_shipped_dream_replays_real_actions_and_the_report_adds_up(shipped_r
         assert one["steps"] == row["replay"]["steps_replayed"] == sum(k["steps"] for k in one["by_transition"])
         assert one["wrong"] == sum(k["wrong"] for k in one["by_transition"])
         assert one["wrong"] <= 0.05 * one["steps"]                     # the shipped model is accurate
+        assert all(0 <= k["mean_uncertainty"] < 0.05 for k in one["by_transition"])     # ... and sure of it
     assert "One-step transitions" in table
 
 
@@ -59,6 +60,7 @@ def test_one_step_errors_name_the_transitions_an_untrained_model_gets_wrong(tmp_
     worst = one["by_transition"]
     assert [k["wrong"] for k in worst] == sorted((k["wrong"] for k in worst), reverse=True)
     assert all(" facing " in k["transition"] and ", carrying " in k["transition"] for k in worst)
+    assert all(k["mean_uncertainty"] > 0.1 for k in worst)            # untrained: unsure everywhere
 
 
 def test_transition_kinds_say_what_the_agent_faces_and_carries():
