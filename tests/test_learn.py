@@ -138,14 +138,16 @@ def test_the_exploration_bonus_reaches_the_agents_dream(tmp_path, monkeypatch):
     assert seen["uncertainty_penalty"] == -1.5          # a bonus: the dream adds 1.5 x uncertainty to the reward
 
 
-def test_a_run_folder_from_before_a_new_setting_continues_at_its_default(tmp_path):
-    Learner(LearnConfig(**settings()), tmp_path / "run", progress=None)
+def test_a_run_folder_from_before_a_new_setting_continues_at_the_value_it_ran_with(tmp_path):
+    Learner(LearnConfig(**settings(dream_state_starts=0.0)), tmp_path / "run", progress=None)
     saved = json.loads((tmp_path / "run" / "learn.json").read_text())
-    del saved["dream_state_starts"]
+    del saved["dream_state_starts"], saved["explore_bonus"]            # a folder from before both existed
     (tmp_path / "run" / "learn.json").write_text(json.dumps(saved))
-    Learner(LearnConfig(**settings()), tmp_path / "run", progress=None)
+    Learner(LearnConfig(**settings(dream_state_starts=0.0)), tmp_path / "run", progress=None)
     with pytest.raises(LearnError, match="dream_state_starts: 0.0 there, 0.5 now"):
         Learner(LearnConfig(**settings(dream_state_starts=0.5)), tmp_path / "run", progress=None)
+    with pytest.raises(LearnError, match="explore_bonus: 0.0 there, 1.0 now"):
+        Learner(LearnConfig(**settings(dream_state_starts=0.0, explore_bonus=1.0)), tmp_path / "run", progress=None)
 
 
 def test_a_run_folder_of_another_env_is_refused(tmp_path):

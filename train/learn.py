@@ -60,15 +60,15 @@ class LearnError(ValueError):
 class LearnConfig:
     env_id: str
     real_steps: int = 150_000            # budget of real env steps for training data
-    initial_episodes: int = 50           # round 0: episodes of the initial policy
+    initial_episodes: int = 30           # round 0: episodes of the initial policy
     initial_policy: str = "random"       # ... "random", "explore" or "expert" (collect's scripted policies)
     initial_epsilon: str = "0"           # ... mixed with random actions: a rate E or a range "LOW:HIGH"
-    round_episodes: int = 50             # each later round: episodes collected with the agent
-    epsilon: float = 0.5                 # random-action rate of the agent's collection in round 1 ...
+    round_episodes: int = 20             # each later round: episodes collected with the agent
+    epsilon: float = 0.3                 # random-action rate of the agent's collection in round 1 ...
     epsilon_decay: float = 0.5           # ... times this each later round
     min_epsilon: float = 0.05
     model_steps: int = 1000              # world-model optimizer steps in round 1
-    finetune_steps: int = 500            # ... and in each later round (warm-started)
+    finetune_steps: int = 300            # ... and in each later round (warm-started)
     model: dict[str, Any] = field(default_factory=dict)     # world-model size overrides (round 1)
     train: dict[str, Any] = field(default_factory=dict)     # other TrainConfig overrides
     dream_steps: int = 200_000           # native PPO steps in the dream each round
@@ -141,10 +141,13 @@ class LearnConfig:
         return dataclasses.asdict(self)
 
 
-def _defaults_of_later_settings(saved: dict[str, Any]) -> dict[str, Any]:
-    """Settings added to LearnConfig after a run folder was made, at their defaults (what that run used)."""
-    return {f.name: f.default for f in dataclasses.fields(LearnConfig)
-            if f.name not in saved and f.default is not dataclasses.MISSING}
+# Settings added to LearnConfig after run folders were made: the value such a folder ran with.
+SETTINGS_ADDED_LATER = {"dream_state_starts": 0.0, "explore_bonus": 0.0}
+
+
+def _settings_added_later(saved: dict[str, Any]) -> dict[str, Any]:
+    """The settings a run folder's learn.json predates, at the values that run used."""
+    return {name: value for name, value in SETTINGS_ADDED_LATER.items() if name not in saved}
 
 
 def _real_steps(data_dir: Path) -> int:
@@ -179,7 +182,7 @@ class Learner:
             except (OSError, json.JSONDecodeError) as e:
                 raise LearnError(f"{saved} cannot be read ({e}); not a `worldsim learn` run folder") from None
             now = config.to_dict()
-            before = {**_defaults_of_later_settings(before), **before}
+            before = {**_settings_added_later(before), **before}
             if before != now:
                 changed = [f"{k}: {before.get(k)!r} there, {now.get(k)!r} now" for k in sorted(set(before) | set(now))
                            if before.get(k) != now.get(k)]
