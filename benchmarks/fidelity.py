@@ -134,8 +134,8 @@ def _padded(sim: Simulator, episodes: list[dict[str, Any]], horizon: int):
 def one_step_errors(sim: Simulator, episodes: list[dict[str, Any]], horizon: int, seed: int) -> dict[str, Any]:
     """Teacher-forced next-frame predictions (the dream's decoder) along the real episodes, wrong ones
     counted by transition kind (`transition_kind`), the kinds with most errors first; with the model's
-    mean uncertainty (info["uncertainty"]) per kind and over wrong and right steps: whether the model
-    knows where it is wrong, which pessimism and the exploration bonus rely on."""
+    mean uncertainty (info["uncertainty"]) per kind: whether the model knows where it is wrong, which
+    pessimism and the exploration bonus rely on."""
     lengths, real, acts = _padded(sim, episodes, horizon)
     gen = torch.Generator(device=sim.device)
     gen.manual_seed(seed)

@@ -263,7 +263,7 @@ class Learner:
         train_agent(c.env_id, where="dream", algo=NATIVE_PPO, steps=c.dream_steps, out=agent_dir,
                     checkpoint=str(model_dir), num_envs=c.dream_envs, seed=c.seed + k, device=c.device,
                     hyperparams=dict(c.ppo), init_from=previous if c.warm_start_agent and k > 1 else None,
-                    uncertainty_penalty=-c.explore_bonus,
+                    uncertainty_penalty=0.0 - c.explore_bonus,        # a bonus: the penalty's sign flipped
                     **({"state_starts": self.data_dirs(k - 1), "state_start_fraction": c.dream_state_starts}
                        if c.dream_state_starts else {}))
         return agent_dir
