@@ -1,0 +1,30 @@
+"""The exploration-bonus benchmark compares agents on one shared world model and one shared dataset."""
+
+import json
+
+import torch
+
+from benchmarks.explore_bonus import main
+
+torch.set_num_threads(1)
+
+
+def test_every_bonus_trains_its_agent_on_the_same_model_and_data(tmp_path):
+    out = tmp_path / "result.json"
+    main(["--env", "MiniGrid-Empty-5x5-v0", "--episodes", "4", "--model-steps", "10", "--dream-steps", "2048",
+          "--dream-envs", "16", "--eval-episodes", "4", "--bonuses", "0,2", "--out", str(out),
+          "--model", '{"d_model": 32, "n_layers": 1, "d_state": 16, "headdim": 16, "n_heads": 2}',
+          "--work", str(tmp_path / "work")])
+    runs = json.loads(out.read_text())["runs"]
+    assert [r["bonus"] for r in runs] == [0.0, 2.0]
+    assert runs[0]["random_play"] == runs[1]["random_play"] and runs[0]["random_play"]["episodes"] == 4
+    models = [(tmp_path / "work" / f"seed0-bonus{b}" / "round-01" / "model_run" / "model") for b in ("0", "2")]
+    weights = [sorted(p.name for p in m.iterdir()) for m in models]
+    assert weights[0] == weights[1] and all((m / w).read_bytes() == (models[0] / w).read_bytes()
+                                            for m in models for w in weights[0])
+    for r in runs:
+        assert r["collected"]["episodes"] == 4 and 0 <= r["collected"]["paying"] <= 4
+        assert 0 <= r["real_success"] <= 1
+    agents = [json.loads((tmp_path / "work" / f"seed0-bonus{b}" / "round-01" / "agent" / "agent.json").read_text())
+              for b in ("0", "2")]
+    assert [a["pessimism"]["uncertainty_penalty"] for a in agents] == [0.0, -2.0]     # the bonus reached the dream
