@@ -107,6 +107,7 @@ def test_a_killed_run_continues_exactly(tmp_path, monkeypatch, where):
     ("initial_epsilon", "0.5:0.2", "initial_epsilon: --epsilon '0.5:0.2'"),
     ("dream_state_starts", 1.5, r"dream_state_starts must be in \[0, 1\]"),
     ("explore_bonus", -0.5, "explore_bonus must be >= 0 .*got -0.5"),
+    ("explore_share", 1.0, r"explore_share must be in \(0, 1\).*got 1.0"),
 ])
 def test_bad_settings_are_refused_by_name(field, value, message):
     with pytest.raises(LearnError, match=message):
@@ -118,24 +119,29 @@ def test_recorded_state_starts_need_the_world_view():
         LearnConfig(**settings(view="ego", dream_state_starts=0.5))
 
 
-def test_the_exploration_bonus_reaches_the_agents_dream(tmp_path, monkeypatch):
-    import agents.training
+def test_an_explorer_with_the_bonus_collects_its_share_and_the_scored_agent_never_sees_the_bonus(tmp_path):
+    run = tmp_path / "run"
+    records = learn(settings(explore_bonus=1.5, explore_share=0.4, real_steps=1800, model_steps=20, finetune_steps=10,
+                             dream_steps=2048, eval_episodes=4), run, progress=None)
+    assert len(records) >= 3                             # random play (1,701 steps), then rounds with explorers
 
-    class Stop(Exception):
-        pass
+    def penalty(folder):
+        return json.loads((run / folder / "agent.json").read_text())["pessimism"]["uncertainty_penalty"]
 
-    seen = {}
-
-    def record(*args, **kwargs):
-        seen.update(kwargs)
-        raise Stop
-
-    monkeypatch.setattr(Learner, "train_model", lambda self, k: tmp_path / "model")
-    monkeypatch.setattr(agents.training, "train_agent", record)
-    with pytest.raises(Stop):
-        learn(LearnConfig(**settings(explore_bonus=1.5, initial_episodes=2, eval_episodes=2)), tmp_path / "run",
-              progress=None)
-    assert seen["uncertainty_penalty"] == -1.5          # a bonus: the dream adds 1.5 x uncertainty to the reward
+    assert penalty("round-01/agent") == 0.0 and penalty("round-01/explorer") == -1.5     # a bonus, its alone
+    last = records[-1]["round"]
+    assert not (run / f"round-{last:02d}" / "explorer").exists()      # the budget was spent: nothing to collect
+    from worldsim.data.dataset import EpisodeDataset
+    assert EpisodeDataset(run / "round-01" / "data").num_episodes == 6
+    assert EpisodeDataset(run / "round-01" / "explore_data").num_episodes == 4
+    learner = Learner(LearnConfig(**settings(explore_bonus=1.5, explore_share=0.4, real_steps=1800, model_steps=20,
+                                             finetune_steps=10, dream_steps=2048, eval_episodes=4)), run, progress=None)
+    assert run / "round-01" / "explore_data" in learner.data_dirs(1)
+    assert records[2]["real_steps"] == learner.real_steps_used(1) > learner.real_steps_used(0) + \
+        EpisodeDataset(run / "round-01" / "data").manifest["totals"]["steps"]            # its steps are counted
+    trained_on = json.loads((run / "round-02" / "model_run" / "train_config.json").read_text())["data"]
+    assert trained_on["train_episodes"] + trained_on["eval_episodes"] == 20 + 6 + 4       # the explorer's too
+    assert set(records[2]["phase_seconds"]) == {"explorer", "collect", "world_model", "agent", "evaluate"}
 
 
 def test_a_run_folder_from_before_a_new_setting_continues_at_the_value_it_ran_with(tmp_path):

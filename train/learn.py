@@ -5,14 +5,16 @@ random actions: ``initial_epsilon``). Every round then
 1. trains the world model on all the data so far (warm-started from the last round's model),
 2. trains the native PPO inside that model's dream (dream steps cost no real steps; with
    ``dream_state_starts``, that share of its episodes starts from recorded states of the data so far;
-   with ``explore_bonus``, the dream pays for the model's uncertainty about each next frame, so the
-   agent, and the collection that follows, goes where the model is unsure: where rare events such
-   as a reward it has not learned yet are found. As the data covers those states the model grows
-   sure there and the bonus fades on its own),
+   with ``explore_bonus``, a second agent, the explorer, trains in a dream that pays for the model's
+   uncertainty about each next frame, so it goes where the model is unsure: where rare events such
+   as a reward the model has not learned yet are found. As the data covers those states the model
+   grows sure there and the bonus fades on its own. The explorer only collects: the agent that is
+   scored never sees the bonus, which would otherwise lure it away from a reward it already knows),
 3. scores the agent in the real env on held-out seeds (reported apart: not training data), and in
    its own dream from the same seeds: the optimism gap (dream - real success),
-4. collects the next round's episodes in the real env with that agent, mixed with random actions
-   at a rate that decays round by round,
+4. collects the next round's episodes in the real env with that agent (and a share
+   ``explore_share`` of them with the explorer, into a dataset of its own), mixed with random
+   actions at a rate that decays round by round,
 until the budget of real steps is spent. It composes the commands a user can run alone: `collect`
 (one dataset folder per round: a dataset holds one policy's episodes), `train` (`init_from`) and
 `agent train`.
@@ -45,6 +47,8 @@ from worldsim.svg_plot import write_line_plot
 
 LEARN_FILE = "learn.json"
 METRICS_FILE = "metrics.jsonl"
+FEEDING = ("explorer", "collect")     # a round's phases that feed the next round's data
+EXPLORE_DATA = "explore_data"        # a round's episodes collected by the explorer (a dataset holds one policy's)
 PHASE_SECONDS_FILE = "phase_seconds.json"    # per round: wall seconds each phase took, for where time goes
 # Held-out evaluation seeds: far from the collection seeds (0, 1, 2, ...), so no evaluated layout is trained on.
 EVAL_SEED = 1_000_000
@@ -76,7 +80,8 @@ class LearnConfig:
     ppo: dict[str, Any] = field(default_factory=dict)       # PPOSettings overrides
     warm_start_agent: bool = False       # each round's agent starts from the last round's
     dream_state_starts: float = 0.0      # share of dream episodes starting from recorded states of the data (world view)
-    explore_bonus: float = 0.0           # the dream pays the agent this x the model's uncertainty (optimism: explore)
+    explore_bonus: float = 0.0           # an explorer's dream pays this x the model's uncertainty (0: no explorer)
+    explore_share: float = 0.5           # ... and it collects this share of each round's episodes
     eval_episodes: int = 50
     view: str = "world"                  # what a frame records (collect's --view): the whole grid, or "ego"
     seed: int = 0
@@ -114,6 +119,9 @@ class LearnConfig:
         if self.explore_bonus < 0:
             raise LearnError(f"explore_bonus must be >= 0 (reward per nat of the model's mean per-cell "
                              f"uncertainty); got {self.explore_bonus}")
+        if not 0 < self.explore_share < 1:
+            raise LearnError(f"explore_share must be in (0, 1) (the explorer's share of a round's episodes); got "
+                             f"{self.explore_share}")
         if self.dream_state_starts and self.view != "world":
             raise LearnError(f"dream_state_starts needs view 'world' (a frame of the agent's view is no state to "
                              f"start from); view is {self.view!r}")
@@ -142,7 +150,7 @@ class LearnConfig:
 
 
 # Settings added to LearnConfig after run folders were made: the value such a folder ran with.
-SETTINGS_ADDED_LATER = {"dream_state_starts": 0.0, "explore_bonus": 0.0}
+SETTINGS_ADDED_LATER = {"dream_state_starts": 0.0, "explore_bonus": 0.0, "explore_share": 0.5}
 
 
 def _settings_added_later(saved: dict[str, Any]) -> dict[str, Any]:
@@ -197,7 +205,9 @@ class Learner:
         return self.out / f"round-{k:02d}"
 
     def data_dirs(self, upto: int) -> list[Path]:
-        return [self.round_dir(k) / "data" for k in range(upto + 1)]
+        """Every dataset of rounds 0..upto: the agent's, and the explorer's where it collected."""
+        explored = [self.round_dir(k) / EXPLORE_DATA for k in range(1, upto + 1)]
+        return [self.round_dir(k) / "data" for k in range(upto + 1)] + [d for d in explored if d.is_dir()]
 
     def real_steps_used(self, upto: int) -> int:
         return sum(_real_steps(d) for d in self.data_dirs(upto))
@@ -219,15 +229,21 @@ class Learner:
 
     # ---- phases ----
 
-    def collect(self, k: int, policy: str, epsilon: str | float | None) -> None:
+    def collect(self, k: int, policy: str, epsilon: str | float | None, explorer: str | None = None) -> None:
+        """Round k's episodes in the real env: `policy`'s into round-k/data and, with an `explorer`,
+        its share of them into round-k/explore_data (a dataset holds one policy's episodes)."""
         from .collect import collect
 
         c = self.config
         episodes = c.initial_episodes if k == 0 else c.round_episodes
+        explored = round(episodes * c.explore_share) if explorer is not None else 0
         # Each round's episodes have their own seeds: layouts never repeat across rounds.
         first_seed = c.seed * 10_000_000 + (0 if k == 0 else c.initial_episodes + (k - 1) * c.round_episodes)
-        collect(c.env_id, policy=policy, episodes=episodes, out=self.round_dir(k) / "data", seed=first_seed,
-                epsilon=epsilon, num_envs=8, progress=False, view=c.view)
+        for who, out, count, seed in ((policy, "data", episodes - explored, first_seed),
+                                      (explorer, EXPLORE_DATA, explored, first_seed + episodes - explored)):
+            if count:
+                collect(c.env_id, policy=who, episodes=count, out=self.round_dir(k) / out, seed=seed,
+                        epsilon=epsilon, num_envs=8, progress=False, view=c.view)
 
     def train_model(self, k: int) -> Path:
         from .run_folder import latest_checkpoint
@@ -252,18 +268,21 @@ class Learner:
         trainer.fit()
         return model_dir
 
-    def train_agent(self, k: int, model_dir: Path) -> Path:
+    def train_agent(self, k: int, model_dir: Path, role: str = "agent") -> Path:
+        """Round k's native PPO in the dream of `model_dir`: the scored agent (role "agent"), or the
+        explorer (role "explorer"), whose dream pays `explore_bonus` x the model's uncertainty."""
         from agents.training import NATIVE_PPO, agent_info_file, train_agent
 
         c = self.config
-        agent_dir = self.round_dir(k) / "agent"
+        agent_dir = self.round_dir(k) / role
         if agent_info_file(agent_dir).is_file():
             return agent_dir
-        previous = self.round_dir(k - 1) / "agent"
+        previous = self.round_dir(k - 1) / role
         train_agent(c.env_id, where="dream", algo=NATIVE_PPO, steps=c.dream_steps, out=agent_dir,
                     checkpoint=str(model_dir), num_envs=c.dream_envs, seed=c.seed + k, device=c.device,
                     hyperparams=dict(c.ppo), init_from=previous if c.warm_start_agent and k > 1 else None,
-                    uncertainty_penalty=0.0 - c.explore_bonus,        # a bonus: the penalty's sign flipped
+                    # the bonus is a penalty with its sign flipped
+                    uncertainty_penalty=0.0 - c.explore_bonus if role == "explorer" else 0.0,
                     **({"state_starts": self.data_dirs(k - 1), "state_start_fraction": c.dream_state_starts}
                        if c.dream_state_starts else {}))
         return agent_dir
@@ -309,7 +328,10 @@ class Learner:
                      f"in its dream {record['dream_eval_success']:.3f} (gap {record['optimism_gap']:+.3f})")
             if used >= c.real_steps:
                 break
-            self.timed(k, "collect", lambda: self.collect(k, str(agent_dir), c.epsilon_at(k)))
+            explorer = self.timed(k, "explorer", lambda: self.train_agent(k, model_dir, "explorer")) \
+                if c.explore_bonus else None
+            self.timed(k, "collect", lambda: self.collect(k, str(agent_dir), c.epsilon_at(k),
+                                                          explorer and str(explorer)))
             k += 1
         return records
 
@@ -334,9 +356,11 @@ class Learner:
             "model_acc": evals[-1].get("eval/acc") if evals else None,
             "model_rollout_acc": evals[-1].get("rollout/acc") if evals else None,
             "wall_seconds_this_process": round(seconds, 1),
-            # this round's world model, agent and evaluation, and the collection that fed it (round k-1's)
-            "phase_seconds": {**({"collect": self.phase_seconds(k - 1).get("collect")} if k > 0 else {}),
-                              **{name: t for name, t in self.phase_seconds(k).items() if name != "collect"}},
+            # this round's world model, agent and evaluation, and what fed it: round k-1's collection
+            # (and the explorer trained for it)
+            "phase_seconds": {**({name: t for name, t in self.phase_seconds(k - 1).items() if name in FEEDING}
+                                 if k > 0 else {}),
+                              **{name: t for name, t in self.phase_seconds(k).items() if name not in FEEDING}},
         }
 
     def _write_metrics(self, records: list[dict[str, Any]]) -> None:
