@@ -1,12 +1,13 @@
-"""What the exploration bonus buys in one round of `worldsim learn`: the same world model, agents with
-and without it, and the real episodes they collect.
+"""What the exploration bonus buys in one round of `worldsim learn`: on the same world model, the
+agent (bonus 0) and explorers (the dream pays `bonus` x the model's uncertainty about each next
+frame), and the real episodes each collects.
 
 For each seed: round 0 of `learn` collects random episodes and round 1 trains a world model on them
-(once, shared). Then for each bonus, the native PPO trains in that model's dream with the dream
-paying `bonus` x the model's uncertainty about each next frame, collects the next round's real
-episodes (with `learn`'s random-action rate), and is scored on held-out real seeds. Reported: how
-many collected episodes reached the goal (a paying episode: the data the model needs to learn the
-reward) and the agent's real success. A tiny model by default, so it runs on a CPU.
+(once, shared). Then for each bonus, the native PPO trains in that model's dream (`learn`'s agent
+for bonus 0, its explorer otherwise), collects a whole round of real episodes (with `learn`'s
+random-action rate), and is scored on held-out real seeds. Reported: how many collected episodes
+reached the goal (a paying episode: the data the model needs to learn the reward) and the policy's
+real success. A tiny model by default, so it runs on a CPU.
 
     PYTHONPATH=. python3 benchmarks/explore_bonus.py --env MiniGrid-DoorKey-5x5-v0 --seeds 0,1 \
         --out docs/learn/explore_bonus_doorkey5x5_cpu.json
@@ -54,7 +55,7 @@ def one_seed(args, seed: int, work: Path) -> list[dict]:
         began = time.time()
         learner.collect(0, config.initial_policy, config.initial_epsilon)
         model = learner.train_model(1)
-        agent = learner.train_agent(1, model)
+        agent = learner.train_agent(1, model, "explorer" if bonus else "agent")
         learner.collect(1, str(agent), config.epsilon_at(1))
         real = learner.evaluate(1, agent)
         shared = shared or run

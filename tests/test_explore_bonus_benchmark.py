@@ -25,6 +25,6 @@ def test_every_bonus_trains_its_agent_on_the_same_model_and_data(tmp_path):
     for r in runs:
         assert r["collected"]["episodes"] == 4 and 0 <= r["collected"]["paying"] <= 4
         assert 0 <= r["real_success"] <= 1
-    agents = [json.loads((tmp_path / "work" / f"seed0-bonus{b}" / "round-01" / "agent" / "agent.json").read_text())
-              for b in ("0", "2")]
+    agents = [json.loads((tmp_path / "work" / f"seed0-bonus{b}" / "round-01" / role / "agent.json").read_text())
+              for b, role in (("0", "agent"), ("2", "explorer"))]
     assert [a["pessimism"]["uncertainty_penalty"] for a in agents] == [0.0, -2.0]     # the bonus reached the dream
