@@ -29,9 +29,10 @@ LEARN_HELP = {
     "warm_start_agent": "start each round's agent from the last round's instead of a fresh network",
     "dream_state_starts": "share of dream episodes that start from recorded states of the data so far instead of "
                           "real resets, 0 to 1 (world view only): the agent meets the states rewards hide behind",
-    "explore_bonus": "the dream pays the agent this times the model's uncertainty about each next frame (mean "
-                     "per-cell entropy, nats): optimism that sends the agent, and so the next real collection, where "
-                     "the model is unsure; it fades as the data covers those states (0: off)",
+    "explore_bonus": "train an explorer each round too: its dream pays this times the model's uncertainty about "
+                     "each next frame (mean per-cell entropy, nats), so it goes where the model is unsure, and it "
+                     "collects a share of the round's episodes; the scored agent never sees the bonus (0: none)",
+    "explore_share": "share of each round's episodes the explorer collects, between 0 and 1",
     "eval_episodes": "real episodes on held-out seeds scoring each round's agent (not training data)",
     "view": "what a frame records: 'world', the whole grid (the dream starts from the real layout), or 'ego', "
             "the agent's own view (the dream imagines the rest)",
