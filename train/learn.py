@@ -236,7 +236,8 @@ class Learner:
 
         c = self.config
         episodes = c.initial_episodes if k == 0 else c.round_episodes
-        explored = round(episodes * c.explore_share) if explorer is not None else 0
+        # the agent keeps at least one episode, so every round has its dataset
+        explored = min(round(episodes * c.explore_share), episodes - 1) if explorer is not None else 0
         # Each round's episodes have their own seeds: layouts never repeat across rounds.
         first_seed = c.seed * 10_000_000 + (0 if k == 0 else c.initial_episodes + (k - 1) * c.round_episodes)
         for who, out, count, seed in ((policy, "data", episodes - explored, first_seed),
