@@ -121,8 +121,9 @@ def test_recorded_state_starts_need_the_world_view():
 
 def test_an_explorer_with_the_bonus_collects_its_share_and_the_scored_agent_never_sees_the_bonus(tmp_path):
     run = tmp_path / "run"
-    records = learn(settings(explore_bonus=1.5, explore_share=0.4, real_steps=1800, model_steps=20, finetune_steps=10,
-                             dream_steps=2048, eval_episodes=4), run, progress=None)
+    config = LearnConfig(**settings(explore_bonus=1.5, explore_share=0.4, real_steps=1800, model_steps=20,
+                                    finetune_steps=10, dream_steps=2048, eval_episodes=4))
+    records = learn(config, run, progress=None)
     assert len(records) >= 3                             # random play (1,701 steps), then rounds with explorers
 
     def penalty(folder):
@@ -134,8 +135,7 @@ def test_an_explorer_with_the_bonus_collects_its_share_and_the_scored_agent_neve
     from worldsim.data.dataset import EpisodeDataset
     assert EpisodeDataset(run / "round-01" / "data").num_episodes == 6
     assert EpisodeDataset(run / "round-01" / "explore_data").num_episodes == 4
-    learner = Learner(LearnConfig(**settings(explore_bonus=1.5, explore_share=0.4, real_steps=1800, model_steps=20,
-                                             finetune_steps=10, dream_steps=2048, eval_episodes=4)), run, progress=None)
+    learner = Learner(config, run, progress=None)
     assert run / "round-01" / "explore_data" in learner.data_dirs(1)
     assert records[2]["real_steps"] == learner.real_steps_used(1) > learner.real_steps_used(0) + \
         EpisodeDataset(run / "round-01" / "data").manifest["totals"]["steps"]            # its steps are counted
