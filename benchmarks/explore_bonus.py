@@ -1,16 +1,16 @@
-"""What the exploration bonus buys in one round of `worldsim learn`: on the same world model, the
-agent (bonus 0) and explorers (the dream pays `bonus` x the model's uncertainty about each next
-frame), and the real episodes each collects.
+"""What the exploration bonuses buy in one round of `worldsim learn`: on the same world model, the
+agent (no bonus) and explorers (the dream pays `bonus` x the model's uncertainty about each next
+frame, or `novelty` for each frame new to the episode), and the real episodes each collects.
 
 For each seed: round 0 of `learn` collects random episodes and round 1 trains a world model on them
-(once, shared). Then for each bonus, the native PPO trains in that model's dream (`learn`'s agent
-for bonus 0, its explorer otherwise), collects a whole round of real episodes (with `learn`'s
-random-action rate), and is scored on held-out real seeds. Reported: how many collected episodes
+(once, shared). Then for each bonus and each novelty, the native PPO trains in that model's dream
+(`learn`'s agent for bonus 0, its explorer otherwise), collects a whole round of real episodes
+(with `learn`'s random-action rate), and is scored on held-out real seeds. Reported: how many collected episodes
 reached the goal (a paying episode: the data the model needs to learn the reward) and the policy's
 real success. A tiny model by default, so it runs on a CPU.
 
     PYTHONPATH=. python3 benchmarks/explore_bonus.py --env MiniGrid-DoorKey-5x5-v0 --seeds 0,1 \
-        --out docs/learn/explore_bonus_doorkey5x5_cpu.json
+        --novelties 0.05 --out docs/learn/explore_bonus_doorkey5x5_cpu.json
 """
 
 from __future__ import annotations
@@ -39,15 +39,16 @@ def paying_episodes(data_dir: Path) -> tuple[int, int, int]:
 def one_seed(args, seed: int, work: Path) -> list[dict]:
     rows = []
     shared = None                   # the first bonus's folder: round 0's data and round 1's model
-    for bonus in args.bonuses:
+    explorers = [(bonus, 0.0) for bonus in args.bonuses] + [(0.0, novelty) for novelty in args.novelties]
+    for bonus, novelty in explorers:
         config = LearnConfig(
-            env_id=args.env, seed=seed, explore_bonus=bonus, initial_episodes=args.episodes,
+            env_id=args.env, seed=seed, explore_bonus=bonus, explore_novelty=novelty, initial_episodes=args.episodes,
             round_episodes=args.episodes, model_steps=args.model_steps, dream_steps=args.dream_steps,
             dream_envs=args.dream_envs, dream_state_starts=args.state_starts, eval_episodes=args.eval_episodes,
             model=json.loads(args.model), train={"batch_size": 16, "curriculum": [[0, 64]], "lr": 2e-3,
                                                  "num_threads": args.threads},
             ppo={"num_steps": 64}, device=args.device)
-        run = work / f"seed{seed}-bonus{bonus:g}"
+        run = work / (f"seed{seed}-bonus{bonus:g}" + (f"-novelty{novelty:g}" if novelty else ""))
         if shared is not None and not (run / "round-01" / "model_run" / "model").is_dir():
             for part in ("round-00/data", "round-01/model_run"):
                 shutil.copytree(shared / part, run / part)
@@ -55,19 +56,21 @@ def one_seed(args, seed: int, work: Path) -> list[dict]:
         began = time.time()
         learner.collect(0, config.initial_policy, config.initial_epsilon)
         model = learner.train_model(1)
-        agent = learner.train_agent(1, model, "explorer" if bonus else "agent")
+        agent = learner.train_agent(1, model, "explorer" if learner.explores else "agent")
         learner.collect(1, str(agent), config.epsilon_at(1))
         real = learner.evaluate(1, agent)
         shared = shared or run
         last = json.loads((agent / "agent.json").read_text())["history"][-1]
         random_play, collected = paying_episodes(run / "round-00" / "data"), paying_episodes(run / "round-01" / "data")
-        rows.append({"seed": seed, "bonus": bonus, "random_play": dict(zip(("episodes", "steps", "paying"), random_play)),
+        rows.append({"seed": seed, "bonus": bonus, "novelty": novelty,
+                     "random_play": dict(zip(("episodes", "steps", "paying"), random_play)),
                      "collected": dict(zip(("episodes", "steps", "paying"), collected)),
                      "real_success": real["success_rate"], "real_success_ci": real["success_ci"],
                      "dream_last_iteration": {k: last.get(k) for k in ("mean_return", "mean_length", "success_rate")},
                      "seconds": round(time.time() - began, 1)})
         r = rows[-1]
-        print(f"{seed:>4} {bonus:>6g} {random_play[2]:>4}/{random_play[0]:<4} {collected[2]:>4}/{collected[0]:<4} "
+        print(f"{seed:>4} {bonus:>6g} {novelty:>7g} {random_play[2]:>4}/{random_play[0]:<4} "
+              f"{collected[2]:>4}/{collected[0]:<4} "
               f"{collected[1]:>9,} {r['real_success']:>12.2f}", flush=True)
     return rows
 
@@ -77,7 +80,9 @@ def main(argv=None) -> None:
     p.add_argument("--out", required=True, help="JSON file to write")
     p.add_argument("--env", default="MiniGrid-DoorKey-5x5-v0")
     p.add_argument("--seeds", default="0", help="comma-separated run seeds")
-    p.add_argument("--bonuses", default="0,2", help="comma-separated exploration bonuses; the first trains the model")
+    p.add_argument("--bonuses", default="0,2", help="comma-separated uncertainty bonuses (0: the agent); the first "
+                   "trains the model")
+    p.add_argument("--novelties", default="", help="comma-separated novelty bonuses, each an explorer of its own")
     p.add_argument("--episodes", type=int, default=50, help="random episodes first, and the agent's episodes after")
     p.add_argument("--model", default='{"d_model": 48, "n_layers": 2}', help="world-model size as JSON")
     p.add_argument("--model-steps", type=int, default=600)
@@ -90,8 +95,10 @@ def main(argv=None) -> None:
     p.add_argument("--work", default="runs/benchmark/explore-bonus", help="folder for the runs")
     args = p.parse_args(argv)
     args.bonuses = [float(b) for b in args.bonuses.split(",")]
+    args.novelties = [float(n) for n in args.novelties.split(",") if n]
     torch.set_num_threads(args.threads)
-    print(f"{'seed':>4} {'bonus':>6} {'random: paying':>14} {'collected: paying':>17} {'its steps':>9} {'real success':>12}")
+    print(f"{'seed':>4} {'bonus':>6} {'novelty':>7} {'random: paying':>14} {'collected: paying':>17} {'its steps':>9} "
+          f"{'real success':>12}")
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
         rows += one_seed(args, seed, Path(args.work))

@@ -284,8 +284,50 @@ def test_cuda_graph_step_equals_eager_step_on_a_world_view_model(tmp_path):
     rng = np.random.default_rng(0)
     actions = [torch.from_numpy(rng.integers(0, 7, 5)).cuda() for _ in range(12)]
     envs = [DreamVectorEnv(str(tmp_path / "m"), num_envs=5, device="cuda", max_episode_steps=4, start_pool=6,
-                           return_torch=True, precision="float32", cuda_graphs=graphs) for graphs in (False, True)]
+                           return_torch=True, precision="float32", cuda_graphs=graphs, novelty_bonus=0.3)
+            for graphs in (False, True)]     # the novelty memory is a graph buffer too
     for seed in (0, 1):
         eager, graphed = (_trajectory(e, actions, seed) for e in envs)
         assert _same(eager, graphed)
     assert envs[1]._captured is not None
+
+
+def test_novelty_bonus_pays_for_frames_new_to_the_episode(checkpoint):
+    """The bonus is paid exactly on steps whose frame the episode has not shown yet (its start
+    included), and an autoreset forgets the finished episode's frames."""
+    kw = dict(num_envs=3, device="cpu", max_episode_steps=5, temperature=0.0, start_pool=3)
+    plain, novel = DreamVectorEnv(checkpoint, **kw), DreamVectorEnv(checkpoint, novelty_bonus=0.5, **kw)
+    shown = []                                   # every step's frames before autoreset
+
+    def some_frames_stay(env):                   # the tiny model dreams a new frame each step: keep some
+        step, stay = env.simulator.step, np.random.default_rng(1)
+
+        def spy(state, frames, *args, **kwargs):
+            nxt, *rest = step(state, frames, *args, **kwargs)
+            nxt = torch.where(torch.from_numpy(stay.random(len(nxt)) < 0.5)[:, None, None], frames, nxt)
+            shown.append(nxt.clone())
+            return (nxt, *rest)
+        env.simulator.step = spy
+
+    some_frames_stay(plain)
+    some_frames_stay(novel)
+    plain.reset(seed=4)
+    novel.reset(seed=4)
+    seen = [{novel.frames[i].numpy().tobytes()} for i in range(3)]
+    rng = np.random.default_rng(0)
+    paid = []
+    for _ in range(16):
+        a = rng.integers(0, 3, size=3)           # turns and forward: frames come back
+        _, r0, _, _, _ = plain.step(a)
+        _, r1, _, truncated, _ = novel.step(a)
+        for i in range(3):
+            frame = shown[-1][i].numpy().tobytes()
+            expected = 0.5 if frame not in seen[i] else 0.0
+            assert r1[i] - r0[i] == pytest.approx(expected, abs=1e-6)
+            paid.append(expected)
+            seen[i].add(frame)
+            if truncated[i]:
+                seen[i] = {novel.frames[i].numpy().tobytes()}
+    assert 0.0 in paid and 0.5 in paid           # both cases happened
+    with pytest.raises(ValueError, match="novelty_bonus must be a finite number >= 0"):
+        DreamVectorEnv(checkpoint, num_envs=1, device="cpu", novelty_bonus=-1.0)

@@ -108,6 +108,8 @@ def test_a_killed_run_continues_exactly(tmp_path, monkeypatch, where):
     ("dream_state_starts", 1.5, r"dream_state_starts must be in \[0, 1\]"),
     ("explore_bonus", -0.5, "explore_bonus must be >= 0 .*got -0.5"),
     ("explore_share", 1.0, r"explore_share must be in \(0, 1\).*got 1.0"),
+    ("explore_novelty", -1.0, "explore_novelty must be a finite number >= 0 .*got -1.0"),
+    ("explore_novelty", float("nan"), "explore_novelty must be a finite number"),
 ])
 def test_bad_settings_are_refused_by_name(field, value, message):
     with pytest.raises(LearnError, match=message):
@@ -121,8 +123,8 @@ def test_recorded_state_starts_need_the_world_view():
 
 def test_an_explorer_with_the_bonus_collects_its_share_and_the_scored_agent_never_sees_the_bonus(tmp_path):
     run = tmp_path / "run"
-    config = LearnConfig(**settings(explore_bonus=1.5, explore_share=0.4, real_steps=1800, model_steps=20,
-                                    finetune_steps=10, dream_steps=2048, eval_episodes=4))
+    config = LearnConfig(**settings(explore_bonus=1.5, explore_novelty=0.2, explore_share=0.4, real_steps=1800,
+                                    model_steps=20, finetune_steps=10, dream_steps=2048, eval_episodes=4))
     records = learn(config, run, progress=None)
     assert len(records) >= 3                             # random play (1,701 steps), then rounds with explorers
 
@@ -130,6 +132,11 @@ def test_an_explorer_with_the_bonus_collects_its_share_and_the_scored_agent_neve
         return json.loads((run / folder / "agent.json").read_text())["pessimism"]["uncertainty_penalty"]
 
     assert penalty("round-01/agent") == 0.0 and penalty("round-01/explorer") == -1.5     # a bonus, its alone
+
+    def novelty(folder):
+        return json.loads((run / folder / "agent.json").read_text())["novelty_bonus"]
+
+    assert novelty("round-01/agent") == 0.0 and novelty("round-01/explorer") == 0.2
     last = records[-1]["round"]
     assert not (run / f"round-{last:02d}" / "explorer").exists()      # the budget was spent: nothing to collect
     from worldsim.data.dataset import EpisodeDataset
@@ -142,6 +149,14 @@ def test_an_explorer_with_the_bonus_collects_its_share_and_the_scored_agent_neve
     trained_on = json.loads((run / "round-02" / "model_run" / "train_config.json").read_text())["data"]
     assert trained_on["train_episodes"] + trained_on["eval_episodes"] == 20 + 6 + 4       # the explorer's too
     assert set(records[2]["phase_seconds"]) == {"explorer", "collect", "world_model", "agent", "evaluate"}
+
+
+def test_either_bonus_alone_makes_an_explorer(tmp_path):
+    def explores(**kw):
+        return Learner(LearnConfig(**settings(**kw)), tmp_path / str(len(kw)) / str(kw), progress=None).explores
+
+    assert explores(explore_novelty=0.1) and explores(explore_bonus=1.0)
+    assert not explores()
 
 
 def test_a_run_folder_from_before_a_new_setting_continues_at_the_value_it_ran_with(tmp_path):

@@ -526,6 +526,59 @@ def test_termination_loss_is_balanced_by_the_data():
     assert Trainer(config(), data).done_pos_weight == auto_done_pos_weight(data.train.terminated)
 
 
+def sparse_event_data(frames=4000, events=(1234, 3001)):
+    """One long episode of random tokens, whose only paying, terminating steps are `events` (episodes end there)."""
+    rng = np.random.default_rng(0)
+    bounds = [0, *[e + 1 for e in events], frames - 1]
+    episodes = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        t = b - a
+        episodes.append(dict(frames=rng.integers(5, size=(t + 1, 2, 2)), actions=rng.integers(3, size=t),
+                             rewards=(np.arange(t) == t - 1).astype(np.float32) if b - 1 in events else np.zeros(t),
+                             terminated=(np.arange(t) == t - 1) & (b - 1 in events)))
+    return stream_from_episodes(episodes)
+
+
+def test_event_windows_hold_the_rare_paying_steps_and_the_done_weight_allows_for_them():
+    stream = sparse_event_data()
+    events = np.flatnonzero(stream.terminated)
+    assert len(events) == 2 and np.array_equal(events, np.flatnonzero(stream.rewards))
+    length, batch, draws = 16, 64, 200
+
+    def windows_with_an_event(sampler):
+        held = 0
+        for _ in range(draws):
+            win = sampler.sample(batch, length)
+            held += int(win.terminated.any(dim=1).sum())
+            assert win.frames.shape == (batch, length, 2, 2)
+        return held / (batch * draws)
+
+    uniform = windows_with_an_event(WindowSampler(stream, seed=3))
+    boosted = windows_with_an_event(WindowSampler(stream, seed=3, event_share=0.25))
+    assert uniform < 0.03                          # two 16-step reaches in ~4000 positions: under 1%
+    assert 0.24 < boosted < 0.25 + 0.03            # every event window holds its event
+    # without a share the draws are those of the uniform sampler (old runs replay exactly)
+    a, b = WindowSampler(stream, seed=5), WindowSampler(stream, seed=5, event_share=0.0)
+    assert np.array_equal(a.sample(8, length).starts, b.sample(8, length).starts)
+    # the sampled share of terminating positions: the data's, raised as measured
+    sampler = WindowSampler(stream, seed=7, event_share=0.25)
+    measured = np.mean([sampler.sample(batch, length).terminated.float().mean().item() for _ in range(draws)])
+    predicted = sampler.sampled_rate(stream.terminated, length)
+    assert predicted == pytest.approx(measured, rel=0.1) and predicted > 10 * stream.terminated.mean()
+    from train.training_data import auto_done_pos_weight
+    assert auto_done_pos_weight(stream.terminated, sampled_rate=predicted) == pytest.approx((1 - predicted) / predicted)
+    with pytest.raises(ValueError, match="event_share must be in"):
+        WindowSampler(stream, event_share=1.0)
+    with pytest.raises(TrainError, match="event_windows must be in"):
+        config(event_windows=-0.1)
+    data = TrainingData(train=stream, eval=stream, vocab_size=5, num_actions=3)
+    uniform_weight = Trainer(config(), data).done_pos_weight
+    event_weight = Trainer(config(event_windows=0.25), data).done_pos_weight
+    at_length_8 = WindowSampler(stream, event_share=0.25).sampled_rate(stream.terminated, 8)   # config's windows
+    assert uniform_weight == 100.0 and event_weight == pytest.approx((1 - at_length_8) / at_length_8)
+    assert event_weight < 40
+
+
 def test_termination_precision_recall_and_terminal_reward_error(minigrid):
     import dataclasses
 

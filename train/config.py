@@ -69,6 +69,9 @@ class TrainConfig:
     batch_scaling: str = _setting("tokens", "how the batch follows the window length: tokens (the batch shrinks as "
                                   "windows grow, keeping the tokens per step about constant) or fixed")
     min_batch_size: int = _setting(1, "smallest batch that tokens scaling may shrink to")
+    event_windows: float = _setting(0.0, "share of each batch's windows placed over a step that pays a reward or "
+                                    "terminates (sparse rewards: the few such steps are otherwise almost never "
+                                    "seen); the automatic --done-pos-weight allows for it (0: uniform windows)")
     # long context
     context_fraction: float = _setting(0.0, "leading fraction of each window that is context, its loss weighed by "
                                        "--prefix-loss-weight")
@@ -153,6 +156,8 @@ class TrainConfig:
         need(self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}")
         for name in ("batch_size", "min_batch_size"):
             need(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        need(0 <= self.event_windows < 1, f"event_windows must be in [0, 1) (a share of each batch's windows), "
+                                          f"got {self.event_windows}")
         need(self.batch_scaling in ("tokens", "fixed"), f"batch_scaling must be tokens or fixed, got {self.batch_scaling!r}")
         need(0 <= self.context_fraction < 1, f"context_fraction must be in [0, 1), got {self.context_fraction}")
         need(self.prefix_loss_weight >= 0, "prefix_loss_weight must be >= 0")

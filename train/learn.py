@@ -5,11 +5,13 @@ random actions: ``initial_epsilon``). Every round then
 1. trains the world model on all the data so far (warm-started from the last round's model),
 2. trains the native PPO inside that model's dream (dream steps cost no real steps; with
    ``dream_state_starts``, that share of its episodes starts from recorded states of the data so far;
-   with ``explore_bonus``, a second agent, the explorer, trains in a dream that pays for the model's
-   uncertainty about each next frame, so it goes where the model is unsure: where rare events such
-   as a reward the model has not learned yet are found. As the data covers those states the model
-   grows sure there and the bonus fades on its own. The explorer only collects: the agent that is
-   scored never sees the bonus, which would otherwise lure it away from a reward it already knows),
+   with ``explore_bonus`` or ``explore_novelty``, a second agent, the explorer, trains in a dream that
+   pays for the model's uncertainty about each next frame (it goes where the model is unsure: where
+   rare events such as a reward the model has not learned yet are found; as the data covers those
+   states the bonus fades on its own) and for each frame new to its episode (it learns to cover what
+   it can reach: past the key and the door to where a sparse reward waits). The explorer only
+   collects: the agent that is scored never sees a bonus, which would lure it away from a reward it
+   already knows),
 3. scores the agent in the real env on held-out seeds (reported apart: not training data), and in
    its own dream from the same seeds: the optimism gap (dream - real success),
 4. collects the next round's episodes in the real env with that agent (and a share
@@ -80,7 +82,8 @@ class LearnConfig:
     ppo: dict[str, Any] = field(default_factory=dict)       # PPOSettings overrides
     warm_start_agent: bool = False       # each round's agent starts from the last round's
     dream_state_starts: float = 0.0      # share of dream episodes starting from recorded states of the data (world view)
-    explore_bonus: float = 0.0           # an explorer's dream pays this x the model's uncertainty (0: no explorer)
+    explore_bonus: float = 0.0           # an explorer's dream pays this x the model's uncertainty ...
+    explore_novelty: float = 0.0         # ... and this per frame new to its episode (both 0: no explorer)
     explore_share: float = 0.5           # ... and it collects this share of each round's episodes
     eval_episodes: int = 50
     view: str = "world"                  # what a frame records (collect's --view): the whole grid, or "ego"
@@ -119,6 +122,9 @@ class LearnConfig:
         if self.explore_bonus < 0:
             raise LearnError(f"explore_bonus must be >= 0 (reward per nat of the model's mean per-cell "
                              f"uncertainty); got {self.explore_bonus}")
+        if not (np.isfinite(self.explore_novelty) and self.explore_novelty >= 0):
+            raise LearnError(f"explore_novelty must be a finite number >= 0 (the explorer's reward per frame new to "
+                             f"its episode); got {self.explore_novelty}")
         if not 0 < self.explore_share < 1:
             raise LearnError(f"explore_share must be in (0, 1) (the explorer's share of a round's episodes); got "
                              f"{self.explore_share}")
@@ -150,7 +156,7 @@ class LearnConfig:
 
 
 # Settings added to LearnConfig after run folders were made: the value such a folder ran with.
-SETTINGS_ADDED_LATER = {"dream_state_starts": 0.0, "explore_bonus": 0.0, "explore_share": 0.5}
+SETTINGS_ADDED_LATER = {"dream_state_starts": 0.0, "explore_bonus": 0.0, "explore_share": 0.5, "explore_novelty": 0.0}
 
 
 def _settings_added_later(saved: dict[str, Any]) -> dict[str, Any]:
@@ -271,7 +277,8 @@ class Learner:
 
     def train_agent(self, k: int, model_dir: Path, role: str = "agent") -> Path:
         """Round k's native PPO in the dream of `model_dir`: the scored agent (role "agent"), or the
-        explorer (role "explorer"), whose dream pays `explore_bonus` x the model's uncertainty."""
+        explorer (role "explorer"), whose dream pays `explore_bonus` x the model's uncertainty and
+        `explore_novelty` per frame new to its episode."""
         from agents.training import NATIVE_PPO, agent_info_file, train_agent
 
         c = self.config
@@ -279,11 +286,13 @@ class Learner:
         if agent_info_file(agent_dir).is_file():
             return agent_dir
         previous = self.round_dir(k - 1) / role
+        exploring = role == "explorer"
         train_agent(c.env_id, where="dream", algo=NATIVE_PPO, steps=c.dream_steps, out=agent_dir,
                     checkpoint=str(model_dir), num_envs=c.dream_envs, seed=c.seed + k, device=c.device,
                     hyperparams=dict(c.ppo), init_from=previous if c.warm_start_agent and k > 1 else None,
                     # the bonus is a penalty with its sign flipped
-                    uncertainty_penalty=0.0 - c.explore_bonus if role == "explorer" else 0.0,
+                    uncertainty_penalty=0.0 - c.explore_bonus if exploring else 0.0,
+                    novelty_bonus=c.explore_novelty if exploring else 0.0,
                     **({"state_starts": self.data_dirs(k - 1), "state_start_fraction": c.dream_state_starts}
                        if c.dream_state_starts else {}))
         return agent_dir
@@ -330,11 +339,16 @@ class Learner:
             if used >= c.real_steps:
                 break
             explorer = self.timed(k, "explorer", lambda: self.train_agent(k, model_dir, "explorer")) \
-                if c.explore_bonus else None
+                if self.explores else None
             self.timed(k, "collect", lambda: self.collect(k, str(agent_dir), c.epsilon_at(k),
                                                           explorer and str(explorer)))
             k += 1
         return records
+
+    @property
+    def explores(self) -> bool:
+        """Each round trains an explorer to collect beside the agent."""
+        return bool(self.config.explore_bonus or self.config.explore_novelty)
 
     def env_actions(self) -> int:
         return int(read_manifest(self.round_dir(0) / "data")["num_actions"])

@@ -32,6 +32,9 @@ LEARN_HELP = {
     "explore_bonus": "train an explorer each round too: its dream pays this times the model's uncertainty about "
                      "each next frame (mean per-cell entropy, nats), so it goes where the model is unsure, and it "
                      "collects a share of the round's episodes; the scored agent never sees the bonus (0: none)",
+    "explore_novelty": "train an explorer each round too (or pay the one --explore-bonus trains): its dream also "
+                       "pays this for each frame new to its episode, so it learns to cover what it can reach "
+                       "(0: none)",
     "explore_share": "share of each round's episodes the explorer collects, between 0 and 1",
     "eval_episodes": "real episodes on held-out seeds scoring each round's agent (not training data)",
     "view": "what a frame records: 'world', the whole grid (the dream starts from the real layout), or 'ego', "

@@ -123,7 +123,6 @@ class Trainer:
         if isinstance(data, (str, os.PathLike)) and config.data != str(data):
             self.config = config = config.replace(data=str(data))
         self.data = d = load_data(data, config)
-        self.done_pos_weight = config.done_pos_weight or auto_done_pos_weight(d.train.terminated)
 
         seed_everything(config.seed)                  # before any weight is drawn
         if checkpoint_dir is None and config.init_from:
@@ -154,7 +153,9 @@ class Trainer:
         fused = self.device.type == "cuda"
         self.optimizer = torch.optim.AdamW(parameter_groups(modules, config.weight_decay), lr=config.lr,
                                            betas=(config.beta1, config.beta2), **({"fused": True} if fused else {}))
-        self.sampler = WindowSampler(d.train, seed=self._sampler_seed())
+        self.sampler = WindowSampler(d.train, seed=self._sampler_seed(), event_share=config.event_windows)
+        self.done_pos_weight = config.done_pos_weight or auto_done_pos_weight(
+            d.train.terminated, sampled_rate=self.sampler.sampled_rate(d.train.terminated, self.curriculum.max_length))
         # The same on every rank: all ranks draw the same aux delay each step.
         self.aux_rng = np.random.Generator(np.random.PCG64([config.seed, 2]))
         self.step = 0
@@ -437,7 +438,8 @@ class Trainer:
         if state.get("world_size", 1) == 1 and not self.dist.enabled:
             self.sampler.load_state_dict(state["sampler"])     # one process before and now: exactly as it was
         else:                                                  # ranks changed: each rank a fresh stream
-            self.sampler = WindowSampler(self.data.train, seed=self._sampler_seed(self.step))
+            self.sampler = WindowSampler(self.data.train, seed=self._sampler_seed(self.step),
+                                         event_share=self.config.event_windows)
         self.aux_rng.bit_generator.state = state["aux_rng"]
         run_folder.restore_rng(state["rng"], tensors)
         self._interval = Meter()

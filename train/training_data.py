@@ -149,10 +149,13 @@ def check_fits(data: TrainingData, model_config: WorldModelConfig) -> None:
                 raise TrainError(str(e)) from e
 
 
-def auto_done_pos_weight(terminated: np.ndarray, cap: float = 100.0) -> float:
+def auto_done_pos_weight(terminated: np.ndarray, cap: float = 100.0, sampled_rate: float | None = None) -> float:
     """Other steps per terminating step in the training data (at most `cap`): balances the
-    termination loss, where terminating steps are rare (one per episode at most)."""
+    termination loss, where terminating steps are rare (one per episode at most). `sampled_rate`:
+    the share of trained steps that terminate when the sampler draws them unevenly (event windows),
+    so that drawing them more often and weighing them more do not add up."""
     positives = int(np.count_nonzero(terminated))
     if positives == 0:
         return 1.0
-    return float(min(cap, (len(terminated) - positives) / positives))
+    rate = positives / len(terminated) if sampled_rate is None else sampled_rate
+    return float(min(cap, (1 - rate) / rate))

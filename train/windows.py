@@ -15,7 +15,10 @@ starts from an empty state anyway (a truncated context, as in any windowed train
 
 The sampler draws window starts uniformly over the stream with its own seeded numpy generator,
 whose state is part of a training checkpoint (`state_dict` / `load_state_dict`), so a resumed run
-draws the same windows as an uninterrupted one.
+draws the same windows as an uninterrupted one. With an ``event_share``, that share of the windows is
+instead placed over an event: a step that pays a reward or terminates. In sparse-reward data such
+steps are one in tens of thousands, so a uniform window almost never holds one, and the few the model
+is given to learn the goal from pass by a handful of times in a whole run.
 """
 
 from __future__ import annotations
@@ -97,12 +100,18 @@ def gather_windows(stream: Stream, starts: Sequence[int] | np.ndarray, length: i
 
 
 class WindowSampler:
-    """Uniformly random windows from a stream, reproducible from a seed and resumable."""
+    """Random windows from a stream, reproducible from a seed and resumable: uniform, except a share
+    `event_share` of them placed so that each holds an event (a step that pays or terminates) at a
+    uniformly drawn position of the window."""
 
-    def __init__(self, stream: Stream, seed: int | Sequence[int] = 0):
+    def __init__(self, stream: Stream, seed: int | Sequence[int] = 0, event_share: float = 0.0):
+        if not 0 <= event_share < 1:
+            raise ValueError(f"event_share must be in [0, 1) (a share of each batch's windows); got {event_share}")
         self.stream = stream
         self.num_frames = len(stream.frames)
         self.rng = np.random.Generator(np.random.PCG64(seed))
+        self.event_share = event_share
+        self.events = event_steps(stream)
 
     def max_length(self) -> int:
         """The longest window this stream can give (N - 1 positions)."""
@@ -113,7 +122,24 @@ class WindowSampler:
             raise ValueError(f"a window of {length} frames needs {length + 1} stream frames; "
                              f"the stream holds {self.num_frames}")
         starts = self.rng.integers(0, self.num_frames - length, size=batch_size)
+        if self.event_share and len(self.events):        # (no extra draws without: old runs replay exactly)
+            on_event = self.rng.random(batch_size) < self.event_share
+            events = self.events[self.rng.integers(0, len(self.events), size=int(on_event.sum()))]
+            offsets = self.rng.integers(0, length, size=len(events))
+            # clipped at the stream's ends the event stays inside: it has a target, so it is < N - 1
+            starts[on_event] = np.clip(events - offsets, 0, self.num_frames - length - 1)
         return gather_windows(self.stream, starts, length)
+
+    def sampled_rate(self, mask: np.ndarray, length: int) -> float:
+        """About the share of the positions of sampled windows of `length` where `mask` (one bool per
+        stream frame, such as `terminated`) holds: the data's own share, raised by the event windows."""
+        mask = np.asarray(mask, dtype=bool)
+        base = float(mask.mean())
+        if not (self.event_share and len(self.events)):
+            return base
+        at_event = float(mask[self.events].mean())          # the window's chosen event is one of its positions
+        on_event_window = at_event / length + base * (length - 1) / length
+        return (1 - self.event_share) * base + self.event_share * on_event_window
 
     def state_dict(self) -> dict:
         """JSON-serialisable generator state."""
@@ -121,6 +147,11 @@ class WindowSampler:
 
     def load_state_dict(self, state: dict) -> None:
         self.rng.bit_generator.state = state["bit_generator"]
+
+
+def event_steps(stream: Stream) -> np.ndarray:
+    """Stream positions whose step pays a reward or terminates the episode."""
+    return np.flatnonzero((np.asarray(stream.rewards) != 0) | np.asarray(stream.terminated, dtype=bool))
 
 
 def evenly_spaced_starts(num_frames: int, length: int, count: int) -> np.ndarray:

@@ -16,6 +16,13 @@ in torch mode they are always present as batched tensors, valid where the mask i
 ``infos["uncertainty"]`` holds every env's uncertainty about its next frame (``Simulator``); with
 ``uncertainty_limit`` an env past it is truncated.
 
+Novelty (``novelty_bonus``): a step also pays that bonus when its frame is new to the episode, a
+count-based exploration bonus kept per episode, as layouts of procedurally generated envs never
+repeat across episodes. For an explorer: it learns to cover what it can reach, the door behind the
+key and the room behind the door, where a sparse reward waits. Frames are told apart by a 64-bit
+hash of their tokens; an episode remembers its last ``NOVELTY_MEMORY`` frames (all of them up to the
+step limit, when there is one).
+
 Speed: on CUDA the whole step (model, sampling, autoreset) is captured once as a CUDA graph and
 replayed (``cuda_graphs``, default on for CUDA): at small batch a step is hundreds of tiny kernels
 whose launches cost more than their work. Capture takes a few steps' time on the env's first
@@ -50,6 +57,8 @@ from .runtime import free_memory_bytes
 from .simulator import RGB_TILE_SIZE, Simulator
 
 STATE_POOL = 4096       # fewest recorded states a pool with state_starts holds, when that many are recorded
+NOVELTY_MEMORY = 4096   # frames an episode remembers for novelty_bonus when it has no step limit
+UNSEEN = -1             # the hash of an empty slot of that memory (token hashes are >= 0)
 
 
 class DreamVectorEnv(VectorEnv):
@@ -61,8 +70,12 @@ class DreamVectorEnv(VectorEnv):
                  return_torch: bool = False, start_pool: int = 256, render_mode: str | None = None,
                  tile_size: int = RGB_TILE_SIZE, real_env_kwargs: dict | None = None, precision: str = "auto",
                  compile: bool = False, cuda_graphs: bool | None = None, uncertainty_penalty: float = 0.0,
-                 uncertainty_limit: float | None = None, state_starts=None, state_start_fraction: float = 0.5):
+                 uncertainty_limit: float | None = None, state_starts=None, state_start_fraction: float = 0.5,
+                 novelty_bonus: float = 0.0):
         num_envs, start_pool = positive_int("num_envs", num_envs), positive_int("start_pool", start_pool)
+        if not (isinstance(novelty_bonus, (int, float)) and np.isfinite(novelty_bonus) and novelty_bonus >= 0):
+            raise ValueError(f"novelty_bonus must be a finite number >= 0 (reward for a frame new to its episode); "
+                             f"got {novelty_bonus!r}")
         if cuda_graphs not in (None, True, False):
             raise ValueError(f"cuda_graphs must be None (on for CUDA), True or False; got {cuda_graphs!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -102,6 +115,14 @@ class DreamVectorEnv(VectorEnv):
         self.cuda_graphs = self.device.type == "cuda" if cuda_graphs is None else bool(cuda_graphs)
         self._graphs_requested = cuda_graphs is True
         self._captured: CapturedStep | None = None
+        self.novelty_bonus = float(novelty_bonus)
+        memory = NOVELTY_MEMORY if self.max_episode_steps is None else self.max_episode_steps + 1
+        # Below 2**31 each, so a frame's hash, a sum of token x weight, never overflows int64.
+        weights = torch.randint(0, 2**31, (h * w,), generator=torch.Generator().manual_seed(0), dtype=torch.long)
+        self._hash_weights = weights.to(self.device)
+        self._visited = torch.full((self.num_envs, memory if self.novelty_bonus else 1), UNSEEN, dtype=torch.long,
+                                   device=self.device)
+        self._visits = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
 
     def _check_memory(self) -> None:
         """Refuse at once a batch whose recurrent state alone cannot fit in the device's free memory
@@ -174,6 +195,7 @@ class DreamVectorEnv(VectorEnv):
         self._cursor.fill_(n % p)
         self._frames.copy_(self._pool[self._start_idx])
         self._steps.copy_(self._pool_steps[self._start_idx])
+        self._forget_visits(torch.ones(n, dtype=torch.bool, device=self.device))
         return self._observations(self._frames), {}
 
     # -------------------------------------------------------------------------------- step
@@ -216,10 +238,36 @@ class DreamVectorEnv(VectorEnv):
         self._frames.copy_(torch.where(done[:, None, None], self._pool[self._start_idx], nxt))
         self._state.reset(done)
         self._steps.copy_(torch.where(done, self._pool_steps[self._start_idx], self._steps))
+        if self.novelty_bonus:
+            reward = reward + self.novelty_bonus * self._visit(nxt).to(reward.dtype)
+            self._forget_visits(done)
         return nxt, reward, terminated, truncated, done, final_idx, lengths, info["uncertainty"]
 
+    # -------------------------------------------------------------------------------- novelty
+
+    def _frame_hash(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames [B, H, W] -> [B] int64 >= 0, equal for equal frames (and, but for ~2**-31 chance, only for them)."""
+        return (frames.flatten(1).long() * self._hash_weights).sum(1)
+
+    def _visit(self, frames: torch.Tensor) -> torch.Tensor:
+        """Record each env's frame in its episode's memory; [B] bool: the frame was not there yet."""
+        h = self._frame_hash(frames)
+        new = ~(self._visited == h[:, None]).any(1)
+        self._visited.scatter_(1, (self._visits % self._visited.shape[1])[:, None], h[:, None])
+        self._visits += 1
+        return new
+
+    def _forget_visits(self, mask: torch.Tensor) -> None:
+        """Envs in `mask` start an episode: their memory holds only its first frame (in place: graph-safe)."""
+        if not self.novelty_bonus:
+            return
+        self._visited.masked_fill_(mask[:, None], UNSEEN)
+        self._visited[:, 0] = torch.where(mask, self._frame_hash(self._frames), self._visited[:, 0])
+        self._visits.copy_(torch.where(mask, torch.ones_like(self._visits), self._visits))
+
     def _step_buffers(self) -> list[torch.Tensor]:
-        return [*self._state.tensors(), self._frames, self._steps, self._start_idx, self._cursor]
+        return [*self._state.tensors(), self._frames, self._steps, self._start_idx, self._cursor, self._visited,
+                self._visits]
 
     def _capture(self, actions: torch.Tensor, uniforms: Uniforms) -> None:
         try:
