@@ -36,7 +36,8 @@ def _train(args: argparse.Namespace) -> int:
                            verbose=0 if args.quiet else 1, uncertainty_penalty=args.uncertainty_penalty,
                            uncertainty_limit=args.uncertainty_limit, init_from=args.init_from,
                            temperature=args.temperature, state_starts=args.start_states,
-                           state_start_fraction=args.start_state_fraction, novelty_bonus=args.novelty_bonus)
+                           state_start_fraction=args.start_state_fraction, novelty_bonus=args.novelty_bonus,
+                           novelty_uncertainty=args.novelty_uncertainty)
     except (ValueError, OSError) as e:                  # CheckpointError is a ValueError
         print(f"worldsim agent train: error: {e}", file=sys.stderr)
         return 1
@@ -144,6 +145,10 @@ def add_agent_parser(subparsers, help: str | None = None) -> argparse.ArgumentPa
     train.add_argument("--novelty-bonus", type=float, default=0.0,
                        help="exploring dream: a step also pays this when its frame is new to the episode, so the "
                        "agent learns to cover what it can reach (default: 0)")
+    train.add_argument("--novelty-uncertainty", type=float, default=0.0,
+                       help="exploring dream: a step whose frame is new to the episode also pays this times the "
+                       "model's uncertainty there, so the agent seeks what the model does not know without "
+                       "repeating one unsure step for its pay (default: 0)")
     train.add_argument("--start-states", nargs="+", default=None, metavar="DATASET",
                        help="world-view dream: dataset folders whose recorded states some dream episodes start "
                        "from instead of real resets, so the agent meets the states rewards hide behind "

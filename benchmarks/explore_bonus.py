@@ -42,13 +42,15 @@ def one_seed(args, seed: int, work: Path) -> list[dict]:
     explorers = [(bonus, 0.0) for bonus in args.bonuses] + [(0.0, novelty) for novelty in args.novelties]
     for bonus, novelty in explorers:
         config = LearnConfig(
-            env_id=args.env, seed=seed, explore_bonus=bonus, explore_novelty=novelty, initial_episodes=args.episodes,
+            env_id=args.env, seed=seed, explore_bonus=bonus, explore_novelty=novelty,
+            explore_bonus_once=args.once and bool(bonus), initial_episodes=args.episodes,
             round_episodes=args.episodes, model_steps=args.model_steps, dream_steps=args.dream_steps,
             dream_envs=args.dream_envs, dream_state_starts=args.state_starts, eval_episodes=args.eval_episodes,
             model=json.loads(args.model), train={"batch_size": 16, "curriculum": [[0, 64]], "lr": 2e-3,
                                                  "num_threads": args.threads},
             ppo={"num_steps": 64}, device=args.device)
-        run = work / (f"seed{seed}-bonus{bonus:g}" + (f"-novelty{novelty:g}" if novelty else ""))
+        run = work / (f"seed{seed}-bonus{bonus:g}" + ("-once" if args.once and bonus else "")
+                      + (f"-novelty{novelty:g}" if novelty else ""))
         if shared is not None and not (run / "round-01" / "model_run" / "model").is_dir():
             for part in ("round-00/data", "round-01/model_run"):
                 shutil.copytree(shared / part, run / part)
@@ -62,7 +64,7 @@ def one_seed(args, seed: int, work: Path) -> list[dict]:
         shared = shared or run
         last = json.loads((agent / "agent.json").read_text())["history"][-1]
         random_play, collected = paying_episodes(run / "round-00" / "data"), paying_episodes(run / "round-01" / "data")
-        rows.append({"seed": seed, "bonus": bonus, "novelty": novelty,
+        rows.append({"seed": seed, "bonus": bonus, "bonus_once": args.once and bool(bonus), "novelty": novelty,
                      "random_play": dict(zip(("episodes", "steps", "paying"), random_play)),
                      "collected": dict(zip(("episodes", "steps", "paying"), collected)),
                      "real_success": real["success_rate"], "real_success_ci": real["success_ci"],
@@ -82,6 +84,7 @@ def main(argv=None) -> None:
     p.add_argument("--seeds", default="0", help="comma-separated run seeds")
     p.add_argument("--bonuses", default="0,2", help="comma-separated uncertainty bonuses (0: the agent); the first "
                    "trains the model")
+    p.add_argument("--once", action="store_true", help="pay the uncertainty bonuses on frames new to the episode only")
     p.add_argument("--novelties", default="", help="comma-separated novelty bonuses, each an explorer of its own")
     p.add_argument("--episodes", type=int, default=50, help="random episodes first, and the agent's episodes after")
     p.add_argument("--model", default='{"d_model": 48, "n_layers": 2}', help="world-model size as JSON")

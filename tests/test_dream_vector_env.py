@@ -293,10 +293,11 @@ def test_cuda_graph_step_equals_eager_step_on_a_world_view_model(tmp_path):
 
 
 def test_novelty_bonus_pays_for_frames_new_to_the_episode(checkpoint):
-    """The bonus is paid exactly on steps whose frame the episode has not shown yet (its start
-    included), and an autoreset forgets the finished episode's frames."""
+    """The bonus (and the uncertainty paid with it) is paid exactly on steps whose frame the episode
+    has not shown yet (its start included), and an autoreset forgets the finished episode's frames."""
     kw = dict(num_envs=3, device="cpu", max_episode_steps=5, temperature=0.0, start_pool=3)
     plain, novel = DreamVectorEnv(checkpoint, **kw), DreamVectorEnv(checkpoint, novelty_bonus=0.5, **kw)
+    unsure = DreamVectorEnv(checkpoint, novelty_uncertainty=2.0, **kw)
     shown = []                                   # every step's frames before autoreset
 
     def some_frames_stay(env):                   # the tiny model dreams a new frame each step: keep some
@@ -305,14 +306,14 @@ def test_novelty_bonus_pays_for_frames_new_to_the_episode(checkpoint):
         def spy(state, frames, *args, **kwargs):
             nxt, *rest = step(state, frames, *args, **kwargs)
             nxt = torch.where(torch.from_numpy(stay.random(len(nxt)) < 0.5)[:, None, None], frames, nxt)
-            shown.append(nxt.clone())
+            if env is novel:
+                shown.append(nxt.clone())
             return (nxt, *rest)
         env.simulator.step = spy
 
-    some_frames_stay(plain)
-    some_frames_stay(novel)
-    plain.reset(seed=4)
-    novel.reset(seed=4)
+    for env in (plain, novel, unsure):
+        some_frames_stay(env)
+        env.reset(seed=4)
     seen = [{novel.frames[i].numpy().tobytes()} for i in range(3)]
     rng = np.random.default_rng(0)
     paid = []
@@ -320,14 +321,17 @@ def test_novelty_bonus_pays_for_frames_new_to_the_episode(checkpoint):
         a = rng.integers(0, 3, size=3)           # turns and forward: frames come back
         _, r0, _, _, _ = plain.step(a)
         _, r1, _, truncated, _ = novel.step(a)
+        _, r2, _, _, info = unsure.step(a)
         for i in range(3):
             frame = shown[-1][i].numpy().tobytes()
-            expected = 0.5 if frame not in seen[i] else 0.0
-            assert r1[i] - r0[i] == pytest.approx(expected, abs=1e-6)
-            paid.append(expected)
+            new = frame not in seen[i]
+            assert r1[i] - r0[i] == pytest.approx(0.5 if new else 0.0, abs=1e-6)
+            assert r2[i] - r0[i] == pytest.approx(2.0 * info["uncertainty"][i] if new else 0.0, abs=1e-6)
+            paid.append(new)
             seen[i].add(frame)
             if truncated[i]:
                 seen[i] = {novel.frames[i].numpy().tobytes()}
-    assert 0.0 in paid and 0.5 in paid           # both cases happened
-    with pytest.raises(ValueError, match="novelty_bonus must be a finite number >= 0"):
-        DreamVectorEnv(checkpoint, num_envs=1, device="cpu", novelty_bonus=-1.0)
+    assert any(paid) and not all(paid)           # both cases happened
+    for name in ("novelty_bonus", "novelty_uncertainty"):
+        with pytest.raises(ValueError, match=f"{name} must be a finite number >= 0"):
+            DreamVectorEnv(checkpoint, num_envs=1, device="cpu", **{name: -1.0})

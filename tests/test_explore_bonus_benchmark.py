@@ -12,14 +12,15 @@ torch.set_num_threads(1)
 def test_every_bonus_trains_its_agent_on_the_same_model_and_data(tmp_path):
     out = tmp_path / "result.json"
     main(["--env", "MiniGrid-Empty-5x5-v0", "--episodes", "4", "--model-steps", "10", "--dream-steps", "2048",
-          "--dream-envs", "16", "--eval-episodes", "4", "--bonuses", "0,2", "--novelties", "0.1", "--out", str(out),
+          "--dream-envs", "16", "--eval-episodes", "4", "--bonuses", "0,2", "--once", "--novelties", "0.1",
+          "--out", str(out),
           "--model", '{"d_model": 32, "n_layers": 1, "d_state": 16, "headdim": 16, "n_heads": 2}',
           "--work", str(tmp_path / "work")])
     runs = json.loads(out.read_text())["runs"]
     assert [(r["bonus"], r["novelty"]) for r in runs] == [(0.0, 0.0), (2.0, 0.0), (0.0, 0.1)]
     assert runs[0]["random_play"] == runs[1]["random_play"] == runs[2]["random_play"]
     assert runs[0]["random_play"]["episodes"] == 4
-    folders = ("seed0-bonus0", "seed0-bonus2", "seed0-bonus0-novelty0.1")
+    folders = ("seed0-bonus0", "seed0-bonus2-once", "seed0-bonus0-novelty0.1")
     models = [(tmp_path / "work" / f / "round-01" / "model_run" / "model") for f in folders]
     weights = [sorted(p.name for p in m.iterdir()) for m in models]
     assert weights[0] == weights[1] and all((m / w).read_bytes() == (models[0] / w).read_bytes()
@@ -29,5 +30,7 @@ def test_every_bonus_trains_its_agent_on_the_same_model_and_data(tmp_path):
         assert 0 <= r["real_success"] <= 1
     agents = [json.loads((tmp_path / "work" / f / "round-01" / role / "agent.json").read_text())
               for f, role in zip(folders, ("agent", "explorer", "explorer"))]
-    assert [a["pessimism"]["uncertainty_penalty"] for a in agents] == [0.0, -2.0, 0.0]    # the bonuses reached
-    assert [a["novelty_bonus"] for a in agents] == [0.0, 0.0, 0.1]                        # the dream
+    # the bonuses reached the dream: the uncertainty on new frames only (--once), the novelty
+    assert [a["pessimism"]["uncertainty_penalty"] for a in agents] == [0.0, 0.0, 0.0]
+    assert [a["novelty_uncertainty"] for a in agents] == [0.0, 2.0, 0.0]
+    assert [a["novelty_bonus"] for a in agents] == [0.0, 0.0, 0.1]

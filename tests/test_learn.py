@@ -159,6 +159,22 @@ def test_either_bonus_alone_makes_an_explorer(tmp_path):
     assert not explores()
 
 
+@pytest.mark.parametrize("once", [False, True])
+def test_the_explorer_is_paid_the_uncertainty_bonus_on_every_step_or_on_new_frames_only(tmp_path, monkeypatch, once):
+    import agents.training
+
+    asked = {}
+    monkeypatch.setattr(agents.training, "train_agent", lambda *a, **kw: asked.setdefault(kw["out"].name, kw))
+    learner = Learner(LearnConfig(**settings(explore_bonus=2.0, explore_novelty=0.1, explore_bonus_once=once)),
+                      tmp_path / "run", progress=None)
+    for role in ("agent", "explorer"):
+        learner.train_agent(1, tmp_path / "model", role)
+    paid = {role: (kw["uncertainty_penalty"], kw["novelty_uncertainty"], kw["novelty_bonus"])
+            for role, kw in asked.items()}
+    assert paid["agent"] == (0.0, 0.0, 0.0)
+    assert paid["explorer"] == ((0.0, 2.0, 0.1) if once else (-2.0, 0.0, 0.1))
+
+
 def test_a_run_folder_from_before_a_new_setting_continues_at_the_value_it_ran_with(tmp_path):
     Learner(LearnConfig(**settings(dream_state_starts=0.0)), tmp_path / "run", progress=None)
     saved = json.loads((tmp_path / "run" / "learn.json").read_text())

@@ -84,6 +84,7 @@ class LearnConfig:
     dream_state_starts: float = 0.0      # share of dream episodes starting from recorded states of the data (world view)
     explore_bonus: float = 0.0           # an explorer's dream pays this x the model's uncertainty ...
     explore_novelty: float = 0.0         # ... and this per frame new to its episode (both 0: no explorer)
+    explore_bonus_once: bool = False     # the uncertainty bonus paid on frames new to the episode only
     explore_share: float = 0.5           # ... and it collects this share of each round's episodes
     eval_episodes: int = 50
     view: str = "world"                  # what a frame records (collect's --view): the whole grid, or "ego"
@@ -156,7 +157,8 @@ class LearnConfig:
 
 
 # Settings added to LearnConfig after run folders were made: the value such a folder ran with.
-SETTINGS_ADDED_LATER = {"dream_state_starts": 0.0, "explore_bonus": 0.0, "explore_share": 0.5, "explore_novelty": 0.0}
+SETTINGS_ADDED_LATER = {"dream_state_starts": 0.0, "explore_bonus": 0.0, "explore_share": 0.5, "explore_novelty": 0.0,
+                        "explore_bonus_once": False}
 
 
 def _settings_added_later(saved: dict[str, Any]) -> dict[str, Any]:
@@ -277,7 +279,8 @@ class Learner:
 
     def train_agent(self, k: int, model_dir: Path, role: str = "agent") -> Path:
         """Round k's native PPO in the dream of `model_dir`: the scored agent (role "agent"), or the
-        explorer (role "explorer"), whose dream pays `explore_bonus` x the model's uncertainty and
+        explorer (role "explorer"), whose dream pays `explore_bonus` x the model's uncertainty (on
+        every step, or with `explore_bonus_once` on frames new to its episode only) and
         `explore_novelty` per frame new to its episode."""
         from agents.training import NATIVE_PPO, agent_info_file, train_agent
 
@@ -290,8 +293,9 @@ class Learner:
         train_agent(c.env_id, where="dream", algo=NATIVE_PPO, steps=c.dream_steps, out=agent_dir,
                     checkpoint=str(model_dir), num_envs=c.dream_envs, seed=c.seed + k, device=c.device,
                     hyperparams=dict(c.ppo), init_from=previous if c.warm_start_agent and k > 1 else None,
-                    # the bonus is a penalty with its sign flipped
-                    uncertainty_penalty=0.0 - c.explore_bonus if exploring else 0.0,
+                    # the bonus is a penalty with its sign flipped, or paid on new frames only
+                    uncertainty_penalty=0.0 - c.explore_bonus if exploring and not c.explore_bonus_once else 0.0,
+                    novelty_uncertainty=c.explore_bonus if exploring and c.explore_bonus_once else 0.0,
                     novelty_bonus=c.explore_novelty if exploring else 0.0,
                     **({"state_starts": self.data_dirs(k - 1), "state_start_fraction": c.dream_state_starts}
                        if c.dream_state_starts else {}))

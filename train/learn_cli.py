@@ -35,6 +35,8 @@ LEARN_HELP = {
     "explore_novelty": "train an explorer each round too (or pay the one --explore-bonus trains): its dream also "
                        "pays this for each frame new to its episode, so it learns to cover what it can reach "
                        "(0: none)",
+    "explore_bonus_once": "pay the explorer's --explore-bonus only on steps whose frame is new to its episode, so "
+                          "it cannot earn it again and again by repeating one step the model is unsure of",
     "explore_share": "share of each round's episodes the explorer collects, between 0 and 1",
     "eval_episodes": "real episodes on held-out seeds scoring each round's agent (not training data)",
     "view": "what a frame records: 'world', the whole grid (the dream starts from the real layout), or 'ego', "

@@ -19,9 +19,11 @@ in torch mode they are always present as batched tensors, valid where the mask i
 Novelty (``novelty_bonus``): a step also pays that bonus when its frame is new to the episode, a
 count-based exploration bonus kept per episode, as layouts of procedurally generated envs never
 repeat across episodes. For an explorer: it learns to cover what it can reach, the door behind the
-key and the room behind the door, where a sparse reward waits. Frames are told apart by a 64-bit
-hash of their tokens; an episode remembers its last ``NOVELTY_MEMORY`` frames (all of them up to the
-step limit, when there is one).
+key and the room behind the door, where a sparse reward waits. ``novelty_uncertainty`` pays that
+many times the model's uncertainty on such steps alone: an explorer sent where the model is unsure
+that cannot earn it again and again by repeating one unsure step. Frames are told apart by a 64-bit
+hash of their tokens; an episode remembers its last ``NOVELTY_MEMORY`` frames (all of them when
+its step limit is below that).
 
 Speed: on CUDA the whole step (model, sampling, autoreset) is captured once as a CUDA graph and
 replayed (``cuda_graphs``, default on for CUDA): at small batch a step is hundreds of tiny kernels
@@ -57,7 +59,7 @@ from .runtime import free_memory_bytes
 from .simulator import RGB_TILE_SIZE, Simulator
 
 STATE_POOL = 4096       # fewest recorded states a pool with state_starts holds, when that many are recorded
-NOVELTY_MEMORY = 4096   # frames an episode remembers for novelty_bonus when it has no step limit
+NOVELTY_MEMORY = 4096   # most frames an episode remembers for novelty_bonus
 UNSEEN = -1             # the hash of an empty slot of that memory (token hashes are >= 0)
 
 
@@ -71,11 +73,13 @@ class DreamVectorEnv(VectorEnv):
                  tile_size: int = RGB_TILE_SIZE, real_env_kwargs: dict | None = None, precision: str = "auto",
                  compile: bool = False, cuda_graphs: bool | None = None, uncertainty_penalty: float = 0.0,
                  uncertainty_limit: float | None = None, state_starts=None, state_start_fraction: float = 0.5,
-                 novelty_bonus: float = 0.0):
+                 novelty_bonus: float = 0.0, novelty_uncertainty: float = 0.0):
         num_envs, start_pool = positive_int("num_envs", num_envs), positive_int("start_pool", start_pool)
-        if not (isinstance(novelty_bonus, (int, float)) and np.isfinite(novelty_bonus) and novelty_bonus >= 0):
-            raise ValueError(f"novelty_bonus must be a finite number >= 0 (reward for a frame new to its episode); "
-                             f"got {novelty_bonus!r}")
+        for name, value, what in (("novelty_bonus", novelty_bonus, "reward for a frame new to its episode"),
+                                  ("novelty_uncertainty", novelty_uncertainty,
+                                   "reward per nat of uncertainty on a frame new to its episode")):
+            if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0 ({what}); got {value!r}")
         if cuda_graphs not in (None, True, False):
             raise ValueError(f"cuda_graphs must be None (on for CUDA), True or False; got {cuda_graphs!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -115,12 +119,14 @@ class DreamVectorEnv(VectorEnv):
         self.cuda_graphs = self.device.type == "cuda" if cuda_graphs is None else bool(cuda_graphs)
         self._graphs_requested = cuda_graphs is True
         self._captured: CapturedStep | None = None
-        self.novelty_bonus = float(novelty_bonus)
-        memory = NOVELTY_MEMORY if self.max_episode_steps is None else self.max_episode_steps + 1
+        self.novelty_bonus, self.novelty_uncertainty = float(novelty_bonus), float(novelty_uncertainty)
+        self._tracks_novelty = bool(self.novelty_bonus or self.novelty_uncertainty)
+        limit = self.max_episode_steps
+        memory = NOVELTY_MEMORY if limit is None else min(NOVELTY_MEMORY, limit + 1)
         # Below 2**31 each, so a frame's hash, a sum of token x weight, never overflows int64.
         weights = torch.randint(0, 2**31, (h * w,), generator=torch.Generator().manual_seed(0), dtype=torch.long)
         self._hash_weights = weights.to(self.device)
-        self._visited = torch.full((self.num_envs, memory if self.novelty_bonus else 1), UNSEEN, dtype=torch.long,
+        self._visited = torch.full((self.num_envs, memory if self._tracks_novelty else 1), UNSEEN, dtype=torch.long,
                                    device=self.device)
         self._visits = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
 
@@ -238,8 +244,9 @@ class DreamVectorEnv(VectorEnv):
         self._frames.copy_(torch.where(done[:, None, None], self._pool[self._start_idx], nxt))
         self._state.reset(done)
         self._steps.copy_(torch.where(done, self._pool_steps[self._start_idx], self._steps))
-        if self.novelty_bonus:
-            reward = reward + self.novelty_bonus * self._visit(nxt).to(reward.dtype)
+        if self._tracks_novelty:
+            new = self._visit(nxt).to(reward.dtype)
+            reward = reward + new * (self.novelty_bonus + self.novelty_uncertainty * info["uncertainty"])
             self._forget_visits(done)
         return nxt, reward, terminated, truncated, done, final_idx, lengths, info["uncertainty"]
 
@@ -259,7 +266,7 @@ class DreamVectorEnv(VectorEnv):
 
     def _forget_visits(self, mask: torch.Tensor) -> None:
         """Envs in `mask` start an episode: their memory holds only its first frame (in place: graph-safe)."""
-        if not self.novelty_bonus:
+        if not self._tracks_novelty:
             return
         self._visited.masked_fill_(mask[:, None], UNSEEN)
         self._visited[:, 0] = torch.where(mask, self._frame_hash(self._frames), self._visited[:, 0])
