@@ -10,7 +10,10 @@ reached the goal (a paying episode: the data the model needs to learn the reward
 real success. A tiny model by default, so it runs on a CPU.
 
     PYTHONPATH=. python3 benchmarks/explore_bonus.py --env MiniGrid-DoorKey-5x5-v0 --seeds 0,1 \
-        --novelties 0.05 --out docs/learn/explore_bonus_doorkey5x5_cpu.json
+        --explorers agent,u2,o2,n0.01,o2+n0.01 --out docs/learn/explore_bonus_doorkey5x5_cpu.json
+
+An explorer is a "+"-joined list of bonuses: uB (B x the uncertainty on every step), oB (on frames
+new to the episode only) and nN (N per frame new to the episode); "agent" is none.
 """
 
 from __future__ import annotations
@@ -36,20 +39,37 @@ def paying_episodes(data_dir: Path) -> tuple[int, int, int]:
     return len(episodes), sum(len(e.actions) for e in episodes), sum(int(e.rewards.sum() > 0) for e in episodes)
 
 
+def parse_explorer(spec: str) -> tuple[float, bool, float]:
+    """'agent', or '+'-joined uB / oB / nN -> (uncertainty bonus, paid on new frames only, novelty)."""
+    bonus, once, novelty = 0.0, False, 0.0
+    for term in ([] if spec == "agent" else spec.split("+")):
+        try:
+            kind, value = term[0], float(term[1:])
+        except (IndexError, ValueError):
+            kind, value = "?", 0.0
+        if kind in "uo" and value > 0 and not bonus:
+            bonus, once = value, kind == "o"
+        elif kind == "n" and value > 0 and not novelty:
+            novelty = value
+        else:
+            raise SystemExit(f"--explorers: {term!r} of {spec!r} is not uB, oB or nN (B, N > 0, each kind once), "
+                             "nor 'agent'")
+    return bonus, once, novelty
+
+
 def one_seed(args, seed: int, work: Path) -> list[dict]:
     rows = []
-    shared = None                   # the first bonus's folder: round 0's data and round 1's model
-    explorers = [(bonus, 0.0) for bonus in args.bonuses] + [(0.0, novelty) for novelty in args.novelties]
-    for bonus, novelty in explorers:
+    shared = None                   # the first explorer's folder: round 0's data and round 1's model
+    for bonus, once, novelty in args.explorers:
         config = LearnConfig(
             env_id=args.env, seed=seed, explore_bonus=bonus, explore_novelty=novelty,
-            explore_bonus_once=args.once and bool(bonus), initial_episodes=args.episodes,
+            explore_bonus_once=once, initial_episodes=args.episodes,
             round_episodes=args.episodes, model_steps=args.model_steps, dream_steps=args.dream_steps,
             dream_envs=args.dream_envs, dream_state_starts=args.state_starts, eval_episodes=args.eval_episodes,
             model=json.loads(args.model), train={"batch_size": 16, "curriculum": [[0, 64]], "lr": 2e-3,
                                                  "num_threads": args.threads},
             ppo={"num_steps": 64}, device=args.device)
-        run = work / (f"seed{seed}-bonus{bonus:g}" + ("-once" if args.once and bonus else "")
+        run = work / (f"seed{seed}-bonus{bonus:g}" + ("-once" if once else "")
                       + (f"-novelty{novelty:g}" if novelty else ""))
         if shared is not None and not (run / "round-01" / "model_run" / "model").is_dir():
             for part in ("round-00/data", "round-01/model_run"):
@@ -64,14 +84,14 @@ def one_seed(args, seed: int, work: Path) -> list[dict]:
         shared = shared or run
         last = json.loads((agent / "agent.json").read_text())["history"][-1]
         random_play, collected = paying_episodes(run / "round-00" / "data"), paying_episodes(run / "round-01" / "data")
-        rows.append({"seed": seed, "bonus": bonus, "bonus_once": args.once and bool(bonus), "novelty": novelty,
+        rows.append({"seed": seed, "bonus": bonus, "bonus_once": once, "novelty": novelty,
                      "random_play": dict(zip(("episodes", "steps", "paying"), random_play)),
                      "collected": dict(zip(("episodes", "steps", "paying"), collected)),
                      "real_success": real["success_rate"], "real_success_ci": real["success_ci"],
                      "dream_last_iteration": {k: last.get(k) for k in ("mean_return", "mean_length", "success_rate")},
                      "seconds": round(time.time() - began, 1)})
         r = rows[-1]
-        print(f"{seed:>4} {bonus:>6g} {novelty:>7g} {random_play[2]:>4}/{random_play[0]:<4} "
+        print(f"{seed:>4} {bonus:>6g} {'once' if once else '':>4} {novelty:>7g} {random_play[2]:>4}/{random_play[0]:<4} "
               f"{collected[2]:>4}/{collected[0]:<4} "
               f"{collected[1]:>9,} {r['real_success']:>12.2f}", flush=True)
     return rows
@@ -82,10 +102,9 @@ def main(argv=None) -> None:
     p.add_argument("--out", required=True, help="JSON file to write")
     p.add_argument("--env", default="MiniGrid-DoorKey-5x5-v0")
     p.add_argument("--seeds", default="0", help="comma-separated run seeds")
-    p.add_argument("--bonuses", default="0,2", help="comma-separated uncertainty bonuses (0: the agent); the first "
-                   "trains the model")
-    p.add_argument("--once", action="store_true", help="pay the uncertainty bonuses on frames new to the episode only")
-    p.add_argument("--novelties", default="", help="comma-separated novelty bonuses, each an explorer of its own")
+    p.add_argument("--explorers", default="agent,u2", help="comma-separated policies: agent, or '+'-joined uB "
+                   "(uncertainty bonus on every step), oB (on new frames only), nN (novelty); the first trains the "
+                   "model")
     p.add_argument("--episodes", type=int, default=50, help="random episodes first, and the agent's episodes after")
     p.add_argument("--model", default='{"d_model": 48, "n_layers": 2}', help="world-model size as JSON")
     p.add_argument("--model-steps", type=int, default=600)
@@ -97,10 +116,9 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--work", default="runs/benchmark/explore-bonus", help="folder for the runs")
     args = p.parse_args(argv)
-    args.bonuses = [float(b) for b in args.bonuses.split(",")]
-    args.novelties = [float(n) for n in args.novelties.split(",") if n]
+    args.explorers = [parse_explorer(spec) for spec in args.explorers.split(",")]
     torch.set_num_threads(args.threads)
-    print(f"{'seed':>4} {'bonus':>6} {'novelty':>7} {'random: paying':>14} {'collected: paying':>17} {'its steps':>9} "
+    print(f"{'seed':>4} {'bonus':>6} {'':>4} {'novelty':>7} {'random: paying':>14} {'collected: paying':>17} {'its steps':>9} "
           f"{'real success':>12}")
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from benchmarks.explore_bonus import main
@@ -12,7 +13,7 @@ torch.set_num_threads(1)
 def test_every_bonus_trains_its_agent_on_the_same_model_and_data(tmp_path):
     out = tmp_path / "result.json"
     main(["--env", "MiniGrid-Empty-5x5-v0", "--episodes", "4", "--model-steps", "10", "--dream-steps", "2048",
-          "--dream-envs", "16", "--eval-episodes", "4", "--bonuses", "0,2", "--once", "--novelties", "0.1",
+          "--dream-envs", "16", "--eval-episodes", "4", "--explorers", "agent,o2,n0.1",
           "--out", str(out),
           "--model", '{"d_model": 32, "n_layers": 1, "d_state": 16, "headdim": 16, "n_heads": 2}',
           "--work", str(tmp_path / "work")])
@@ -30,7 +31,17 @@ def test_every_bonus_trains_its_agent_on_the_same_model_and_data(tmp_path):
         assert 0 <= r["real_success"] <= 1
     agents = [json.loads((tmp_path / "work" / f / "round-01" / role / "agent.json").read_text())
               for f, role in zip(folders, ("agent", "explorer", "explorer"))]
-    # the bonuses reached the dream: the uncertainty on new frames only (--once), the novelty
+    # the bonuses reached the dream: the uncertainty on new frames only (o2), the novelty
     assert [a["pessimism"]["uncertainty_penalty"] for a in agents] == [0.0, 0.0, 0.0]
     assert [a["novelty_uncertainty"] for a in agents] == [0.0, 2.0, 0.0]
     assert [a["novelty_bonus"] for a in agents] == [0.0, 0.0, 0.1]
+
+
+def test_an_explorer_is_named_by_its_bonuses():
+    from benchmarks.explore_bonus import parse_explorer
+
+    assert parse_explorer("agent") == (0.0, False, 0.0)
+    assert parse_explorer("u2") == (2.0, False, 0.0) and parse_explorer("o2+n0.01") == (2.0, True, 0.01)
+    for bad in ("x2", "u", "n-1", "u2+o2", "nfoo"):
+        with pytest.raises(SystemExit, match="--explorers"):
+            parse_explorer(bad)
