@@ -83,8 +83,8 @@ class LearnConfig:
     warm_start_agent: bool = False       # each round's agent starts from the last round's
     dream_state_starts: float = 0.0      # share of dream episodes starting from recorded states of the data (world view)
     explore_bonus: float = 0.0           # an explorer's dream pays this x the model's uncertainty ...
+    explore_bonus_once: bool = False     # ... on frames new to its episode only (else on every step)
     explore_novelty: float = 0.0         # ... and this per frame new to its episode (both 0: no explorer)
-    explore_bonus_once: bool = False     # the uncertainty bonus paid on frames new to the episode only
     explore_share: float = 0.5           # ... and it collects this share of each round's episodes
     eval_episodes: int = 50
     view: str = "world"                  # what a frame records (collect's --view): the whole grid, or "ego"

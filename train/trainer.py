@@ -154,8 +154,9 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(parameter_groups(modules, config.weight_decay), lr=config.lr,
                                            betas=(config.beta1, config.beta2), **({"fused": True} if fused else {}))
         self.sampler = WindowSampler(d.train, seed=self._sampler_seed(), event_share=config.event_windows)
-        self.done_pos_weight = config.done_pos_weight or auto_done_pos_weight(
-            d.train.terminated, sampled_rate=self.sampler.sampled_rate(d.train.terminated, self.curriculum.max_length))
+        drawn = self.sampler.sampled_rate(d.train.terminated, self.curriculum.max_length) if config.event_windows \
+            else None                                  # (None: the data's own rate, exactly as before)
+        self.done_pos_weight = config.done_pos_weight or auto_done_pos_weight(d.train.terminated, sampled_rate=drawn)
         # The same on every rank: all ranks draw the same aux delay each step.
         self.aux_rng = np.random.Generator(np.random.PCG64([config.seed, 2]))
         self.step = 0
