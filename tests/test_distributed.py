@@ -11,7 +11,7 @@ import torch
 import torch.multiprocessing as mp
 
 from train.config import TrainConfig
-from train.distributed import torchrun_command
+from train.distributed import exit_rank, torchrun_command
 from train.train_cli import _without_gpus
 from train.trainer import Trainer
 from train.training_data import TrainingData
@@ -48,6 +48,7 @@ def _rank(rank: int, port: int, out: str) -> None:
     trainer.fit()
     torch.save({k: v.clone() for k, v in trainer.model.state_dict().items()}, os.path.join(out, f"rank{rank}.pt"))
     torch.distributed.destroy_process_group()
+    exit_rank(0)                 # as a rank started by torchrun ends: no process-group destructor at exit
 
 
 def _free_port() -> int:

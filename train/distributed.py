@@ -104,6 +104,16 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
+def exit_rank(code: int) -> None:
+    """End this rank's process with `code` once its work is written, without running the process
+    group's destructors: with gloo, a process group destroyed while the interpreter holds the GIL
+    can deadlock against its own worker threads, which need the GIL to finish (seen at exit on a
+    busy 2-core CPU: the rank had saved everything, then hung). Call `shutdown()` first."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def torchrun_command(nproc: int, train_args: list[str]) -> list[str]:
     """The command that runs `worldsim train <train_args>` in `nproc` processes on this machine."""
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
