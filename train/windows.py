@@ -111,7 +111,7 @@ class WindowSampler:
         self.num_frames = len(stream.frames)
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self.event_share = event_share
-        self.events = event_steps(stream)
+        self.events = event_steps(stream) if event_share else np.zeros(0, dtype=np.int64)
 
     def max_length(self) -> int:
         """The longest window this stream can give (N - 1 positions)."""
