@@ -70,6 +70,12 @@ def _add_train(commands) -> None:
     add_train_parser(commands, help=COMMANDS["train"])
 
 
+def _add_tokenizer(commands) -> None:
+    from .tokenizer_cli import add_tokenizer_parser
+
+    add_tokenizer_parser(commands, help=COMMANDS["tokenizer"])
+
+
 def _add_learn(commands) -> None:
     from .learn_cli import add_learn_parser
 
@@ -104,6 +110,8 @@ COMMANDS = {
     "models": "list the world models shipped with worldsim (gym ids that work offline)",
     "collect": "run a policy in a MiniGrid env (many copies in parallel) and write episodes to a dataset folder",
     "train": "train a world model on a dataset (length curriculum, long context; resumable)",
+    "tokenizer": "train a frame tokenizer for an env with image observations (FSQ over patches) and report how "
+                 "well it reconstructs frames",
     "learn": "model-based RL from scratch: real data, world model and agent improving together, measured in "
              "real env steps (resumable)",
     "play": "steer through a checkpoint's dream by keyboard (pygame) or from an action list, optionally beside "
@@ -112,7 +120,8 @@ COMMANDS = {
     "benchmark": "benchmarks: agents in learned vs real envs, long-context memory, cost vs context length",
 }
 _BUILDERS = {"demo": _add_demo, "models": _add_models, "collect": _add_collect, "train": _add_train,
-             "learn": _add_learn, "play": _add_play, "agent": _add_agent, "benchmark": _add_benchmark}
+             "tokenizer": _add_tokenizer, "learn": _add_learn, "play": _add_play, "agent": _add_agent,
+             "benchmark": _add_benchmark}
 
 
 def build_parser(full: list[str] | None = None) -> argparse.ArgumentParser:

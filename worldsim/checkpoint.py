@@ -103,7 +103,7 @@ def make_temp_dir(parent: str | os.PathLike, prefix: str) -> Path:
             continue
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -125,7 +125,7 @@ def save_checkpoint(model: torch.nn.Module, config: WorldModelConfig, path: str 
     path.mkdir(parents=True, exist_ok=True)
     atomic_write(path / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "worldsim"}))
     payload = {"format_version": FORMAT_VERSION, "config": config.to_dict(),
-               "weights_sha256": _sha256(path / WEIGHTS_NAME)}
+               "weights_sha256": file_sha256(path / WEIGHTS_NAME)}
 
     def write_json(tmp: str) -> None:
         with open(tmp, "w") as f:
@@ -172,7 +172,7 @@ def load_weights(path: str | os.PathLike, model: torch.nn.Module) -> None:
     elif not (isinstance(expected, str) and len(expected) == 64):
         raise CheckpointError(f"{config_file}: weights_sha256 must be the 64 hex digits of the weights' sha256; "
                               f"got {expected!r}")
-    elif _sha256(weights_file) != expected:
+    elif file_sha256(weights_file) != expected:
         raise CheckpointError(f"{weights_file} is not the file its {CONFIG_NAME} was written with (its sha256 "
                               "differs from weights_sha256): it is damaged or was replaced")
     try:

@@ -1,0 +1,1 @@
+"""Envs with image observations: the learned frame tokenizer, reconstruction quality, image sources."""

@@ -1,0 +1,59 @@
+"""Image observations from any Gymnasium env: which envs qualify, and frames to train a tokenizer on.
+
+An env qualifies when its observation is an image (a ``Box`` of uint8, H x W x C) and its actions are
+``Discrete``. MiniGrid envs qualify through their RGB partial view (``RGBImgPartialObsWrapper`` then
+``ImgObsWrapper``: the agent's 7 x 7 cells drawn at `tile_size` pixels each).
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
+import numpy as np
+from gymnasium import spaces
+
+from worldsim.checks import positive_int
+
+MINIGRID_TILE = 8
+
+
+def is_image_space(space: gym.Space) -> bool:
+    return (isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
+            and space.shape[-1] in (1, 3, 4))
+
+
+def image_env(env_id: str, tile_size: int = MINIGRID_TILE, **kwargs) -> gym.Env:
+    """`gym.make(env_id)` with image observations; ValueError naming the env and its spaces when it has none
+    or its actions are not Discrete."""
+    try:
+        env = gym.make(env_id, **kwargs)
+    except gym.error.Error as e:
+        raise ValueError(f"env {env_id!r} cannot be made: {e}") from None
+    if env_id.startswith("MiniGrid-") and not is_image_space(env.observation_space):
+        from minigrid.wrappers import ImgObsWrapper, RGBImgPartialObsWrapper
+
+        env = ImgObsWrapper(RGBImgPartialObsWrapper(env, tile_size=tile_size))
+    if not is_image_space(env.observation_space) or not isinstance(env.action_space, spaces.Discrete):
+        env.close()
+        raise ValueError(f"env {env_id!r} observes {env.observation_space} and acts in {env.action_space}; an image "
+                         "env needs uint8 image observations (a Box of shape H x W x C, C in 1, 3, 4) and Discrete "
+                         "actions")
+    return env
+
+
+def random_frames(env_id: str, num_frames: int, seed: int = 0, num_envs: int = 8) -> np.ndarray:
+    """`num_frames` observations uint8 [N, H, W, C] of `num_envs` copies of the image env under uniformly
+    random actions; copy i is seeded with seed + i and resets itself when an episode ends."""
+    positive_int("num_frames", num_frames)
+    positive_int("num_envs", num_envs)
+    envs = gym.vector.SyncVectorEnv([lambda: image_env(env_id) for _ in range(num_envs)])
+    try:
+        envs.action_space.seed(seed)
+        obs, _ = envs.reset(seed=[seed + i for i in range(num_envs)])
+        frames = [obs]
+        while sum(len(f) for f in frames) < num_frames:
+            obs, *_ = envs.step(envs.action_space.sample())
+            frames.append(obs)
+    finally:
+        envs.close()
+    return np.concatenate(frames)[:num_frames]
