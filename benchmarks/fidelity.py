@@ -58,7 +58,7 @@ def real_episodes(env_id: str, policy_spec: str, seeds: list[int], codec, num_ac
     import minigrid  # noqa: F401  (registers the MiniGrid ids)
 
     n = len(seeds)
-    policy = make_policy(policy_spec, n, num_actions, codec)
+    policy = make_policy(policy_spec, n, num_actions, codec.view_size)
     kwargs = {} if max_steps is None else {"max_episode_steps": max_steps}
     envs = [gym.make(env_id, **kwargs) for _ in range(n)]
     obs, frames, actions, rewards = [], [], [[] for _ in range(n)], [[] for _ in range(n)]
@@ -216,7 +216,7 @@ def dream_episodes(checkpoint, env_id: str, policy_spec: str, seeds: list[int], 
     from worldsim import DreamVectorEnv
 
     n = len(seeds)
-    policy = make_policy(policy_spec, n, num_actions, codec)
+    policy = make_policy(policy_spec, n, num_actions, codec.view_size)
     env = DreamVectorEnv(checkpoint, num_envs=n, real_env_id=env_id, device=device, start_pool=n,
                          temperature=temperature, max_episode_steps=max_steps)
     obs, _ = env.reset(seed=seeds[0])

@@ -175,9 +175,7 @@ def test_train_agent_native_in_dream_then_eval_and_collect(tmp_path):
     assert isinstance(policy, NativePolicy)
     result = evaluate_policy(out, MINIGRID_ENV_ID, episodes=3, where="real", deterministic=False)
     assert result["episodes"] == 3 and result["algo"] == "native-ppo"
-    from envs.minigrid import MiniGridCodec
-
-    pol = make_policy(str(out), num_envs=2, num_actions=7, codec=MiniGridCodec(7))
+    pol = make_policy(str(out), num_envs=2, num_actions=7, view_size=7)
     assert pol.name.startswith("native-ppo:agent@")
     obs = {"image": np.zeros((2, 7, 7, 3), np.uint8), "direction": np.zeros(2, np.int64)}
     assert pol.act(obs, None, np.ones(2, bool)).shape == (2,)
@@ -212,9 +210,7 @@ def test_bad_input_is_named(tmp_path):
     with pytest.raises(ValueError, match=r"reads MiniGrid's symbolic image, a Box \(H, W, 3\); the env observes Dict"):
         train_ppo(dream, total_steps=8)
     with pytest.raises(ValueError, match="give the folder that holds it and its agent.json"):
-        from envs.minigrid import MiniGridCodec
-
-        make_policy(str(tmp_path / "policy.safetensors"), num_envs=1, num_actions=7, codec=MiniGridCodec(7))
+        make_policy(str(tmp_path / "policy.safetensors"), num_envs=1, num_actions=7, view_size=7)
     (tmp_path / "agent.json").write_text(json.dumps({"algo": "native-ppo", "network": network.spec(),
                                                       "env_id": "MiniGrid-DoorKey-8x8-v0"}))
     with pytest.raises(ValueError, match="trained on 'MiniGrid-DoorKey-8x8-v0', not 'MiniGrid-Empty-5x5-v0'"):

@@ -30,6 +30,7 @@ from gymnasium.vector import AutoresetMode
 from minigrid.minigrid_env import MiniGridEnv
 from tqdm import tqdm
 
+from envs.images.codec import ImageCodec
 from envs.minigrid import MiniGridCodec, MiniGridMapCodec, MiniGridWorldCodec
 from envs.minigrid.world_view import world_grid
 from worldsim.checks import positive_int
@@ -40,17 +41,19 @@ from .collect_policies import make_policy
 
 class PoseView(gym.Wrapper):
     """Observation reduced to what the codec reads (image, direction); the world pose and grid size in
-    info, and with ``world=True`` the whole state's grid (``world_grid``, what the world view records).
+    info, with ``world=True`` the whole state's grid (``world_grid``, what the world view records), and
+    with ``rgb_size`` the agent's view drawn in pixels, `rgb_size` on a side (what the RGB view records).
 
     The pose is what memory metrics and the explore policy need; the mission string is dropped (no
     frame carries it, and it is costly to pass between processes).
     """
 
-    def __init__(self, env: gym.Env, world: bool = False):
+    def __init__(self, env: gym.Env, world: bool = False, rgb_size: int | None = None):
         super().__init__(env)
         space = env.observation_space
         self.observation_space = spaces.Dict({"image": space["image"], "direction": space["direction"]})
         self.world = world
+        self.rgb_tile = rgb_size // env.unwrapped.agent_view_size if rgb_size else None
 
     def _view(self, obs, info):
         u = self.env.unwrapped
@@ -58,6 +61,8 @@ class PoseView(gym.Wrapper):
                     grid_size=np.array((u.width, u.height), dtype=np.int64))
         if self.world:
             info["world"] = world_grid(self.env)[0]
+        if self.rgb_tile:
+            info["rgb"] = u.get_frame(tile_size=self.rgb_tile, agent_pov=True)   # as RGBImgPartialObsWrapper draws it
         return {"image": obs["image"], "direction": obs["direction"]}, info
 
     def reset(self, **kwargs):
@@ -73,17 +78,33 @@ def _env_kwargs(max_steps: int | None) -> dict:
     return {} if max_steps is None else {"max_steps": int(max_steps)}
 
 
-# --view: what a recorded frame shows
-VIEWS = {"ego": MiniGridCodec, "map": MiniGridMapCodec, "world": MiniGridWorldCodec}
+# --view: what a recorded frame shows ("rgb": the agent's view in pixels, through a tokenizer)
+VIEWS = {"ego": MiniGridCodec, "map": MiniGridMapCodec, "world": MiniGridWorldCodec, "rgb": ImageCodec}
 
 
-Codec = MiniGridCodec | MiniGridMapCodec | MiniGridWorldCodec
+Codec = MiniGridCodec | MiniGridMapCodec | MiniGridWorldCodec | ImageCodec
 
 
-def inspect_env(env_id: str, max_steps: int | None = None, view: str = "world") -> tuple[Codec, int, int]:
-    """(codec, num_actions, max_steps) for a MiniGrid env id, or a ValueError that says what is wrong.
+def _rgb_codec(env, tokenizer: str | Path | None) -> ImageCodec:
+    """The image codec of the tokenizer in folder `tokenizer`, checked against the env's RGB view."""
+    if tokenizer is None:
+        raise ValueError("view 'rgb' records frames through a frame tokenizer: pass tokenizer, a folder written by "
+                         "`worldsim tokenizer` for this env")
+    codec = ImageCodec.from_tokenizer_folder(tokenizer)
+    side = env.unwrapped.agent_view_size
+    h, w, c = codec.image_shape
+    if h != w or h % side or c != 3:
+        raise ValueError(f"tokenizer {str(tokenizer)!r} reads images of {codec.image_shape}; the RGB view of "
+                         f"{env.spec.id} is {side} x {side} cells of square tiles, 3 channels")
+    return codec
+
+
+def inspect_env(env_id: str, max_steps: int | None = None, view: str = "world",
+                tokenizer: str | Path | None = None) -> tuple[Codec, int, int, int]:
+    """(codec, num_actions, max_steps, view_size: the cells on a side of the agent's view) for a MiniGrid
+    env id, or a ValueError that says what is wrong.
     view: "ego" records the agent's egocentric view, "map" the same cells on the world grid, "world" the
-    whole grid."""
+    whole grid, "rgb" the agent's view in pixels through the tokenizer saved in folder `tokenizer`."""
     if view not in VIEWS:
         raise ValueError(f"view must be one of {sorted(VIEWS)}; got {view!r}")
     try:
@@ -100,10 +121,10 @@ def inspect_env(env_id: str, max_steps: int | None = None, view: str = "world") 
         if not isinstance(env.unwrapped, MiniGridEnv):
             raise ValueError(f"{env_id} is not a MiniGrid env ({type(env.unwrapped).__name__}); "
                              "collect supports MiniGrid-* ids")
-        codec = VIEWS[view].for_env(env)
+        codec = _rgb_codec(env, tokenizer) if view == "rgb" else VIEWS[view].for_env(env)
         if not isinstance(env.action_space, spaces.Discrete):
             raise ValueError(f"{env_id} has action space {env.action_space}; collect needs Discrete")
-        return codec, int(env.action_space.n), int(env.unwrapped.max_steps)
+        return codec, int(env.action_space.n), int(env.unwrapped.max_steps), int(env.unwrapped.agent_view_size)
     finally:
         env.close()
 
@@ -112,8 +133,9 @@ def inspect_env(env_id: str, max_steps: int | None = None, view: str = "world") 
 
 
 def _recorded(obs, info, view: str) -> np.ndarray:
-    """What the codec encodes for each env copy: the whole grid (world view) or the observed image."""
-    return info["world"] if view == "world" else obs["image"]
+    """What the codec encodes for each env copy: the whole grid (world view), the view in pixels (RGB
+    view) or the observed image."""
+    return info["world"] if view == "world" else info["rgb"] if view == "rgb" else obs["image"]
 
 
 class _Recorder:
@@ -148,27 +170,30 @@ class _Recorder:
 def collect(env_id: str, policy: str = "random", episodes: int = 100, out: str | Path = "data",
             max_steps: int | None = None, num_envs: int = 4, seed: int = 0, shard_episodes: int = 64,
             vectorization: str = "sync", deterministic: bool = False, progress: bool | None = None,
-            epsilon: str | float | None = None, view: str = "world") -> dict:
+            epsilon: str | float | None = None, view: str = "world", tokenizer: str | Path | None = None) -> dict:
     """Collect until ``out`` holds episodes with seeds ``seed .. seed + episodes - 1``; returns a summary.
 
     ``max_steps`` replaces the env's own episode limit (None keeps it). ``vectorization`` is
     gymnasium's "sync" (one process) or "async" (one process per env copy). ``epsilon`` mixes
     the policy with random actions (``EpsilonMix``): a probability, or a range "LOW:HIGH" drawn per episode.
     ``view`` picks what a frame shows: "ego" the agent's view, "map" the same cells on the world grid
-    (``envs.minigrid.map_view``), "world" the whole state (``envs.minigrid.world_view``). Policies act
-    on the env's own observation either way.
+    (``envs.minigrid.map_view``), "world" the whole state (``envs.minigrid.world_view``), "rgb" the
+    agent's view in pixels as tokens of the frame tokenizer in folder ``tokenizer``, which is copied
+    into ``out``. Policies act on the env's own observation either way.
     """
     for name, value in (("episodes", episodes), ("num_envs", num_envs), ("shard_episodes", shard_episodes)):
         positive_int(name, value)
     positive_int("seed", seed, allow_zero=True)         # gymnasium refuses negative reset seeds
     if vectorization not in ("sync", "async"):
         raise ValueError(f"vectorization must be 'sync' or 'async'; got {vectorization!r}")
-    codec, num_actions, env_max_steps = inspect_env(env_id, max_steps, view)
+    codec, num_actions, env_max_steps, view_size = inspect_env(env_id, max_steps, view, tokenizer)
     num_envs = min(num_envs, episodes)
-    pol = make_policy(policy, num_envs, num_actions, codec, deterministic, epsilon)
+    pol = make_policy(policy, num_envs, num_actions, view_size, deterministic, epsilon)
     writer = DatasetWriter(out, {"env_id": env_id, "codec": codec.config, "vocab_size": codec.vocab_size,
                                  "frame_shape": list(codec.frame_shape), "num_actions": num_actions,
                                  "policy": pol.name, "max_steps": env_max_steps, "seed": int(seed)})
+    if isinstance(codec, ImageCodec):
+        codec.save_files(out)                     # the tokenizer travels with the frames it made
     done_seeds = writer.seeds_done
     todo = deque(s for s in range(seed, seed + episodes) if s not in done_seeds)
     summary = {"out": str(out), "already_there": len(done_seeds & set(range(seed, seed + episodes))),
@@ -181,7 +206,8 @@ def collect(env_id: str, policy: str = "random", episodes: int = 100, out: str |
     n = min(num_envs, len(todo))
     envs = gym.make_vec(env_id, num_envs=n, vectorization_mode=vectorization,
                         vector_kwargs={"autoreset_mode": AutoresetMode.DISABLED},
-                        wrappers=[partial(PoseView, world=view == "world")],
+                        wrappers=[partial(PoseView, world=view == "world",
+                                          rgb_size=codec.image_shape[0] if view == "rgb" else None)],
                         **_env_kwargs(max_steps))
     bar = tqdm(total=len(todo), unit="ep", desc=f"collect {env_id}", disable=None if progress is None else not progress,
                dynamic_ncols=True)

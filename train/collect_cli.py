@@ -24,7 +24,8 @@ def _run(args: argparse.Namespace) -> int:
         summary = collect(args.env, policy=args.policy, episodes=args.episodes, out=args.out,
                           max_steps=args.max_steps, num_envs=args.num_envs, seed=args.seed,
                           shard_episodes=args.shard_episodes, vectorization=args.vector,
-                          deterministic=args.deterministic, epsilon=args.epsilon, view=args.view)
+                          deterministic=args.deterministic, epsilon=args.epsilon, view=args.view,
+                          tokenizer=args.tokenizer)
     except KeyboardInterrupt:
         print(f"interrupted: finished shards are in {args.out}; run the same command again to continue",
               file=sys.stderr)
@@ -77,7 +78,10 @@ def add_collect_parser(subparsers, help: str | None = None) -> argparse.Argument
                    "the real layout and shows the agent its view of the dreamed grid: measured, its agents transfer "
                    "far better); 'ego', the agent's egocentric view (the dream imagines everything out of sight); or "
                    "'map', the cells it sees now placed on the world grid, the rest unseen (the memory benchmark's "
-                   "allocentric variant, not a dream) (default: world)")
+                   "allocentric variant, not a dream); or 'rgb', the agent's view in pixels as MiniGrid's RGB partial view draws "
+                   "it, made into tokens by the frame tokenizer --tokenizer (not yet a dream) (default: world)")
+    p.add_argument("--tokenizer", metavar="DIR", help="with --view rgb: a folder written by `worldsim tokenizer` for this "
+                   "env; it is copied into the dataset folder")
     p.add_argument("--verify", metavar="DIR", help="check the dataset in DIR, print a summary, exit 1 on problems")
     p.set_defaults(run=_run, collect_parser=p)
     return p

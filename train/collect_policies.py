@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 from gymnasium import spaces
 
-from envs.minigrid import MiniGridCodec
 from envs.minigrid.explore import ExploreAgent
 from envs.minigrid.goal_seeker import GoalSeeker
 from envs.minigrid.memory_tasks import TASKS, parse_task
@@ -168,17 +167,18 @@ def parse_epsilon(spec: str | float | None) -> tuple[float, float] | None:
     return parts[0], parts[1]
 
 
-def make_policy(spec: str, num_envs: int, num_actions: int, codec: MiniGridCodec, deterministic: bool = False,
+def make_policy(spec: str, num_envs: int, num_actions: int, view_size: int, deterministic: bool = False,
                 epsilon: str | float | None = None):
-    """'random', 'explore', 'expert', a folder from `worldsim agent train` or an SB3 model zip -> a policy over ``num_envs`` env copies,
-    mixed with random actions when ``epsilon`` (see ``parse_epsilon``) is given."""
+    """'random', 'explore', 'expert', a folder from `worldsim agent train` or an SB3 model zip -> a policy over
+    ``num_envs`` env copies that see `view_size` x `view_size` cells, mixed with random actions when ``epsilon``
+    (see ``parse_epsilon``) is given."""
     eps = parse_epsilon(epsilon)
     if spec == "random":
         pol = RandomPolicy(num_envs, num_actions)
     elif ScriptedPolicy.parse(spec) is not None:
-        pol = ScriptedPolicy(spec, num_envs, num_actions, codec.view_size)
+        pol = ScriptedPolicy(spec, num_envs, num_actions, view_size)
     else:
-        pol = TrainedPolicy(spec, num_actions, codec.view_size, deterministic=deterministic)
+        pol = TrainedPolicy(spec, num_actions, view_size, deterministic=deterministic)
     if eps is None or eps == (0.0, 0.0):
         return pol
     return EpsilonMix(pol, num_envs, num_actions, *eps)

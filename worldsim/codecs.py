@@ -9,12 +9,14 @@ level. The class is imported on first use and built with ``Class.from_config(con
 What a codec provides is written down as a type, :class:`Codec`; a dream env needs one of two more:
 :class:`EgocentricCodec` (frames are the agent's own view) or :class:`WorldStateCodec` (frames are
 the whole env state, and the agent's view is cut out of them). ``codec_from_config`` refuses a class
-that lacks part of :class:`Codec`.
+that lacks part of :class:`Codec`. A codec built on a learned tokenizer (``image-fsq-v1``) also needs
+the tokenizer's files, which live beside its frames: ``codec_from_config(config, files=FOLDER)``.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
@@ -45,10 +47,11 @@ class Codec(Protocol):
     def from_config(cls, config: Mapping) -> "Codec": ...
 
     def encode_episode(self, images: Any, directions: Any, agent_pos: Any = None) -> torch.Tensor:
-        """Observations [..., view, view, 3] and directions [...] -> token frames [..., H, W]."""
+        """Observations [..., view, view, 3] (or pixel images) and directions [...] -> token frames [..., H, W]."""
 
-    def decode_batch(self, tokens: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Token frames [..., H, W] -> (symbolic images [..., view, view, 3], directions [...])."""
+    def decode_batch(self, tokens: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """Token frames [..., H, W] -> (images [..., view, view, 3] symbolic or [..., H, W, C] pixels,
+        directions [...] or None where the observation has none)."""
 
     def legal_mask(self) -> torch.Tensor:
         """BoolTensor [H, W, vocab_size]: the tokens that may stand in each cell."""
@@ -56,8 +59,9 @@ class Codec(Protocol):
     def render(self, tokens: Any, tile_size: int = ...) -> np.ndarray:
         """Token frames [..., H, W] -> RGB uint8 [..., H * tile, W * tile, 3]."""
 
-    def world_cells(self, agent_pos: Any, agent_dir: Any) -> tuple[np.ndarray, np.ndarray]:
-        """The world cells (x, y) that each frame cell shows, for an agent at `agent_pos` facing `agent_dir`."""
+    def world_cells(self, agent_pos: Any, agent_dir: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        """The world cells (x, y) that each frame cell shows, for an agent at `agent_pos` facing `agent_dir`;
+        None for frames whose cells show no known places (images)."""
 
 
 @runtime_checkable
@@ -130,6 +134,7 @@ _REGISTRY: dict[str, str] = {
     "minigrid-symbolic-v1": "envs.minigrid:MiniGridCodec",
     "minigrid-map-v1": "envs.minigrid:MiniGridMapCodec",
     "minigrid-world-v1": "envs.minigrid:MiniGridWorldCodec",
+    "image-fsq-v1": "envs.images.codec:ImageCodec",
 }
 
 
@@ -161,12 +166,16 @@ def load_codec_class(version: str):
         raise ImportError(f"module {module_name!r} has no codec class {attr!r} (codec {version!r})") from None
 
 
-def codec_from_config(config: Any):
-    """Build the codec a checkpoint or dataset names in its ``codec`` config dict."""
+def codec_from_config(config: Any, files: str | os.PathLike | None = None):
+    """Build the codec a checkpoint or dataset names in its ``codec`` config dict. `files`: the folder
+    that holds the frames (dataset or checkpoint), for a codec whose class sets ``needs_files`` (a
+    learned tokenizer, kept beside the frames it made)."""
     if not isinstance(config, Mapping) or "version" not in config:
         raise ValueError(f"a codec config must be a dict with a 'version'; got {config!r}")
+    klass = load_codec_class(config["version"])
     try:
-        codec = load_codec_class(config["version"]).from_config(config)
+        codec = klass.from_config(config, files=files) if getattr(klass, "needs_files", False) \
+            else klass.from_config(config)
     except KeyError as e:             # a config written by another codec (e.g. egocentric for a map one)
         raise ValueError(f"codec config {dict(config)!r} lacks {e.args[0]!r}, which a {config['version']!r} codec "
                          "needs: it was not written by that codec") from None
@@ -174,6 +183,27 @@ def codec_from_config(config: Any):
         raise TypeError(f"codec {config['version']!r} ({type(codec).__name__}) lacks {missing_members(codec)} "
                         "of the worldsim.codecs.Codec interface")
     return codec
+
+
+def _keeps_files(config: Any) -> bool:
+    """Whether the codec `config` names keeps files beside its frames (a learned tokenizer)."""
+    version = config.get("version") if isinstance(config, Mapping) else None
+    return version in _REGISTRY and getattr(load_codec_class(version), "needs_files", False)
+
+
+def save_codec_files(config: Any, folder: str | os.PathLike) -> None:
+    """Put the files of the codec `config` names (a tokenizer) into `folder`, beside a model's weights;
+    nothing for a codec without files. Its files must have been loaded in this process (by the dataset
+    the model was trained on, or the checkpoint it was loaded from)."""
+    if _keeps_files(config):
+        codec_from_config(config).save_files(folder)
+
+
+def load_codec_files(config: Any, folder: str | os.PathLike) -> None:
+    """Load the files of the codec `config` names from `folder` (a checkpoint), when it keeps any there,
+    so that the model's frames can be decoded in this process."""
+    if _keeps_files(config):
+        codec_from_config(config, files=folder)
 
 
 def codec_for_model(config: Any, codec: Any = None):

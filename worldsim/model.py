@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from .attention import FrameLocalAttention, StepInputs
-from .checkpoint import load_config, load_weights, save_checkpoint
+from .checkpoint import CheckpointError, load_config, load_weights, save_checkpoint
+from .codecs import load_codec_files, save_codec_files
 from .config import WorldModelConfig
 from .mixer import BlockwiseMamba2
 from .state import LayerState, ModelState
@@ -297,8 +298,10 @@ class WorldModel(nn.Module):
     # ---- files ---------------------------------------------------------------------------------
 
     def save_pretrained(self, path) -> None:
-        """Write `config.json` and `model.safetensors` into the folder `path` (created if needed)."""
+        """Write `config.json` and `model.safetensors` into the folder `path` (created if needed), and the
+        codec's files when it keeps any (a frame tokenizer: `path`/tokenizer)."""
         save_checkpoint(self, self.config, path)
+        save_codec_files((self.config.metadata or {}).get("codec"), path)
 
     @classmethod
     def from_pretrained(cls, path, device: torch.device | str = "cpu", **overrides) -> "WorldModel":
@@ -309,4 +312,8 @@ class WorldModel(nn.Module):
             config = WorldModelConfig.from_dict({**config.to_dict(), **overrides})
         model = cls(config)
         load_weights(path, model)
+        try:
+            load_codec_files((config.metadata or {}).get("codec"), path)
+        except ValueError as e:
+            raise CheckpointError(f"checkpoint {path}: its frames cannot be decoded: {e}") from None
         return model.to(device)

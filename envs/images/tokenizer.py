@@ -88,6 +88,18 @@ class TokenizerConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
+def weights_sha256(folder: str | os.PathLike) -> str:
+    """The sha256 its config records for the weights of the tokenizer saved in `folder` (its identity)."""
+    config_file = Path(folder) / CONFIG_NAME
+    try:
+        sha = json.loads(config_file.read_text())["weights_sha256"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{config_file} is not a worldsim tokenizer config: {e}") from None
+    if not (isinstance(sha, str) and len(sha) == 64):
+        raise CheckpointError(f"{config_file}: weights_sha256 must be 64 hex digits; got {sha!r}")
+    return sha
+
+
 class _Residual(nn.Module):
     def __init__(self, width: int):
         super().__init__()

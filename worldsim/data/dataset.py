@@ -325,7 +325,7 @@ class EpisodeDataset:
                 raise DatasetError(f"{path}: not a regular file (a pipe, device or folder); a shard must be a file"
                                    if path.exists() else f"{path}: shard listed in the manifest is missing")
         try:
-            self.codec = codec_from_config(self.manifest["codec"])
+            self.codec = codec_from_config(self.manifest["codec"], files=self.root)
         except (ValueError, KeyError, TypeError) as e:
             raise DatasetError(f"{self.root / MANIFEST}: codec {self.manifest['codec']!r} "
                                f"cannot be rebuilt ({e})") from e
@@ -460,7 +460,7 @@ def verify_dataset(root: str | os.PathLike) -> VerifyReport:
     problems, notes, summary = [], [], {}
     try:
         manifest = read_manifest(root)
-        codec = codec_from_config(manifest["codec"])
+        codec = codec_from_config(manifest["codec"], files=root)
     except (DatasetError, ValueError, KeyError, TypeError) as e:
         return VerifyReport(root, [str(e)], notes, summary)
     if tuple(manifest["frame_shape"]) != codec.frame_shape or manifest["vocab_size"] != codec.vocab_size:
@@ -476,7 +476,7 @@ def verify_dataset(root: str | os.PathLike) -> VerifyReport:
             continue
         try:
             _, directions = codec.decode_batch(a["frames"])
-            if not np.array_equal(directions, a["agent_dir"]):
+            if directions is not None and not np.array_equal(directions, a["agent_dir"]):   # images carry none
                 problems.append(f"{path}: agent_dir disagrees with the direction the frames carry")
         except ValueError as e:
             problems.append(f"{path}: frames do not decode through the codec ({e})")

@@ -7,7 +7,8 @@ tokens alone cannot say; the codec, given the agent's pose, can: a codec that re
     world_cells(agent_pos, agent_dir) -> (x, y)     world place of every frame cell, int64 [..., H, W] each
 
 (the MiniGrid codecs do: the egocentric view through ``envs.minigrid.visibility.view_to_world``, the
-map view as the world itself). Everything here goes through that interface alone.
+map view as the world itself; an image codec gives None, its patches showing no known places, and
+every gap is -1). Everything here goes through that interface alone.
 """
 
 from __future__ import annotations
@@ -32,10 +33,13 @@ def episode_gap(frames, agent_pos, agent_dir, codec: Any) -> np.ndarray:
     """
     frames = np.asarray(frames)
     n, h, w = frames.shape
-    wx, wy = codec.world_cells(agent_pos, agent_dir)          # the egocentric view or the map
+    gap = np.full((n, h, w), -1, dtype=np.int32)
+    places = codec.world_cells(agent_pos, agent_dir)          # the egocentric view or the map
+    if places is None:                                        # frames that show no known places
+        return gap
+    wx, wy = places
     if wx.shape != frames.shape:
         raise ValueError(f"frames {frames.shape} and poses (giving {wx.shape}) disagree")
-    gap = np.full((n, h, w), -1, dtype=np.int32)
     visible = visible_mask(frames, codec)
     if not visible.any():
         return gap

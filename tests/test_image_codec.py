@@ -1,0 +1,118 @@
+"""The image codec: MiniGrid's RGB view collected as frames of a tokenizer's tokens, the tokenizer
+carried into the dataset and on into the world model trained on it, and frames never decoded by a
+tokenizer other than the one that made them."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+import envs.images.codec as image_codec
+from envs.images.codec import ImageCodec
+from envs.images.sources import random_frames
+from envs.images.tokenizer import TokenizerConfig
+from train.cli import main
+from train.collect import collect
+from train.tokenizer import TokenizerTraining, train_tokenizer
+from worldsim import WorldModel
+from worldsim.checkpoint import CheckpointError
+from worldsim.codecs import codec_from_config
+from worldsim.data.dataset import DatasetError, EpisodeDataset, verify_dataset
+
+ENV = "MiniGrid-Empty-5x5-v0"
+
+
+def _tokenizer(folder, seed=0):
+    frames = random_frames(ENV, 64, seed=seed, num_envs=2)
+    config = TokenizerConfig(image_shape=(56, 56, 3), patch=8, levels=(4, 4, 4), width=8, blocks=0)
+    tokenizer, _ = train_tokenizer(frames, config, TokenizerTraining(steps=20, batch_size=8, seed=seed),
+                                   progress=False)
+    tokenizer.save(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def rgb_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rgb")
+    tok = _tokenizer(root / "tok")
+    collect(ENV, "random", episodes=4, out=root / "data", max_steps=12, num_envs=2, view="rgb", tokenizer=tok,
+            progress=False)
+    return root
+
+
+@pytest.fixture
+def forget_loaded_tokenizers():
+    """Each test process keeps the tokenizers it loaded; these tests check what is found on disk alone."""
+    saved = dict(image_codec._LOADED)
+    image_codec._LOADED.clear()
+    yield
+    image_codec._LOADED.clear()
+    image_codec._LOADED.update(saved)
+
+
+def test_rgb_frames_are_the_tokenizers_tokens_of_minigrids_rgb_view(rgb_data):
+    data = EpisodeDataset(rgb_data / "data")
+    codec = data.codec
+    assert isinstance(codec, ImageCodec) and codec.frame_shape == (7, 7) and codec.vocab_size == 64
+    assert data.manifest["codec"]["version"] == "image-fsq-v1" and (rgb_data / "data" / "tokenizer").is_dir()
+    episode = data.episode(0)
+    # The first frame is the tokenizer's encoding of the real env's RGB partial view after reset.
+    import gymnasium as gym
+    from minigrid.wrappers import RGBImgPartialObsWrapper
+
+    env = RGBImgPartialObsWrapper(gym.make(ENV, max_steps=12))
+    image = env.reset(seed=int(episode.seed))[0]["image"]
+    assert np.array_equal(episode.frames[0], codec.encode(image).numpy())
+    assert verify_dataset(rgb_data / "data").ok
+    # No places in an image: the memory metrics' gaps are all unknown.
+    assert (data.stream([0]).gap == -1).all()
+    decoded, directions = codec.decode_batch(episode.frames[:2])
+    assert decoded.shape == (2, 56, 56, 3) and decoded.dtype == np.uint8 and directions is None
+
+
+def test_a_dataset_without_its_tokenizer_or_with_another_is_refused(rgb_data, tmp_path, forget_loaded_tokenizers):
+    shutil.copytree(rgb_data / "data", tmp_path / "data")
+    assert isinstance(EpisodeDataset(tmp_path / "data").codec, ImageCodec)       # from its own files
+    image_codec._LOADED.clear()
+    shutil.rmtree(tmp_path / "data" / "tokenizer")
+    with pytest.raises(DatasetError, match="need the tokenizer they were made with"):
+        EpisodeDataset(tmp_path / "data")
+    _tokenizer(tmp_path / "data" / "tokenizer", seed=1)
+    with pytest.raises(DatasetError, match="holds another tokenizer"):
+        EpisodeDataset(tmp_path / "data")
+    assert not verify_dataset(tmp_path / "data").ok
+
+
+def test_a_world_model_trained_on_rgb_frames_carries_its_tokenizer(rgb_data, tmp_path, forget_loaded_tokenizers):
+    tiny = [f"--model.{k}={v}" for k, v in dict(d_model=32, n_layers=1, d_state=8, headdim=16, n_heads=2,
+                                                 attn_window=3, chunk_size=16, backend="torch").items()]
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(rgb_data / "data"), "--out", str(run), "--steps", "2", "--batch-size", "2",
+                 "--curriculum", "0:6", "--num-threads", "1", "--progress", "false", "--eval-every", "0",
+                 "--rollout-episodes", "1", "--rollout-context", "2", "--rollout-horizon", "2", "--eval-windows", "1",
+                 "--eval-length", "6", *tiny]) == 0
+    meta = json.loads((run / "model" / "config.json").read_text())["config"]["metadata"]
+    assert meta["codec"]["version"] == "image-fsq-v1"
+    image_codec._LOADED.clear()
+    model = WorldModel.from_pretrained(run / "model")                 # its tokenizer from its own folder
+    codec = codec_from_config(meta["codec"])
+    assert codec.vocab_size == model.config.vocab_size
+    image_codec._LOADED.clear()
+    shutil.rmtree(run / "model" / "tokenizer")
+    with pytest.raises(CheckpointError, match="cannot be decoded"):
+        WorldModel.from_pretrained(run / "model")
+
+
+def test_collecting_rgb_needs_a_tokenizer_for_that_view(tmp_path):
+    with pytest.raises(ValueError, match="pass tokenizer"):
+        collect(ENV, "random", episodes=1, out=tmp_path / "a", view="rgb", progress=False)
+    folder = tmp_path / "tok"
+    config = TokenizerConfig(image_shape=(64, 64, 3), patch=8, levels=(2, 2), width=4, blocks=0)
+    from envs.images.tokenizer import FrameTokenizer
+
+    FrameTokenizer(config).save(folder)
+    with pytest.raises(ValueError, match=r"reads images of \(64, 64, 3\)"):
+        collect(ENV, "random", episodes=1, out=tmp_path / "b", view="rgb", tokenizer=folder, progress=False)
+    assert torch.is_tensor(ImageCodec.from_tokenizer_folder(folder).legal_mask())
