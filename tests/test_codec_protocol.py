@@ -50,12 +50,12 @@ def test_a_class_missing_part_of_the_contract_is_refused(monkeypatch):
 def test_the_image_codec_satisfies_the_contract_and_is_rebuilt_from_its_files(tmp_path):
     from envs.images.codec import ImageCodec
     from envs.images.tokenizer import FrameTokenizer, TokenizerConfig
-    from worldsim.codecs import is_dream_codec
+    from worldsim.codecs import PixelCodec, is_dream_codec
 
     FrameTokenizer(TokenizerConfig(image_shape=(16, 16, 3), patch=4, levels=(3, 3), width=4, blocks=0)).save(
         tmp_path / "tokenizer")
     codec = ImageCodec.from_tokenizer_folder(tmp_path / "tokenizer")
     assert isinstance(codec, Codec) and missing_members(codec) == []
-    assert not is_dream_codec(codec)            # a frame is the observation, not a view the dream env cuts out
+    assert isinstance(codec, PixelCodec) and is_dream_codec(codec)     # a frame is the observation, an image
     assert codec_from_config(codec.config, files=tmp_path).config == codec.config
     assert codec.encode_episode(codec.decode_batch([[[0] * 4] * 4])[0]).shape == (1, 4, 4)

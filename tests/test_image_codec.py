@@ -85,14 +85,22 @@ def test_a_dataset_without_its_tokenizer_or_with_another_is_refused(rgb_data, tm
     assert not verify_dataset(tmp_path / "data").ok
 
 
-def test_a_world_model_trained_on_rgb_frames_carries_its_tokenizer(rgb_data, tmp_path, forget_loaded_tokenizers):
+@pytest.fixture(scope="module")
+def rgb_run(rgb_data):
+    """A tiny world model trained two steps on the RGB frames, by the command line."""
     tiny = [f"--model.{k}={v}" for k, v in dict(d_model=32, n_layers=1, d_state=8, headdim=16, n_heads=2,
                                                  attn_window=3, chunk_size=16, backend="torch").items()]
-    run = tmp_path / "run"
+    run = rgb_data / "run"
     assert main(["train", "--data", str(rgb_data / "data"), "--out", str(run), "--steps", "2", "--batch-size", "2",
                  "--curriculum", "0:6", "--num-threads", "1", "--progress", "false", "--eval-every", "0",
                  "--rollout-episodes", "1", "--rollout-context", "2", "--rollout-horizon", "2", "--eval-windows", "1",
                  "--eval-length", "6", *tiny]) == 0
+    return run
+
+
+def test_a_world_model_trained_on_rgb_frames_carries_its_tokenizer(rgb_run, tmp_path, forget_loaded_tokenizers):
+    run = tmp_path / "run"
+    shutil.copytree(rgb_run, run)
     meta = json.loads((run / "model" / "config.json").read_text())["config"]["metadata"]
     assert meta["codec"]["version"] == "image-fsq-v1"
     image_codec._LOADED.clear()
@@ -116,3 +124,28 @@ def test_collecting_rgb_needs_a_tokenizer_for_that_view(tmp_path):
     with pytest.raises(ValueError, match=r"reads images of \(64, 64, 3\)"):
         collect(ENV, "random", episodes=1, out=tmp_path / "b", view="rgb", tokenizer=folder, progress=False)
     assert torch.is_tensor(ImageCodec.from_tokenizer_folder(folder).legal_mask())
+
+
+def test_a_dream_of_rgb_frames_is_a_gymnasium_env_that_shows_images(rgb_run):
+    from gymnasium.utils.env_checker import check_env
+
+    from envs.images.sources import image_env
+    from worldsim import DreamEnv, DreamVectorEnv
+
+    env = DreamEnv(rgb_run / "model", device="cpu")
+    assert env.observation_space == image_env(ENV).observation_space
+    check_env(env, skip_render_check=True)
+    obs, info = env.reset(seed=3)
+    real_obs, _ = image_env(ENV).reset(seed=3)
+    codec = env.codec
+    assert info["start"] == "real" and obs.dtype == np.uint8
+    assert np.array_equal(obs, codec.decode_batch(codec.encode(real_obs)[None])[0][0])    # its first view, tokenized
+    obs, reward, terminated, truncated, info = env.step(2)
+    assert obs.shape == (56, 56, 3) and "uncertainty" in info
+    vec = DreamVectorEnv(rgb_run / "model", num_envs=3, device="cpu", return_torch=True)
+    obs, _ = vec.reset(seed=0)
+    assert obs.shape == (3, 56, 56, 3) and obs.dtype == torch.uint8
+    obs, *_ = vec.step(torch.tensor([0, 1, 2]))
+    assert obs.shape == (3, 56, 56, 3)
+    with pytest.raises(ValueError, match="images already"):
+        DreamEnv(rgb_run / "model", device="cpu", obs_mode="rgb")

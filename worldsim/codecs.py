@@ -6,9 +6,10 @@ it from the dataset manifest), e.g. ``{"version": "minigrid-symbolic-v1", "view_
 (like Gymnasium's entry points) so that ``worldsim`` itself never imports an env package at module
 level. The class is imported on first use and built with ``Class.from_config(config)``.
 
-What a codec provides is written down as a type, :class:`Codec`; a dream env needs one of two more:
-:class:`EgocentricCodec` (frames are the agent's own view) or :class:`WorldStateCodec` (frames are
-the whole env state, and the agent's view is cut out of them). ``codec_from_config`` refuses a class
+What a codec provides is written down as a type, :class:`Codec`; a dream env needs one of three more:
+:class:`EgocentricCodec` (frames are the agent's own view), :class:`WorldStateCodec` (frames are
+the whole env state, and the agent's view is cut out of them) or :class:`PixelCodec` (a frame is
+the observation, an image, in a learned tokenizer's tokens). ``codec_from_config`` refuses a class
 that lacks part of :class:`Codec`. A codec built on a learned tokenizer (``image-fsq-v1``) also needs
 the tokenizer's files, which live beside its frames: ``codec_from_config(config, files=FOLDER)``.
 """
@@ -91,9 +92,24 @@ class WorldStateCodec(Codec, Protocol):
         """Frame(s) [..., H, W] -> RGB of the agent's egocentric view of each, as MiniGrid draws it."""
 
 
+@runtime_checkable
+class PixelCodec(Codec, Protocol):
+    """A codec whose frame is the whole observation, an image (a learned tokenizer's patch tokens): a dream
+    env shows the agent the decoded image, and the real env is read through ``observation_env``."""
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]: ...
+
+    def decode_torch(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames [B, H, W] on a device -> images uint8 [B, *image_shape] there."""
+
+    def observation_env(self, env: Any) -> Any:
+        """The real env `env`, wrapped (if it must be) so that its observations are the images this codec reads."""
+
+
 def is_dream_codec(codec: Any) -> bool:
     """Whether frames of `codec` can be turned into the agent's observations (what a dream env needs)."""
-    return isinstance(codec, (EgocentricCodec, WorldStateCodec))
+    return isinstance(codec, (EgocentricCodec, WorldStateCodec, PixelCodec))
 
 
 def default_temperature(codec: Any) -> float:

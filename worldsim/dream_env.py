@@ -49,7 +49,7 @@ from gymnasium import spaces
 
 from .checks import positive_int, registered_env_id
 from .checkpoint import CheckpointError
-from .codecs import WorldStateCodec, is_dream_codec, real_frame
+from .codecs import PixelCodec, WorldStateCodec, is_dream_codec, real_frame
 from .simulator import RGB_TILE_SIZE, Simulator
 from .state_starts import RecordedStates, check_state_start_fraction
 
@@ -104,7 +104,7 @@ class DreamSetup:
         if not is_dream_codec(codec):
             raise ValueError(f"the world model was trained on {codec!r} frames, from which the agent's observation "
                              "cannot be drawn (e.g. the memory benchmark's map view shows only what is in sight); a "
-                             "dream env needs the egocentric view or the world view")
+                             "dream env needs the egocentric view, the world view or an image codec")
         trained_on = (simulator.model.config.metadata or {}).get("env_id")
         if real_env_id is None:
             if trained_on is None:
@@ -115,8 +115,15 @@ class DreamSetup:
                              "its token frames and dynamics belong to that env")
         self.real_env_id = real_env_id
         self.real_env = make_real_env(real_env_id, **(real_env_kwargs or {}))
+        if isinstance(codec, PixelCodec):        # the real env as the images the tokenizer reads
+            try:
+                self.real_env = codec.observation_env(self.real_env)
+            except ValueError:
+                self.real_env.close()
+                raise
         space = self.real_env.observation_space
-        if not (isinstance(space, spaces.Dict) and "image" in space.spaces and "direction" in space.spaces):
+        if not isinstance(codec, PixelCodec) and not (isinstance(space, spaces.Dict) and "image" in space.spaces
+                                                      and "direction" in space.spaces):
             raise ValueError(f"real env {real_env_id!r} has observation space {space}; the dream envs need "
                              "MiniGrid's Dict(image, direction, ...)")
         if not isinstance(self.real_env.action_space, spaces.Discrete) \
@@ -124,7 +131,7 @@ class DreamSetup:
             raise ValueError(f"real env {real_env_id!r} has actions {self.real_env.action_space}, the model "
                              f"{simulator.num_actions}")
         self.action_space = self.real_env.action_space
-        self.has_mission = "mission" in space.spaces and not simulator.image_only
+        self.has_mission = isinstance(space, spaces.Dict) and "mission" in space.spaces and not simulator.image_only
         self.single_observation_space = simulator.observation_space(space)
         if max_episode_steps is None:
             spec = self.real_env.spec

@@ -45,7 +45,7 @@ import torch
 from gymnasium import spaces
 
 from .checks import positive_int
-from .codecs import WorldStateCodec, codec_for_model, default_temperature, one_agent_token_base
+from .codecs import PixelCodec, WorldStateCodec, codec_for_model, default_temperature, one_agent_token_base
 from .model import WorldModel
 from .runtime import autocast, check_precision, resolve_device, resolve_precision, state_dtype
 from .sampling import (TERMINATION_MODES, Uniforms, draw_uniforms, frame_entropy, legal_logits, one_agent_logits,
@@ -127,6 +127,9 @@ class Simulator:
         self.rewards_only_on_termination = bool(rewards_only_on_termination)
         self.obs_mode, self.image_only = obs_mode, bool(image_only)
         self.tile_size = positive_int("tile_size", tile_size)
+        if obs_mode == "rgb" and isinstance(self.codec, PixelCodec):
+            raise ValueError("obs_mode='rgb' draws symbolic frames in pixels; this model's frames are images "
+                             f"already ({self.codec.config['version']}): use obs_mode='symbolic'")
         if obs_mode == "rgb" and isinstance(self.codec, WorldStateCodec):
             raise ValueError(f"obs_mode='rgb' needs a model of the agent's own view; this model's frames are the "
                              f"whole env state ({self.codec.config['version']}): use obs_mode='symbolic'")
@@ -234,8 +237,11 @@ class Simulator:
 
     # -------------------------------------------------------------------------------- observations
 
-    def observation_space(self, real: spaces.Dict) -> spaces.Space:
-        """The space of one formatted observation, given the real env's Dict(image, direction, ...)."""
+    def observation_space(self, real: spaces.Space) -> spaces.Space:
+        """The space of one formatted observation, given the real env's Dict(image, direction, ...) (or its
+        image Box, for an image codec)."""
+        if isinstance(self.codec, PixelCodec):
+            return real
         image = real["image"]
         if self.obs_mode == "rgb":
             h, w = self.frame_shape
@@ -251,7 +257,12 @@ class Simulator:
         image_only: images [B, ...] (symbolic [B, x, y, 3] or RGB [B, H*tile, W*tile, 3], uint8);
         otherwise {"image": images, "direction": int64 [B]} plus "mission": tuple of B strings when
         `missions` is given. as_torch: device tensors decoded through lookup tables, no host sync
-        (except for RGB, drawn on the host); missions are not returned then."""
+        (except for RGB, drawn on the host); missions are not returned then. An image codec's frames
+        decode to the images themselves, uint8 [B, H, W, C]."""
+        if isinstance(self.codec, PixelCodec):          # a frame is the whole observation, an image
+            frames = torch.as_tensor(frames, device=self.device)
+            images = self.codec.decode_torch(frames)
+            return images if as_torch else images.cpu().numpy()
         if as_torch:
             images, directions = self.decode_torch(frames)
             if self.obs_mode == "rgb":

@@ -27,6 +27,11 @@ TOKENIZER_FOLDER = "tokenizer"
 _LOADED: dict[str, FrameTokenizer] = {}
 
 
+def _tensor(values: Any) -> torch.Tensor:
+    """A tensor of `values` (a tensor as it is; arrays copied, as torch cannot share a read-only one)."""
+    return values if isinstance(values, torch.Tensor) else torch.as_tensor(np.array(values))
+
+
 class ImageCodec:
     """Images uint8 [H, W, C] <-> token frames [H/p, W/p] through a frame tokenizer."""
 
@@ -95,12 +100,26 @@ class ImageCodec:
 
     def encode_episode(self, images: Any, directions: Any = None, agent_pos: Any = None) -> torch.Tensor:
         """Images [T, H, W, C] -> frames [T, H/p, W/p] (int64, on the CPU); directions and poses are not read."""
-        images = torch.as_tensor(np.array(images))
+        images = _tensor(images)
         return torch.cat([self.tokenizer.encode(images[i:i + 256]).cpu() for i in range(0, len(images), 256)])
 
     def decode_batch(self, tokens: Any) -> tuple[np.ndarray, None]:
         """Frames [..., H/p, W/p] -> (images uint8 [..., H, W, C], None: an image has no direction)."""
-        return self.tokenizer.decode(torch.as_tensor(np.array(tokens))).cpu().numpy(), None
+        return self.tokenizer.decode(_tensor(tokens)).cpu().numpy(), None
+
+    def decode_torch(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames [B, H/p, W/p] on a device -> images uint8 [B, H, W, C] there, with no host sync (the dream's
+        own frames, whose tokens are legal by construction, are not checked)."""
+        if next(self.tokenizer.parameters()).device != frames.device:
+            self.tokenizer.to(frames.device)
+        return self.tokenizer.decode(frames, check=False)
+
+    def observation_env(self, env: Any) -> Any:
+        """`env` as it shows itself in images: as it is when it observes images already, MiniGrid through its RGB
+        partial view drawn at this codec's size; ValueError when its images are not this codec's."""
+        from envs.images.sources import as_image_env
+
+        return as_image_env(env, self.image_shape)
 
     def legal_mask(self) -> torch.Tensor:
         """Every token may stand in every cell."""

@@ -11,6 +11,7 @@ import gymnasium as gym
 import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
 import numpy as np
 from gymnasium import spaces
+from minigrid.minigrid_env import MiniGridEnv
 
 from worldsim.checks import positive_int
 
@@ -22,23 +23,39 @@ def is_image_space(space: gym.Space) -> bool:
             and space.shape[-1] in (1, 3, 4))
 
 
-def image_env(env_id: str, tile_size: int = MINIGRID_TILE, **kwargs) -> gym.Env:
-    """`gym.make(env_id)` with image observations; ValueError naming the env and its spaces when it has none
-    or its actions are not Discrete."""
+def as_image_env(env: gym.Env, image_shape: tuple[int, int, int] | None = None) -> gym.Env:
+    """`env` showing itself in images: as it is when it observes images already; a MiniGrid env through its RGB
+    partial view (``RGBImgPartialObsWrapper`` then ``ImgObsWrapper``), drawn `image_shape` on a side or at
+    MINIGRID_TILE pixels per cell. ValueError naming the env and its spaces when it has no images, its actions
+    are not Discrete or its images are not `image_shape`."""
+    name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+    if isinstance(env.unwrapped, MiniGridEnv) and not is_image_space(env.observation_space):
+        from minigrid.wrappers import ImgObsWrapper, RGBImgPartialObsWrapper
+
+        side = env.unwrapped.agent_view_size
+        tile = image_shape[0] // side if image_shape is not None and image_shape[0] % side == 0 else MINIGRID_TILE
+        env = ImgObsWrapper(RGBImgPartialObsWrapper(env, tile_size=tile))
+    if not is_image_space(env.observation_space) or not isinstance(env.action_space, spaces.Discrete):
+        raise ValueError(f"env {name!r} observes {env.observation_space} and acts in {env.action_space}; an image "
+                         "env needs uint8 image observations (a Box of shape H x W x C, C in 1, 3, 4) and Discrete "
+                         "actions")
+    if image_shape is not None and tuple(env.observation_space.shape) != tuple(image_shape):
+        raise ValueError(f"env {name!r} shows images of {tuple(env.observation_space.shape)}; the tokenizer reads "
+                         f"{tuple(image_shape)}")
+    return env
+
+
+def image_env(env_id: str, **kwargs) -> gym.Env:
+    """`gym.make(env_id)` showing itself in images (``as_image_env``); ValueError when it cannot."""
     try:
         env = gym.make(env_id, **kwargs)
     except gym.error.Error as e:
         raise ValueError(f"env {env_id!r} cannot be made: {e}") from None
-    if env_id.startswith("MiniGrid-") and not is_image_space(env.observation_space):
-        from minigrid.wrappers import ImgObsWrapper, RGBImgPartialObsWrapper
-
-        env = ImgObsWrapper(RGBImgPartialObsWrapper(env, tile_size=tile_size))
-    if not is_image_space(env.observation_space) or not isinstance(env.action_space, spaces.Discrete):
+    try:
+        return as_image_env(env)
+    except ValueError:
         env.close()
-        raise ValueError(f"env {env_id!r} observes {env.observation_space} and acts in {env.action_space}; an image "
-                         "env needs uint8 image observations (a Box of shape H x W x C, C in 1, 3, 4) and Discrete "
-                         "actions")
-    return env
+        raise
 
 
 def random_frames(env_id: str, num_frames: int, seed: int = 0, num_envs: int = 8) -> np.ndarray:

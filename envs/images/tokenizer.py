@@ -216,22 +216,22 @@ class FrameTokenizer(nn.Module):
         return tokens.reshape(*lead, *self.config.frame_shape)
 
     @torch.no_grad()
-    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens [..., H/p, W/p] -> uint8 images [..., H, W, C]."""
+    def decode(self, tokens: torch.Tensor, check: bool = True) -> torch.Tensor:
+        """tokens [..., H/p, W/p] -> uint8 images [..., H, W, C]. `check`: refuse ids outside the vocabulary
+        (reads them on the host)."""
         tokens = torch.as_tensor(tokens, device=self.basis.device)
         if tuple(tokens.shape[-2:]) != self.config.frame_shape:
             raise ValueError(f"the tokenizer decodes frames of {self.config.frame_shape} tokens; got shape "
                              f"{tuple(tokens.shape)}")
-        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.vocab_size):
+        if check and tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.vocab_size):
             raise ValueError(f"token ids must lie in [0, {self.vocab_size}); got {int(tokens.min())}..{int(tokens.max())}")
         lead, flat = tokens.shape[:-2], tokens.reshape(-1, *self.config.frame_shape).long()
         pixels = self._decode_levels(self.levels_from_tokens(flat))
         images = (pixels * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
         known = self.table_known[flat]
-        if bool(known.any()):
-            patches = self._patches(images)
-            patches[known] = self.patch_table[flat[known]]
-            images = self._unpatch(patches)
+        # Tokens with a table entry take its pixels (a select, not a test: no host sync).
+        patches = torch.where(known[..., None], self.patch_table[flat], self._patches(images))
+        images = self._unpatch(patches)
         return images.reshape(*lead, *self.config.image_shape)
 
     # ------------------------------------------------------------------------------------- files
