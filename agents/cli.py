@@ -128,8 +128,10 @@ def add_agent_parser(subparsers, help: str | None = None) -> argparse.ArgumentPa
     train.add_argument("--num-envs", type=int, default=None,
                        help=f"envs stepped in parallel (default: {DEFAULT_NUM_ENVS}, native-ppo {NATIVE_NUM_ENVS}; "
                        "native-ppo in a GPU dream runs best with thousands)")
-    train.add_argument("--features", choices=FEATURES, default="cnn",
-                       help="features extractor: small CNN for 7x7 grids, or the flattened grid for an MLP (default: cnn)")
+    train.add_argument("--features", choices=FEATURES, default=None,
+                       help="features extractor: 'cnn', a small CNN for MiniGrid's symbolic cells; 'mlp', the flattened "
+                       "cells for an MLP; 'pixels', a CNN for images (a dream of an image model; native-ppo) "
+                       "(default: pixels for an image model's dream, cnn otherwise)")
     train.add_argument("--hyperparams", metavar="KEY=VALUE,...", default=None,
                        help="override the algorithm's defaults, e.g. 'ent_coef=0.01,batch_size=256' "
                        "(arguments of the Stable-Baselines3 algorithm, or for native-ppo: num_steps, epochs, "

@@ -66,12 +66,13 @@ def mean_interval(values, confidence: float = CONFIDENCE) -> tuple[tuple[float, 
 
 def _run_real(model, env_id, seeds, deterministic, max_episode_steps, batch):
     import gymnasium as gym
-    import minigrid  # noqa: F401  (registers the MiniGrid ids)
-    from minigrid.wrappers import ImgObsWrapper
+
+    from .observations import policy_image_shape, real_observation_wrapper
 
     kwargs = {} if max_episode_steps is None else {"max_episode_steps": int(max_episode_steps)}
+    observe = real_observation_wrapper(policy_image_shape(model))     # what the policy reads
     try:
-        envs = [ImgObsWrapper(gym.make(env_id, **kwargs)) for _ in range(min(batch, len(seeds)))]
+        envs = [observe(gym.make(env_id, **kwargs)) for _ in range(min(batch, len(seeds)))]
     except gym.error.Error as e:
         raise ValueError(f"cannot make the real env {env_id!r} ({e})") from None
     returns, lengths, terminated = [], [], []

@@ -1,5 +1,6 @@
 """Image features for MiniGrid's symbolic 7x7x3 view, shared by the Stable-Baselines3 agents and the
-native PPO, so a policy of either kind reads the same numbers in the dream and in the real env."""
+native PPO, so a policy of either kind reads the same numbers in the dream and in the real env; and
+features of pixel images (an agent in the dream of an image model)."""
 
 from __future__ import annotations
 
@@ -69,11 +70,36 @@ class MiniGridFlat(BaseFeaturesExtractor):
         return self.net(observations)
 
 
-FEATURES = ("cnn", "mlp")
+class PixelCNN(BaseFeaturesExtractor):
+    """Pixel images uint8 [B, H, W, C] (C in 1, 3, 4) scaled to [0, 1], then the DQN Nature paper's convs:
+    Conv(C->32, 8x8, stride 4), Conv(32->64, 4x4, stride 2), Conv(64->64, 3x3), ReLU after each
+    (56x56 -> 13x13 -> 5x5 -> 3x3: 576 features)."""
+
+    def __init__(self, observation_space: spaces.Box):
+        shape = observation_space.shape
+        if len(shape) != 3 or shape[-1] not in (1, 3, 4) or min(shape[:2]) < 36:
+            raise ValueError(f"pixel features read images H x W x C with C in 1, 3, 4 and H, W >= 36; got {shape}")
+        convs = torch.nn.Sequential(
+            torch.nn.Conv2d(shape[-1], 32, 8, stride=4), torch.nn.ReLU(),
+            torch.nn.Conv2d(32, 64, 4, stride=2), torch.nn.ReLU(),
+            torch.nn.Conv2d(64, 64, 3), torch.nn.ReLU(), torch.nn.Flatten())
+        with torch.no_grad():
+            n_flat = convs(torch.zeros(1, shape[-1], *shape[:2])).shape[1]
+        super().__init__(observation_space, n_flat)
+        self.convs = convs
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return self.convs(observations.permute(0, 3, 1, 2).float() / 255.0)
+
+
+FEATURES = ("cnn", "mlp", "pixels")
+# The features that read MiniGrid's symbolic cells (the others read pixels).
+SYMBOLIC_FEATURES = ("cnn", "mlp")
 
 
 def features_extractor(kind: str, space: spaces.Box) -> BaseFeaturesExtractor:
-    """The features extractor called `kind` ("cnn": MiniGridCNN, "mlp": MiniGridFlat) for `space`."""
+    """The features extractor called `kind` ("cnn": MiniGridCNN, "mlp": MiniGridFlat, "pixels": PixelCNN)
+    for `space`."""
     if kind not in FEATURES:
         raise ValueError(f"features must be one of {FEATURES}; got {kind!r}")
-    return MiniGridCNN(space) if kind == "cnn" else MiniGridFlat(space)
+    return {"cnn": MiniGridCNN, "mlp": MiniGridFlat, "pixels": PixelCNN}[kind](space)

@@ -117,7 +117,8 @@ def _layer(layer: nn.Linear, std: float = math.sqrt(2)) -> nn.Linear:
 
 class ActorCritic(nn.Module):
     """Shared image features, then a 64-unit tanh actor head (action logits) and critic head (value),
-    as rl-starter-files' MiniGrid model. Input: uint8 symbolic images [B, H, W, 3]."""
+    as rl-starter-files' MiniGrid model. Input: uint8 symbolic images [B, H, W, 3], or pixel images
+    [B, H, W, C] for features "pixels"."""
 
     def __init__(self, observation_shape: tuple[int, ...], num_actions: int, features: str = "cnn"):
         super().__init__()

@@ -20,16 +20,16 @@ from gymnasium.vector import AutoresetMode
 from worldsim.checks import positive_int
 from worldsim.runtime import resolve_device
 
+from .observations import real_observation_wrapper
+
 
 class RealTorchVecEnv:
     """N copies of a real MiniGrid env (gymnasium's SyncVectorEnv, same-step autoreset) whose
-    observations, rewards and flags come back as tensors on `device`."""
+    observations, rewards and flags come back as tensors on `device`. `image_shape`: observations are
+    the env's images of that shape instead of the symbolic cells (``agents.observations``)."""
 
     def __init__(self, env_id: str, num_envs: int, device: str | torch.device = "cpu",
-                 max_episode_steps: int | None = None):
-        import minigrid  # noqa: F401  (registers the MiniGrid ids)
-        from minigrid.wrappers import ImgObsWrapper
-
+                 max_episode_steps: int | None = None, image_shape: tuple[int, int, int] | None = None):
         self.num_envs = positive_int("num_envs", num_envs)
         try:
             gym.spec(env_id)
@@ -40,7 +40,7 @@ class RealTorchVecEnv:
         self.device = resolve_device(device)
         self.env = gym.make_vec(env_id, num_envs=self.num_envs, vectorization_mode="sync",
                                 vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
-                                wrappers=[ImgObsWrapper], **kwargs)
+                                wrappers=[real_observation_wrapper(image_shape)], **kwargs)
         self.single_observation_space = self.env.single_observation_space
         self.single_action_space = self.env.single_action_space
 
@@ -67,12 +67,15 @@ class RealTorchVecEnv:
 
 
 def make_torch_env(env_id: str, where: str, num_envs: int, *, checkpoint=None, device: str | torch.device = "auto",
-                   max_episode_steps: int | None = None, dream_settings: dict | None = None):
-    """The vector env the native PPO trains or is scored in: the real env, or the dream of `checkpoint`
+                   max_episode_steps: int | None = None, dream_settings: dict | None = None,
+                   image_shape: tuple[int, int, int] | None = None):
+    """The vector env the native PPO trains or is scored in: the real env (seen as images of `image_shape`
+    when given, ``agents.observations``), or the dream of `checkpoint`
     (`dream_settings`: DreamVectorEnv's temperature, uncertainty_penalty, uncertainty_limit, state_starts,
     state_start_fraction)."""
     if where == "real":
-        return RealTorchVecEnv(env_id, num_envs, device=device, max_episode_steps=max_episode_steps)
+        return RealTorchVecEnv(env_id, num_envs, device=device, max_episode_steps=max_episode_steps,
+                               image_shape=image_shape)
     from worldsim import DreamVectorEnv
 
     # Training runs for minutes: on CUDA, compiling the step (under a minute) pays for itself.

@@ -39,7 +39,9 @@ from worldsim.runtime import resolve_device
 from worldsim.zoo import resolve_checkpoint
 
 # Saved SB3 zips name their features extractor by this module's path: keep the classes importable here.
-from .features import FEATURES, MiniGridCNN, MiniGridFlat  # noqa: F401
+from .features import FEATURES, SYMBOLIC_FEATURES, MiniGridCNN, MiniGridFlat  # noqa: F401
+from .observations import checkpoint_image_shape
+from .observations import describe as describe_observation
 
 ALGOS = {"ppo": PPO, "a2c": A2C, "dqn": DQN}
 WHERE = ("dream", "real")
@@ -195,8 +197,8 @@ def _duration(seconds: float) -> str:
 
 
 def policy_kwargs_for(features: str) -> dict[str, Any]:
-    if features not in FEATURES:
-        raise ValueError(f"features must be one of {FEATURES}; got {features!r}")
+    if features not in SYMBOLIC_FEATURES:
+        raise ValueError(f"Stable-Baselines3 agents here take features {SYMBOLIC_FEATURES}; got {features!r}")
     if features == "cnn":
         # rl-starter-files: 64 image features, then 64-unit actor and critic heads.
         return dict(features_extractor_class=MiniGridCNN, net_arch=[64], normalize_images=False)
@@ -228,6 +230,23 @@ def _check_args(env_id, where, algo, steps, checkpoint, num_envs, seed, device):
     check_place(where, checkpoint, "training")
 
 
+def _features_for(features: str | None, image_shape: tuple[int, int, int] | None, algo: str) -> str:
+    """The features an agent gets: as asked, or by default 'pixels' for an image model's dream and 'cnn'
+    otherwise; ValueError when they do not read what the agent sees."""
+    if features is None:
+        features = "cnn" if image_shape is None else "pixels"
+    if features not in FEATURES:
+        raise ValueError(f"features must be one of {FEATURES}; got {features!r}")
+    if image_shape is not None and features in SYMBOLIC_FEATURES:
+        raise ValueError(f"features {features!r} read MiniGrid's symbolic cells; this dream shows images of "
+                         f"{image_shape}: use features 'pixels'")
+    if image_shape is None and features == "pixels":
+        raise ValueError("features 'pixels' read images; this agent sees MiniGrid's symbolic cells: use 'cnn' or 'mlp'")
+    if image_shape is not None and algo != NATIVE_PPO:
+        raise ValueError(f"an agent that sees images trains with algo {NATIVE_PPO!r}; got {algo!r}")
+    return features
+
+
 def make_env(env_id: str, where: str = "real", num_envs: int = 1, seed: int | None = 0,
              checkpoint=None, device: str = "auto", max_episode_steps: int | None = None,
              dream_settings: dict | None = None):
@@ -256,7 +275,7 @@ def make_env(env_id: str, where: str = "real", num_envs: int = 1, seed: int | No
 
 def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int = 100_000,
                 out: str | os.PathLike = "runs/agent", checkpoint=None, num_envs: int | None = None,
-                seed: int = 0, device: str = "auto", features: str = "cnn", hyperparams: dict | None = None,
+                seed: int = 0, device: str = "auto", features: str | None = None, hyperparams: dict | None = None,
                 max_episode_steps: int | None = None, verbose: int = 0, progress=None,
                 uncertainty_penalty: float = 0.0, uncertainty_limit: float | None = None,
                 init_from: str | os.PathLike | None = None, temperature: float | None = None,
@@ -296,6 +315,8 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
         state_starts = [state_starts]
     starts = {} if state_starts is None else {"state_starts": [str(d) for d in state_starts],
                                               "state_start_fraction": state_start_fraction}
+    image_shape = checkpoint_image_shape(checkpoint) if where == "dream" else None
+    features = _features_for(features, image_shape, algo)
     novelty = {"novelty_bonus": novelty_bonus, "novelty_uncertainty": novelty_uncertainty}
     dream_settings = {**pessimism, **({} if temperature is None else {"temperature": temperature}), **starts,
                       **{k: v for k, v in novelty.items() if v}}
@@ -317,7 +338,7 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
                 "datasets": [os.path.abspath(d) for d in state_starts], "fraction": state_start_fraction}}
            if where == "dream" else {}),
         **({"init_from": os.path.abspath(init_from)} if init_from is not None else {}),
-        "observation": "7x7x3 symbolic image (ImgObsWrapper / image_only=True)",
+        "observation": describe_observation(image_shape),
         "tensorboard": "tb", "train_seconds": round(time.time() - start, 3),
     }
     write_json(out / INFO_FILE, info)

@@ -149,3 +149,27 @@ def test_a_dream_of_rgb_frames_is_a_gymnasium_env_that_shows_images(rgb_run):
     assert obs.shape == (3, 56, 56, 3)
     with pytest.raises(ValueError, match="images already"):
         DreamEnv(rgb_run / "model", device="cpu", obs_mode="rgb")
+
+
+def test_a_native_agent_trains_in_the_rgb_dream_and_is_scored_on_the_real_envs_images(rgb_run, tmp_path):
+    from agents.evaluation import evaluate_policy
+    from agents.training import train_agent
+
+    info = train_agent(ENV, where="dream", algo="native-ppo", steps=64, out=tmp_path / "agent",
+                       checkpoint=rgb_run / "model", num_envs=4, device="cpu",
+                       hyperparams={"num_steps": 16, "minibatch_size": 32, "epochs": 1})
+    assert info["features"] == "pixels" and info["network"]["observation_shape"] == [56, 56, 3]
+    assert info["observation"]["kind"] == "pixels" and info["observation"]["image_shape"] == [56, 56, 3]
+    real = evaluate_policy(tmp_path / "agent", episodes=2, where="real", device="cpu", max_episode_steps=5)
+    dream = evaluate_policy(tmp_path / "agent", ENV, episodes=2, where="dream", checkpoint=rgb_run / "model",
+                            device="cpu", max_episode_steps=5)
+    assert real["episodes"] == dream["episodes"] == 2 and max(real["lengths"]) <= 5
+    with pytest.raises(ValueError, match="use features 'pixels'"):
+        train_agent(ENV, where="dream", algo="native-ppo", steps=8, out=tmp_path / "a2", features="cnn",
+                    checkpoint=rgb_run / "model", device="cpu")
+    with pytest.raises(ValueError, match="trains with algo 'native-ppo'"):
+        train_agent(ENV, where="dream", algo="ppo", steps=8, out=tmp_path / "a3", checkpoint=rgb_run / "model",
+                    device="cpu")
+    with pytest.raises(ValueError, match="this agent sees MiniGrid's symbolic cells"):
+        train_agent(ENV, where="real", algo="native-ppo", steps=8, out=tmp_path / "a4", features="pixels",
+                    device="cpu")

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from worldsim.checks import output_folder, positive_int
 
+from .flags import parse_bool
+
 REPORT_NAME = "report.json"
 # Held-out frames come from env copies seeded this far from the training ones: other layouts.
 HELDOUT_SEED_OFFSET = 1_000_000
@@ -56,7 +58,8 @@ def _run(args: argparse.Namespace) -> int:
     heldout = random_frames(args.env, args.heldout_frames, seed=args.seed + HELDOUT_SEED_OFFSET)
     print(f"{args.env}: {len(frames):,} training and {len(heldout):,} held-out frames of {config.image_shape} -> "
           f"{config.frame_shape} tokens, vocabulary {config.vocab_size}")
-    tokenizer, history = train_tokenizer(frames, config, training, device=device, heldout=heldout)
+    tokenizer, history = train_tokenizer(frames, config, training, device=device, heldout=heldout,
+                                         progress=args.progress)
     tokenizer.save(out)
     report = {"env_id": args.env, "tokenizer": config.to_dict(), "training": asdict(training),
               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
@@ -94,5 +97,7 @@ def add_tokenizer_parser(subparsers, help: str | None = None) -> argparse.Argume
     p.add_argument("--seed", type=int, default=0, help="seed of the env copies and of training (default: 0)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for torch on a CPU device (default: 1)")
+    p.add_argument("--progress", type=parse_bool, default=True, metavar="BOOL",
+                   help="show a progress bar (default: true)")
     p.set_defaults(run=_run)
     return p
