@@ -173,3 +173,14 @@ def test_a_native_agent_trains_in_the_rgb_dream_and_is_scored_on_the_real_envs_i
     with pytest.raises(ValueError, match="this agent sees MiniGrid's symbolic cells"):
         train_agent(ENV, where="real", algo="native-ppo", steps=8, out=tmp_path / "a4", features="pixels",
                     device="cpu")
+
+
+def test_loading_the_image_codec_registers_the_minigrid_ids_its_frames_come_from():
+    """A dream over an image model must make its real env in a process that never imported minigrid."""
+    import subprocess
+    import sys
+
+    code = ("import gymnasium as gym; from worldsim.codecs import load_codec_class; "
+            "assert 'MiniGrid-Empty-5x5-v0' not in gym.registry; load_codec_class('image-fsq-v1'); "
+            "assert 'MiniGrid-Empty-5x5-v0' in gym.registry")
+    subprocess.run([sys.executable, "-c", code], check=True)

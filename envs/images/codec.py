@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from envs.images.sources import as_image_env  # also registers the MiniGrid ids, as loading a codec must
 from envs.images.tokenizer import FrameTokenizer, weights_sha256
 
 VERSION = "image-fsq-v1"
@@ -117,8 +118,6 @@ class ImageCodec:
     def observation_env(self, env: Any) -> Any:
         """`env` as it shows itself in images: as it is when it observes images already, MiniGrid through its RGB
         partial view drawn at this codec's size; ValueError when its images are not this codec's."""
-        from envs.images.sources import as_image_env
-
         return as_image_env(env, self.image_shape)
 
     def legal_mask(self) -> torch.Tensor:
