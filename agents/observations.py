@@ -1,6 +1,6 @@
 """What an agent sees of the real env: MiniGrid's symbolic image (``ImgObsWrapper``), or, for an agent
 trained in the dream of an image model, the images that model's tokenizer reads (MiniGrid's RGB
-partial view). One place decides, for training, collection and evaluation alike.
+partial view). One place decides, for training and evaluation alike.
 
 `image_shape` names the second kind: None for the symbolic image, (H, W, C) for pixels.
 """
