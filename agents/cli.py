@@ -37,7 +37,8 @@ def _train(args: argparse.Namespace) -> int:
                            uncertainty_limit=args.uncertainty_limit, init_from=args.init_from,
                            temperature=args.temperature, state_starts=args.start_states,
                            state_start_fraction=args.start_state_fraction, novelty_bonus=args.novelty_bonus,
-                           novelty_uncertainty=args.novelty_uncertainty)
+                           novelty_uncertainty=args.novelty_uncertainty, interaction_bonus=args.interaction_bonus,
+                           interaction_counts=args.interaction_counts)
     except (ValueError, OSError) as e:                  # CheckpointError is a ValueError
         print(f"worldsim agent train: error: {e}", file=sys.stderr)
         return 1
@@ -151,6 +152,12 @@ def add_agent_parser(subparsers, help: str | None = None) -> argparse.ArgumentPa
                        help="exploring dream: a step whose frame is new to the episode also pays this times the "
                        "model's uncertainty there, so the agent seeks what the model does not know without "
                        "repeating one unsure step for its pay (default: 0)")
+    train.add_argument("--interaction-bonus", type=float, default=0.0,
+                       help="exploring dream: a step also pays this / sqrt(1 + count) the first time in its episode "
+                       "that the agent tries an interaction (what it holds, what is ahead, the action), counted over "
+                       "the real datasets --interaction-counts, so it goes and tries what the data lacks (default: 0)")
+    train.add_argument("--interaction-counts", nargs="+", default=None, metavar="DATASET",
+                       help="with --interaction-bonus: the dataset folders whose steps are counted")
     train.add_argument("--start-states", nargs="+", default=None, metavar="DATASET",
                        help="world-view dream: dataset folders whose recorded states some dream episodes start "
                        "from instead of real resets, so the agent meets the states rewards hide behind "

@@ -280,7 +280,8 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
                 uncertainty_penalty: float = 0.0, uncertainty_limit: float | None = None,
                 init_from: str | os.PathLike | None = None, temperature: float | None = None,
                 state_starts=None, state_start_fraction: float = 0.5, novelty_bonus: float = 0.0,
-                novelty_uncertainty: float = 0.0) -> dict[str, Any]:
+                novelty_uncertainty: float = 0.0, interaction_bonus: float = 0.0,
+                interaction_counts=None) -> dict[str, Any]:
     """Train `algo` for `steps` env steps in the dream (`checkpoint`: a folder, or a shipped model's id;
     None: the model shipped for `env_id`) or the real env `env_id`.
 
@@ -298,7 +299,9 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
     models: dataset folders): a share `state_start_fraction` of dream episodes starts from recorded
     states of those episodes instead of real resets (`worldsim.state_starts`). `novelty_bonus`: a dream
     step also pays this when its frame is new to the episode, and `novelty_uncertainty` that many
-    times the model's uncertainty on such a step (an explorer's rewards).
+    times the model's uncertainty on such a step (an explorer's rewards). `interaction_bonus`: a dream
+    step also pays this / sqrt(1 + count) for an interaction new to the episode, counted over the
+    real datasets `interaction_counts` (folders; `worldsim.interactions`).
     """
     if where == "dream":
         checkpoint = resolve_checkpoint(checkpoint, env_id if isinstance(env_id, str) else None)
@@ -308,18 +311,23 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
     if init_from is not None and algo != NATIVE_PPO:
         raise ValueError(f"init_from continues a native-ppo policy; algo is {algo!r}")
     if where != "dream" and (uncertainty_penalty or uncertainty_limit is not None or temperature is not None
-                             or state_starts is not None or novelty_bonus or novelty_uncertainty):
-        raise ValueError("uncertainty_penalty, uncertainty_limit, temperature, state_starts, novelty_bonus and "
-                         "novelty_uncertainty act on the dream: use them with where='dream'")
+                             or state_starts is not None or novelty_bonus or novelty_uncertainty
+                             or interaction_bonus):
+        raise ValueError("uncertainty_penalty, uncertainty_limit, temperature, state_starts, novelty_bonus, "
+                         "novelty_uncertainty and interaction_bonus act on the dream: use them with where='dream'")
     if isinstance(state_starts, (str, os.PathLike)):
         state_starts = [state_starts]
     starts = {} if state_starts is None else {"state_starts": [str(d) for d in state_starts],
                                               "state_start_fraction": state_start_fraction}
     image_shape = checkpoint_image_shape(checkpoint) if where == "dream" else None
     features = _features_for(features, image_shape, algo)
-    novelty = {"novelty_bonus": novelty_bonus, "novelty_uncertainty": novelty_uncertainty}
+    if isinstance(interaction_counts, (str, os.PathLike)):
+        interaction_counts = [interaction_counts]
+    novelty = {"novelty_bonus": novelty_bonus, "novelty_uncertainty": novelty_uncertainty,
+               "interaction_bonus": interaction_bonus}
     dream_settings = {**pessimism, **({} if temperature is None else {"temperature": temperature}), **starts,
-                      **{k: v for k, v in novelty.items() if v}}
+                      **{k: v for k, v in novelty.items() if v},
+                      **({"interaction_counts": [str(d) for d in interaction_counts]} if interaction_bonus else {})}
     out = output_folder(out)
     start = time.time()
     train = _train_native if algo == NATIVE_PPO else _train_sb3
@@ -334,6 +342,7 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
                                                        if isinstance(checkpoint, (str, os.PathLike)) else repr(checkpoint)),
         "features": features, "max_episode_steps": max_episode_steps,
         **({"pessimism": pessimism, "dream_temperature": temperature, **novelty,
+            **({"interaction_counts": [os.path.abspath(d) for d in interaction_counts]} if interaction_bonus else {}),
             "state_starts": None if state_starts is None else {
                 "datasets": [os.path.abspath(d) for d in state_starts], "fraction": state_start_fraction}}
            if where == "dream" else {}),

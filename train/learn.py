@@ -9,7 +9,10 @@ random actions: ``initial_epsilon``). Every round then
    pays for the model's uncertainty about each next frame (it goes where the model is unsure: where
    rare events such as a reward the model has not learned yet are found; as the data covers those
    states the bonus fades on its own) and for each frame new to its episode (it learns to cover what
-   it can reach: past the key and the door to where a sparse reward waits). The explorer only
+   it can reach: past the key and the door to where a sparse reward waits), and with
+   ``explore_interactions`` for each interaction (what it holds, what is ahead, the action) that the
+   real data holds few of, the first time in an episode (it goes and tries what the data lacks, such
+   as toggling a locked door with its key, whatever the model predicts). The explorer only
    collects: the agent that is scored never sees a bonus, which would lure it away from a reward it
    already knows),
 3. scores the agent in the real env on held-out seeds (reported apart: not training data), and in
@@ -84,7 +87,9 @@ class LearnConfig:
     dream_state_starts: float = 0.0      # share of dream episodes starting from recorded states of the data (world view)
     explore_bonus: float = 0.0           # an explorer's dream pays this x the model's uncertainty ...
     explore_bonus_once: bool = False     # ... on frames new to its episode only (else on every step)
-    explore_novelty: float = 0.0         # ... and this per frame new to its episode (both 0: no explorer)
+    explore_novelty: float = 0.0         # ... and this per frame new to its episode
+    explore_interactions: float = 0.0    # ... and this / sqrt(1 + count) per interaction new to its episode,
+    #                                      counted over the real data so far (all three 0: no explorer)
     explore_share: float = 0.5           # ... and it collects this share of each round's episodes
     eval_episodes: int = 50
     view: str = "world"                  # what a frame records (collect's --view): the whole grid, or "ego"
@@ -126,6 +131,9 @@ class LearnConfig:
         if not (np.isfinite(self.explore_novelty) and self.explore_novelty >= 0):
             raise LearnError(f"explore_novelty must be a finite number >= 0 (the explorer's reward per frame new to "
                              f"its episode); got {self.explore_novelty}")
+        if not (np.isfinite(self.explore_interactions) and self.explore_interactions >= 0):
+            raise LearnError(f"explore_interactions must be a finite number >= 0 (the explorer's reward for an "
+                             f"interaction the real data lacks); got {self.explore_interactions}")
         if not 0 < self.explore_share < 1:
             raise LearnError(f"explore_share must be in (0, 1) (the explorer's share of a round's episodes); got "
                              f"{self.explore_share}")
@@ -158,7 +166,7 @@ class LearnConfig:
 
 # Settings added to LearnConfig after run folders were made: the value such a folder ran with.
 SETTINGS_ADDED_LATER = {"dream_state_starts": 0.0, "explore_bonus": 0.0, "explore_share": 0.5, "explore_novelty": 0.0,
-                        "explore_bonus_once": False}
+                        "explore_bonus_once": False, "explore_interactions": 0.0}
 
 
 def _settings_added_later(saved: dict[str, Any]) -> dict[str, Any]:
@@ -281,7 +289,8 @@ class Learner:
         """Round k's native PPO in the dream of `model_dir`: the scored agent (role "agent"), or the
         explorer (role "explorer"), whose dream pays `explore_bonus` x the model's uncertainty (on
         every step, or with `explore_bonus_once` on frames new to its episode only) and
-        `explore_novelty` per frame new to its episode."""
+        `explore_novelty` per frame new to its episode, and `explore_interactions` / sqrt(1 + count) per
+        interaction new to its episode, counted over the real data so far."""
         from agents.training import NATIVE_PPO, agent_info_file, train_agent
 
         c = self.config
@@ -297,6 +306,8 @@ class Learner:
                     uncertainty_penalty=0.0 - c.explore_bonus if exploring and not c.explore_bonus_once else 0.0,
                     novelty_uncertainty=c.explore_bonus if exploring and c.explore_bonus_once else 0.0,
                     novelty_bonus=c.explore_novelty if exploring else 0.0,
+                    interaction_bonus=c.explore_interactions if exploring else 0.0,
+                    interaction_counts=self.data_dirs(k - 1) if exploring and c.explore_interactions else None,
                     **({"state_starts": self.data_dirs(k - 1), "state_start_fraction": c.dream_state_starts}
                        if c.dream_state_starts else {}))
         return agent_dir
@@ -352,7 +363,7 @@ class Learner:
     @property
     def explores(self) -> bool:
         """Each round trains an explorer to collect beside the agent."""
-        return bool(self.config.explore_bonus or self.config.explore_novelty)
+        return bool(self.config.explore_bonus or self.config.explore_novelty or self.config.explore_interactions)
 
     def env_actions(self) -> int:
         return int(read_manifest(self.round_dir(0) / "data")["num_actions"])

@@ -35,6 +35,10 @@ LEARN_HELP = {
     "explore_novelty": "train an explorer each round too (or pay the one --explore-bonus trains): its dream also "
                        "pays this for each frame new to its episode, so it learns to cover what it can reach "
                        "(0: none)",
+    "explore_interactions": "train an explorer each round too (or pay the one the other bonuses train): its dream "
+                            "also pays this / sqrt(1 + count) the first time in an episode that it tries an "
+                            "interaction (what it holds, what is ahead, the action), counted over the real data so "
+                            "far, so it goes and tries what the data lacks (0: none)",
     "explore_bonus_once": "pay the explorer's --explore-bonus only on steps whose frame is new to its episode, so "
                           "it cannot earn it again and again by repeating one step the model is unsure of",
     "explore_share": "share of each round's episodes the explorer collects, between 0 and 1",

@@ -25,6 +25,11 @@ that cannot earn it again and again by repeating one unsure step. Frames are tol
 hash of their tokens; an episode remembers its last ``NOVELTY_MEMORY`` frames (all of them when
 its step limit is below that).
 
+Interactions (``interaction_bonus``, with ``interaction_counts`` of the real data): a step also pays
+bonus / sqrt(1 + count) the first time in its episode that the agent tries an interaction (what it
+holds, what is ahead of it, the action), counted over real datasets (``worldsim.interactions``): an
+explorer sent to try what the data lacks, whatever the model predicts will follow.
+
 Speed: on CUDA the whole step (model, sampling, autoreset) is captured once as a CUDA graph and
 replayed (``cuda_graphs``, default on for CUDA): at small batch a step is hundreds of tiny kernels
 whose launches cost more than their work. Capture takes a few steps' time on the env's first
@@ -52,8 +57,10 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from .checks import positive_int
+from .codecs import PixelCodec
 from .cuda_graph import CapturedStep
 from .dream_env import DreamSetup
+from .interactions import counts_for, interaction_keys
 from .sampling import Uniforms
 from .runtime import free_memory_bytes
 from .simulator import RGB_TILE_SIZE, Simulator
@@ -73,11 +80,14 @@ class DreamVectorEnv(VectorEnv):
                  tile_size: int = RGB_TILE_SIZE, real_env_kwargs: dict | None = None, precision: str = "auto",
                  compile: bool = False, cuda_graphs: bool | None = None, uncertainty_penalty: float = 0.0,
                  uncertainty_limit: float | None = None, state_starts=None, state_start_fraction: float = 0.5,
-                 novelty_bonus: float = 0.0, novelty_uncertainty: float = 0.0):
+                 novelty_bonus: float = 0.0, novelty_uncertainty: float = 0.0, interaction_bonus: float = 0.0,
+                 interaction_counts=None):
         num_envs, start_pool = positive_int("num_envs", num_envs), positive_int("start_pool", start_pool)
         for name, value, what in (("novelty_bonus", novelty_bonus, "reward for a frame new to its episode"),
                                   ("novelty_uncertainty", novelty_uncertainty,
-                                   "reward per nat of uncertainty on a frame new to its episode")):
+                                   "reward per nat of uncertainty on a frame new to its episode"),
+                                  ("interaction_bonus", interaction_bonus,
+                                   "reward for an interaction the real data lacks, once per episode")):
             if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0 ({what}); got {value!r}")
         if cuda_graphs not in (None, True, False):
@@ -120,7 +130,16 @@ class DreamVectorEnv(VectorEnv):
         self._graphs_requested = cuda_graphs is True
         self._captured: CapturedStep | None = None
         self.novelty_bonus, self.novelty_uncertainty = float(novelty_bonus), float(novelty_uncertainty)
-        self._tracks_novelty = bool(self.novelty_bonus or self.novelty_uncertainty)
+        self.interaction_bonus = float(interaction_bonus)
+        self._interactions = None
+        if self.interaction_bonus:
+            if interaction_counts is None:
+                raise ValueError("interaction_bonus pays for interactions the real data lacks: pass interaction_counts "
+                                 "(dataset folders, or worldsim.interactions.InteractionCounts)")
+            if isinstance(self.codec, PixelCodec):
+                raise ValueError("interaction_bonus reads MiniGrid's symbolic cells; this model's frames are images")
+            self._interactions = counts_for(interaction_counts, self._num_actions).to(self.device)
+        self._tracks_novelty = bool(self.novelty_bonus or self.novelty_uncertainty or self.interaction_bonus)
         limit = self.max_episode_steps
         memory = NOVELTY_MEMORY if limit is None else min(NOVELTY_MEMORY, limit + 1)
         # Below 2**31 each, so a frame's hash, a sum of token x weight, never overflows int64.
@@ -129,6 +148,9 @@ class DreamVectorEnv(VectorEnv):
         self._visited = torch.full((self.num_envs, memory if self._tracks_novelty else 1), UNSEEN, dtype=torch.long,
                                    device=self.device)
         self._visits = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
+        # The interactions each episode has tried, written at the same slots as its frames.
+        self._tried = torch.full((self.num_envs, memory if self.interaction_bonus else 1), UNSEEN, dtype=torch.long,
+                                 device=self.device)
 
     def _check_memory(self) -> None:
         """Refuse at once a batch whose recurrent state alone cannot fit in the device's free memory
@@ -229,6 +251,9 @@ class DreamVectorEnv(VectorEnv):
         graph captures): the model step, truncation, and restarting finished slots from the next
         pool entries. Returns (last frames, reward, terminated, truncated, done, pool entry and
         length of the episodes in their slots before the restart)."""
+        if self._interactions is not None:          # what is tried here, from the frame it is tried in
+            images, _ = self.simulator.decode_torch(self._frames)
+            tried = interaction_keys(images, actions, self._num_actions)
         nxt, reward, terminated, info = self.simulator.step(self._state, self._frames, actions,
                                                             uniforms=Uniforms(u_frames, u_done))
         self._steps += 1
@@ -245,6 +270,9 @@ class DreamVectorEnv(VectorEnv):
         self._state.reset(done)
         self._steps.copy_(torch.where(done, self._pool_steps[self._start_idx], self._steps))
         if self._tracks_novelty:
+            if self._interactions is not None:        # before _visit moves the slot both memories write
+                first_try = self._remember(self._tried, tried).to(reward.dtype)
+                reward = reward + first_try * self.interaction_bonus * self._interactions.bonus_scale(tried)
             new = self._visit(nxt).to(reward.dtype)
             reward = reward + new * (self.novelty_bonus + self.novelty_uncertainty * info["uncertainty"])
             self._forget_visits(done)
@@ -256,11 +284,16 @@ class DreamVectorEnv(VectorEnv):
         """frames [B, H, W] -> [B] int64 >= 0, equal for equal frames (and, but for ~2**-31 chance, only for them)."""
         return (frames.flatten(1).long() * self._hash_weights).sum(1)
 
+    def _remember(self, memory: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """Write each env's key [B] (>= 0) into its episode's `memory` at this step's slot; [B] bool: the key
+        was not there yet."""
+        new = ~(memory == keys[:, None]).any(1)
+        memory.scatter_(1, (self._visits % memory.shape[1])[:, None], keys[:, None])
+        return new
+
     def _visit(self, frames: torch.Tensor) -> torch.Tensor:
         """Record each env's frame in its episode's memory; [B] bool: the frame was not there yet."""
-        h = self._frame_hash(frames)
-        new = ~(self._visited == h[:, None]).any(1)
-        self._visited.scatter_(1, (self._visits % self._visited.shape[1])[:, None], h[:, None])
+        new = self._remember(self._visited, self._frame_hash(frames))
         self._visits += 1
         return new
 
@@ -269,12 +302,13 @@ class DreamVectorEnv(VectorEnv):
         if not self._tracks_novelty:
             return
         self._visited.masked_fill_(mask[:, None], UNSEEN)
+        self._tried.masked_fill_(mask[:, None], UNSEEN)
         self._visited[:, 0] = torch.where(mask, self._frame_hash(self._frames), self._visited[:, 0])
         self._visits.copy_(torch.where(mask, torch.ones_like(self._visits), self._visits))
 
     def _step_buffers(self) -> list[torch.Tensor]:
         return [*self._state.tensors(), self._frames, self._steps, self._start_idx, self._cursor, self._visited,
-                self._visits]
+                self._visits, self._tried]
 
     def _capture(self, actions: torch.Tensor, uniforms: Uniforms) -> None:
         try:
