@@ -283,9 +283,13 @@ def test_cuda_graph_step_equals_eager_step_on_a_world_view_model(tmp_path):
     tiny_minigrid_model(ENV_ID, codec=MiniGridWorldCodec.for_env(env), done_bias=-20.0).save_pretrained(tmp_path / "m")
     rng = np.random.default_rng(0)
     actions = [torch.from_numpy(rng.integers(0, 7, 5)).cuda() for _ in range(12)]
+    from worldsim.interactions import N_CELLS, InteractionCounts
+
+    counts = InteractionCounts(torch.randint(0, 9, (N_CELLS * N_CELLS * 7,)), num_actions=7)
     envs = [DreamVectorEnv(str(tmp_path / "m"), num_envs=5, device="cuda", max_episode_steps=4, start_pool=6,
-                           return_torch=True, precision="float32", cuda_graphs=graphs, novelty_bonus=0.3)
-            for graphs in (False, True)]     # the novelty memory is a graph buffer too
+                           return_torch=True, precision="float32", cuda_graphs=graphs, novelty_bonus=0.3,
+                           interaction_bonus=0.2, interaction_counts=counts)
+            for graphs in (False, True)]     # the novelty and interaction memories are graph buffers too
     for seed in (0, 1):
         eager, graphed = (_trajectory(e, actions, seed) for e in envs)
         assert _same(eager, graphed)
