@@ -30,6 +30,7 @@ class RealTorchVecEnv:
 
     def __init__(self, env_id: str, num_envs: int, device: str | torch.device = "cpu",
                  max_episode_steps: int | None = None, image_shape: tuple[int, int, int] | None = None):
+        observe = real_observation_wrapper(image_shape)      # first: importing minigrid registers its ids
         self.num_envs = positive_int("num_envs", num_envs)
         try:
             gym.spec(env_id)
@@ -40,7 +41,7 @@ class RealTorchVecEnv:
         self.device = resolve_device(device)
         self.env = gym.make_vec(env_id, num_envs=self.num_envs, vectorization_mode="sync",
                                 vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
-                                wrappers=[real_observation_wrapper(image_shape)], **kwargs)
+                                wrappers=[observe], **kwargs)
         self.single_observation_space = self.env.single_observation_space
         self.single_action_space = self.env.single_action_space
 

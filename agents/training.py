@@ -323,6 +323,9 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
     features = _features_for(features, image_shape, algo)
     if isinstance(interaction_counts, (str, os.PathLike)):
         interaction_counts = [interaction_counts]
+    if interaction_bonus and not interaction_counts:
+        raise ValueError("interaction_bonus pays for interactions the real data lacks: pass interaction_counts, the "
+                         "dataset folders to count them over")
     novelty = {"novelty_bonus": novelty_bonus, "novelty_uncertainty": novelty_uncertainty,
                "interaction_bonus": interaction_bonus}
     dream_settings = {**pessimism, **({} if temperature is None else {"temperature": temperature}), **starts,

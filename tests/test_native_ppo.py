@@ -247,3 +247,13 @@ def test_training_starts_from_a_given_policy_and_refuses_one_that_does_not_fit(t
         train_ppo(CueEnv(2), total_steps=8, settings=still, initial=ActorCritic((7, 7, 3), 3))
     with pytest.raises(ValueError, match="init_from continues a native-ppo policy"):
         train_agent(REAL_ID, where="real", algo="ppo", steps=8, out=tmp_path / "x", init_from=tmp_path)
+
+
+def test_the_real_torch_env_registers_the_minigrid_ids_itself():
+    """A fresh process that names a MiniGrid id first imports nothing of minigrid."""
+    import subprocess
+    import sys
+
+    code = ("from agents.torch_envs import RealTorchVecEnv; "
+            "assert RealTorchVecEnv('MiniGrid-Empty-5x5-v0', 2).single_observation_space.shape == (7, 7, 3)")
+    subprocess.run([sys.executable, "-c", code], check=True)
