@@ -78,7 +78,7 @@ def test_the_patch_table_is_what_makes_tiles_exact(trained):
     assert without["exact_frame_rate"] < reconstruction(tokenizer, heldout)["exact_frame_rate"]
 
 
-def test_a_token_that_stood_for_different_patches_gets_no_table_entry():
+def test_a_token_gets_the_table_entry_of_the_patch_it_almost_always_stood_for():
     config = TokenizerConfig(image_shape=(8, 8, 1), patch=4, levels=(2, 2), width=4, blocks=0)
     tokenizer = FrameTokenizer(config).eval()
     with torch.no_grad():                    # an encoder blind to its input: one token for every patch
@@ -88,7 +88,11 @@ def test_a_token_that_stood_for_different_patches_gets_no_table_entry():
     frames[1] = 200
     assert tokenizer.fit_patch_table(frames[:1]) == 1           # one patch kind: exact
     assert torch.equal(tokenizer.decode(tokenizer.encode(frames[:1])), frames[:1])
-    assert tokenizer.fit_patch_table(frames) == 0               # two kinds, one token: no entry
+    assert tokenizer.fit_patch_table(frames) == 0               # two kinds, half each: no entry
+    mostly_dark = torch.cat([frames[:1].repeat(19, 1, 1, 1), frames[1:]])
+    assert tokenizer.fit_patch_table(mostly_dark) == 1          # 95% one kind: that kind
+    assert torch.equal(tokenizer.decode(tokenizer.encode(frames[:1])), frames[:1])
+    assert tokenizer.fit_patch_table(mostly_dark, purity=0.99) == 0
 
 
 def test_save_and_load_round_trip_and_damage_is_refused(trained, tmp_path):

@@ -33,6 +33,8 @@ FORMAT = "worldsim-fsq-tokenizer"
 FORMAT_VERSION = 1
 # Token ids are stored in frames of int16 at most (worldsim.data.dataset.frame_dtype).
 MAX_VOCAB = 2 ** 15
+# A token gets a patch-table entry when at least this share of its patches were one patch, exactly.
+TABLE_PURITY = 0.9
 
 
 @dataclass(frozen=True)
@@ -132,8 +134,8 @@ class FrameTokenizer(nn.Module):
         basis = torch.cumprod(torch.tensor((1, *config.levels[:-1])), 0)
         self.register_buffer("levels", levels, persistent=False)
         self.register_buffer("basis", basis, persistent=False)
-        # The patch table (fit_patch_table): for each token whose every training patch was the same pixels,
-        # those pixels, which decode gives back exactly; saved with the weights.
+        # The patch table (fit_patch_table): for each token that stood for one patch of pixels almost
+        # everywhere in training, those pixels, which decode gives back exactly; saved with the weights.
         self.register_buffer("patch_table", torch.zeros(config.vocab_size, p * p * c, dtype=torch.uint8))
         self.register_buffer("table_known", torch.zeros(config.vocab_size, dtype=torch.bool))
 
@@ -184,28 +186,38 @@ class FrameTokenizer(nn.Module):
         return patches.reshape(-1, h, w, p, p, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, *self.config.image_shape)
 
     @torch.no_grad()
-    def fit_patch_table(self, frames: torch.Tensor, batch: int = 512) -> int:
+    def fit_patch_table(self, frames: torch.Tensor, batch: int = 512, purity: float = TABLE_PURITY) -> int:
         """Where the frames are made of a finite set of tiles (grid worlds, sprites), the conv decoder comes
-        within a few levels of each pixel but rarely all of them. So after training: each token whose
-        patches in `frames` (uint8 [N, H, W, C]) were all the same pixels decodes to those pixels exactly;
-        a token that stood for different patches, or never came up, keeps the conv decoder. Returns how
-        many tokens have a table entry."""
+        within a few levels of each pixel but rarely all of them. So after training: each token that stood
+        for one patch of pixels in at least `purity` of its places in `frames` (uint8 [N, H, W, C]) decodes
+        to exactly that patch; a token of many patches (natural images), or that never came up, keeps the
+        conv decoder. Returns how many tokens have a table entry."""
         self._check_images(frames)
         dim = self.patch_table.shape[1]
+        weights = torch.randint(0, 2**31, (dim,), generator=torch.Generator().manual_seed(0)).to(self.basis.device)
+
+        def batches():
+            for i in range(0, len(frames), batch):
+                images = torch.as_tensor(frames[i:i + batch], device=self.basis.device)
+                patches = self._patches(images).reshape(-1, dim)
+                # a patch told apart from others by a 64-bit hash of its pixels
+                yield self.encode(images).reshape(-1), patches, (patches.long() * weights).sum(1)
+
+        tokens, hashes = (torch.cat(t) for t in zip(*((t, h) for t, _, h in batches())))
+        pairs, counts = torch.unique(torch.stack([tokens, hashes], 1), dim=0, return_counts=True)
+        total = torch.bincount(tokens, minlength=self.vocab_size)
+        best = torch.zeros_like(total).scatter_reduce(0, pairs[:, 0], counts, "amax")
+        mode = torch.zeros_like(total)
+        top = counts == best[pairs[:, 0]]
+        mode[pairs[top, 0]] = pairs[top, 1]                 # each token's most common patch (by hash)
+        known = (total > 0) & (best >= purity * total)
         table = torch.zeros_like(self.patch_table)
-        seen = torch.zeros_like(self.table_known)
-        mixed = torch.zeros_like(self.table_known)
-        for i in range(0, len(frames), batch):
-            images = torch.as_tensor(frames[i:i + batch], device=self.basis.device)
-            tokens = self.encode(images).reshape(-1)
-            patches = self._patches(images).reshape(-1, dim)
-            new = ~seen[tokens]
-            table[tokens[new]] = patches[new]          # some patch of each token seen first here
-            seen[tokens] = True
-            mixed[tokens[(patches != table[tokens]).any(1)]] = True
+        for t, patches, h in batches():
+            hit = known[t] & (h == mode[t])
+            table[t[hit]] = patches[hit]
         self.patch_table.copy_(table)
-        self.table_known.copy_(seen & ~mixed)
-        return int(self.table_known.sum())
+        self.table_known.copy_(known)
+        return int(known.sum())
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
