@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from envs.images import quality
+from envs.images.sources import random_frames
 from envs.images.tokenizer import FrameTokenizer, TokenizerConfig
 from worldsim.checks import positive_int
 
@@ -35,6 +36,50 @@ class TokenizerTraining:
             positive_int(name, getattr(self, name))
         if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 1):
             raise ValueError(f"lr must be a number in (0, 1); got {self.lr!r}")
+
+
+def policy_frames(env_id: str, num_frames: int, seed: int = 0, policy: str = "random",
+                  epsilon: str | float | None = None) -> np.ndarray:
+    """`num_frames` image observations uint8 [N, H, W, C] of `policy` in the env, episodes seeded seed, seed
+    + 1, ... A tokenizer must see the tiles an agent will meet (random play in DoorKey never shows the
+    goal room), so MiniGrid envs take collect's policies ("expert", "explore", an agent folder, mixed
+    with random actions by `epsilon`), drawn in MiniGrid's RGB partial view; other envs play at random."""
+    positive_int("num_frames", num_frames)
+    if policy == "random" and epsilon is None:
+        return random_frames(env_id, num_frames, seed=seed)
+    import gymnasium as gym
+    from minigrid.minigrid_env import MiniGridEnv
+
+    from envs.images.sources import MINIGRID_TILE
+
+    from .collect import PoseView
+    from .collect_policies import make_policy
+
+    probe = gym.make(env_id)
+    if not isinstance(probe.unwrapped, MiniGridEnv):
+        probe.close()
+        raise ValueError(f"policy {policy!r} acts in MiniGrid envs; {env_id!r} is not one (use policy 'random')")
+    side, num_actions = probe.unwrapped.agent_view_size, int(probe.action_space.n)
+    probe.close()
+    env = PoseView(gym.make(env_id), rgb_size=side * MINIGRID_TILE)
+    actor = make_policy(policy, 1, num_actions, side, epsilon=epsilon)
+    frames, episode = [], seed
+    try:
+        while len(frames) < num_frames:
+            obs, info = env.reset(seed=episode)
+            actor.start(0, episode, obs, info["agent_pos"], info["grid_size"])
+            frames.append(info["rgb"])
+            done = False
+            while not done and len(frames) < num_frames:
+                batch = {"image": obs["image"][None], "direction": np.array([obs["direction"]])}
+                action = int(actor.act(batch, info["agent_pos"][None], np.array([True]))[0])
+                obs, _, terminated, truncated, info = env.step(action)
+                frames.append(info["rgb"])
+                done = terminated or truncated
+            episode += 1
+    finally:
+        env.close()
+    return np.stack(frames)
 
 
 def reconstruction(tokenizer: FrameTokenizer, frames: np.ndarray, batch: int = 256) -> dict:

@@ -28,12 +28,12 @@ def _levels(text: str) -> tuple[int, ...]:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from envs.images.sources import image_env, random_frames
+    from envs.images.sources import image_env
     from envs.images.tokenizer import CONFIG_NAME, TokenizerConfig
     from worldsim.json_io import write_json
     from worldsim.runtime import resolve_device
 
-    from .tokenizer import TokenizerTraining, reconstruction, train_tokenizer
+    from .tokenizer import TokenizerTraining, policy_frames, reconstruction, train_tokenizer
 
     try:
         env = image_env(args.env)
@@ -54,14 +54,20 @@ def _run(args: argparse.Namespace) -> int:
         print(f"worldsim tokenizer: error: {e}", file=sys.stderr)
         return 1
     start = time.perf_counter()
-    frames = random_frames(args.env, args.frames, seed=args.seed)
-    heldout = random_frames(args.env, args.heldout_frames, seed=args.seed + HELDOUT_SEED_OFFSET)
+    try:
+        frames = policy_frames(args.env, args.frames, args.seed, args.policy, args.epsilon)
+        heldout = policy_frames(args.env, args.heldout_frames, args.seed + HELDOUT_SEED_OFFSET, args.policy,
+                                args.epsilon)
+    except ValueError as e:
+        print(f"worldsim tokenizer: error: {e}", file=sys.stderr)
+        return 1
     print(f"{args.env}: {len(frames):,} training and {len(heldout):,} held-out frames of {config.image_shape} -> "
           f"{config.frame_shape} tokens, vocabulary {config.vocab_size}")
     tokenizer, history = train_tokenizer(frames, config, training, device=device, heldout=heldout,
                                          progress=args.progress)
     tokenizer.save(out)
-    report = {"env_id": args.env, "tokenizer": config.to_dict(), "training": asdict(training),
+    report = {"env_id": args.env, "frames_from": {"policy": args.policy, "epsilon": args.epsilon},
+              "tokenizer": config.to_dict(), "training": asdict(training),
               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "seconds": time.perf_counter() - start, "train": reconstruction(tokenizer, frames[:len(heldout)]),
               "heldout": reconstruction(tokenizer, heldout), "history": history}
@@ -79,12 +85,19 @@ def add_tokenizer_parser(subparsers, help: str | None = None) -> argparse.Argume
     p = subparsers.add_parser(
         "tokenizer", help=help,
         description="Train a frame tokenizer (finite scalar quantization over image patches) for an env with image "
-        "observations, on frames of random play, and report its reconstruction of frames from other seeds (PSNR, "
-        "SSIM, exact frames). MiniGrid envs are read through their RGB partial view.")
+        "observations, on frames of random play (or, in MiniGrid, of a collection policy), and report its "
+        "reconstruction of frames from other seeds (PSNR, SSIM, exact frames). MiniGrid envs are read through their "
+        "RGB partial view.")
     p.add_argument("--env", required=True, help="gymnasium id of an env with uint8 image observations and Discrete "
                    "actions, or a MiniGrid id")
     p.add_argument("--out", required=True, help="new folder for the tokenizer and its report")
     p.add_argument("--frames", type=int, default=20_000, help="training frames (default: 20000)")
+    p.add_argument("--policy", default="random",
+                   help="what plays the frames: 'random', or for a MiniGrid env any policy of `worldsim collect` "
+                   "('expert', 'explore', an agent folder); the tokenizer must see the tiles an agent will meet "
+                   "(default: random)")
+    p.add_argument("--epsilon", metavar="E|LOW:HIGH", default=None,
+                   help="mix the policy with random actions, as `worldsim collect --epsilon` (default: none)")
     p.add_argument("--heldout-frames", type=int, default=2_000, help="held-out frames, from other seeds (default: 2000)")
     p.add_argument("--patch", type=int, default=8, help="pixels per token side (default: 8)")
     p.add_argument("--levels", type=_levels, default=(8, 5, 5, 5),
