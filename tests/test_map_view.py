@@ -105,5 +105,5 @@ def test_a_dream_env_refuses_a_map_view_model(tmp_path):
 
     model = tiny_minigrid_model("MiniGrid-ColorRooms-13x13-v0", codec=MiniGridMapCodec(13, 13))
     model.save_pretrained(tmp_path / "model")
-    with pytest.raises(ValueError, match="cannot be drawn .* the egocentric view or the world view"):
+    with pytest.raises(ValueError, match="cannot be drawn .* the egocentric view, the world view or an image codec"):
         DreamEnv(checkpoint=str(tmp_path / "model"), device="cpu")
