@@ -41,7 +41,7 @@ import torch
 from agents.evaluation import wilson_interval
 from train.collect_policies import ScriptedPolicy, make_policy
 from worldsim.checks import output_folder, positive_int
-from worldsim.codecs import real_frame
+from worldsim.codecs import PixelCodec, real_frame
 from worldsim.data.gap import episode_gap
 from worldsim.json_io import write_json
 from worldsim.simulator import Simulator
@@ -281,6 +281,10 @@ def fidelity_benchmark(checkpoint, policies: list[str], *, env_id: str | None = 
     if trained_on is not None and env_id != trained_on:
         raise ValueError(f"the checkpoint was trained on {trained_on!r}, not {env_id!r}")
     codec, num_actions = sim.codec, sim.num_actions
+    if isinstance(codec, PixelCodec):
+        raise ValueError(f"the fidelity benchmark reads MiniGrid's symbolic cells (events such as a door opening or "
+                         f"a key carried); {checkpoint!s} is a model of images ({codec.config['version']}), which it "
+                         "does not score yet")
     seeds = [seed + i for i in range(episodes)]
     if out is not None:
         output_folder(out)

@@ -184,3 +184,10 @@ def test_loading_the_image_codec_registers_the_minigrid_ids_its_frames_come_from
             "assert 'MiniGrid-Empty-5x5-v0' not in gym.registry; load_codec_class('image-fsq-v1'); "
             "assert 'MiniGrid-Empty-5x5-v0' in gym.registry")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_fidelity_benchmark_refuses_a_model_of_images_by_name(rgb_run):
+    from benchmarks.fidelity import fidelity_benchmark
+
+    with pytest.raises(ValueError, match="a model of images"):
+        fidelity_benchmark(rgb_run / "model", ["random"], episodes=1, horizon=2, device="cpu")
