@@ -191,3 +191,9 @@ def test_the_fidelity_benchmark_refuses_a_model_of_images_by_name(rgb_run):
 
     with pytest.raises(ValueError, match="a model of images"):
         fidelity_benchmark(rgb_run / "model", ["random"], episodes=1, horizon=2, device="cpu")
+
+
+def test_play_steps_an_rgb_dream_beside_the_real_envs_images(rgb_run, tmp_path):
+    assert main(["play", "--checkpoint", str(rgb_run / "model"), "--actions", "2,2,1,2", "--real", "--record",
+                 str(tmp_path / "play.gif"), "--device", "cpu", "--quiet"]) == 0
+    assert (tmp_path / "play.gif").stat().st_size > 0

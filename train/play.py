@@ -115,13 +115,13 @@ class PlaySession:
     history: list[StepRecord] = field(default_factory=list)
 
     def __post_init__(self):
-        from worldsim.dream_env import DreamEnv, make_real_env
+        from worldsim.dream_env import DreamEnv, observed_real_env
 
         self.env = DreamEnv(self.checkpoint, device=self.device, temperature=self.temperature,
                             max_episode_steps=self.max_steps, render_mode="rgb_array")
         self.codec = self.env.codec
         self.num_actions = int(self.env.action_space.n)
-        self.real_env = make_real_env(self.env.setup.real_env_id) if self.real else None
+        self.real_env = observed_real_env(self.codec, self.env.setup.real_env_id) if self.real else None
         self._real_over = False
 
     @property

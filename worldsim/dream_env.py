@@ -68,6 +68,19 @@ def make_real_env(env_id: str, **kwargs) -> gym.Env:
                          "if its package must be imported to register it") from None
 
 
+def observed_real_env(codec: Any, env_id: str, **kwargs) -> gym.Env:
+    """The real env `env_id` as a dream of `codec` observes it: as it is, or, for an image codec, showing the
+    images its tokenizer reads (``PixelCodec.observation_env``)."""
+    env = make_real_env(env_id, **kwargs)
+    if not isinstance(codec, PixelCodec):
+        return env
+    try:
+        return codec.observation_env(env)
+    except ValueError:
+        env.close()
+        raise
+
+
 def no_display_server() -> bool:
     """True on Linux without an X11 or Wayland display to open a window on."""
     return sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
@@ -114,13 +127,7 @@ class DreamSetup:
             raise ValueError(f"the checkpoint was trained on {trained_on!r}, not {real_env_id!r}; "
                              "its token frames and dynamics belong to that env")
         self.real_env_id = real_env_id
-        self.real_env = make_real_env(real_env_id, **(real_env_kwargs or {}))
-        if isinstance(codec, PixelCodec):        # the real env as the images the tokenizer reads
-            try:
-                self.real_env = codec.observation_env(self.real_env)
-            except ValueError:
-                self.real_env.close()
-                raise
+        self.real_env = observed_real_env(codec, real_env_id, **(real_env_kwargs or {}))
         space = self.real_env.observation_space
         if not isinstance(codec, PixelCodec) and not (isinstance(space, spaces.Dict) and "image" in space.spaces
                                                       and "direction" in space.spaces):
