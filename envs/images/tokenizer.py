@@ -193,17 +193,15 @@ class FrameTokenizer(nn.Module):
         to exactly that patch; a token of many patches (natural images), or that never came up, keeps the
         conv decoder. Returns how many tokens have a table entry."""
         self._check_images(frames)
-        dim = self.patch_table.shape[1]
+        dim, cells = self.patch_table.shape[1], math.prod(self.config.frame_shape)
         weights = torch.randint(0, 2**31, (dim,), generator=torch.Generator().manual_seed(0)).to(self.basis.device)
-
-        def batches():
-            for i in range(0, len(frames), batch):
-                images = torch.as_tensor(frames[i:i + batch], device=self.basis.device)
-                patches = self._patches(images).reshape(-1, dim)
-                # a patch told apart from others by a 64-bit hash of its pixels
-                yield self.encode(images).reshape(-1), patches, (patches.long() * weights).sum(1)
-
-        tokens, hashes = (torch.cat(t) for t in zip(*((t, h) for t, _, h in batches())))
+        tokens, hashes = [], []
+        for i in range(0, len(frames), batch):
+            images = torch.as_tensor(frames[i:i + batch], device=self.basis.device)
+            tokens.append(self.encode(images).reshape(-1))
+            # a patch told apart from others by a 64-bit hash of its pixels
+            hashes.append((self._patches(images).reshape(-1, dim).long() * weights).sum(1))
+        tokens, hashes = torch.cat(tokens), torch.cat(hashes)
         pairs, counts = torch.unique(torch.stack([tokens, hashes], 1), dim=0, return_counts=True)
         total = torch.bincount(tokens, minlength=self.vocab_size)
         best = torch.zeros_like(total).scatter_reduce(0, pairs[:, 0], counts, "amax")
@@ -211,10 +209,14 @@ class FrameTokenizer(nn.Module):
         top = counts == best[pairs[:, 0]]
         mode[pairs[top, 0]] = pairs[top, 1]                 # each token's most common patch (by hash)
         known = (total > 0) & (best >= purity * total)
+        # Each known token's patch, read from one place that shows it (no second pass over the frames).
+        shows = torch.nonzero(known[tokens] & (hashes == mode[tokens]))[:, 0]
+        first = torch.full_like(total, len(tokens)).scatter_reduce(0, tokens[shows], shows, "amin")
+        entries = torch.nonzero(known)[:, 0]
+        at = first[entries].cpu()
+        images = torch.as_tensor(frames[(at // cells).numpy()], device=self.basis.device)
         table = torch.zeros_like(self.patch_table)
-        for t, patches, h in batches():
-            hit = known[t] & (h == mode[t])
-            table[t[hit]] = patches[hit]
+        table[entries] = self._patches(images).reshape(len(at), cells, dim)[torch.arange(len(at)), at % cells]
         self.patch_table.copy_(table)
         self.table_known.copy_(known)
         return int(known.sum())
