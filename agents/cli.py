@@ -38,7 +38,7 @@ def _train(args: argparse.Namespace) -> int:
                            temperature=args.temperature, state_starts=args.start_states,
                            state_start_fraction=args.start_state_fraction, novelty_bonus=args.novelty_bonus,
                            novelty_uncertainty=args.novelty_uncertainty, interaction_bonus=args.interaction_bonus,
-                           interaction_counts=args.interaction_counts)
+                           interaction_counts=args.interaction_counts, starts=args.starts)
     except (ValueError, OSError) as e:                  # CheckpointError is a ValueError
         print(f"worldsim agent train: error: {e}", file=sys.stderr)
         return 1
@@ -158,6 +158,10 @@ def add_agent_parser(subparsers, help: str | None = None) -> argparse.ArgumentPa
                        "the real datasets --interaction-counts, so it goes and tries what the data lacks (default: 0)")
     train.add_argument("--interaction-counts", nargs="+", default=None, metavar="DATASET",
                        help="with --interaction-bonus: the dataset folders whose steps are counted")
+    train.add_argument("--starts", default=None, metavar="DATASET",
+                       help="a dataset folder whose episodes' first frames are where dream episodes start, instead of "
+                       "resets of the real env: a dream makes 256 real resets before its first step, which takes "
+                       "minutes for envs whose resets are slow, such as Crafter (default: real resets)")
     train.add_argument("--start-states", nargs="+", default=None, metavar="DATASET",
                        help="world-view dream: dataset folders whose recorded states some dream episodes start "
                        "from instead of real resets, so the agent meets the states rewards hide behind "

@@ -281,7 +281,7 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
                 init_from: str | os.PathLike | None = None, temperature: float | None = None,
                 state_starts=None, state_start_fraction: float = 0.5, novelty_bonus: float = 0.0,
                 novelty_uncertainty: float = 0.0, interaction_bonus: float = 0.0,
-                interaction_counts=None) -> dict[str, Any]:
+                interaction_counts=None, starts: str | os.PathLike | None = None) -> dict[str, Any]:
     """Train `algo` for `steps` env steps in the dream (`checkpoint`: a folder, or a shipped model's id;
     None: the model shipped for `env_id`) or the real env `env_id`.
 
@@ -301,7 +301,9 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
     step also pays this when its frame is new to the episode, and `novelty_uncertainty` that many
     times the model's uncertainty on such a step (an explorer's rewards). `interaction_bonus`: a dream
     step also pays this / sqrt(1 + count) for an interaction new to the episode, counted over the
-    real datasets `interaction_counts` (folders; `worldsim.interactions`).
+    real datasets `interaction_counts` (folders; `worldsim.interactions`). `starts`: a dataset folder
+    whose episodes' first frames are where dream episodes start, instead of resets of the real env (a
+    dream resets the real env 256 times before it starts: minutes where resets are slow).
     """
     if where == "dream":
         checkpoint = resolve_checkpoint(checkpoint, env_id if isinstance(env_id, str) else None)
@@ -312,13 +314,14 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
         raise ValueError(f"init_from continues a native-ppo policy; algo is {algo!r}")
     if where != "dream" and (uncertainty_penalty or uncertainty_limit is not None or temperature is not None
                              or state_starts is not None or novelty_bonus or novelty_uncertainty
-                             or interaction_bonus):
-        raise ValueError("uncertainty_penalty, uncertainty_limit, temperature, state_starts, novelty_bonus, "
+                             or interaction_bonus or starts is not None):
+        raise ValueError("uncertainty_penalty, uncertainty_limit, temperature, starts, state_starts, novelty_bonus, "
                          "novelty_uncertainty and interaction_bonus act on the dream: use them with where='dream'")
     if isinstance(state_starts, (str, os.PathLike)):
         state_starts = [state_starts]
-    starts = {} if state_starts is None else {"state_starts": [str(d) for d in state_starts],
-                                              "state_start_fraction": state_start_fraction}
+    start_settings = {**({} if starts is None else {"starts": str(starts)}),
+                      **({} if state_starts is None else {"state_starts": [str(d) for d in state_starts],
+                                                           "state_start_fraction": state_start_fraction})}
     image_shape = checkpoint_image_shape(checkpoint) if where == "dream" else None
     features = _features_for(features, image_shape, algo)
     if isinstance(interaction_counts, (str, os.PathLike)):
@@ -328,7 +331,7 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
                          "dataset folders to count them over")
     novelty = {"novelty_bonus": novelty_bonus, "novelty_uncertainty": novelty_uncertainty,
                "interaction_bonus": interaction_bonus}
-    dream_settings = {**pessimism, **({} if temperature is None else {"temperature": temperature}), **starts,
+    dream_settings = {**pessimism, **({} if temperature is None else {"temperature": temperature}), **start_settings,
                       **{k: v for k, v in novelty.items() if v},
                       **({"interaction_counts": [str(d) for d in interaction_counts]} if interaction_bonus else {})}
     out = output_folder(out)
@@ -346,6 +349,7 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
         "features": features, "max_episode_steps": max_episode_steps,
         **({"pessimism": pessimism, "dream_temperature": temperature, **novelty,
             **({"interaction_counts": [os.path.abspath(d) for d in interaction_counts]} if interaction_bonus else {}),
+            "starts": None if starts is None else os.path.abspath(starts),
             "state_starts": None if state_starts is None else {
                 "datasets": [os.path.abspath(d) for d in state_starts], "fraction": state_start_fraction}}
            if where == "dream" else {}),

@@ -133,7 +133,8 @@ def test_refuses_to_mix_datasets(tmp_path):
 def test_bad_input_gets_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown env id"):
         collect("MiniGrid-Nope-v0", episodes=1, out=tmp_path / "a")
-    with pytest.raises(ValueError, match="not a MiniGrid env"):
+    with pytest.raises(ValueError, match="needs uint8 image observations.*collect records MiniGrid envs, and other "
+                       "envs of images"):
         collect("CartPole-v1", episodes=1, out=tmp_path / "b")
     with pytest.raises(ValueError, match="no such file"):
         collect(EMPTY, str(tmp_path / "missing.zip"), episodes=1, out=tmp_path / "c")
@@ -288,6 +289,6 @@ def test_cli_collect_verify_and_errors(tmp_path, capsys):
     assert run_cli("--verify", out) == 1
     assert "shard-00001.npz" in capsys.readouterr().out
     assert run_cli("--env", "CartPole-v1", "--episodes", 1, "--out", tmp_path / "x") == 1
-    assert "not a MiniGrid env" in capsys.readouterr().err
+    assert "needs uint8 image observations" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         run_cli("--episodes", 1)                               # no --env, no --out

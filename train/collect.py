@@ -1,4 +1,9 @@
-"""`worldsim collect`: run a policy in many copies of a real MiniGrid env and write episodes to disk.
+"""`worldsim collect`: run a policy in many copies of a real env and write episodes to disk.
+
+MiniGrid envs are recorded in one of their views (``VIEWS``); any other Gymnasium env with image
+observations and Discrete actions (Crafter, an Atari game, your own) is recorded as its images, made into
+tokens by a frame tokenizer (``worldsim tokenizer``). Such an env has no pose: its episodes record the pose
+as zeros.
 
 Episode k of a dataset resets its env with seed ``seed + k`` (and seeds its policy's randomness with
 it), so a dataset is a seed range. Copies of the env step together in a gymnasium vector env with
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -31,6 +37,7 @@ from minigrid.minigrid_env import MiniGridEnv
 from tqdm import tqdm
 
 from envs.images.codec import ImageCodec
+from envs.images.sources import as_image_env
 from envs.minigrid import MiniGridCodec, MiniGridMapCodec, MiniGridWorldCodec
 from envs.minigrid.world_view import world_grid
 from worldsim.checks import positive_int
@@ -74,8 +81,34 @@ class PoseView(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
-def _env_kwargs(max_steps: int | None) -> dict:
-    return {} if max_steps is None else {"max_steps": int(max_steps)}
+class ImageView(gym.Wrapper):
+    """An env of images (not MiniGrid) seen the way the collector reads MiniGrid's ``PoseView``: the
+    observation as {"image", "direction"} (direction 0), info with the frame to record as "rgb" and a pose
+    of zeros (such envs have none to record)."""
+
+    def __init__(self, env: gym.Env, image_shape: tuple[int, int, int]):
+        super().__init__(as_image_env(env, image_shape))
+        self.observation_space = spaces.Dict({"image": self.env.observation_space, "direction": spaces.Discrete(1)})
+
+    def _view(self, obs, info):
+        info = dict(info, rgb=obs, agent_pos=np.zeros(2, dtype=np.int64), agent_dir=0,
+                    grid_size=np.zeros(2, dtype=np.int64))
+        return {"image": obs, "direction": 0}, info
+
+    def reset(self, **kwargs):
+        return self._view(*self.env.reset(**kwargs))
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        obs, info = self._view(obs, info)
+        return obs, reward, terminated, truncated, info
+
+
+def _env_kwargs(max_steps: int | None, minigrid: bool = True) -> dict:
+    """gym.make's kwargs for a step limit: MiniGrid's own `max_steps`, else gymnasium's TimeLimit."""
+    if max_steps is None:
+        return {}
+    return {"max_steps": int(max_steps)} if minigrid else {"max_episode_steps": int(max_steps)}
 
 
 # --view: what a recorded frame shows ("rgb": the agent's view in pixels, through a tokenizer)
@@ -86,11 +119,15 @@ Codec = MiniGridCodec | MiniGridMapCodec | MiniGridWorldCodec | ImageCodec
 
 
 def _rgb_codec(env, tokenizer: str | Path | None) -> ImageCodec:
-    """The image codec of the tokenizer in folder `tokenizer`, checked against the env's RGB view."""
+    """The image codec of the tokenizer in folder `tokenizer`, checked against the env's images (a MiniGrid
+    env's RGB partial view)."""
     if tokenizer is None:
         raise ValueError("view 'rgb' records frames through a frame tokenizer: pass tokenizer, a folder written by "
                          "`worldsim tokenizer` for this env")
     codec = ImageCodec.from_tokenizer_folder(tokenizer)
+    if not isinstance(env.unwrapped, MiniGridEnv):
+        as_image_env(env, codec.image_shape)             # ValueError naming the env and both shapes
+        return codec
     side = env.unwrapped.agent_view_size
     h, w, c = codec.image_shape
     if h != w or h % side or c != 3:
@@ -99,32 +136,60 @@ def _rgb_codec(env, tokenizer: str | Path | None) -> ImageCodec:
     return codec
 
 
-def inspect_env(env_id: str, max_steps: int | None = None, view: str = "world",
-                tokenizer: str | Path | None = None) -> tuple[Codec, int, int, int]:
-    """(codec, num_actions, max_steps, view_size: the cells on a side of the agent's view) for a MiniGrid
-    env id, or a ValueError that says what is wrong.
-    view: "ego" records the agent's egocentric view, "map" the same cells on the world grid, "world" the
-    whole grid, "rgb" the agent's view in pixels through the tokenizer saved in folder `tokenizer`."""
-    if view not in VIEWS:
+@dataclass(frozen=True)
+class EnvFacts:
+    """What the collector needs to know of an env before it runs copies of it."""
+
+    codec: Codec
+    num_actions: int
+    max_steps: int                  # the episode step limit
+    view_size: int                  # cells on a side of a MiniGrid agent's view (0 for other envs)
+    minigrid: bool
+    view: str                       # the view recorded (an env of images: "rgb", its images)
+
+
+def inspect_env(env_id: str, max_steps: int | None = None, view: str | None = None,
+                tokenizer: str | Path | None = None) -> EnvFacts:
+    """What to know of env `env_id` to collect from it, or a ValueError that says what is wrong.
+
+    A MiniGrid env records one of its views: "ego" the agent's egocentric view, "map" the same cells on the
+    world grid, "world" (its default) the whole grid, "rgb" the agent's view in pixels through the tokenizer
+    saved in folder `tokenizer`. Any other env must observe images (uint8 H x W x C) and act in Discrete
+    actions; it records its images, "rgb", through the tokenizer."""
+    if view is not None and view not in VIEWS:
         raise ValueError(f"view must be one of {sorted(VIEWS)}; got {view!r}")
     try:
         gym.spec(env_id)
     except gym.error.Error as e:
-        raise ValueError(f"unknown env id {env_id!r} ({e}); collect supports MiniGrid-* ids") from None
+        raise ValueError(f"unknown env id {env_id!r} ({e}); give a registered gymnasium id, or 'module:EnvId' "
+                         "to import the module that registers it") from None
     if max_steps is not None and (isinstance(max_steps, bool) or int(max_steps) < 1):
         raise ValueError(f"max_steps must be a positive integer; got {max_steps!r}")
+    env = gym.make(env_id)
     try:
-        env = gym.make(env_id, **_env_kwargs(max_steps))
-    except TypeError as e:
-        raise ValueError(f"{env_id} does not take max_steps ({e}): not a MiniGrid env?") from None
-    try:
-        if not isinstance(env.unwrapped, MiniGridEnv):
-            raise ValueError(f"{env_id} is not a MiniGrid env ({type(env.unwrapped).__name__}); "
-                             "collect supports MiniGrid-* ids")
-        codec = _rgb_codec(env, tokenizer) if view == "rgb" else VIEWS[view].for_env(env)
+        minigrid_env = isinstance(env.unwrapped, MiniGridEnv)
         if not isinstance(env.action_space, spaces.Discrete):
-            raise ValueError(f"{env_id} has action space {env.action_space}; collect needs Discrete")
-        return codec, int(env.action_space.n), int(env.unwrapped.max_steps), int(env.unwrapped.agent_view_size)
+            raise ValueError(f"{env_id} has action space {env.action_space}; collect needs Discrete actions")
+        if not minigrid_env:
+            try:
+                as_image_env(env)
+            except ValueError as e:
+                raise ValueError(f"{e}; collect records MiniGrid envs, and other envs of images") from None
+            if view not in (None, "rgb"):
+                raise ValueError(f"view {view!r} is MiniGrid's; {env_id} is not a MiniGrid env "
+                                 f"({type(env.unwrapped).__name__}): its frames are its images, view 'rgb'")
+            codec = _rgb_codec(env, tokenizer)
+            limit = max_steps if max_steps is not None else env.spec.max_episode_steps
+            if limit is None:
+                raise ValueError(f"{env_id} registers no episode step limit (max_episode_steps): pass max_steps")
+            return EnvFacts(codec, int(env.action_space.n), int(limit), 0, False, "rgb")
+        view = view or "world"
+        if max_steps is not None:
+            env.close()
+            env = gym.make(env_id, **_env_kwargs(max_steps))
+        codec = _rgb_codec(env, tokenizer) if view == "rgb" else VIEWS[view].for_env(env)
+        return EnvFacts(codec, int(env.action_space.n), int(env.unwrapped.max_steps),
+                        int(env.unwrapped.agent_view_size), True, view)
     finally:
         env.close()
 
@@ -170,25 +235,29 @@ class _Recorder:
 def collect(env_id: str, policy: str = "random", episodes: int = 100, out: str | Path = "data",
             max_steps: int | None = None, num_envs: int = 4, seed: int = 0, shard_episodes: int = 64,
             vectorization: str = "sync", deterministic: bool = False, progress: bool | None = None,
-            epsilon: str | float | None = None, view: str = "world", tokenizer: str | Path | None = None) -> dict:
+            epsilon: str | float | None = None, view: str | None = None, tokenizer: str | Path | None = None) -> dict:
     """Collect until ``out`` holds episodes with seeds ``seed .. seed + episodes - 1``; returns a summary.
 
     ``max_steps`` replaces the env's own episode limit (None keeps it). ``vectorization`` is
     gymnasium's "sync" (one process) or "async" (one process per env copy). ``epsilon`` mixes
     the policy with random actions (``EpsilonMix``): a probability, or a range "LOW:HIGH" drawn per episode.
-    ``view`` picks what a frame shows: "ego" the agent's view, "map" the same cells on the world grid
-    (``envs.minigrid.map_view``), "world" the whole state (``envs.minigrid.world_view``), "rgb" the
-    agent's view in pixels as tokens of the frame tokenizer in folder ``tokenizer``, which is copied
-    into ``out``. Policies act on the env's own observation either way.
+    ``view`` picks what a frame of a MiniGrid env shows: "ego" the agent's view, "map" the same cells on
+    the world grid (``envs.minigrid.map_view``), "world" (the default) the whole state
+    (``envs.minigrid.world_view``), "rgb" the agent's view in pixels as tokens of the frame tokenizer in
+    folder ``tokenizer``, which is copied into ``out``. Any other env of images is recorded as its images
+    through ``tokenizer`` ("rgb"), with the policy 'random', an agent trained on its images, or an SB3 model
+    of them. Policies act on the env's own observation either way.
     """
     for name, value in (("episodes", episodes), ("num_envs", num_envs), ("shard_episodes", shard_episodes)):
         positive_int(name, value)
     positive_int("seed", seed, allow_zero=True)         # gymnasium refuses negative reset seeds
     if vectorization not in ("sync", "async"):
         raise ValueError(f"vectorization must be 'sync' or 'async'; got {vectorization!r}")
-    codec, num_actions, env_max_steps, view_size = inspect_env(env_id, max_steps, view, tokenizer)
+    facts = inspect_env(env_id, max_steps, view, tokenizer)
+    codec, num_actions, env_max_steps, view = facts.codec, facts.num_actions, facts.max_steps, facts.view
     num_envs = min(num_envs, episodes)
-    pol = make_policy(policy, num_envs, num_actions, view_size, deterministic, epsilon)
+    pol = make_policy(policy, num_envs, num_actions, facts.view_size, deterministic, epsilon,
+                      image_shape=None if facts.minigrid else codec.image_shape)
     writer = DatasetWriter(out, {"env_id": env_id, "codec": codec.config, "vocab_size": codec.vocab_size,
                                  "frame_shape": list(codec.frame_shape), "num_actions": num_actions,
                                  "policy": pol.name, "max_steps": env_max_steps, "seed": int(seed)})
@@ -207,8 +276,9 @@ def collect(env_id: str, policy: str = "random", episodes: int = 100, out: str |
     envs = gym.make_vec(env_id, num_envs=n, vectorization_mode=vectorization,
                         vector_kwargs={"autoreset_mode": AutoresetMode.DISABLED},
                         wrappers=[partial(PoseView, world=view == "world",
-                                          rgb_size=codec.image_shape[0] if view == "rgb" else None)],
-                        **_env_kwargs(max_steps))
+                                          rgb_size=codec.image_shape[0] if view == "rgb" else None)
+                                  if facts.minigrid else partial(ImageView, image_shape=codec.image_shape)],
+                        **_env_kwargs(max_steps, facts.minigrid))
     bar = tqdm(total=len(todo), unit="ep", desc=f"collect {env_id}", disable=None if progress is None else not progress,
                dynamic_ncols=True)
     pending: list[Episode] = []

@@ -44,12 +44,15 @@ def add_collect_parser(subparsers, help: str | None = None) -> argparse.Argument
     """Register `collect` on the `worldsim` command's subparsers."""
     p = subparsers.add_parser(
         "collect", help=help,
-        description="Run a policy in copies of a MiniGrid env and write episodes (token frames, actions, "
-        "rewards, terminations, agent poses) as checksummed .npz shards plus manifest.json. Episode k is "
+        description="Run a policy in copies of a real env and write episodes (token frames, actions, "
+        "rewards, terminations, agent poses) as checksummed .npz shards plus manifest.json. A MiniGrid env is "
+        "recorded in one of its views; any other env with image observations and Discrete actions (e.g. "
+        "CrafterReward-v1) as its images, through a frame tokenizer (--tokenizer). Episode k is "
         "reset with seed SEED + k; re-running with the same --out continues an interrupted run. "
         "With --verify DIR, check a dataset instead and exit 1 on problems.",
     )
-    p.add_argument("--env", help="gymnasium id of a MiniGrid env, e.g. MiniGrid-FourRooms-v0")
+    p.add_argument("--env", help="gymnasium id: a MiniGrid env, e.g. MiniGrid-FourRooms-v0, or an env of images with "
+                   "Discrete actions, e.g. CrafterReward-v1 ('module:EnvId' imports the module that registers it)")
     p.add_argument("--policy", default="random",
                    help="'random', 'explore' (covers the layout and comes back), 'expert' (scripted: explores, "
                    "fetches keys, unlocks doors, walks to the goal), 'retrace:C' / 'reasoning:C' (memory tasks: "
@@ -60,7 +63,8 @@ def add_collect_parser(subparsers, help: str | None = None) -> argparse.Argument
     p.add_argument("--episodes", type=int, help="episodes the dataset should hold (seeds SEED .. SEED+N-1)")
     p.add_argument("--out", help="dataset folder (created, or continued if it holds the same kind of dataset)")
     p.add_argument("--max-steps", type=int, default=None,
-                   help="episode step limit, replacing the env's own (default: the env's)")
+                   help="episode step limit, replacing the env's own (default: the env's; an env of images without one "
+                   "needs it)")
     p.add_argument("--num-envs", type=int, default=4, help="env copies stepped together (default: 4)")
     p.add_argument("--vector", choices=("sync", "async"), default="sync",
                    help="gymnasium vector env: 'sync' steps copies in this process, 'async' one process per "
@@ -73,14 +77,15 @@ def add_collect_parser(subparsers, help: str | None = None) -> argparse.Argument
                    help="replace each action by a random one with probability E, or with a probability drawn "
                    "per episode from [LOW, HIGH]: e.g. an expert with 0:1 gives data from expert to random "
                    "walk (default: none)")
-    p.add_argument("--view", choices=sorted(VIEWS), default="world",
-                   help="what a frame records: 'world', the whole grid with the agent, north up (a dream starts from "
+    p.add_argument("--view", choices=sorted(VIEWS), default=None,
+                   help="what a frame of a MiniGrid env records: 'world', the whole grid with the agent, north up (a dream starts from "
                    "the real layout and shows the agent its view of the dreamed grid: measured, its agents transfer "
                    "far better); 'ego', the agent's egocentric view (the dream imagines everything out of sight); or "
                    "'map', the cells it sees now placed on the world grid, the rest unseen (the memory benchmark's "
                    "allocentric variant, not a dream); or 'rgb', the agent's view in pixels as MiniGrid's RGB partial view draws "
-                   "it, made into tokens by the frame tokenizer --tokenizer (not yet a dream) (default: world)")
-    p.add_argument("--tokenizer", metavar="DIR", help="with --view rgb: a folder written by `worldsim tokenizer` for this "
+                   "it, made into tokens by the frame tokenizer --tokenizer. Other envs record their images, 'rgb' "
+                   "(default: world for MiniGrid, rgb for other envs)")
+    p.add_argument("--tokenizer", metavar="DIR", help="for view rgb: a folder written by `worldsim tokenizer` for this "
                    "env; it is copied into the dataset folder")
     p.add_argument("--verify", metavar="DIR", help="check the dataset in DIR, print a summary, exit 1 on problems")
     p.set_defaults(run=_run, collect_parser=p)

@@ -68,7 +68,8 @@ class TrainedPolicy:
     Stable-Baselines3 model zip, fed the observation it was trained on (checked at load). An SB3 zip
     holds pickles, which run code as they load: collect only with zips you trust."""
 
-    def __init__(self, path: str | Path, num_actions: int, view_size: int, deterministic: bool = False):
+    def __init__(self, path: str | Path, num_actions: int, view_size: int, deterministic: bool = False,
+                 image_shape: tuple[int, int, int] | None = None):
         from agents.training import load_policy, sb3_algorithm
 
         path = Path(path)
@@ -91,14 +92,21 @@ class TrainedPolicy:
         kind = info.get("algo") or type(self.model).__name__.lower()
         kind = kind if kind == "native-ppo" else f"sb3-{kind}"
         self.name = f"{kind}:{path.name}@{digest}" + (":deterministic" if deterministic else "")
-        self._keys = self._fit(self.model.observation_space, view_size, path)
+        self._keys = self._fit(self.model.observation_space, view_size, path, image_shape)
         space = self.model.action_space
         if not isinstance(space, spaces.Discrete) or int(space.n) != num_actions:
             raise ValueError(f"--policy {path}: the model acts in {space}, the env in Discrete({num_actions})")
 
     @staticmethod
-    def _fit(model_space, v: int, path: Path):
-        """None if the model reads the image alone, else the Dict keys it reads; ValueError if neither."""
+    def _fit(model_space, v: int, path: Path, image_shape: tuple[int, int, int] | None = None):
+        """None if the model reads the image alone, else the Dict keys it reads; ValueError if neither.
+        With `image_shape` (an env of images, not MiniGrid) the model must read those images."""
+        if image_shape is not None:
+            h, w, c = image_shape
+            if isinstance(model_space, spaces.Box) and model_space.shape in {(h, w, c), (c, h, w)}:
+                return None
+            raise ValueError(f"--policy {path}: the model observes {model_space}; this env shows images of "
+                             f"{tuple(image_shape)}")
 
         def image_like(space):  # SB3 stores image spaces channel-first and transposes our [v, v, 3] itself
             return isinstance(space, spaces.Box) and space.shape in {(v, v, 3), (3, v, v)}
@@ -168,17 +176,21 @@ def parse_epsilon(spec: str | float | None) -> tuple[float, float] | None:
 
 
 def make_policy(spec: str, num_envs: int, num_actions: int, view_size: int, deterministic: bool = False,
-                epsilon: str | float | None = None):
+                epsilon: str | float | None = None, image_shape: tuple[int, int, int] | None = None):
     """'random', 'explore', 'expert', a folder from `worldsim agent train` or an SB3 model zip -> a policy over
     ``num_envs`` env copies that see `view_size` x `view_size` cells, mixed with random actions when ``epsilon``
-    (see ``parse_epsilon``) is given."""
+    (see ``parse_epsilon``) is given. `image_shape` is given for an env of images that is not MiniGrid: its
+    policies are 'random' and trained ones that read those images."""
     eps = parse_epsilon(epsilon)
     if spec == "random":
         pol = RandomPolicy(num_envs, num_actions)
     elif ScriptedPolicy.parse(spec) is not None:
+        if image_shape is not None:
+            raise ValueError(f"--policy {spec!r} is scripted for MiniGrid; for this env give 'random', a folder "
+                             "written by `worldsim agent train` or an SB3 model .zip")
         pol = ScriptedPolicy(spec, num_envs, num_actions, view_size)
     else:
-        pol = TrainedPolicy(spec, num_actions, view_size, deterministic=deterministic)
+        pol = TrainedPolicy(spec, num_actions, view_size, deterministic=deterministic, image_shape=image_shape)
     if eps is None or eps == (0.0, 0.0):
         return pol
     return EpsilonMix(pol, num_envs, num_actions, *eps)
