@@ -104,11 +104,11 @@ class ImageView(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
-def _env_kwargs(max_steps: int | None, minigrid: bool = True) -> dict:
+def _env_kwargs(max_steps: int | None, is_minigrid: bool = True) -> dict:
     """gym.make's kwargs for a step limit: MiniGrid's own `max_steps`, else gymnasium's TimeLimit."""
     if max_steps is None:
         return {}
-    return {"max_steps": int(max_steps)} if minigrid else {"max_episode_steps": int(max_steps)}
+    return {"max_steps": int(max_steps)} if is_minigrid else {"max_episode_steps": int(max_steps)}
 
 
 # --view: what a recorded frame shows ("rgb": the agent's view in pixels, through a tokenizer)
@@ -144,7 +144,7 @@ class EnvFacts:
     num_actions: int
     max_steps: int                  # the episode step limit
     view_size: int                  # cells on a side of a MiniGrid agent's view (0 for other envs)
-    minigrid: bool
+    is_minigrid: bool
     view: str                       # the view recorded (an env of images: "rgb", its images)
 
 
@@ -167,10 +167,10 @@ def inspect_env(env_id: str, max_steps: int | None = None, view: str | None = No
         raise ValueError(f"max_steps must be a positive integer; got {max_steps!r}")
     env = gym.make(env_id)
     try:
-        minigrid_env = isinstance(env.unwrapped, MiniGridEnv)
+        is_minigrid = isinstance(env.unwrapped, MiniGridEnv)
         if not isinstance(env.action_space, spaces.Discrete):
             raise ValueError(f"{env_id} has action space {env.action_space}; collect needs Discrete actions")
-        if not minigrid_env:
+        if not is_minigrid:
             try:
                 as_image_env(env)
             except ValueError as e:
@@ -257,7 +257,7 @@ def collect(env_id: str, policy: str = "random", episodes: int = 100, out: str |
     codec, num_actions, env_max_steps, view = facts.codec, facts.num_actions, facts.max_steps, facts.view
     num_envs = min(num_envs, episodes)
     pol = make_policy(policy, num_envs, num_actions, facts.view_size, deterministic, epsilon,
-                      image_shape=None if facts.minigrid else codec.image_shape)
+                      image_shape=None if facts.is_minigrid else codec.image_shape)
     writer = DatasetWriter(out, {"env_id": env_id, "codec": codec.config, "vocab_size": codec.vocab_size,
                                  "frame_shape": list(codec.frame_shape), "num_actions": num_actions,
                                  "policy": pol.name, "max_steps": env_max_steps, "seed": int(seed)})
@@ -277,8 +277,8 @@ def collect(env_id: str, policy: str = "random", episodes: int = 100, out: str |
                         vector_kwargs={"autoreset_mode": AutoresetMode.DISABLED},
                         wrappers=[partial(PoseView, world=view == "world",
                                           rgb_size=codec.image_shape[0] if view == "rgb" else None)
-                                  if facts.minigrid else partial(ImageView, image_shape=codec.image_shape)],
-                        **_env_kwargs(max_steps, facts.minigrid))
+                                  if facts.is_minigrid else partial(ImageView, image_shape=codec.image_shape)],
+                        **_env_kwargs(max_steps, facts.is_minigrid))
     bar = tqdm(total=len(todo), unit="ep", desc=f"collect {env_id}", disable=None if progress is None else not progress,
                dynamic_ncols=True)
     pending: list[Episode] = []
