@@ -9,6 +9,8 @@ seed), so episodes are distinct and the same seeds give the same start layouts i
   and termination are the model's predictions.
 - success rate: k / n with the Wilson score interval.
 - mean return: with a Student t interval (n - 1 degrees of freedom).
+- achievements (real envs whose info carries ``achievements``, such as Crafter): each achievement's
+  success rate over the episodes and the Crafter score, their geometric mean (``envs.crafter``).
 """
 
 from __future__ import annotations
@@ -75,17 +77,18 @@ def _run_real(model, env_id, seeds, deterministic, max_episode_steps, batch):
         envs = [observe(gym.make(env_id, **kwargs)) for _ in range(min(batch, len(seeds)))]
     except gym.error.Error as e:
         raise ValueError(f"cannot make the real env {env_id!r} ({e})") from None
-    returns, lengths, terminated = [], [], []
+    returns, lengths, terminated, achievements = [], [], [], []
     for lo in range(0, len(seeds), len(envs)):
         chunk = seeds[lo:lo + len(envs)]
         obs = [env.reset(seed=int(s))[0] for env, s in zip(envs, chunk)]
+        last_info = [{} for _ in chunk]
         ret, length = np.zeros(len(chunk)), np.zeros(len(chunk), dtype=np.int64)
         term, active = np.zeros(len(chunk), dtype=bool), np.ones(len(chunk), dtype=bool)
         while active.any():
             idx = np.flatnonzero(active)
             actions, _ = model.predict(np.stack([obs[i] for i in idx]), deterministic=deterministic)
             for i, a in zip(idx, np.asarray(actions).reshape(-1)):
-                obs[i], r, te, tr, _ = envs[i].step(int(a))
+                obs[i], r, te, tr, last_info[i] = envs[i].step(int(a))
                 ret[i] += r
                 length[i] += 1
                 if te or tr:
@@ -93,9 +96,15 @@ def _run_real(model, env_id, seeds, deterministic, max_episode_steps, batch):
         returns += ret.tolist()
         lengths += length.tolist()
         terminated += term.tolist()
+        achievements += [info.get("achievements") for info in last_info]
+    names = getattr(envs[0].unwrapped, "achievement_names", None)
     for env in envs:
         env.close()
-    return returns, lengths, terminated
+    if names is None or any(a is None for a in achievements):
+        return returns, lengths, terminated, None
+    from envs.crafter import crafter_score
+
+    return returns, lengths, terminated, {"names": list(names), **crafter_score(np.stack(achievements))}
 
 
 def _run_dream(model, env_id, seeds, deterministic, max_episode_steps, batch, checkpoint, device, temperature):
@@ -171,8 +180,10 @@ def evaluate_policy(policy, env_id: str | None = None, episodes: int = 100, wher
         raise ValueError(f"the policy was trained on {info['env_id']!r}, not {env_id!r}")
 
     seeds = [int(seed) + i for i in range(int(episodes))]
+    achievements = None          # the dream predicts no achievements
     if where == "real":
-        returns, lengths, terminated = _run_real(model, env_id, seeds, deterministic, max_episode_steps, batch)
+        returns, lengths, terminated, achievements = _run_real(model, env_id, seeds, deterministic, max_episode_steps,
+                                                               batch)
     else:
         returns, lengths, terminated = _run_dream(model, env_id, seeds, deterministic, max_episode_steps, batch,
                                                   checkpoint, device, temperature)
@@ -193,6 +204,7 @@ def evaluate_policy(policy, env_id: str | None = None, episodes: int = 100, wher
         "mean_length": float(np.mean(lengths)), "terminated_rate": float(np.mean(terminated)),
         "returns": [float(r) for r in returns], "lengths": [int(x) for x in lengths],
         "success": successes, "seeds": seeds,
+        **({} if achievements is None else {"achievements": achievements}),
     }
     if out is not None:
         out = Path(out)
@@ -215,6 +227,9 @@ def format_table(result: dict[str, Any]) -> str:
              ci(result["success_ci"])),
             ("mean return", f"{result['mean_return']:z.3f}", ci(result["return_ci"])),
             ("mean length", f"{result['mean_length']:.1f}", "")]
+    if "achievements" in result:
+        rows.append(("Crafter score (%)", f"{result['achievements']['score']:.2f}",
+                     ci(result["achievements"]["score_ci"])))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     place = "real env" if result["where"] == "real" else "dream"
     lines = [f"{result['env_id']} in the {place}: {result['episodes']} episodes, seeds "

@@ -76,16 +76,24 @@ class CrafterEnv(gym.Env):
         return None if self._last_obs is None else self._last_obs.copy()
 
 
-def crafter_score(achievements: np.ndarray) -> dict:
+def crafter_score(achievements: np.ndarray, resamples: int = 1000, confidence: float = 0.95) -> dict:
     """The Crafter score of episodes: ``achievements`` [episodes, 22] counts (``info["achievements"]`` at
     each episode's end). Each achievement's success rate s_i is the share of episodes that unlocked it at
-    least once, in percent; the score is exp(mean(ln(1 + s_i))) - 1 (Hafner, 2021)."""
+    least once, in percent; the score is exp(mean(ln(1 + s_i))) - 1 (Hafner, 2021). ``score_ci`` is a
+    percentile bootstrap over episodes (`resamples` draws, a fixed generator, so it is reproducible)."""
     achievements = np.asarray(achievements)
     if achievements.ndim != 2 or len(achievements) == 0:
         raise ValueError(f"achievements must be [episodes, achievements] with at least one episode; got shape "
                          f"{achievements.shape}")
-    rates = 100.0 * (achievements > 0).mean(axis=0)
-    return {"score": float(np.exp(np.log1p(rates).mean()) - 1.0), "success_rates": rates.tolist()}
+    unlocked = achievements > 0
+
+    def score(rows: np.ndarray) -> np.ndarray:                 # rows [..., episodes, achievements] -> [...]
+        return np.exp(np.log1p(100.0 * rows.mean(axis=-2)).mean(axis=-1)) - 1.0
+
+    draws = np.random.default_rng(0).integers(len(unlocked), size=(resamples, len(unlocked)))
+    lo, hi = np.quantile(score(unlocked[draws]), [(1 - confidence) / 2, (1 + confidence) / 2])
+    return {"score": float(score(unlocked)), "score_ci": [float(lo), float(hi)],
+            "success_rates": (100.0 * unlocked.mean(axis=0)).tolist()}
 
 
 def register() -> None:

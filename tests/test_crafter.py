@@ -69,6 +69,9 @@ def test_the_crafter_score_is_the_geometric_mean_of_success_rates_in_percent():
     score = crafter_score(counts)
     assert score["success_rates"][:3] == [50.0, 100.0, 0.0]
     assert score["score"] == pytest.approx(np.exp((np.log(51) + np.log(101)) / 22) - 1)
+    lo, hi = score["score_ci"]
+    assert lo < score["score"] < hi and crafter_score(counts)["score_ci"] == [lo, hi]
+    assert crafter_score(np.ones((3, 22)))["score_ci"] == pytest.approx([100.0, 100.0])
     with pytest.raises(ValueError, match="at least one episode"):
         crafter_score(np.zeros((0, 22)))
 
@@ -126,7 +129,7 @@ def test_a_crafter_dream_is_a_gymnasium_env_and_an_agent_trained_there_plays_rea
                                                                                         monkeypatch):
     from gymnasium.utils.env_checker import check_env
 
-    from agents.evaluation import evaluate_policy
+    from agents.evaluation import evaluate_policy, format_table
     from agents.training import train_agent
     from worldsim import DreamEnv
 
@@ -150,6 +153,8 @@ def test_a_crafter_dream_is_a_gymnasium_env_and_an_agent_trained_there_plays_rea
     assert not real_resets               # the dream started from the data's first frames, not from 256 real resets
     real = evaluate_policy(tmp_path / "agent", episodes=2, where="real", device="cpu", max_episode_steps=5)
     assert real["episodes"] == 2 and real["lengths"] == [5, 5]
+    assert len(real["achievements"]["names"]) == len(real["achievements"]["success_rates"]) == 22
+    assert "Crafter score" in format_table(real)
     # The agent collects more data, as `learn` does with its agents.
     collect(ENV, str(tmp_path / "agent"), episodes=2, out=tmp_path / "more", max_steps=4, num_envs=2,
             tokenizer=crafter_run.parent / "tok", progress=False)
