@@ -25,6 +25,26 @@ def checkpoint_image_shape(checkpoint: Any) -> tuple[int, int, int] | None:
     return tuple(codec["image_shape"]) if "image_shape" in codec else None
 
 
+def real_image_shape(env_id: str) -> tuple[int, int, int] | None:
+    """The images (H, W, C) an agent trained in the real env `env_id` sees: None for a MiniGrid env (its
+    symbolic image) or an env that does not observe images, else the env's own observation shape."""
+    from envs.images.sources import is_image_space
+
+    try:
+        env = gym.make(env_id)
+    except gym.error.Error:
+        return None                                  # the training's own checks name the unknown id
+    try:
+        import minigrid  # noqa: F401  (registers the MiniGrid ids)
+        from minigrid.minigrid_env import MiniGridEnv
+
+        if isinstance(env.unwrapped, MiniGridEnv) or not is_image_space(env.observation_space):
+            return None
+        return tuple(env.observation_space.shape)
+    finally:
+        env.close()
+
+
 def policy_image_shape(policy: Any) -> tuple[int, int, int] | None:
     """The images (H, W, C) a loaded policy reads, or None for MiniGrid's symbolic image: a native policy
     whose features are pixels reads images of its observation shape."""

@@ -40,7 +40,7 @@ from worldsim.zoo import resolve_checkpoint
 
 # Saved SB3 zips name their features extractor by this module's path: keep the classes importable here.
 from .features import FEATURES, SYMBOLIC_FEATURES, MiniGridCNN, MiniGridFlat  # noqa: F401
-from .observations import checkpoint_image_shape
+from .observations import checkpoint_image_shape, real_image_shape
 from .observations import describe as describe_observation
 
 ALGOS = {"ppo": PPO, "a2c": A2C, "dqn": DQN}
@@ -322,7 +322,7 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
     start_settings = {**({} if starts is None else {"starts": str(starts)}),
                       **({} if state_starts is None else {"state_starts": [str(d) for d in state_starts],
                                                            "state_start_fraction": state_start_fraction})}
-    image_shape = checkpoint_image_shape(checkpoint) if where == "dream" else None
+    image_shape = checkpoint_image_shape(checkpoint) if where == "dream" else real_image_shape(env_id)
     features = _features_for(features, image_shape, algo)
     if isinstance(interaction_counts, (str, os.PathLike)):
         interaction_counts = [interaction_counts]
@@ -340,7 +340,7 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
     extra = {"init_from": init_from} if algo == NATIVE_PPO else {}
     info = train(env_id, where, algo, steps, out, checkpoint, num_envs, seed, device, features,
                  hyperparams or {}, max_episode_steps, verbose, progress, dream_settings if where == "dream" else None,
-                 **extra)
+                 image_shape, **extra)
     info = {
         "env_id": env_id, "where": where, "algo": algo, "steps": int(steps), **info, "seed": seed,
         "num_envs": int(num_envs),
@@ -362,7 +362,7 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
 
 
 def _train_sb3(env_id, where, algo, steps, out, checkpoint, num_envs, seed, device, features, hyperparams,
-               max_episode_steps, verbose, progress, dream_settings) -> dict[str, Any]:
+               max_episode_steps, verbose, progress, dream_settings, image_shape) -> dict[str, Any]:
     import stable_baselines3
 
     params = {**DEFAULT_HYPERPARAMS[algo], **hyperparams}
@@ -387,7 +387,7 @@ def _train_sb3(env_id, where, algo, steps, out, checkpoint, num_envs, seed, devi
 
 
 def _train_native(env_id, where, algo, steps, out, checkpoint, num_envs, seed, device, features, hyperparams,
-                  max_episode_steps, verbose, progress, dream_settings, init_from=None) -> dict[str, Any]:
+                  max_episode_steps, verbose, progress, dream_settings, image_shape, init_from=None) -> dict[str, Any]:
     from torch.utils.tensorboard import SummaryWriter
 
     from .ppo import WEIGHTS_FILE, NativePolicy, PPOSettings, save_policy, train_ppo
@@ -395,7 +395,8 @@ def _train_native(env_id, where, algo, steps, out, checkpoint, num_envs, seed, d
 
     settings = PPOSettings.from_overrides(hyperparams)
     envs = make_torch_env(env_id, where, num_envs, checkpoint=checkpoint, device=device,
-                          max_episode_steps=max_episode_steps, dream_settings=dream_settings)
+                          max_episode_steps=max_episode_steps, dream_settings=dream_settings,
+                          image_shape=image_shape if where == "real" else None)
     label = f"native PPO in the {'dream' if where == 'dream' else 'real env'}"
     say = progress if progress is not None else (print if verbose else None)
     writer = SummaryWriter(str(out / "tb" / f"{algo}_{where}"))

@@ -155,6 +155,13 @@ def test_a_crafter_dream_is_a_gymnasium_env_and_an_agent_trained_there_plays_rea
     assert real["episodes"] == 2 and real["lengths"] == [5, 5]
     assert len(real["achievements"]["names"]) == len(real["achievements"]["success_rates"]) == 22
     assert "Crafter score" in format_table(real)
+    # The same agent trains in the real env of images (the baseline a dream is compared with).
+    baseline = train_agent(ENV, where="real", algo="native-ppo", steps=16, out=tmp_path / "real_agent", num_envs=2,
+                           device="cpu", max_episode_steps=8, hyperparams={"num_steps": 8, "minibatch_size": 8,
+                                                                           "epochs": 1})
+    assert baseline["features"] == "pixels" and baseline["observation"]["image_shape"] == [64, 64, 3]
+    with pytest.raises(ValueError, match="trains with algo 'native-ppo'"):
+        train_agent(ENV, where="real", algo="ppo", steps=8, out=tmp_path / "sb3", device="cpu")
     # The agent collects more data, as `learn` does with its agents.
     collect(ENV, str(tmp_path / "agent"), episodes=2, out=tmp_path / "more", max_steps=4, num_envs=2,
             tokenizer=crafter_run.parent / "tok", progress=False)
