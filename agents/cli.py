@@ -63,7 +63,7 @@ def _eval(args: argparse.Namespace) -> int:
 
             info = agent_info_file(args.policy)
             if info.is_file():
-                import minigrid  # noqa: F401  (registers the MiniGrid ids the file may name)
+                import envs  # noqa: F401  (registers the ids the file may name: MiniGrid's, Crafter's)
 
                 saved = json.loads(info.read_text())
                 args.env = registered_env_id(saved.get("env_id") if isinstance(saved, dict) else None, str(info))

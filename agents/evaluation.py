@@ -173,7 +173,7 @@ def evaluate_policy(policy, env_id: str | None = None, episodes: int = 100, wher
     if env_id is None:
         if info.get("env_id") is None:
             raise ValueError("no env_id given and the policy has no agent.json naming one")
-        import minigrid  # noqa: F401  (registers the MiniGrid ids the file may name)
+        import envs  # noqa: F401  (registers the ids the file may name: MiniGrid's, Crafter's)
 
         env_id = registered_env_id(info["env_id"], "the policy's agent.json")
     if info.get("env_id") and info["env_id"].split(":")[-1] != env_id.split(":")[-1]:

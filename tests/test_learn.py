@@ -175,6 +175,27 @@ def test_the_explorer_is_paid_the_uncertainty_bonus_on_every_step_or_on_new_fram
     assert paid["explorer"] == ((0.0, 2.0, 0.1) if once else (-2.0, 0.0, 0.1))
 
 
+def test_each_rounds_agent_can_start_from_the_last_rounds_explorer(tmp_path, monkeypatch):
+    import agents.training
+
+    asked = {}
+    monkeypatch.setattr(agents.training, "train_agent",
+                        lambda *a, **kw: asked.setdefault((kw["out"].parent.name, kw["out"].name), kw["init_from"]))
+    learner = Learner(LearnConfig(**settings(explore_interactions=1.0, agent_from_explorer=True)), tmp_path / "run",
+                      progress=None)
+    for k in (1, 2):
+        for role in ("agent", "explorer"):
+            learner.train_agent(k, tmp_path / "model", role)
+    assert asked[("round-01", "agent")] is None and asked[("round-01", "explorer")] is None
+    assert asked[("round-02", "agent")] == tmp_path / "run" / "round-01" / "explorer"
+    assert asked[("round-02", "explorer")] is None                      # the explorer starts fresh each round
+    with pytest.raises(LearnError, match="agent_from_explorer and warm_start_agent both"):
+        LearnConfig(**settings(explore_interactions=1.0, agent_from_explorer=True, warm_start_agent=True))
+    with pytest.raises(LearnError, match="agent_from_explorer starts each round's agent from the last round's "
+                                         "explorer: train one"):
+        LearnConfig(**settings(agent_from_explorer=True))
+
+
 def test_a_run_folder_from_before_a_new_setting_continues_at_the_value_it_ran_with(tmp_path):
     Learner(LearnConfig(**settings(dream_state_starts=0.0)), tmp_path / "run", progress=None)
     saved = json.loads((tmp_path / "run" / "learn.json").read_text())

@@ -84,6 +84,7 @@ class LearnConfig:
     dream_envs: int = 64
     ppo: dict[str, Any] = field(default_factory=dict)       # PPOSettings overrides
     warm_start_agent: bool = False       # each round's agent starts from the last round's
+    agent_from_explorer: bool = False    # ... or from the last round's explorer (with an explorer)
     dream_state_starts: float = 0.0      # share of dream episodes starting from recorded states of the data (world view)
     explore_bonus: float = 0.0           # an explorer's dream pays this x the model's uncertainty ...
     explore_bonus_once: bool = False     # ... on frames new to its episode only (else on every step)
@@ -137,6 +138,12 @@ class LearnConfig:
         if not 0 < self.explore_share < 1:
             raise LearnError(f"explore_share must be in (0, 1) (the explorer's share of a round's episodes); got "
                              f"{self.explore_share}")
+        if self.agent_from_explorer and self.warm_start_agent:
+            raise LearnError("agent_from_explorer and warm_start_agent both choose where each round's agent starts: "
+                             "set one")
+        if self.agent_from_explorer and not (self.explore_bonus or self.explore_novelty or self.explore_interactions):
+            raise LearnError("agent_from_explorer starts each round's agent from the last round's explorer: train "
+                             "one (explore_bonus, explore_novelty or explore_interactions > 0)")
         if self.dream_state_starts and self.view != "world":
             raise LearnError(f"dream_state_starts needs view 'world' (a frame of the agent's view is no state to "
                              f"start from); view is {self.view!r}")
@@ -166,7 +173,7 @@ class LearnConfig:
 
 # Settings added to LearnConfig after run folders were made: the value such a folder ran with.
 SETTINGS_ADDED_LATER = {"dream_state_starts": 0.0, "explore_bonus": 0.0, "explore_share": 0.5, "explore_novelty": 0.0,
-                        "explore_bonus_once": False, "explore_interactions": 0.0}
+                        "explore_bonus_once": False, "explore_interactions": 0.0, "agent_from_explorer": False}
 
 
 def _settings_added_later(saved: dict[str, Any]) -> dict[str, Any]:
@@ -297,11 +304,17 @@ class Learner:
         agent_dir = self.round_dir(k) / role
         if agent_info_file(agent_dir).is_file():
             return agent_dir
-        previous = self.round_dir(k - 1) / role
         exploring = role == "explorer"
+        # Where the network starts: fresh, the last round's network of the same role, or (the agent with
+        # agent_from_explorer) the last round's explorer, which has learned to reach what the data lacked.
+        previous = None
+        if k > 1 and c.warm_start_agent:
+            previous = self.round_dir(k - 1) / role
+        elif k > 1 and c.agent_from_explorer and not exploring:
+            previous = self.round_dir(k - 1) / "explorer"
         train_agent(c.env_id, where="dream", algo=NATIVE_PPO, steps=c.dream_steps, out=agent_dir,
                     checkpoint=str(model_dir), num_envs=c.dream_envs, seed=c.seed + k, device=c.device,
-                    hyperparams=dict(c.ppo), init_from=previous if c.warm_start_agent and k > 1 else None,
+                    hyperparams=dict(c.ppo), init_from=previous,
                     # the bonus is a penalty with its sign flipped, or paid on new frames only
                     uncertainty_penalty=0.0 - c.explore_bonus if exploring and not c.explore_bonus_once else 0.0,
                     novelty_uncertainty=c.explore_bonus if exploring and c.explore_bonus_once else 0.0,
