@@ -161,8 +161,8 @@ def inspect_env(env_id: str, max_steps: int | None = None, view: str | None = No
     try:
         gym.spec(env_id)
     except gym.error.Error as e:
-        raise ValueError(f"unknown env id {env_id!r} ({e}); give a registered gymnasium id, or 'module:EnvId' "
-                         "to import the module that registers it") from None
+        raise ValueError(f"unknown env id {env_id!r} ({e}); give a registered gymnasium id (for an env of your "
+                         "own, register it and call train.collect.collect from Python)") from None
     if max_steps is not None and (isinstance(max_steps, bool) or int(max_steps) < 1):
         raise ValueError(f"max_steps must be a positive integer; got {max_steps!r}")
     env = gym.make(env_id)

@@ -52,7 +52,7 @@ def add_collect_parser(subparsers, help: str | None = None) -> argparse.Argument
         "With --verify DIR, check a dataset instead and exit 1 on problems.",
     )
     p.add_argument("--env", help="gymnasium id: a MiniGrid env, e.g. MiniGrid-FourRooms-v0, or an env of images with "
-                   "Discrete actions, e.g. CrafterReward-v1 ('module:EnvId' imports the module that registers it)")
+                   "Discrete actions, e.g. CrafterReward-v1")
     p.add_argument("--policy", default="random",
                    help="'random', 'explore' (covers the layout and comes back), 'expert' (scripted: explores, "
                    "fetches keys, unlocks doors, walks to the goal), 'retrace:C' / 'reasoning:C' (memory tasks: "
