@@ -175,24 +175,23 @@ def test_the_explorer_is_paid_the_uncertainty_bonus_on_every_step_or_on_new_fram
     assert paid["explorer"] == ((0.0, 2.0, 0.1) if once else (-2.0, 0.0, 0.1))
 
 
-def test_each_rounds_agent_can_start_from_the_last_rounds_explorer(tmp_path, monkeypatch):
-    import agents.training
-
-    asked = {}
-    monkeypatch.setattr(agents.training, "train_agent",
-                        lambda *a, **kw: asked.setdefault((kw["out"].parent.name, kw["out"].name), kw["init_from"]))
-    learner = Learner(LearnConfig(**settings(explore_interactions=1.0, agent_from_explorer=True)), tmp_path / "run",
-                      progress=None)
-    for k in (1, 2):
-        for role in ("agent", "explorer"):
-            learner.train_agent(k, tmp_path / "model", role)
-    assert asked[("round-01", "agent")] is None and asked[("round-01", "explorer")] is None
-    assert asked[("round-02", "agent")] == tmp_path / "run" / "round-01" / "explorer"
-    assert asked[("round-02", "explorer")] is None                      # the explorer starts fresh each round
+def test_each_rounds_agent_can_start_from_that_rounds_explorer_trained_first(tmp_path):
+    run = tmp_path / "run"
+    config = LearnConfig(**settings(explore_interactions=1.0, agent_from_explorer=True, real_steps=1800,
+                                    model_steps=20, finetune_steps=10, dream_steps=2048, eval_episodes=4))
+    records = learn(config, run, progress=None)
+    for k in range(1, len(records)):
+        agent = json.loads((run / f"round-{k:02d}" / "agent" / "agent.json").read_text())
+        assert agent["init_from"] == str((run / f"round-{k:02d}" / "explorer").resolve())
+        assert agent["interaction_bonus"] == 0.0            # the agent trains on the task's reward alone
+    explorer = json.loads((run / "round-01" / "explorer" / "agent.json").read_text())
+    assert "init_from" not in explorer and explorer["interaction_bonus"] == 1.0
+    # The last round trained its explorer too (for its agent), though it collects nothing after it.
+    assert (run / f"round-{records[-1]['round']:02d}" / "explorer" / "agent.json").is_file()
     with pytest.raises(LearnError, match="agent_from_explorer and warm_start_agent both"):
         LearnConfig(**settings(explore_interactions=1.0, agent_from_explorer=True, warm_start_agent=True))
-    with pytest.raises(LearnError, match="agent_from_explorer starts each round's agent from the last round's "
-                                         "explorer: train one"):
+    with pytest.raises(LearnError, match="agent_from_explorer starts each round's agent from the round's explorer: "
+                                         "train one"):
         LearnConfig(**settings(agent_from_explorer=True))
 
 

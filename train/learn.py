@@ -14,7 +14,8 @@ random actions: ``initial_epsilon``). Every round then
    real data holds few of, the first time in an episode (it goes and tries what the data lacks, such
    as toggling a locked door with its key, whatever the model predicts). The explorer only
    collects: the agent that is scored never sees a bonus, which would lure it away from a reward it
-   already knows),
+   already knows. With ``agent_from_explorer`` the explorer trains first and the agent starts from
+   its network: it keeps the explorer's skills and trains on the task's reward alone),
 3. scores the agent in the real env on held-out seeds (reported apart: not training data), and in
    its own dream from the same seeds: the optimism gap (dream - real success),
 4. collects the next round's episodes in the real env with that agent (and a share
@@ -84,7 +85,7 @@ class LearnConfig:
     dream_envs: int = 64
     ppo: dict[str, Any] = field(default_factory=dict)       # PPOSettings overrides
     warm_start_agent: bool = False       # each round's agent starts from the last round's
-    agent_from_explorer: bool = False    # ... or from the last round's explorer (with an explorer)
+    agent_from_explorer: bool = False    # ... or from this round's explorer, trained first (with an explorer)
     dream_state_starts: float = 0.0      # share of dream episodes starting from recorded states of the data (world view)
     explore_bonus: float = 0.0           # an explorer's dream pays this x the model's uncertainty ...
     explore_bonus_once: bool = False     # ... on frames new to its episode only (else on every step)
@@ -142,8 +143,8 @@ class LearnConfig:
             raise LearnError("agent_from_explorer and warm_start_agent both choose where each round's agent starts: "
                              "set one")
         if self.agent_from_explorer and not (self.explore_bonus or self.explore_novelty or self.explore_interactions):
-            raise LearnError("agent_from_explorer starts each round's agent from the last round's explorer: train "
-                             "one (explore_bonus, explore_novelty or explore_interactions > 0)")
+            raise LearnError("agent_from_explorer starts each round's agent from the round's explorer: train one "
+                             "(explore_bonus, explore_novelty or explore_interactions > 0)")
         if self.dream_state_starts and self.view != "world":
             raise LearnError(f"dream_state_starts needs view 'world' (a frame of the agent's view is no state to "
                              f"start from); view is {self.view!r}")
@@ -310,8 +311,8 @@ class Learner:
         previous = None
         if k > 1 and c.warm_start_agent:
             previous = self.round_dir(k - 1) / role
-        elif k > 1 and c.agent_from_explorer and not exploring:
-            previous = self.round_dir(k - 1) / "explorer"
+        elif c.agent_from_explorer and not exploring:
+            previous = self.round_dir(k) / "explorer"             # trained first in this round (run)
         train_agent(c.env_id, where="dream", algo=NATIVE_PPO, steps=c.dream_steps, out=agent_dir,
                     checkpoint=str(model_dir), num_envs=c.dream_envs, seed=c.seed + k, device=c.device,
                     hyperparams=dict(c.ppo), init_from=previous,
@@ -356,6 +357,9 @@ class Learner:
         while True:
             used = self.real_steps_used(k - 1)
             model_dir = self.timed(k, "world_model", lambda: self.train_model(k))
+            # With agent_from_explorer the explorer trains first: the agent starts from it.
+            explorer = self.timed(k, "explorer", lambda: self.train_agent(k, model_dir, "explorer")) \
+                if c.agent_from_explorer else None
             agent_dir = self.timed(k, "agent", lambda: self.train_agent(k, model_dir))
             result = self.timed(k, "evaluate", lambda: self.evaluate(k, agent_dir, model_dir))
             record = self._record(k, used, model_dir, agent_dir, result, time.time() - start)
@@ -366,8 +370,8 @@ class Learner:
                      f"in its dream {record['dream_eval_success']:.3f} (gap {record['optimism_gap']:+.3f})")
             if used >= c.real_steps:
                 break
-            explorer = self.timed(k, "explorer", lambda: self.train_agent(k, model_dir, "explorer")) \
-                if self.explores else None
+            if self.explores and explorer is None:
+                explorer = self.timed(k, "explorer", lambda: self.train_agent(k, model_dir, "explorer"))
             self.timed(k, "collect", lambda: self.collect(k, str(agent_dir), c.epsilon_at(k),
                                                           explorer and str(explorer)))
             k += 1

@@ -27,9 +27,9 @@ LEARN_HELP = {
     "dream_envs": "dream envs the native PPO steps together",
     "ppo": 'native PPO settings as JSON, e.g. \'{"num_steps": 64}\'',
     "warm_start_agent": "start each round's agent from the last round's instead of a fresh network",
-    "agent_from_explorer": "start each round's agent from the last round's explorer instead of a fresh network: "
-                           "the explorer has learned to reach what the data lacked (a door opened, a goal room); "
-                           "the agent keeps that and learns the task's own reward",
+    "agent_from_explorer": "train each round's explorer first and start the round's agent from it instead of a "
+                           "fresh network: the explorer learns to reach what the data lacks (a door opened, a goal "
+                           "room), and the agent keeps that and learns the task's own reward",
     "dream_state_starts": "share of dream episodes that start from recorded states of the data so far instead of "
                           "real resets, 0 to 1 (world view only): the agent meets the states rewards hide behind",
     "explore_bonus": "train an explorer each round too: its dream pays this times the model's uncertainty about "
