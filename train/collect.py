@@ -46,7 +46,23 @@ from worldsim.data.dataset import DatasetWriter, Episode, frame_dtype
 from .collect_policies import make_policy
 
 
-class PoseView(gym.Wrapper):
+class _CollectorView(gym.Wrapper):
+    """What the collector reads of an env copy: ``_view(obs, info)`` turns each reset's and step's
+    observation and info into {"image", "direction"} and info with the pose (and the frame to record)."""
+
+    def _view(self, obs, info):
+        raise NotImplementedError
+
+    def reset(self, **kwargs):
+        return self._view(*self.env.reset(**kwargs))
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        obs, info = self._view(obs, info)
+        return obs, reward, terminated, truncated, info
+
+
+class PoseView(_CollectorView):
     """Observation reduced to what the codec reads (image, direction); the world pose and grid size in
     info, with ``world=True`` the whole state's grid (``world_grid``, what the world view records), and
     with ``rgb_size`` the agent's view drawn in pixels, `rgb_size` on a side (what the RGB view records).
@@ -72,16 +88,8 @@ class PoseView(gym.Wrapper):
             info["rgb"] = u.get_frame(tile_size=self.rgb_tile, agent_pov=True)   # as RGBImgPartialObsWrapper draws it
         return {"image": obs["image"], "direction": obs["direction"]}, info
 
-    def reset(self, **kwargs):
-        return self._view(*self.env.reset(**kwargs))
 
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        obs, info = self._view(obs, info)
-        return obs, reward, terminated, truncated, info
-
-
-class ImageView(gym.Wrapper):
+class ImageView(_CollectorView):
     """An env of images (not MiniGrid) seen the way the collector reads MiniGrid's ``PoseView``: the
     observation as {"image", "direction"} (direction 0), info with the frame to record as "rgb" and a pose
     of zeros (such envs have none to record)."""
@@ -94,14 +102,6 @@ class ImageView(gym.Wrapper):
         info = dict(info, rgb=obs, agent_pos=np.zeros(2, dtype=np.int64), agent_dir=0,
                     grid_size=np.zeros(2, dtype=np.int64))
         return {"image": obs, "direction": 0}, info
-
-    def reset(self, **kwargs):
-        return self._view(*self.env.reset(**kwargs))
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        obs, info = self._view(obs, info)
-        return obs, reward, terminated, truncated, info
 
 
 def _env_kwargs(max_steps: int | None, is_minigrid: bool = True) -> dict:
