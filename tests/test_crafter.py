@@ -110,7 +110,13 @@ def test_collecting_from_an_env_of_images_refuses_what_it_cannot_record(crafter_
         collect("CartPole-v1", "random", episodes=1, out=tmp_path / "d", tokenizer=tok, progress=False)
     with pytest.raises(ValueError, match="unknown env id 'Nope-v0'"):
         collect("Nope-v0", "random", episodes=1, out=tmp_path / "e", tokenizer=tok, progress=False)
-    assert not any((tmp_path / name).exists() for name in "abcde")
+    other = TokenizerConfig(image_shape=(56, 56, 3), patch=8, levels=(2, 2), width=4, blocks=0)
+    from envs.images.tokenizer import FrameTokenizer
+
+    FrameTokenizer(other).save(tmp_path / "tok56")
+    with pytest.raises(ValueError, match=r"shows images of \(64, 64, 3\); the tokenizer reads \(56, 56, 3\)"):
+        collect(ENV, "random", episodes=1, out=tmp_path / "f", tokenizer=tmp_path / "tok56", progress=False)
+    assert not any((tmp_path / name).exists() for name in "abcdef")
 
 
 @pytest.fixture(scope="module")
