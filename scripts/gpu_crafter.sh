@@ -41,6 +41,9 @@ else
         --rollout-episodes 16 --rollout-context 16 --rollout-horizon 64 --progress false ${TRAIN_FLAGS:-} \
         > "$OUT/train.log" 2>&1
 fi
+# A GIF of the dream beside real Crafter under the same random actions, from the same world.
+[ -f "$OUT/dream_vs_real.gif" ] || worldsim play --checkpoint "$OUT/wm/model" --real --actions random:300 --seed 10000 \
+    --record "$OUT/dream_vs_real.gif" --quiet
 # 4. The native PPO in the dream, its episodes starting from the data's first frames (no real resets), and
 #    the native PPO in real Crafter for the real steps the data cost.
 [ -f "$OUT/agent_dream/agent.json" ] || worldsim agent train --env "$ENV_ID" --in dream --checkpoint "$OUT/wm/model" \
