@@ -28,16 +28,15 @@ def checkpoint_image_shape(checkpoint: Any) -> tuple[int, int, int] | None:
 def real_image_shape(env_id: str) -> tuple[int, int, int] | None:
     """The images (H, W, C) an agent trained in the real env `env_id` sees: None for a MiniGrid env (its
     symbolic image) or an env that does not observe images, else the env's own observation shape."""
+    import envs  # noqa: F401  (registers the ids the project knows: MiniGrid's, Crafter's)
     from envs.images.sources import is_image_space
+    from minigrid.minigrid_env import MiniGridEnv
 
     try:
         env = gym.make(env_id)
     except gym.error.Error:
         return None                                  # the training's own checks name the unknown id
     try:
-        import minigrid  # noqa: F401  (registers the MiniGrid ids)
-        from minigrid.minigrid_env import MiniGridEnv
-
         if isinstance(env.unwrapped, MiniGridEnv) or not is_image_space(env.observation_space):
             return None
         return tuple(env.observation_space.shape)
