@@ -188,6 +188,9 @@ def test_each_rounds_agent_can_start_from_that_rounds_explorer_trained_first(tmp
     assert "init_from" not in explorer and explorer["interaction_bonus"] == 1.0
     # The last round trained its explorer too (for its agent), though it collects nothing after it.
     assert (run / f"round-{records[-1]['round']:02d}" / "explorer" / "agent.json").is_file()
+    # A round's record holds its own explorer's seconds (it trained for that round's agent).
+    explorer_seconds = json.loads((run / "round-01" / "phase_seconds.json").read_text())["explorer"]
+    assert records[1]["phase_seconds"]["explorer"] == explorer_seconds
     with pytest.raises(LearnError, match="agent_from_explorer and warm_start_agent both"):
         LearnConfig(**settings(explore_interactions=1.0, agent_from_explorer=True, warm_start_agent=True))
     with pytest.raises(LearnError, match="agent_from_explorer starts each round's agent from the round's explorer: "

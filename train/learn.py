@@ -307,7 +307,7 @@ class Learner:
             return agent_dir
         exploring = role == "explorer"
         # Where the network starts: fresh, the last round's network of the same role, or (the agent with
-        # agent_from_explorer) the last round's explorer, which has learned to reach what the data lacked.
+        # agent_from_explorer) this round's explorer, which has learned to reach what the data lacks.
         previous = None
         if k > 1 and c.warm_start_agent:
             previous = self.round_dir(k - 1) / role
@@ -388,6 +388,9 @@ class Learner:
     def _record(self, k, used, model_dir, agent_dir, result, seconds) -> dict[str, Any]:
         """Round k's line of metrics.jsonl (round 0: the uniform random policy, before any learning)."""
         info = json.loads((agent_dir / "agent.json").read_text()) if agent_dir is not None else {}
+        # What fed this round came from the last: its collection, and its explorer unless this round's
+        # agent started from this round's explorer (agent_from_explorer trains it before the agent).
+        feeding = ("collect",) if self.config.agent_from_explorer else FEEDING
         last = info["history"][-1] if info.get("history") else {}
         metrics = self.round_dir(k) / "model_run" / METRICS_FILE
         evals = [json.loads(line) for line in metrics.read_text().splitlines() if '"eval/acc"' in line] \
@@ -405,9 +408,9 @@ class Learner:
             "wall_seconds_this_process": round(seconds, 1),
             # this round's world model, agent and evaluation, and what fed it: round k-1's collection
             # (and the explorer trained for it)
-            "phase_seconds": {**({name: t for name, t in self.phase_seconds(k - 1).items() if name in FEEDING}
+            "phase_seconds": {**({name: t for name, t in self.phase_seconds(k - 1).items() if name in feeding}
                                  if k > 0 else {}),
-                              **{name: t for name, t in self.phase_seconds(k).items() if name not in FEEDING}},
+                              **{name: t for name, t in self.phase_seconds(k).items() if name not in feeding}},
         }
 
     def _write_metrics(self, records: list[dict[str, Any]]) -> None:
