@@ -116,6 +116,13 @@ def test_bad_settings_are_refused_by_name(field, value, message):
         LearnConfig(**settings(**{field: value}))
 
 
+def test_an_env_that_is_not_minigrid_is_refused_with_the_commands_that_serve_it():
+    import envs  # noqa: F401  (registers the Crafter ids)
+
+    with pytest.raises(LearnError, match="'CrafterReward-v1' is not a MiniGrid env.*collect --tokenizer"):
+        LearnConfig(**settings(env_id="CrafterReward-v1"))
+
+
 def test_recorded_state_starts_need_the_world_view():
     with pytest.raises(LearnError, match="dream_state_starts needs view 'world'"):
         LearnConfig(**settings(view="ego", dream_state_starts=0.5))

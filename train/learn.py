@@ -66,6 +66,19 @@ class LearnError(ValueError):
     """Bad settings or a run folder that does not belong to them; the message says which."""
 
 
+def _is_minigrid(env_id: str) -> bool:
+    from minigrid.minigrid_env import MiniGridEnv
+
+    try:
+        env = gym.make(env_id)
+    except ImportError:                  # a package the env needs is missing: not one learn can run either way
+        return False
+    try:
+        return isinstance(env.unwrapped, MiniGridEnv)
+    finally:
+        env.close()
+
+
 @dataclass
 class LearnConfig:
     env_id: str
@@ -103,6 +116,10 @@ class LearnConfig:
         if self.env_id not in gym.registry:
             raise LearnError(f"env_id {self.env_id!r} is not a registered gymnasium id; learn takes a MiniGrid "
                              "env id such as MiniGrid-DoorKey-8x8-v0")
+        if not _is_minigrid(self.env_id):
+            raise LearnError(f"env_id {self.env_id!r} is not a MiniGrid env; learn records MiniGrid's views and reads "
+                             "its grid. For an env of images, run collect --tokenizer, train and agent train --starts "
+                             "(as scripts/gpu_crafter.sh does)")
         for name in ("real_steps", "initial_episodes", "round_episodes", "model_steps", "finetune_steps",
                      "dream_steps", "dream_envs", "eval_episodes"):
             try:
