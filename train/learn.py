@@ -357,7 +357,7 @@ class Learner:
         for place, path in where:
             results[place] = json.loads(path.read_text()) if path.is_file() else evaluate_policy(
                 policy, c.env_id, episodes=c.eval_episodes, where=place, seed=EVAL_SEED + c.seed * 10_000,
-                deterministic=False, device=c.device, out=path,
+                deterministic=False, device=c.device, out=path, batch=c.eval_episodes,   # every episode at once
                 **({"checkpoint": str(model_dir)} if place == "dream" else {}))
         return {**results["real"], **({"dream": results["dream"]} if "dream" in results else {})}
 
