@@ -35,6 +35,7 @@ def _train(args: argparse.Namespace) -> int:
                            hyperparams=parse_hyperparams(args.hyperparams, args.algo),
                            verbose=0 if args.quiet else 1, uncertainty_penalty=args.uncertainty_penalty,
                            uncertainty_limit=args.uncertainty_limit, init_from=args.init_from,
+                           fresh_critic=args.fresh_critic,
                            temperature=args.temperature, state_starts=args.start_states,
                            state_start_fraction=args.start_state_fraction, novelty_bonus=args.novelty_bonus,
                            novelty_uncertainty=args.novelty_uncertainty, interaction_bonus=args.interaction_bonus,
@@ -172,6 +173,10 @@ def add_agent_parser(subparsers, help: str | None = None) -> argparse.ArgumentPa
     train.add_argument("--init-from", default=None, metavar="FOLDER",
                        help="native-ppo: start from the policy in this folder (written by agent train) instead of "
                        "a fresh network (default: fresh)")
+    train.add_argument("--fresh-critic", action="store_true",
+                       help="with --init-from: keep its features and actor but start its value function afresh, for "
+                       "a policy trained for another reward (an explorer's bonuses); with hyperparameter "
+                       "critic_warmup=N its first N iterations fit the values alone")
     train.add_argument("--quiet", action="store_true", help="do not print the training log")
     train.set_defaults(run=_train, agent_parser=train)
 

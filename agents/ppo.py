@@ -69,10 +69,12 @@ class PPOSettings:
     max_grad_norm: float = 0.5
     norm_adv: bool = True         # normalise advantages per minibatch
     target_kl: float | None = None  # stop an iteration's epochs early past this approximate KL
+    critic_warmup: int = 0        # first iterations that train the value function alone (the policy acts, unchanged)
 
     def __post_init__(self):
         for name in ("num_steps", "epochs", "minibatch_size"):
             positive_int(name, getattr(self, name))
+        positive_int("critic_warmup", self.critic_warmup, allow_zero=True)
         for name in ("learning_rate", "clip_coef", "max_grad_norm"):
             _number(name, getattr(self, name), low=0.0, low_open=True)
         for name in ("gamma", "gae_lambda"):
@@ -136,6 +138,15 @@ class ActorCritic(nn.Module):
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.critic(self.features(obs))[:, 0]
+
+    def reset_critic(self) -> None:
+        """A value function that knows nothing yet: fresh hidden layer, output 0 everywhere. For a policy
+        started from one trained for another reward, whose values would price that reward: an explorer's
+        value drops where it collects a bonus, which would read as a loss to the new task."""
+        hidden, out = self.critic[0], self.critic[2]
+        _layer(hidden)
+        nn.init.zeros_(out.weight)
+        nn.init.zeros_(out.bias)
 
     def spec(self) -> dict[str, Any]:
         return {"observation_shape": list(self.observation_shape), "num_actions": self.num_actions,
@@ -219,14 +230,16 @@ def train_ppo(envs, *, total_steps: int, settings: PPOSettings | None = None, se
               features: str = "cnn", progress: Callable[[str], None] | None = None, label: str = "native PPO",
               writer=None, every_s: float = 10.0,
               on_iteration: Callable[[ActorCritic, dict[str, Any]], None] | None = None,
-              initial: ActorCritic | None = None) -> tuple[ActorCritic, list[dict[str, Any]]]:
+              initial: ActorCritic | None = None, keep_critic: bool = True) -> tuple[ActorCritic, list[dict[str, Any]]]:
     """Train a fresh ActorCritic in `envs` (a torch vector env, see the module docstring) for at least
     `total_steps` env steps (whole iterations of num_envs x num_steps). Returns the policy and one
     record per iteration: steps, seconds, the training episodes that ended in it (count, mean return
     and length, success rate) and the losses. `progress` gets a line about every `every_s` seconds;
     `writer`, a TensorBoard SummaryWriter, gets the same numbers. `on_iteration(policy, record)` is
     called after each iteration's update (e.g. to score the policy at fixed step marks). `initial`: a
-    policy to start from (its weights are copied; it must fit the env's spaces), else a fresh one."""
+    policy to start from (its weights are copied; it must fit the env's spaces), else a fresh one; with
+    `keep_critic` False its value function starts afresh (``ActorCritic.reset_critic``: it was trained for
+    another reward)."""
     settings = settings or PPOSettings()
     positive_int("total_steps", total_steps)
     s, n = settings, envs.num_envs
@@ -243,6 +256,8 @@ def train_ppo(envs, *, total_steps: int, settings: PPOSettings | None = None, se
         if initial.spec() != policy.spec():
             raise ValueError(f"the initial policy is {initial.spec()}; this env and features need {policy.spec()}")
         policy.load_state_dict(initial.state_dict())
+        if not keep_critic:
+            policy.reset_critic()
     optimizer = torch.optim.Adam(policy.parameters(), lr=s.learning_rate, eps=1e-5)
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
@@ -276,7 +291,8 @@ def train_ppo(envs, *, total_steps: int, settings: PPOSettings | None = None, se
                 buf.dones[t] = terminated | truncated
             advantages, returns = compute_gae(buf.rewards, buf.values, buf.dones, policy.value(next_obs),
                                               s.gamma, s.gae_lambda)
-        losses = _update(policy, optimizer, buf, advantages, returns, s, minibatch, gen)
+        losses = _update(policy, optimizer, buf, advantages, returns, s, minibatch, gen,
+                         critic_only=it < s.critic_warmup)
         episodes = tally.read()
         now = time.monotonic()
         record = {"iteration": it + 1, "steps": (it + 1) * batch, "seconds": round(now - start, 3), **episodes,
@@ -294,7 +310,10 @@ def train_ppo(envs, *, total_steps: int, settings: PPOSettings | None = None, se
     return policy, history
 
 
-def _update(policy, optimizer, buf: _Rollout, advantages, returns, s: PPOSettings, minibatch: int, gen) -> dict:
+def _update(policy, optimizer, buf: _Rollout, advantages, returns, s: PPOSettings, minibatch: int, gen,
+            critic_only: bool = False) -> dict:
+    """The iteration's epochs of minibatch updates; with `critic_only` the value loss alone, through the critic
+    head alone (the shared features and the actor stay as they are)."""
     obs = buf.obs.flatten(0, 1)
     actions, old_logprobs = buf.actions.flatten(), buf.logprobs.flatten()
     advantages, returns = advantages.flatten(), returns.flatten()
@@ -305,7 +324,13 @@ def _update(policy, optimizer, buf: _Rollout, advantages, returns, s: PPOSetting
         order = torch.randperm(size, generator=gen, device=obs.device)
         for lo in range(0, size, minibatch):      # the last minibatch takes the remainder
             idx = order[lo:lo + minibatch]
-            logits, values = policy(obs[idx])
+            if critic_only:
+                with torch.no_grad():
+                    h = policy.features(obs[idx])
+                    logits = policy.actor(h)
+                values = policy.critic(h)[:, 0]
+            else:
+                logits, values = policy(obs[idx])
             logp_all = F.log_softmax(logits.float(), -1)
             logprob = logp_all.gather(1, actions[idx, None])[:, 0]
             entropy = -(logp_all.exp() * logp_all).sum(-1).mean()
@@ -316,7 +341,7 @@ def _update(policy, optimizer, buf: _Rollout, advantages, returns, s: PPOSetting
                 adv = (adv - adv.mean()) / (adv.std(unbiased=False) + 1e-8)
             policy_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - s.clip_coef, 1 + s.clip_coef)).mean()
             value_loss = 0.5 * (values.float() - returns[idx]).pow(2).mean()
-            loss = policy_loss + s.vf_coef * value_loss - s.ent_coef * entropy
+            loss = s.vf_coef * value_loss if critic_only else policy_loss + s.vf_coef * value_loss - s.ent_coef * entropy
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(policy.parameters(), s.max_grad_norm)

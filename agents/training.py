@@ -281,7 +281,8 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
                 init_from: str | os.PathLike | None = None, temperature: float | None = None,
                 state_starts=None, state_start_fraction: float = 0.5, novelty_bonus: float = 0.0,
                 novelty_uncertainty: float = 0.0, interaction_bonus: float = 0.0,
-                interaction_counts=None, starts: str | os.PathLike | None = None) -> dict[str, Any]:
+                interaction_counts=None, starts: str | os.PathLike | None = None,
+                fresh_critic: bool = False) -> dict[str, Any]:
     """Train `algo` for `steps` env steps in the dream (`checkpoint`: a folder, or a shipped model's id;
     None: the model shipped for `env_id`) or the real env `env_id`.
 
@@ -294,7 +295,9 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
     every 10 s while training. `uncertainty_penalty` and `uncertainty_limit` make the dream pessimistic
     (`worldsim.DreamVectorEnv`): the reward loses penalty x the model's uncertainty about each next
     frame, and an episode past the limit is truncated. `init_from`: native-ppo only, a folder it wrote
-    whose policy is the starting point (fine-tuning) instead of a fresh network. `temperature`: the
+    whose policy is the starting point (fine-tuning) instead of a fresh network; with `fresh_critic` only its
+    features and actor carry over and the value function starts afresh (the policy was trained for another
+    reward, such as an explorer's). `temperature`: the
     dream's sampling temperature (0: argmax; None: the dream's default). `state_starts` (world-view
     models: dataset folders): a share `state_start_fraction` of dream episodes starts from recorded
     states of those episodes instead of real resets (`worldsim.state_starts`). `novelty_bonus`: a dream
@@ -312,6 +315,8 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
     pessimism = {"uncertainty_penalty": uncertainty_penalty, "uncertainty_limit": uncertainty_limit}
     if init_from is not None and algo != NATIVE_PPO:
         raise ValueError(f"init_from continues a native-ppo policy; algo is {algo!r}")
+    if fresh_critic and init_from is None:
+        raise ValueError("fresh_critic starts the value function of an init_from policy afresh: pass init_from")
     if where != "dream" and (uncertainty_penalty or uncertainty_limit is not None or temperature is not None
                              or state_starts is not None or novelty_bonus or novelty_uncertainty
                              or interaction_bonus or starts is not None):
@@ -337,7 +342,7 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
     out = output_folder(out)
     start = time.time()
     train = _train_native if algo == NATIVE_PPO else _train_sb3
-    extra = {"init_from": init_from} if algo == NATIVE_PPO else {}
+    extra = {"init_from": init_from, "keep_critic": not fresh_critic} if algo == NATIVE_PPO else {}
     info = train(env_id, where, algo, steps, out, checkpoint, num_envs, seed, device, features,
                  hyperparams or {}, max_episode_steps, verbose, progress, dream_settings if where == "dream" else None,
                  image_shape, **extra)
@@ -353,7 +358,8 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
             "state_starts": None if state_starts is None else {
                 "datasets": [os.path.abspath(d) for d in state_starts], "fraction": state_start_fraction}}
            if where == "dream" else {}),
-        **({"init_from": os.path.abspath(init_from)} if init_from is not None else {}),
+        **({"init_from": os.path.abspath(init_from), "fresh_critic": bool(fresh_critic)} if init_from is not None
+           else {}),
         "observation": describe_observation(image_shape),
         "tensorboard": "tb", "train_seconds": round(time.time() - start, 3),
     }
@@ -387,7 +393,8 @@ def _train_sb3(env_id, where, algo, steps, out, checkpoint, num_envs, seed, devi
 
 
 def _train_native(env_id, where, algo, steps, out, checkpoint, num_envs, seed, device, features, hyperparams,
-                  max_episode_steps, verbose, progress, dream_settings, image_shape, init_from=None) -> dict[str, Any]:
+                  max_episode_steps, verbose, progress, dream_settings, image_shape, init_from=None,
+                  keep_critic=True) -> dict[str, Any]:
     from torch.utils.tensorboard import SummaryWriter
 
     from .ppo import WEIGHTS_FILE, NativePolicy, PPOSettings, save_policy, train_ppo
@@ -408,7 +415,7 @@ def _train_native(env_id, where, algo, steps, out, checkpoint, num_envs, seed, d
                 raise ValueError(f"init_from {str(init_from)!r} is not a native-ppo policy folder")
             initial = loaded.network
         policy, history = train_ppo(envs, total_steps=int(steps), settings=settings, seed=seed, features=features,
-                                    progress=say, label=label, writer=writer, initial=initial)
+                                    progress=say, label=label, writer=writer, initial=initial, keep_critic=keep_critic)
         save_policy(policy, out)
     finally:
         writer.close()

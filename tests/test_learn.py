@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from train.learn import LearnConfig, LearnError, Learner, learn
+from train.learn import FROM_EXPLORER_CRITIC_WARMUP, LearnConfig, LearnError, Learner, learn
 
 torch.set_num_threads(1)
 
@@ -191,6 +191,8 @@ def test_each_rounds_agent_can_start_from_that_rounds_explorer_trained_first(tmp
         agent = json.loads((run / f"round-{k:02d}" / "agent" / "agent.json").read_text())
         assert agent["init_from"] == str((run / f"round-{k:02d}" / "explorer").resolve())
         assert agent["interaction_bonus"] == 0.0            # the agent trains on the task's reward alone
+        # with values of its own: the explorer's price its bonuses
+        assert agent["fresh_critic"] and agent["hyperparams"]["critic_warmup"] == FROM_EXPLORER_CRITIC_WARMUP
     explorer = json.loads((run / "round-01" / "explorer" / "agent.json").read_text())
     assert "init_from" not in explorer and explorer["interaction_bonus"] == 1.0
     # The last round trained its explorer too (for its agent), though it collects nothing after it.

@@ -249,6 +249,33 @@ def test_training_starts_from_a_given_policy_and_refuses_one_that_does_not_fit(t
         train_agent(REAL_ID, where="real", algo="ppo", steps=8, out=tmp_path / "x", init_from=tmp_path)
 
 
+def test_a_policy_trained_for_another_reward_keeps_its_actor_and_learns_its_values_first(tmp_path):
+    torch.manual_seed(3)
+    start = ActorCritic((7, 7, 3), 7)
+    obs = torch.randint(0, 10, (32, 7, 7, 3), dtype=torch.uint8)
+    warm = PPOSettings(num_steps=8, minibatch_size=16, learning_rate=1e-2, critic_warmup=3)
+    policy, history = train_ppo(CueEnv(4), total_steps=4 * 8 * 3, settings=warm, seed=0, initial=start,
+                                keep_critic=False)
+    assert len(history) == 3
+    # during the warm-up only the critic moves; it started from 0 everywhere and has learned the cue's values
+    before, after = start.state_dict(), policy.state_dict()
+    for name in before:
+        moved = not torch.equal(before[name], after[name])
+        assert moved == name.startswith("critic."), name
+    fresh = ActorCritic((7, 7, 3), 7)
+    fresh.load_state_dict(before)
+    fresh.reset_critic()
+    assert torch.equal(fresh.value(obs), torch.zeros(32))
+    assert torch.equal(fresh(obs)[0], start(obs)[0])                      # the same actions as before
+    # after the warm-up the policy learns too
+    policy, _ = train_ppo(CueEnv(4), total_steps=4 * 8 * 4, settings=warm, seed=0, initial=start, keep_critic=False)
+    assert not torch.equal(policy.state_dict()["actor.2.weight"], before["actor.2.weight"])
+    with pytest.raises(ValueError, match="critic_warmup must be"):
+        PPOSettings(critic_warmup=-1)
+    with pytest.raises(ValueError, match="fresh_critic starts the value function of an init_from policy"):
+        train_agent(REAL_ID, where="real", algo="native-ppo", steps=8, out=tmp_path / "x", fresh_critic=True)
+
+
 def test_the_real_torch_env_registers_the_minigrid_ids_itself():
     """A fresh process that names a MiniGrid id first imports nothing of minigrid."""
     import subprocess

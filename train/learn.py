@@ -60,6 +60,7 @@ PHASE_SECONDS_FILE = "phase_seconds.json"    # per round: wall seconds each phas
 EVAL_SEED = 1_000_000
 DREAM_VIEWS = ("world", "ego")                         # collect's views a dream runs on (the map view is not one)
 INITIAL_POLICIES = ("random", "explore", "expert")     # round 0's data: collect's policies that need no agent
+FROM_EXPLORER_CRITIC_WARMUP = 5      # PPO iterations that fit an agent's fresh value function before its policy moves
 
 
 class LearnError(ValueError):
@@ -325,14 +326,18 @@ class Learner:
         exploring = role == "explorer"
         # Where the network starts: fresh, the last round's network of the same role, or (the agent with
         # agent_from_explorer) this round's explorer, which has learned to reach what the data lacks.
-        previous = None
+        previous, hyperparams = None, dict(c.ppo)
         if k > 1 and c.warm_start_agent:
             previous = self.round_dir(k - 1) / role
         elif c.agent_from_explorer and not exploring:
             previous = self.round_dir(k) / "explorer"             # trained first in this round (run)
+            # the explorer's values price its bonuses: the agent keeps its skills but learns its own values,
+            # before its policy follows them
+            hyperparams = {"critic_warmup": FROM_EXPLORER_CRITIC_WARMUP, **hyperparams}
         train_agent(c.env_id, where="dream", algo=NATIVE_PPO, steps=c.dream_steps, out=agent_dir,
                     checkpoint=str(model_dir), num_envs=c.dream_envs, seed=c.seed + k, device=c.device,
-                    hyperparams=dict(c.ppo), init_from=previous,
+                    hyperparams=hyperparams, init_from=previous,
+                    fresh_critic=previous is not None and c.agent_from_explorer and not exploring,
                     # the bonus is a penalty with its sign flipped, or paid on new frames only
                     uncertainty_penalty=0.0 - c.explore_bonus if exploring and not c.explore_bonus_once else 0.0,
                     novelty_uncertainty=c.explore_bonus if exploring and c.explore_bonus_once else 0.0,
