@@ -8,10 +8,12 @@ without one goes on to the env's next maze. The reward is +1 each time the ball 
 colour the frame's border shows. An episode never terminates: it is truncated at the package's time limit
 (``EPISODE_STEPS``: 1,000 steps for 9x9 at its 4 steps a second).
 
-``info`` says where the ball is, which the frames show only from the inside: ``agent_pos`` (x, y in cells,
-floats), ``agent_dir`` (the unit vector it faces), ``target_pos`` (the current target's cell centre) and
-``maze_layout`` (1 where there is floor, indexed [y, x]). A scripted walker and the memory benchmark read
-them; a policy trained on frames never sees them.
+``info`` says where the ball is, which the frames show only from the inside: ``position`` (x, y in cells,
+floats), ``heading`` (the unit vector it faces), ``cell`` (the x, y of its cell) and ``direction`` (its
+heading rounded to one of 0: +x, 1: +y, 2: -x, 3: -y, as MiniGrid counts them), ``target_pos`` (the
+current target's cell centre) and ``maze_layout`` (1 where there is floor, indexed [y, x]). `collect`
+records the cell and direction as each frame's pose, and the scripted walks (``envs.memory_maze_walks``)
+steer by them; a policy trained on frames never sees them.
 
 The ids ``MemoryMaze-9x9-v0`` ... ``MemoryMaze-15x15-v0`` are registered when ``envs`` is imported; the
 package is needed only to make one.
@@ -75,8 +77,12 @@ class MemoryMazeEnv(gym.Env):
     def _view(self, timestep):
         obs = timestep.observation
         self._last_image = np.asarray(obs["image"], dtype=np.uint8)
-        info = {"agent_pos": np.asarray(obs["agent_pos"], dtype=np.float64),
-                "agent_dir": np.asarray(obs["agent_dir"], dtype=np.float64),
+        position = np.asarray(obs["agent_pos"], dtype=np.float64)
+        heading = np.asarray(obs["agent_dir"], dtype=np.float64)
+        angle = np.arctan2(heading[1], heading[0])
+        info = {"position": position, "heading": heading,
+                "cell": np.floor(position).astype(np.int64),
+                "direction": int(np.round(angle / (np.pi / 2))) % 4,
                 "target_pos": np.asarray(obs["target_pos"], dtype=np.float64),
                 "maze_layout": np.asarray(obs["maze_layout"], dtype=np.int64)}
         return self._last_image.copy(), info

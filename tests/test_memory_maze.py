@@ -42,9 +42,11 @@ def test_memory_maze_seeds_name_mazes_and_info_says_where_the_ball_is():
     assert ends[-1] == (False, True) and not any(t for t, _ in ends)          # the time limit truncates
     layout = info["maze_layout"]
     assert layout.shape == (9, 9) and set(np.unique(layout)) <= {0, 1}
-    x, y = info["agent_pos"]
-    assert layout[int(y), int(x)] == 1                                         # the ball is on the floor
-    assert np.linalg.norm(info["agent_dir"]) == pytest.approx(1.0, abs=1e-6) and info["target_pos"].shape == (2,)
+    x, y = info["cell"]
+    assert layout[y, x] == 1 and np.array_equal(info["cell"], np.floor(info["position"]))   # the ball is on the floor
+    assert np.linalg.norm(info["heading"]) == pytest.approx(1.0, abs=1e-6) and info["target_pos"].shape == (2,)
+    # the direction is the heading's nearest axis, as MiniGrid counts them (0: +x, 1: +y, 2: -x, 3: -y)
+    assert np.dot(info["heading"], [(1, 0), (0, 1), (-1, 0), (0, -1)][info["direction"]]) >= np.cos(np.pi / 4) - 1e-9
 
 
 def test_memory_maze_refuses_bad_settings_and_actions():
@@ -70,3 +72,21 @@ def test_memory_maze_frames_are_collected_through_a_frame_tokenizer(tmp_path):
     assert len(episode.actions) == 4 and episode.truncated[-1]
     first, _ = gym.make("MemoryMaze-9x9-v0").reset(seed=int(episode.seed))
     assert np.array_equal(episode.frames[0], data.codec.encode(first).numpy())
+
+
+def test_the_retrace_walk_goes_back_through_the_cells_of_its_context_walk(tmp_path):
+    config = TokenizerConfig(image_shape=(64, 64, 3), patch=16, levels=(4, 4), width=8, blocks=0)
+    FrameTokenizer(config).save(tmp_path / "tok")
+    context = 60
+    collect("MemoryMaze-9x9-v0", "retrace:60", episodes=1, out=tmp_path / "data", max_steps=160, num_envs=1,
+            tokenizer=tmp_path / "tok", progress=False, seed=5)
+    data = EpisodeDataset(tmp_path / "data")
+    episode = data.episode(0)
+    assert data.manifest["policy"] == "retrace:60"
+    cells = [tuple(c) for c in episode.agent_pos]
+    walked = [c for i, c in enumerate(cells[:context + 1]) if i == 0 or c != cells[i - 1]]
+    back = [c for i, c in enumerate(cells[context:]) if i == 0 or c != cells[context + i - 1]]
+    assert len(set(walked)) >= 5                                        # the walk covers cells, random play spins
+    # it gets back to the start, and every cell it moves through on the way is one of the walk's
+    assert walked[0] in back and set(back[:back.index(walked[0])]) <= set(walked)
+    assert set(episode.agent_dir.tolist()) <= {0, 1, 2, 3} and len(set(episode.agent_dir.tolist())) > 1
