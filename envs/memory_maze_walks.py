@@ -3,8 +3,8 @@
 ``MazeWalker`` goes from cell to cell along shortest paths on the maze layout, to floor cells drawn at
 random: it covers the maze the way an exploring agent would, where random actions mostly spin in
 place. ``RetraceWalk`` is the memory task of the long-context benchmarks: a context walk of C steps,
-then back along the cells it went through, in reverse order, so every frame of the return shows a place
-seen before, last seen longer and longer ago.
+then back along the cells it went through, in reverse order, and along them again, so the test phase
+shows places seen before, last seen longer and longer ago.
 
 Steering: turn towards the next cell's centre when it is far off the heading, curve towards it when it
 is a little off, go straight when it is ahead. The ball rolls on after a forward push, so a cell counts as
@@ -106,7 +106,9 @@ class MazeWalker:
 
 class RetraceWalk(MazeWalker):
     """A context walk of `context` steps (``MazeWalker``), then back through the cells it went through, in
-    reverse order, to where it started; then on to random cells again."""
+    reverse order, to where it started, then along the walk's cells once more; then on to random cells. The
+    way back shows the walk's places from the other side (a first-person view); the second walk shows them
+    as the first did, long after."""
 
     def __init__(self, context: int, seed: int | None = None):
         super().__init__(seed)
@@ -116,6 +118,7 @@ class RetraceWalk(MazeWalker):
         super().reset(info, seed)
         self.steps = 0
         self.visited = [tuple(int(v) for v in info["cell"])]
+        self.again: deque[tuple[int, int]] = deque()     # the walk's cells, for a second time
 
     def act(self, info: dict) -> int:
         if self.steps < self.context:
@@ -125,5 +128,12 @@ class RetraceWalk(MazeWalker):
         elif self.steps == self.context:                 # the context walk is over: the way back
             self.route = deque(self.visited[-2::-1])
             self.since_progress = 0
+            self.again = deque(self.visited[1:])
         self.steps += 1
         return super().act(info)
+
+    def plan(self, info: dict) -> None:
+        if self.again:                                   # back at the start: the walk once more
+            self.route, self.again = self.again, deque()
+        else:
+            super().plan(info)

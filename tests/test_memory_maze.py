@@ -74,19 +74,82 @@ def test_memory_maze_frames_are_collected_through_a_frame_tokenizer(tmp_path):
     assert np.array_equal(episode.frames[0], data.codec.encode(first).numpy())
 
 
-def test_the_retrace_walk_goes_back_through_the_cells_of_its_context_walk(tmp_path):
+@pytest.fixture(scope="module")
+def retrace_data(tmp_path_factory):
+    """One Memory Maze episode of the memory task: a 60-step walk, then back (160 steps in all)."""
+    root = tmp_path_factory.mktemp("maze")
     config = TokenizerConfig(image_shape=(64, 64, 3), patch=16, levels=(4, 4), width=8, blocks=0)
-    FrameTokenizer(config).save(tmp_path / "tok")
-    context = 60
-    collect("MemoryMaze-9x9-v0", "retrace:60", episodes=1, out=tmp_path / "data", max_steps=160, num_envs=1,
-            tokenizer=tmp_path / "tok", progress=False, seed=5)
-    data = EpisodeDataset(tmp_path / "data")
+    FrameTokenizer(config).save(root / "tok")
+    collect("MemoryMaze-9x9-v0", "retrace:60", episodes=1, out=root / "data", max_steps=160, num_envs=1,
+            tokenizer=root / "tok", progress=False, seed=1)
+    return root
+
+
+def test_the_retrace_walk_goes_back_through_the_cells_of_its_context_walk(retrace_data):
+    data = EpisodeDataset(retrace_data / "data")
     episode = data.episode(0)
+    context = 60
     assert data.manifest["policy"] == "retrace:60"
     cells = [tuple(c) for c in episode.agent_pos]
     walked = [c for i, c in enumerate(cells[:context + 1]) if i == 0 or c != cells[i - 1]]
     back = [c for i, c in enumerate(cells[context:]) if i == 0 or c != cells[context + i - 1]]
     assert len(set(walked)) >= 5                                        # the walk covers cells, random play spins
-    # it gets back to the start, and every cell it moves through on the way is one of the walk's
+    # it gets back to the start, and every cell it moves through on the way is one of the walk's; then it walks
+    # the same cells again, facing the same way
     assert walked[0] in back and set(back[:back.index(walked[0])]) <= set(walked)
+    again = back[back.index(walked[0]):]
+    assert again[:5] == walked[:5]
     assert set(episode.agent_dir.tolist()) <= {0, 1, 2, 3} and len(set(episode.agent_dir.tolist())) > 1
+
+
+def test_the_memory_benchmark_scores_maze_frames_in_pixels_by_frames_since_the_place_was_seen(retrace_data, tmp_path):
+    from benchmarks.memory import format_memory_table, memory_benchmark
+    from train.cli import main
+
+    tiny = [f"--model.{k}={v}" for k, v in dict(d_model=32, n_layers=1, d_state=8, headdim=16, n_heads=2,
+                                                 attn_window=3, chunk_size=16, backend="torch").items()]
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(retrace_data / "data"), "--out", str(run), "--steps", "2",
+                 "--batch-size", "1", "--curriculum", "0:16", "--num-threads", "1", "--progress", "false",
+                 "--eval-every", "0", "--rollout-episodes", "0", "--eval-windows", "0", *tiny]) == 0
+    result = memory_benchmark({"tiny": str(run / "model")}, retrace_data / "data", out=tmp_path / "bench",
+                              episodes=1, device="cpu")
+    r = result["models"]["tiny"]
+    assert result["context_steps"] == 60 and result["test_steps"] == 161 - 61     # 161 frames
+    for scores in (r, r["teacher_forced"]):
+        assert 0 < scores["psnr"] <= 100 and -1 <= scores["ssim"] <= 1
+        # the way back faces the other way (views never seen); the walk once more shows views seen long ago
+        assert "psnr_gap_never" in scores and "psnr_gap_65-256" in scores
+    assert "PSNR gap 65-256" in format_memory_table(result)
+    assert "PSNR (dB)" in (tmp_path / "bench" / "memory.svg").read_text()
+
+
+class _Poses:
+    """Just what viewpoint_gaps reads of a dataset: poses (x, y, direction) per frame of each episode."""
+
+    def __init__(self, *episodes):
+        from types import SimpleNamespace
+
+        self.root = "poses"
+        self.episodes = [SimpleNamespace(agent_pos=np.array([p[:2] for p in ep]), agent_dir=np.array([p[2] for p in ep]))
+                         for ep in episodes]
+        self.num_episodes = len(episodes)
+        self.frames = np.zeros((sum(len(ep) for ep in episodes), 2, 3), dtype=np.int64)   # as a stream holds them
+
+    def episode(self, i):
+        return self.episodes[i]
+
+    def __len__(self):
+        return len(self.frames)
+
+
+def test_a_frames_gap_counts_back_to_the_same_cell_faced_the_same_way_within_its_episode():
+    from benchmarks.memory import viewpoint_gaps
+
+    poses = _Poses([(1, 1, 0), (2, 1, 0), (1, 1, 0), (1, 1, 3), (1, 1, 0)], [(1, 1, 0), (1, 1, 0)])
+    gaps = viewpoint_gaps(poses, poses)
+    assert gaps.shape == (7, 2, 3) and (gaps == gaps[:, :1, :1]).all()
+    assert gaps[:, 0, 0].tolist() == [-1, -1, 2, -1, 2, -1, 1]       # episodes do not see each other's frames
+    still = _Poses([(0, 0, 0)] * 3)
+    with pytest.raises(ValueError, match="records no poses of its agent"):
+        viewpoint_gaps(still, still)
