@@ -110,13 +110,17 @@ def test_collecting_from_an_env_of_images_refuses_what_it_cannot_record(crafter_
         collect("CartPole-v1", "random", episodes=1, out=tmp_path / "d", tokenizer=tok, progress=False)
     with pytest.raises(ValueError, match="unknown env id 'Nope-v0'"):
         collect("Nope-v0", "random", episodes=1, out=tmp_path / "e", tokenizer=tok, progress=False)
+    with pytest.raises(ValueError, match="'walk' steers by the maze and the agent's pose that Memory Maze gives"):
+        collect(ENV, "walk", episodes=1, out=tmp_path / "g", tokenizer=tok, progress=False)
+    with pytest.raises(ValueError, match="'walk' is scripted for Memory Maze"):
+        collect("MiniGrid-Empty-5x5-v0", "walk", episodes=1, out=tmp_path / "h", progress=False)
     other = TokenizerConfig(image_shape=(56, 56, 3), patch=8, levels=(2, 2), width=4, blocks=0)
     from envs.images.tokenizer import FrameTokenizer
 
     FrameTokenizer(other).save(tmp_path / "tok56")
     with pytest.raises(ValueError, match=r"shows images of \(64, 64, 3\); the tokenizer reads \(56, 56, 3\)"):
         collect(ENV, "random", episodes=1, out=tmp_path / "f", tokenizer=tmp_path / "tok56", progress=False)
-    assert not any((tmp_path / name).exists() for name in "abcdef")
+    assert not any((tmp_path / name).exists() for name in "abcdefgh")
 
 
 @pytest.fixture(scope="module")

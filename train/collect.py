@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from envs.images.codec import ImageCodec
 from envs.images.sources import as_image_env
+from envs.memory_maze import MemoryMazeEnv
 from envs.minigrid import MiniGridCodec, MiniGridMapCodec, MiniGridWorldCodec
 from envs.minigrid.world_view import world_grid
 from worldsim.checks import positive_int
@@ -91,17 +92,19 @@ class PoseView(_CollectorView):
 
 class ImageView(_CollectorView):
     """An env of images (not MiniGrid) seen the way the collector reads MiniGrid's ``PoseView``: the
-    observation as {"image", "direction"} (direction 0), info with the frame to record as "rgb" and a pose
-    of zeros (such envs have none to record)."""
+    observation as {"image", "direction"}, info with the frame to record as "rgb" and the pose to record:
+    the agent's ``cell`` and ``direction`` (0-3) where the env's info gives them (Memory Maze does), else
+    zeros. The env's own info stays, for scripted policies that steer by it."""
 
     def __init__(self, env: gym.Env, image_shape: tuple[int, int, int]):
         super().__init__(as_image_env(env, image_shape))
-        self.observation_space = spaces.Dict({"image": self.env.observation_space, "direction": spaces.Discrete(1)})
+        self.observation_space = spaces.Dict({"image": self.env.observation_space, "direction": spaces.Discrete(4)})
 
     def _view(self, obs, info):
-        info = dict(info, rgb=obs, agent_pos=np.zeros(2, dtype=np.int64), agent_dir=0,
-                    grid_size=np.zeros(2, dtype=np.int64))
-        return {"image": obs, "direction": 0}, info
+        cell = np.asarray(info.get("cell", np.zeros(2)), dtype=np.int64)
+        direction = int(info.get("direction", 0))
+        info = dict(info, rgb=obs, agent_pos=cell, agent_dir=direction, grid_size=np.zeros(2, dtype=np.int64))
+        return {"image": obs, "direction": direction}, info
 
 
 def _env_kwargs(max_steps: int | None, is_minigrid: bool = True) -> dict:
@@ -146,6 +149,7 @@ class EnvFacts:
     view_size: int                  # cells on a side of a MiniGrid agent's view (0 for other envs)
     is_minigrid: bool
     view: str                       # the view recorded (an env of images: "rgb", its images)
+    walkable: bool = False          # Memory Maze: its info gives the maze and the ball's pose, the walks steer by them
 
 
 def inspect_env(env_id: str, max_steps: int | None = None, view: str | None = None,
@@ -182,7 +186,8 @@ def inspect_env(env_id: str, max_steps: int | None = None, view: str | None = No
             limit = max_steps if max_steps is not None else env.spec.max_episode_steps
             if limit is None:
                 raise ValueError(f"{env_id} registers no episode step limit (max_episode_steps): pass max_steps")
-            return EnvFacts(codec, int(env.action_space.n), int(limit), 0, False, "rgb")
+            return EnvFacts(codec, int(env.action_space.n), int(limit), 0, False, "rgb",
+                            walkable=isinstance(env.unwrapped, MemoryMazeEnv))
         view = view or "world"
         if max_steps is not None:
             env.close()
@@ -195,6 +200,11 @@ def inspect_env(env_id: str, max_steps: int | None = None, view: str | None = No
 
 
 # ---------------------------------------------------------------------------------------- collect
+
+
+def _one_info(info: dict, i: int) -> dict:
+    """Copy i's entries of a vector env's info."""
+    return {k: v[i] for k, v in info.items() if not k.startswith("_")}
 
 
 def _recorded(obs, info, view: str) -> np.ndarray:
@@ -257,7 +267,7 @@ def collect(env_id: str, policy: str = "random", episodes: int = 100, out: str |
     codec, num_actions, env_max_steps, view = facts.codec, facts.num_actions, facts.max_steps, facts.view
     num_envs = min(num_envs, episodes)
     pol = make_policy(policy, num_envs, num_actions, facts.view_size, deterministic, epsilon,
-                      image_shape=None if facts.is_minigrid else codec.image_shape)
+                      image_shape=None if facts.is_minigrid else codec.image_shape, walkable=facts.walkable)
     writer = DatasetWriter(out, {"env_id": env_id, "codec": codec.config, "vocab_size": codec.vocab_size,
                                  "frame_shape": list(codec.frame_shape), "num_actions": num_actions,
                                  "policy": pol.name, "max_steps": env_max_steps, "seed": int(seed)})
@@ -288,14 +298,19 @@ def collect(env_id: str, policy: str = "random", episodes: int = 100, out: str |
         obs, info = envs.reset(seed=seeds)
         pos = np.array(info["agent_pos"], dtype=np.int64)
         shown = _recorded(obs, info, view)
+        # each copy's latest info, for the policies that steer by it (a reset's info holds only the copies reset)
+        infos = [_one_info(info, i) for i in range(n)] if pol.reads_info else [None] * n
         recs = [_Recorder(s, shown[i], obs["direction"][i], pos[i]) for i, s in enumerate(seeds)]
         for i, s in enumerate(seeds):
-            pol.start(i, s, {"image": obs["image"][i], "direction": obs["direction"][i]}, pos[i], info["grid_size"][i])
+            pol.start(i, s, {"image": obs["image"][i], "direction": obs["direction"][i]}, pos[i], info["grid_size"][i],
+                      infos[i])
         active = np.ones(n, dtype=bool)
         while active.any():
-            actions = pol.act(obs, pos, active)
+            actions = pol.act(obs, pos, active, infos)
             obs, rewards, terminated, truncated, info = envs.step(actions)
             pos = np.array(info["agent_pos"], dtype=np.int64)
+            if pol.reads_info:
+                infos = [_one_info(info, i) for i in range(n)]
             shown = _recorded(obs, info, view)
             for i in np.flatnonzero(active):
                 recs[i].add(int(actions[i]), float(rewards[i]), bool(terminated[i]), bool(truncated[i]),
@@ -326,11 +341,14 @@ def collect(env_id: str, policy: str = "random", episodes: int = 100, out: str |
                 obs, info = envs.reset(seed=new_seeds, options={"reset_mask": ended})
                 pos = pos.copy()                               # the recorded row stays as it was
                 shown = _recorded(obs, info, view)
+                if pol.reads_info:
+                    for i in np.flatnonzero(ended):
+                        infos[i] = _one_info(info, i)
                 for i in np.flatnonzero(restart):
                     pos[i] = info["agent_pos"][i]
                     recs[i] = _Recorder(new_seeds[i], shown[i], obs["direction"][i], pos[i])
                     pol.start(i, new_seeds[i], {"image": obs["image"][i], "direction": obs["direction"][i]},
-                              pos[i], info["grid_size"][i])
+                              pos[i], info["grid_size"][i], infos[i])
         if pending:
             shard, pending = pending, []
             writer.write_shard(sorted(shard, key=lambda ep: ep.seed))

@@ -52,11 +52,12 @@ def add_collect_parser(subparsers, help: str | None = None) -> argparse.Argument
         "With --verify DIR, check a dataset instead and exit 1 on problems.",
     )
     p.add_argument("--env", help="gymnasium id: a MiniGrid env, e.g. MiniGrid-FourRooms-v0, or an env of images with "
-                   "Discrete actions, e.g. CrafterReward-v1")
+                   "Discrete actions, e.g. CrafterReward-v1 or MemoryMaze-9x9-v0")
     p.add_argument("--policy", default="random",
                    help="'random', 'explore' (covers the layout and comes back), 'expert' (scripted: explores, "
                    "fetches keys, unlocks doors, walks to the goal), 'retrace:C' / 'reasoning:C' (memory tasks: "
-                   "C steps of explore, then back along the path / on to seen places by new routes), a folder written "
+                   "C steps of explore, then back along the path / on to seen places by new routes; in Memory Maze "
+                   "'walk', to random cells along shortest paths, and 'retrace:C'), a folder written "
                    "by `worldsim agent train`, or a Stable-Baselines3 PPO/A2C/DQN model .zip trained on the image "
                    "(ImgObsWrapper) or Dict(image, direction) observation; an SB3 zip runs code as it loads (pickle): "
                    "use only zips you trust (default: random)")

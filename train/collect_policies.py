@@ -1,6 +1,6 @@
-"""The policies of `worldsim collect`: ``random``, the scripted ones (``explore``, ``expert`` and the
-memory tasks ``retrace:C`` / ``reasoning:C``), a policy trained by ``worldsim agent train``
-(a folder) or a Stable-Baselines3 model ``.zip``, and ``EpsilonMix``,
+"""The policies of `worldsim collect`: ``random``, the scripted ones (MiniGrid's ``explore``, ``expert`` and
+the memory tasks ``retrace:C`` / ``reasoning:C``; Memory Maze's ``walk`` and ``retrace:C``), a policy
+trained by ``worldsim agent train`` (a folder) or a Stable-Baselines3 model ``.zip``, and ``EpsilonMix``,
 which mixes any of them with random actions. Each acts for all of the collector's env copies at once."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from gymnasium import spaces
 
 from envs.minigrid.explore import ExploreAgent
 from envs.minigrid.goal_seeker import GoalSeeker
+from envs.memory_maze_walks import MazeWalker, RetraceWalk
 from envs.minigrid.memory_tasks import TASKS, parse_task
 
 
@@ -20,15 +21,16 @@ class RandomPolicy:
     """Uniform over the actions; each episode's choices come from its own seed."""
 
     name = "random"
+    reads_info = False          # True: start() and act() need each copy's info (the collector builds it then)
 
     def __init__(self, num_envs: int, num_actions: int):
         self.num_actions = num_actions
         self.rngs = [np.random.default_rng() for _ in range(num_envs)]
 
-    def start(self, slot: int, seed: int, obs, agent_pos, grid_size) -> None:
+    def start(self, slot: int, seed: int, obs, agent_pos, grid_size, info=None) -> None:
         self.rngs[slot] = np.random.default_rng(seed)
 
-    def act(self, obs, agent_pos, active) -> np.ndarray:
+    def act(self, obs, agent_pos, active, infos=None) -> np.ndarray:
         return np.array([rng.integers(self.num_actions) if a else 0 for rng, a in zip(self.rngs, active)],
                         dtype=np.int64)
 
@@ -38,6 +40,7 @@ class ScriptedPolicy:
     memory task after a context walk of C steps (``envs.minigrid.memory_tasks``: "retrace:C", "reasoning:C")."""
 
     AGENTS = {"explore": ExploreAgent, "expert": GoalSeeker}
+    reads_info = False
 
     @classmethod
     def parse(cls, spec: str):
@@ -55,10 +58,10 @@ class ScriptedPolicy:
         factory = self.parse(name)
         self.agents = [factory(view_size=view_size, num_actions=num_actions) for _ in range(num_envs)]
 
-    def start(self, slot: int, seed: int, obs, agent_pos, grid_size) -> None:
+    def start(self, slot: int, seed: int, obs, agent_pos, grid_size, info=None) -> None:
         self.agents[slot].reset(obs, agent_pos, grid_size, seed=seed)
 
-    def act(self, obs, agent_pos, active) -> np.ndarray:
+    def act(self, obs, agent_pos, active, infos=None) -> np.ndarray:
         return np.array([agent.act({"image": obs["image"][i], "direction": obs["direction"][i]}, agent_pos[i])
                          if active[i] else 0 for i, agent in enumerate(self.agents)], dtype=np.int64)
 
@@ -67,6 +70,8 @@ class TrainedPolicy:
     """A policy written by ``worldsim agent train`` (a folder: native PPO or Stable-Baselines3) or a
     Stable-Baselines3 model zip, fed the observation it was trained on (checked at load). An SB3 zip
     holds pickles, which run code as they load: collect only with zips you trust."""
+
+    reads_info = False
 
     def __init__(self, path: str | Path, num_actions: int, view_size: int, deterministic: bool = False,
                  image_shape: tuple[int, int, int] | None = None):
@@ -122,13 +127,46 @@ class TrainedPolicy:
             f"the image alone, Box[{v}, {v}, 3] (as ImgObsWrapper gives), or Dict(image, direction); "
             "wrappers such as FlatObsWrapper or RGB images are not.")
 
-    def start(self, slot: int, seed: int, obs, agent_pos, grid_size) -> None:
+    def start(self, slot: int, seed: int, obs, agent_pos, grid_size, info=None) -> None:
         pass
 
-    def act(self, obs, agent_pos, active) -> np.ndarray:
+    def act(self, obs, agent_pos, active, infos=None) -> np.ndarray:
         model_obs = obs["image"] if self._keys is None else {k: obs[k] for k in self._keys}
         actions, _ = self.model.predict(model_obs, deterministic=self.deterministic)
         return np.asarray(actions, dtype=np.int64).reshape(-1)
+
+
+class MazeWalkPolicy:
+    """Memory Maze's scripted walks (``envs.memory_maze_walks``), steered by the ball's pose and the maze layout
+    in the env's info: "walk" (to random cells along shortest paths, one after another) or the memory task
+    "retrace:C" (a walk of C steps, then back through the same cells)."""
+
+    reads_info = True
+
+    @staticmethod
+    def parse(spec: str):
+        """A factory () -> walker for 'walk' or 'retrace:C', else None (ValueError for 'retrace' without a C)."""
+        if spec == "walk":
+            return MazeWalker
+        task = parse_task(spec)
+        if task is None or task[0] != "retrace":
+            return None
+        return lambda: RetraceWalk(task[1])
+
+    def __init__(self, spec: str, num_envs: int):
+        self.name = spec
+        factory = self.parse(spec)
+        self.walkers = [factory() for _ in range(num_envs)]
+
+    def start(self, slot: int, seed: int, obs, agent_pos, grid_size, info=None) -> None:
+        if info is None or not {"maze_layout", "position", "heading", "cell"} <= set(info):
+            raise ValueError(f"--policy {self.name!r} steers by the maze layout and the agent's pose in the env's "
+                             f"info, as Memory Maze gives them; this env's info has {sorted(info or {})}")
+        self.walkers[slot].reset(info, seed=seed)
+
+    def act(self, obs, agent_pos, active, infos=None) -> np.ndarray:
+        return np.array([walker.act(infos[i]) if active[i] else 0 for i, walker in enumerate(self.walkers)],
+                        dtype=np.int64)
 
 
 class EpsilonMix:
@@ -142,17 +180,18 @@ class EpsilonMix:
     def __init__(self, base, num_envs: int, num_actions: int, low: float, high: float):
         self.base, self.num_actions, self.low, self.high = base, num_actions, low, high
         self.name = f"{base.name}+epsilon:{low:g}-{high:g}"
+        self.reads_info = base.reads_info
         self.rngs = [np.random.default_rng() for _ in range(num_envs)]
         self.epsilon = np.zeros(num_envs)
 
-    def start(self, slot: int, seed: int, obs, agent_pos, grid_size) -> None:
-        self.base.start(slot, seed, obs, agent_pos, grid_size)
+    def start(self, slot: int, seed: int, obs, agent_pos, grid_size, info=None) -> None:
+        self.base.start(slot, seed, obs, agent_pos, grid_size, info)
         # A stream apart from the base policy's (which may seed its own generator with `seed`).
         self.rngs[slot] = np.random.default_rng([seed, 0x5EED])
         self.epsilon[slot] = self.rngs[slot].uniform(self.low, self.high)
 
-    def act(self, obs, agent_pos, active) -> np.ndarray:
-        actions = self.base.act(obs, agent_pos, active)
+    def act(self, obs, agent_pos, active, infos=None) -> np.ndarray:
+        actions = self.base.act(obs, agent_pos, active, infos)
         for i in np.flatnonzero(active):
             if self.rngs[i].random() < self.epsilon[i]:
                 actions[i] = self.rngs[i].integers(self.num_actions)
@@ -176,19 +215,30 @@ def parse_epsilon(spec: str | float | None) -> tuple[float, float] | None:
 
 
 def make_policy(spec: str, num_envs: int, num_actions: int, view_size: int, deterministic: bool = False,
-                epsilon: str | float | None = None, image_shape: tuple[int, int, int] | None = None):
+                epsilon: str | float | None = None, image_shape: tuple[int, int, int] | None = None,
+                walkable: bool = False):
     """'random', 'explore', 'expert', a folder from `worldsim agent train` or an SB3 model zip -> a policy over
     ``num_envs`` env copies that see `view_size` x `view_size` cells, mixed with random actions when ``epsilon``
     (see ``parse_epsilon``) is given. `image_shape` is given for an env of images that is not MiniGrid: its
-    policies are 'random' and trained ones that read those images."""
+    policies are 'random' and trained ones that read those images, and when it is `walkable` (Memory Maze: its
+    info gives the maze and the ball's pose) the walks 'walk' and 'retrace:C'."""
     eps = parse_epsilon(epsilon)
     if spec == "random":
         pol = RandomPolicy(num_envs, num_actions)
+    elif image_shape is not None and MazeWalkPolicy.parse(spec) is not None:
+        if not walkable:
+            raise ValueError(f"--policy {spec!r} steers by the maze and the agent's pose that Memory Maze gives in "
+                             "its info; for this env give 'random', a folder written by `worldsim agent train` or "
+                             "an SB3 model .zip")
+        pol = MazeWalkPolicy(spec, num_envs)
     elif ScriptedPolicy.parse(spec) is not None:
         if image_shape is not None:
-            raise ValueError(f"--policy {spec!r} is scripted for MiniGrid; for this env give 'random', a folder "
-                             "written by `worldsim agent train` or an SB3 model .zip")
+            raise ValueError(f"--policy {spec!r} is scripted for MiniGrid; for this env give 'random', 'walk' or "
+                             "'retrace:C' (Memory Maze), a folder written by `worldsim agent train` or an SB3 "
+                             "model .zip")
         pol = ScriptedPolicy(spec, num_envs, num_actions, view_size)
+    elif spec == "walk":
+        raise ValueError("--policy 'walk' is scripted for Memory Maze; a MiniGrid env walks with 'explore'")
     else:
         pol = TrainedPolicy(spec, num_actions, view_size, deterministic=deterministic, image_shape=image_shape)
     if eps is None or eps == (0.0, 0.0):

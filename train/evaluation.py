@@ -167,6 +167,10 @@ def teacher_forced_metrics(model: WorldModel, stream: Stream, *, length: int, co
     return result
 
 
+# (meter, predicted frames [B, G, H, W], real frames, valid [B, G], gap [B, G, H, W]) -> None: adds to meter
+FrameScorer = Callable[[Meter, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None]
+
+
 def _horizon_bucket(steps: torch.Tensor) -> torch.Tensor:
     """Bucket of the number of generated steps (1-based) with the same edges as gaps."""
     return gap_bucket(steps)
@@ -200,11 +204,12 @@ def _score_frames(meter: Meter, pred: torch.Tensor, real: torch.Tensor, valid: t
 @torch.no_grad()
 def recall_metrics(model: WorldModel, stream: Stream, *, context: int, horizon: int, count: int, batch_size: int,
                    chunk: int = 128, device: torch.device | str = "cpu",
-                   autocast: Callable[[], Any] = nullcontext) -> dict[str, float]:
+                   autocast: Callable[[], Any] = nullcontext, extra_scores: FrameScorer | None = None) -> dict[str, float]:
     """The same frames `rollout_metrics` generates, predicted teacher-forced instead: each of the
     `horizon` frames after the first `context` of an episode from the real frames before it, the
     state carried through the whole episode in chunks of `chunk` frames. It scores what the model
-    recalls apart from what its own errors do to an open-loop rollout."""
+    recalls apart from what its own errors do to an open-loop rollout. `extra_scores` adds its own
+    scores of the same frames (as in `rollout_metrics`)."""
     starts, lengths = rollout_starts(stream, context, count)
     if len(starts) == 0 or horizon < 1:
         return {}
@@ -224,6 +229,8 @@ def recall_metrics(model: WorldModel, stream: Stream, *, context: int, horizon: 
             logits.append(out.frame_logits[:, max(0, context - 1 - a):])
         pred = torch.cat(logits, 1).argmax(-1)                                   # [B, horizon, H, W]
         _score_frames(meter, pred, frames[:, context:], valid, gap)
+        if extra_scores is not None:
+            extra_scores(meter, pred, frames[:, context:], valid, gap)
     model.train(was_training)
     result = {k: v for k, v in meter.compute().items() if "_count_" not in k}
     result["episodes"] = float(len(starts))
@@ -247,14 +254,16 @@ def dream_temperature(model: WorldModel) -> float:
 
 def rollout_metrics(model: WorldModel, stream: Stream, *, context: int, horizon: int, count: int, batch_size: int,
                     sampling: str = "argmax", temperature: float = 1.0, seed: int = 0,
-                    device: torch.device | str = "cpu", autocast: Callable[[], Any] = nullcontext) -> dict[str, float]:
+                    device: torch.device | str = "cpu", autocast: Callable[[], Any] = nullcontext,
+                    extra_scores: FrameScorer | None = None) -> dict[str, float]:
     """Open-loop rollouts from the starts of up to `count` held-out episodes with at least
     context + 1 frames: `context` real frames teacher-forced (forward with return_state), then
     `horizon` frames generated one by one (`model.step`, fed its own prediction and the real
     action), each compared with the real frame. Generated frames past the episode's end are left
     out. Frames are decoded as the dream decodes them, over the codec's legal tokens: "argmax", or
     "sample" from softmax(logits / temperature) with a generator seeded by `seed` (the same numbers
-    every evaluation)."""
+    every evaluation). `extra_scores(meter, pred, real, valid, gap)` adds scores of its own to the
+    result for each batch of generated frames (the memory benchmark: PSNR of decoded images)."""
     if sampling not in ("argmax", "sample"):
         raise ValueError(f"rollout sampling must be argmax or sample, got {sampling!r}")
     starts, lengths = rollout_starts(stream, context, count)
@@ -288,6 +297,8 @@ def rollout_metrics(model: WorldModel, stream: Stream, *, context: int, horizon:
         pred = torch.stack(preds, 1)                                              # [B, G, H, W]
         real = frames[:, context:]
         hits, cell_w = _score_frames(meter, pred, real, valid, gap)
+        if extra_scores is not None:
+            extra_scores(meter, pred, real, valid, gap)
         copy = (frames[:, context - 1 : context] == real).float()
         meter.add("copy_acc", (copy * cell_w).sum(), cell_w.sum())
         meter.add_buckets("copy_acc_gap", copy, cell_w, gap_bucket(gap))
