@@ -49,6 +49,16 @@ def test_memory_maze_seeds_name_mazes_and_info_says_where_the_ball_is():
     assert np.dot(info["heading"], [(1, 0), (0, 1), (-1, 0), (0, -1)][info["direction"]]) >= np.cos(np.pi / 4) - 1e-9
 
 
+def test_a_tokenizer_of_maze_frames_learns_from_walks_that_cover_the_maze():
+    from train.tokenizer import policy_frames
+
+    frames = policy_frames("MemoryMaze-9x9-v0", 40, seed=2, policy="walk")
+    assert frames.shape == (40, 64, 64, 3) and frames.dtype == np.uint8
+    assert len({f.tobytes() for f in frames}) > 30                        # it moves: the views change
+    with pytest.raises(ValueError, match="'expert' is scripted for MiniGrid"):
+        policy_frames("MemoryMaze-9x9-v0", 10, policy="expert")
+
+
 def test_memory_maze_refuses_bad_settings_and_actions():
     with pytest.raises(ValueError, match="size must be one of 9x9, 11x11, 13x13, 15x15; got '8x8'"):
         MemoryMazeEnv(size="8x8")

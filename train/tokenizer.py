@@ -42,37 +42,45 @@ def policy_frames(env_id: str, num_frames: int, seed: int = 0, policy: str = "ra
                   epsilon: str | float | None = None) -> np.ndarray:
     """`num_frames` image observations uint8 [N, H, W, C] of `policy` in the env, episodes seeded seed, seed
     + 1, ... A tokenizer must see the tiles an agent will meet (random play in DoorKey never shows the
-    goal room), so MiniGrid envs take collect's policies ("expert", "explore", an agent folder, mixed
-    with random actions by `epsilon`), drawn in MiniGrid's RGB partial view; other envs play at random."""
+    goal room; in Memory Maze it spins near the start), so envs take collect's policies (MiniGrid's
+    "expert", "explore"; Memory Maze's "walk"; an agent folder; mixed with random actions by `epsilon`),
+    MiniGrid's drawn in its RGB partial view."""
     positive_int("num_frames", num_frames)
     if policy == "random" and epsilon is None:
         return random_frames(env_id, num_frames, seed=seed)
     import gymnasium as gym
     from minigrid.minigrid_env import MiniGridEnv
 
-    from envs.images.sources import MINIGRID_TILE
+    from envs.images.sources import MINIGRID_TILE, as_image_env
+    from envs.memory_maze import MemoryMazeEnv
 
-    from .collect import PoseView
+    from .collect import ImageView, PoseView
     from .collect_policies import make_policy
 
     probe = gym.make(env_id)
-    if not isinstance(probe.unwrapped, MiniGridEnv):
+    try:
+        num_actions = int(probe.action_space.n)
+        if isinstance(probe.unwrapped, MiniGridEnv):
+            side = probe.unwrapped.agent_view_size
+            env = PoseView(gym.make(env_id), rgb_size=side * MINIGRID_TILE)
+            actor = make_policy(policy, 1, num_actions, side, epsilon=epsilon)
+        else:
+            shape = tuple(as_image_env(probe).observation_space.shape)
+            env = ImageView(gym.make(env_id), shape)
+            actor = make_policy(policy, 1, num_actions, 0, epsilon=epsilon, image_shape=shape,
+                                walkable=isinstance(probe.unwrapped, MemoryMazeEnv))
+    finally:
         probe.close()
-        raise ValueError(f"policy {policy!r} acts in MiniGrid envs; {env_id!r} is not one (use policy 'random')")
-    side, num_actions = probe.unwrapped.agent_view_size, int(probe.action_space.n)
-    probe.close()
-    env = PoseView(gym.make(env_id), rgb_size=side * MINIGRID_TILE)
-    actor = make_policy(policy, 1, num_actions, side, epsilon=epsilon)
     frames, episode = [], seed
     try:
         while len(frames) < num_frames:
             obs, info = env.reset(seed=episode)
-            actor.start(0, episode, obs, info["agent_pos"], info["grid_size"])
+            actor.start(0, episode, obs, info["agent_pos"], info["grid_size"], info)
             frames.append(info["rgb"])
             done = False
             while not done and len(frames) < num_frames:
                 batch = {"image": obs["image"][None], "direction": np.array([obs["direction"]])}
-                action = int(actor.act(batch, info["agent_pos"][None], np.array([True]))[0])
+                action = int(actor.act(batch, info["agent_pos"][None], np.array([True]), [info])[0])
                 obs, _, terminated, truncated, info = env.step(action)
                 frames.append(info["rgb"])
                 done = terminated or truncated

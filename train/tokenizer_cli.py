@@ -85,7 +85,7 @@ def add_tokenizer_parser(subparsers, help: str | None = None) -> argparse.Argume
     p = subparsers.add_parser(
         "tokenizer", help=help,
         description="Train a frame tokenizer (finite scalar quantization over image patches) for an env with image "
-        "observations, on frames of random play (or, in MiniGrid, of a collection policy), and report its "
+        "observations, on frames of random play or of a collection policy, and report its "
         "reconstruction of frames from other seeds (PSNR, SSIM, exact frames). MiniGrid envs are read through their "
         "RGB partial view.")
     p.add_argument("--env", required=True, help="gymnasium id of an env with uint8 image observations and Discrete "
@@ -93,9 +93,9 @@ def add_tokenizer_parser(subparsers, help: str | None = None) -> argparse.Argume
     p.add_argument("--out", required=True, help="new folder for the tokenizer and its report")
     p.add_argument("--frames", type=int, default=20_000, help="training frames (default: 20000)")
     p.add_argument("--policy", default="random",
-                   help="what plays the frames: 'random', or for a MiniGrid env any policy of `worldsim collect` "
-                   "('expert', 'explore', an agent folder); the tokenizer must see the tiles an agent will meet "
-                   "(default: random)")
+                   help="what plays the frames: 'random', or a policy of `worldsim collect` for the env (MiniGrid: "
+                   "'expert', 'explore'; Memory Maze: 'walk'; an agent folder); the tokenizer must see the tiles an "
+                   "agent will meet (default: random)")
     p.add_argument("--epsilon", metavar="E|LOW:HIGH", default=None,
                    help="mix the policy with random actions, as `worldsim collect --epsilon` (default: none)")
     p.add_argument("--heldout-frames", type=int, default=2_000, help="held-out frames, from other seeds (default: 2000)")
