@@ -10,7 +10,8 @@
 # (collect commands in docs/memory/README.md);
 # FRAME: their frame size (7x7 egocentric, 13x13 for the map view of ColorRooms-13x13).
 # STEPS, LIMIT (seconds of training this call), CURRICULUM, BATCH and EXTRA (more train flags, e.g.
-# "--tbptt-chunk 256") set the budget, the same for every model; BENCH=0 skips the benchmark.
+# "--tbptt-chunk 256") set the budget, the same for every model; BENCH=0 skips the benchmark; TASKS the
+# memory tasks benchmarked (default "retrace reasoning"). With fewer GPUs, models share them.
 set -uo pipefail
 out=${1:?output folder}
 runs=${RUNS:-/tmp/memory_study}
@@ -33,10 +34,11 @@ model_flags() {   # name -> the model's flags
         *) python3 scripts/baseline_flags.py "$1" "$FRAME" ;;
     esac
 }
-train() {   # name gpu
+GPUS=$(nvidia-smi -L | wc -l)
+train() {   # name gpu (taken modulo the GPUs there are)
     local run="$runs/$1" start=(--data "$DATA_ROOT/${DATA}_retrace" --out "$runs/$1" $(model_flags "$1"))
     [ -f "$run/latest" ] && start=(--resume "$run")
-    CUDA_VISIBLE_DEVICES=$2 timeout "$LIMIT" python3 -m train.cli train "${start[@]}" "${common[@]}" ${EXTRA:-} \
+    CUDA_VISIBLE_DEVICES=$(($2 % GPUS)) timeout "$LIMIT" python3 -m train.cli train "${start[@]}" "${common[@]}" ${EXTRA:-} \
         >> "$run.log" 2>&1
     echo "$1: exit $? after $SECONDS s, at $(cat "$run/latest" 2>/dev/null)" | tee -a "$out/status.txt"
     mkdir -p "$out/train/$1"
@@ -57,11 +59,14 @@ for name in "${MODELS[@]}"; do
     [ -d "$path" ] && models+=(--model "$name=$path") || echo "$name: no model" | tee -a "$out/status.txt"
 done
 bench() {   # task gpu
-    CUDA_VISIBLE_DEVICES=$2 timeout "${BENCH_LIMIT:-150}" python3 -m train.cli benchmark memory \
+    CUDA_VISIBLE_DEVICES=$(($2 % GPUS)) timeout "${BENCH_LIMIT:-150}" python3 -m train.cli benchmark memory \
         --data "$DATA_ROOT/${DATA}_$1_test" "${models[@]}" --episodes "${BENCH_EPISODES:-32}" \
         --batch-size "${BENCH_EPISODES:-32}" --out "$out/$1" > "$out/$1.txt" 2>&1
 }
-bench retrace 0 &
-bench reasoning 1 &
+gpu=0
+for task in ${TASKS:-retrace reasoning}; do
+    bench "$task" $gpu &
+    gpu=$((gpu + 1))
+done
 wait
-cat "$out/retrace.txt" "$out/reasoning.txt"
+for task in ${TASKS:-retrace reasoning}; do cat "$out/$task.txt"; done
