@@ -207,6 +207,24 @@ def test_each_rounds_agent_can_start_from_that_rounds_explorer_trained_first(tmp
         LearnConfig(**settings(agent_from_explorer=True))
 
 
+def test_while_the_data_holds_no_reward_the_rounds_agent_is_its_explorer(tmp_path):
+    from worldsim.data.dataset import EpisodeDataset
+
+    run = tmp_path / "run"
+    config = LearnConfig(**settings(env_id="MiniGrid-DoorKey-5x5-v0", initial_episodes=3, real_steps=500,
+                                    explore_interactions=1.0, agent_from_explorer=True, model_steps=20,
+                                    dream_steps=2048, eval_episodes=4))
+    records = learn(config, run, progress=None)
+    data = EpisodeDataset(run / "round-00" / "data")
+    assert not any(data.episode(i).rewards.any() for i in range(data.num_episodes))   # random play never paid
+    # Its dream cannot pay for the goal, so no agent is trained on that reward: the explorer is scored.
+    assert [r["agent"] for r in records] == ["random", "explorer"]
+    assert not (run / "round-01" / "agent").exists()
+    assert "agent" not in records[1]["phase_seconds"]
+    assert json.loads((run / "round-01" / "eval_real.json").read_text())["episodes"] == 4
+    assert [r["agent"] for r in learn(config, run, progress=None)] == ["random", "explorer"]    # and on resume
+
+
 def test_a_run_folder_from_before_a_new_setting_continues_at_the_value_it_ran_with(tmp_path):
     Learner(LearnConfig(**settings(dream_state_starts=0.0)), tmp_path / "run", progress=None)
     saved = json.loads((tmp_path / "run" / "learn.json").read_text())

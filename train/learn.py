@@ -15,7 +15,9 @@ random actions: ``initial_epsilon``). Every round then
    as toggling a locked door with its key, whatever the model predicts). The explorer only
    collects: the agent that is scored never sees a bonus, which would lure it away from a reward it
    already knows. With ``agent_from_explorer`` the explorer trains first and the agent starts from
-   its network: it keeps the explorer's skills and trains on the task's reward alone),
+   its network: it keeps the explorer's skills and trains on the task's reward alone; while no
+   step of the data so far has earned a reward, the model cannot pay for one, so the round's agent
+   is the explorer itself instead of a copy that PPO would wear down with nothing to learn),
 3. scores the agent in the real env on held-out seeds (reported apart: not training data), and in
    its own dream from the same seeds: the optimism gap (dream - real success),
 4. collects the next round's episodes in the real env with that agent (and a share
@@ -47,7 +49,7 @@ import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
 import numpy as np
 
 from worldsim.checks import check_field_types, output_folder, positive_int
-from worldsim.data.dataset import read_manifest
+from worldsim.data.dataset import EpisodeDataset, read_manifest
 from worldsim.json_io import write_json
 from worldsim.svg_plot import write_line_plot
 
@@ -198,6 +200,15 @@ SETTINGS_ADDED_LATER = {"dream_state_starts": 0.0, "explore_bonus": 0.0, "explor
 def _settings_added_later(saved: dict[str, Any]) -> dict[str, Any]:
     """The settings a run folder's learn.json predates, at the values that run used."""
     return {name: value for name, value in SETTINGS_ADDED_LATER.items() if name not in saved}
+
+
+def _holds_reward(data_dirs: list[Path]) -> bool:
+    """Whether any step in these datasets earned a reward (a world model learns its reward from them)."""
+    for root in data_dirs:
+        data = EpisodeDataset(root)
+        if any(data.episode(i).rewards.any() for i in range(data.num_episodes)):
+            return True
+    return False
 
 
 def _real_steps(data_dir: Path) -> int:
@@ -382,14 +393,16 @@ class Learner:
             # With agent_from_explorer the explorer trains first: the agent starts from it.
             explorer = self.timed(k, "explorer", lambda: self.train_agent(k, model_dir, "explorer")) \
                 if c.agent_from_explorer else None
-            agent_dir = self.timed(k, "agent", lambda: self.train_agent(k, model_dir))
+            agent_dir = self.timed(k, "agent", lambda: self.train_agent(k, model_dir)) \
+                if explorer is None or self.data_pays(k) else explorer
             result = self.timed(k, "evaluate", lambda: self.evaluate(k, agent_dir, model_dir))
             record = self._record(k, used, model_dir, agent_dir, result, time.time() - start)
             records.append(record)
             self._write_metrics(records)
             self.say(f"round {k}: {used:,} real steps, real success {record['real_success']:.3f} "
                      f"({record['eval_episodes']} held-out episodes, {record['eval_steps']:,} steps not counted), "
-                     f"in its dream {record['dream_eval_success']:.3f} (gap {record['optimism_gap']:+.3f})")
+                     f"in its dream {record['dream_eval_success']:.3f} (gap {record['optimism_gap']:+.3f})"
+                     + ("; no reward in the data yet, so the agent is the explorer" if agent_dir == explorer else ""))
             if used >= c.real_steps:
                 break
             if self.explores and explorer is None:
@@ -398,6 +411,11 @@ class Learner:
                                                           explorer and str(explorer)))
             k += 1
         return records
+
+    def data_pays(self, k: int) -> bool:
+        """Whether the data round k's model learned from holds a reward: without one its dream pays
+        nothing, and the task's reward alone gives PPO nothing to learn."""
+        return _holds_reward(self.data_dirs(k - 1))
 
     @property
     def explores(self) -> bool:
@@ -418,7 +436,9 @@ class Learner:
         evals = [json.loads(line) for line in metrics.read_text().splitlines() if '"eval/acc"' in line] \
             if metrics.is_file() else []
         return {
-            "round": k, "real_steps": used, "real_success": result["success_rate"],
+            "round": k, "real_steps": used,
+            "agent": agent_dir.name if agent_dir is not None else "random",     # "explorer": no reward to learn yet
+            "real_success": result["success_rate"],
             "real_success_ci": result["success_ci"], "real_return": result["mean_return"],
             "eval_episodes": result["episodes"], "eval_steps": int(sum(result["lengths"])),
             "dream_success": last.get("success_rate"),      # the PPO's last iteration (None: no episode ended)
