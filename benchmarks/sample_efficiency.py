@@ -10,11 +10,18 @@ Per method: the real steps to reach 0.5 and 0.9 success (first scored point at o
 never within the budget) and the area under the success curve (success held from each point to the
 next, over the budget, in [0, 1]), with t intervals over seeds. Writes sample_efficiency.json and
 sample_efficiency.svg; evaluation steps are never counted as real steps.
+
+Each seed's learn run is its own folder (learn-seed<N>, which `learn` continues, and which can be
+run apart beforehand, several seeds at once) and each PPO curve its own file (ppo-seed<N>.json,
+reused when its settings match): running the benchmark again continues where it stopped. With
+learn's ``stop_at_success``, a learn curve ends at the round that reached it, and the area under it
+holds that round's success to the end of the budget.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +76,21 @@ def real_ppo_curve(env_id: str, budget: int, marks: int, seed: int, eval_episode
     return curve
 
 
+def cached_ppo_curve(path: Path, settings: dict[str, Any], compute) -> list[tuple[int, float]]:
+    """The PPO curve saved in `path` for these settings, else `compute()`'s, saved there atomically."""
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved.get("settings") != settings:
+            changed = sorted(k for k in set(saved.get("settings") or {}) | set(settings)
+                             if (saved.get("settings") or {}).get(k) != settings.get(k))
+            raise ValueError(f"{path} holds a PPO curve of other settings ({', '.join(changed)}); run with the same "
+                             "settings or choose another --out")
+        return [(int(steps), float(success)) for steps, success in saved["curve"]]
+    curve = compute()
+    write_json(path, {"settings": settings, "curve": curve})
+    return curve
+
+
 def summarise(curves: list[list[tuple[int, float]]], budget: int) -> dict[str, Any]:
     out: dict[str, Any] = {"curves": curves}
     for t in THRESHOLDS:
@@ -99,8 +121,11 @@ def sample_efficiency_benchmark(env_id: str, real_steps: int, seeds: int = 3, ou
         records = learn(config, out / f"learn-seed{seed}", progress=say)
         learn_curves.append([(r["real_steps"], r["real_success"]) for r in records])
         # Both start from uniform random play, scored once on the same held-out seeds (learn's round 0).
-        ppo_curves.append([learn_curves[-1][0]]
-                          + real_ppo_curve(env_id, real_steps, marks, seed, eval_episodes, ppo_envs, ppo or {}, device))
+        settings = {"env_id": env_id, "real_steps": real_steps, "marks": marks, "seed": seed,
+                    "eval_episodes": eval_episodes, "num_envs": ppo_envs, "ppo": ppo or {}}
+        ppo_curves.append([learn_curves[-1][0]] + cached_ppo_curve(
+            out / f"ppo-seed{seed}.json", settings,
+            lambda: real_ppo_curve(env_id, real_steps, marks, seed, eval_episodes, ppo_envs, ppo or {}, device)))
         say(f"seed {seed}: learn {learn_curves[-1][-1]}, PPO in the real env {ppo_curves[-1][-1]}")
     result = {"benchmark": "sample_efficiency", "env_id": env_id, "real_steps": real_steps, "seeds": seeds,
               "eval_episodes": eval_episodes, "eval_seed": EVAL_SEED, "learn_settings": learn_settings or {},

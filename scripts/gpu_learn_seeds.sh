@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
 # Several seeds of one `worldsim learn` command at once on one CUDA machine: each seed is its own
-# process with its own run folder RUN_ROOT/seed-S (default RUN_ROOT /tmp/learn_seeds), so running
+# process with its own run folder RUN_ROOT/PREFIX<S> (defaults /tmp/learn_seeds and seed-), so running
 # this again with the same arguments continues every seed where it stopped. Each process is stopped
-# after LIMIT_S seconds (default 540). Results in OUT_DIR: seed-S.log and seed-S.tgz (the run's JSON,
-# JSON lines and SVG files: metrics, learn.json, each round's evaluation and agent training).
+# after LIMIT_S seconds (default 540). Results in OUT_DIR: PREFIX<S>.log and PREFIX<S>.tgz (the run's
+# JSON, JSON lines and SVG files: metrics, learn.json, each round's evaluation and agent training).
 #   bash scripts/gpu_learn_seeds.sh OUT_DIR "1 2" --env MiniGrid-DoorKey-8x8-v0 --real-steps 150000 ...
+# With PREFIX=learn-seed and RUN_ROOT set to a `worldsim benchmark sample-efficiency` output folder,
+# the seeds are that benchmark's learn runs: run it afterwards with the same settings (its --learn
+# JSON, --real-steps, --eval-episodes) and it continues them and adds the PPO baseline.
 set -uo pipefail
 out=${1:?output folder} seeds=${2:?seeds, e.g. "1 2"}
 shift 2
-root=${RUN_ROOT:-/tmp/learn_seeds}
+root=${RUN_ROOT:-/tmp/learn_seeds} prefix=${PREFIX:-seed-}
 mkdir -p "$root" "$out"
 for s in $seeds; do
-    timeout "${LIMIT_S:-540}" python3 -m train.cli learn "$@" --seed "$s" --out "$root/seed-$s" \
-        >> "$root/seed-$s.log" 2>&1 &
+    timeout "${LIMIT_S:-540}" python3 -m train.cli learn "$@" --seed "$s" --out "$root/$prefix$s" \
+        >> "$root/$prefix$s.log" 2>&1 &
 done
 wait
 for s in $seeds; do
-    cp "$root/seed-$s.log" "$out/"
-    (cd "$root" && find "seed-$s" \( -name '*.json' -o -name '*.jsonl' -o -name '*.svg' \) -print0 |
-        tar czf "$out/seed-$s.tgz" --null -T -)
+    cp "$root/$prefix$s.log" "$out/"
+    (cd "$root" && find "$prefix$s" \( -name '*.json' -o -name '*.jsonl' -o -name '*.svg' \) -print0 |
+        tar czf "$out/$prefix$s.tgz" --null -T -)
 done

@@ -1,6 +1,7 @@
 """`worldsim learn`: the online loop learns from scratch, counts real steps once, resumes exactly, and
 refuses bad settings and foreign run folders."""
 
+import dataclasses
 import json
 
 import pytest
@@ -223,6 +224,23 @@ def test_while_the_data_holds_no_reward_the_rounds_agent_is_its_explorer(tmp_pat
     assert "agent" not in records[1]["phase_seconds"]
     assert json.loads((run / "round-01" / "eval_real.json").read_text())["episodes"] == 4
     assert [r["agent"] for r in learn(config, run, progress=None)] == ["random", "explorer"]    # and on resume
+    trained = learn(dataclasses.replace(config, explorer_until_reward=False), tmp_path / "trained", progress=None)
+    assert [r["agent"] for r in trained] == ["random", "agent"]
+
+
+def test_a_run_stops_at_the_first_round_that_reaches_stop_at_success(tmp_path):
+    config = LearnConfig(**settings(real_steps=100_000, stop_at_success=0.3))
+    records = learn(config, tmp_path / "run", progress=None)
+    assert records[-1]["real_steps"] < 100_000                         # it stopped long before the budget
+    assert records[-1]["round"] >= 1 and records[-1]["real_success"] >= 0.3
+    assert all(r["real_success"] < 0.3 for r in records[1:-1])
+    def curve(rs):
+        return [(r["round"], r["real_steps"], r["real_success"]) for r in rs]
+
+    assert curve(learn(config, tmp_path / "run", progress=None)) == curve(records)   # continuing it adds nothing
+    for bad in (1.5, -0.1, float("nan")):
+        with pytest.raises(LearnError, match="stop_at_success must be (in \\[0, 1\\]|a finite number)"):
+            LearnConfig(**settings(stop_at_success=bad))
 
 
 def test_a_run_folder_from_before_a_new_setting_continues_at_the_value_it_ran_with(tmp_path):

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from benchmarks import sample_efficiency
 from benchmarks.sample_efficiency import area_under, format_table, sample_efficiency_benchmark, steps_to
 from test_learn import TINY_MODEL, TINY_TRAIN
 
@@ -20,7 +21,7 @@ def test_steps_to_a_threshold_and_the_area_under_a_step_curve():
     assert area_under([(0, 1.0), (2000, 0.0)], 1000) == pytest.approx(1.0)   # points past the budget are cut
 
 
-def test_a_tiny_run_scores_both_methods_at_equal_real_steps(tmp_path):
+def test_a_tiny_run_scores_both_methods_at_equal_real_steps(tmp_path, monkeypatch):
     learn_settings = dict(initial_episodes=10, round_episodes=10, model_steps=40, finetune_steps=20, model=TINY_MODEL,
                           train=TINY_TRAIN, dream_steps=2048, dream_envs=16, ppo=dict(num_steps=64))
     result = sample_efficiency_benchmark("MiniGrid-Empty-5x5-v0", 1000, seeds=1, out=tmp_path, marks=2,
@@ -39,6 +40,20 @@ def test_a_tiny_run_scores_both_methods_at_equal_real_steps(tmp_path):
     assert saved["methods"]["ppo_real"]["curves"] == [[list(p) for p in result["methods"]["ppo_real"]["curves"][0]]]
     assert (tmp_path / "sample_efficiency.svg").read_text().startswith("<svg")
     assert "worldsim learn" in format_table(result)
+
+    # Run again: learn continues its finished folder and the PPO curve is read back, not trained again.
+    def no_training(*args, **kwargs):
+        raise AssertionError("the saved PPO curve should have been reused")
+
+    monkeypatch.setattr(sample_efficiency, "real_ppo_curve", no_training)
+    again = sample_efficiency_benchmark("MiniGrid-Empty-5x5-v0", 1000, seeds=1, out=tmp_path, marks=2,
+                                        learn_settings=learn_settings, ppo_envs=4, ppo=dict(num_steps=64),
+                                        eval_episodes=5, device="cpu", progress=None)
+    assert again["methods"] == result["methods"]
+    with pytest.raises(ValueError, match=r"ppo-seed0.json holds a PPO curve of other settings \(num_envs\)"):
+        sample_efficiency_benchmark("MiniGrid-Empty-5x5-v0", 1000, seeds=1, out=tmp_path, marks=2,
+                                    learn_settings=learn_settings, ppo_envs=8, ppo=dict(num_steps=64),
+                                    eval_episodes=5, device="cpu", progress=None)
 
 
 def test_bad_budgets_are_refused(tmp_path):

@@ -17,13 +17,15 @@ random actions: ``initial_epsilon``). Every round then
    already knows. With ``agent_from_explorer`` the explorer trains first and the agent starts from
    its network: it keeps the explorer's skills and trains on the task's reward alone; while no
    step of the data so far has earned a reward, the model cannot pay for one, so the round's agent
-   is the explorer itself instead of a copy that PPO would wear down with nothing to learn),
+   is the explorer itself (``explorer_until_reward``) instead of a copy that PPO would wear down
+   with nothing to learn),
 3. scores the agent in the real env on held-out seeds (reported apart: not training data), and in
    its own dream from the same seeds: the optimism gap (dream - real success),
 4. collects the next round's episodes in the real env with that agent (and a share
    ``explore_share`` of them with the explorer, into a dataset of its own), mixed with random
    actions at a rate that decays round by round,
-until the budget of real steps is spent. It composes the commands a user can run alone: `collect`
+until the budget of real steps is spent (or, with ``stop_at_success``, a round's real success
+reaches that rate). It composes the commands a user can run alone: `collect`
 (one dataset folder per round: a dataset holds one policy's episodes), `train` (`init_from`) and
 `agent train`.
 
@@ -102,6 +104,7 @@ class LearnConfig:
     ppo: dict[str, Any] = field(default_factory=dict)       # PPOSettings overrides
     warm_start_agent: bool = False       # each round's agent starts from the last round's
     agent_from_explorer: bool = False    # ... or from this round's explorer, trained first (with an explorer)
+    explorer_until_reward: bool = True   # ... which is itself the round's agent while the data holds no reward
     dream_state_starts: float = 0.0      # share of dream episodes starting from recorded states of the data (world view)
     explore_bonus: float = 0.0           # an explorer's dream pays this x the model's uncertainty ...
     explore_bonus_once: bool = False     # ... on frames new to its episode only (else on every step)
@@ -110,6 +113,7 @@ class LearnConfig:
     #                                      counted over the real data so far (all three 0: no explorer)
     explore_share: float = 0.5           # ... and it collects this share of each round's episodes
     eval_episodes: int = 50
+    stop_at_success: float = 0.0         # stop once a round's real success reaches this (0: spend the whole budget)
     view: str = "world"                  # what a frame records (collect's --view): the whole grid, or "ego"
     seed: int = 0
     device: str = "auto"
@@ -144,6 +148,9 @@ class LearnConfig:
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise LearnError(f"{name} must be in [0, 1]; got {value}")
+        if not 0 <= self.stop_at_success <= 1:
+            raise LearnError(f"stop_at_success must be in [0, 1] (a real success rate; 0 spends the whole budget); got "
+                             f"{self.stop_at_success}")
         if not 0 <= self.dream_state_starts <= 1:
             raise LearnError(f"dream_state_starts must be in [0, 1] (a share of dream episodes); got "
                              f"{self.dream_state_starts}")
@@ -194,7 +201,8 @@ class LearnConfig:
 
 # Settings added to LearnConfig after run folders were made: the value such a folder ran with.
 SETTINGS_ADDED_LATER = {"dream_state_starts": 0.0, "explore_bonus": 0.0, "explore_share": 0.5, "explore_novelty": 0.0,
-                        "explore_bonus_once": False, "explore_interactions": 0.0, "agent_from_explorer": False}
+                        "explore_bonus_once": False, "explore_interactions": 0.0, "agent_from_explorer": False,
+                        "explorer_until_reward": False, "stop_at_success": 0.0}
 
 
 def _settings_added_later(saved: dict[str, Any]) -> dict[str, Any]:
@@ -394,7 +402,7 @@ class Learner:
             explorer = self.timed(k, "explorer", lambda: self.train_agent(k, model_dir, "explorer")) \
                 if c.agent_from_explorer else None
             agent_dir = self.timed(k, "agent", lambda: self.train_agent(k, model_dir)) \
-                if explorer is None or self.data_pays(k) else explorer
+                if explorer is None or not c.explorer_until_reward or self.data_pays(k) else explorer
             result = self.timed(k, "evaluate", lambda: self.evaluate(k, agent_dir, model_dir))
             record = self._record(k, used, model_dir, agent_dir, result, time.time() - start)
             records.append(record)
@@ -404,6 +412,9 @@ class Learner:
                      f"in its dream {record['dream_eval_success']:.3f} (gap {record['optimism_gap']:+.3f})"
                      + ("; no reward in the data yet, so the agent is the explorer" if agent_dir == explorer else ""))
             if used >= c.real_steps:
+                break
+            if c.stop_at_success and record["real_success"] >= c.stop_at_success:
+                self.say(f"round {k} reached real success {c.stop_at_success}: stopping (stop_at_success)")
                 break
             if self.explores and explorer is None:
                 explorer = self.timed(k, "explorer", lambda: self.train_agent(k, model_dir, "explorer"))

@@ -30,6 +30,11 @@ LEARN_HELP = {
     "agent_from_explorer": "train each round's explorer first and start the round's agent from it instead of a "
                            "fresh network: the explorer learns to reach what the data lacks (a door opened, a goal "
                            "room), and the agent keeps that and learns the task's own reward",
+    "explorer_until_reward": "with --agent-from-explorer: while no step of the data so far has earned a reward, "
+                             "the round's agent is its explorer (a dream of that data pays nothing, so PPO on the "
+                             "task's reward alone would only wear the explorer's skills down)",
+    "stop_at_success": "stop once a round's agent reaches this real success on the held-out seeds, 0 to 1 (0: spend "
+                       "the whole --real-steps budget)",
     "dream_state_starts": "share of dream episodes that start from recorded states of the data so far instead of "
                           "real resets, 0 to 1 (world view only): the agent meets the states rewards hide behind",
     "explore_bonus": "train an explorer each round too: its dream pays this times the model's uncertainty about "
