@@ -267,12 +267,14 @@ def _sample_efficiency(args: argparse.Namespace) -> int:
     try:
         result = sample_efficiency_benchmark(args.env, args.real_steps, seeds=args.seeds, out=out,
                                              learn_settings=args.learn, ppo_envs=args.ppo_envs, ppo=args.ppo,
-                                             marks=args.marks, eval_episodes=args.eval_episodes, device=args.device)
+                                             marks=args.marks, eval_episodes=args.eval_episodes, device=args.device,
+                                             ppo_only=args.ppo_only)
     except (ValueError, OSError) as e:
         print(f"worldsim benchmark sample-efficiency: error: {e}", file=sys.stderr)
         return 1
     print(format_table(result))
-    print(f"wrote {Path(out) / 'sample_efficiency.json'} and sample_efficiency.svg")
+    print(f"wrote {Path(out) / 'ppo-seed<N>.json'}" if args.ppo_only else
+          f"wrote {Path(out) / 'sample_efficiency.json'} and sample_efficiency.svg")
     return 0
 
 
@@ -284,7 +286,8 @@ def add_sample_efficiency_parser(benchmark_commands) -> argparse.ArgumentParser:
         "real env steps; both are scored on the same held-out real seeds (learn after each round, PPO at "
         "--marks equal marks). Reports the real steps to reach 0.5 and 0.9 success and the area under the "
         "success curve, with t intervals over seeds. Writes OUT/sample_efficiency.json and .svg; each seed's "
-        "learn run stays in OUT/learn-seed<N> (run the command again to continue it).")
+        "learn run stays in OUT/learn-seed<N> and each PPO curve in OUT/ppo-seed<N>.json (run the command again to "
+        "continue).")
     p.add_argument("--env", required=True, help="real env id, e.g. MiniGrid-DoorKey-8x8-v0")
     p.add_argument("--real-steps", type=int, required=True, help="real env steps each method may spend")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default: 3)")
@@ -295,6 +298,9 @@ def add_sample_efficiency_parser(benchmark_commands) -> argparse.ArgumentParser:
     p.add_argument("--ppo", type=_json_dict, default=None,
                    help="native PPO settings of the baseline as JSON (default: its own, rl-starter-files')")
     p.add_argument("--marks", type=int, default=10, help="points on the PPO baseline's curve (default: 10)")
+    p.add_argument("--ppo-only", action="store_true",
+                   help="make only the PPO baseline's curves (OUT/ppo-seed<N>.json), e.g. on a machine without a GPU; "
+                   "a later full run with the same settings reuses them")
     p.add_argument("--eval-episodes", type=int, default=50, help="held-out real episodes per point (default: 50)")
     p.add_argument("--device", default="auto", help="torch device: auto (cuda if available), cpu or cuda (default: auto)")
     p.add_argument("--out", default=None, help="output folder (default: runs/benchmark/sample-efficiency-<env>)")

@@ -13,7 +13,8 @@ sample_efficiency.svg; evaluation steps are never counted as real steps.
 
 Each seed's learn run is its own folder (learn-seed<N>, which `learn` continues, and which can be
 run apart beforehand, several seeds at once) and each PPO curve its own file (ppo-seed<N>.json,
-reused when its settings match): running the benchmark again continues where it stopped. With
+reused when its settings match): running the benchmark again continues where it stopped, and
+``ppo_only`` makes the PPO curves alone, on a machine without a GPU, for a later full run. With
 learn's ``stop_at_success``, a learn curve ends at the round that reached it, and the area under it
 holds that round's success to the end of the budget.
 """
@@ -91,6 +92,15 @@ def cached_ppo_curve(path: Path, settings: dict[str, Any], compute) -> list[tupl
     return curve
 
 
+def ppo_baseline(env_id: str, real_steps: int, seed: int, out: Path, ppo_envs: int, ppo: dict, marks: int,
+                 eval_episodes: int, device: str) -> list[tuple[int, float]]:
+    """One seed's PPO curve in the real env, kept in OUT/ppo-seed<N>.json."""
+    settings = {"env_id": env_id, "real_steps": real_steps, "marks": marks, "seed": seed,
+                "eval_episodes": eval_episodes, "num_envs": ppo_envs, "ppo": ppo}
+    return cached_ppo_curve(out / f"ppo-seed{seed}.json", settings,
+                            lambda: real_ppo_curve(env_id, real_steps, marks, seed, eval_episodes, ppo_envs, ppo, device))
+
+
 def summarise(curves: list[list[tuple[int, float]]], budget: int) -> dict[str, Any]:
     out: dict[str, Any] = {"curves": curves}
     for t in THRESHOLDS:
@@ -108,24 +118,32 @@ def summarise(curves: list[list[tuple[int, float]]], budget: int) -> dict[str, A
 def sample_efficiency_benchmark(env_id: str, real_steps: int, seeds: int = 3, out: str | Path = "runs/benchmark",
                                 learn_settings: dict | None = None, ppo_envs: int = 16, ppo: dict | None = None,
                                 marks: int = 10, eval_episodes: int = 50, device: str = "auto",
-                                progress=print) -> dict[str, Any]:
+                                ppo_only: bool = False, progress=print) -> dict[str, Any]:
+    """Both methods for seeds 0..seeds-1 (see the module docstring); with `ppo_only`, the PPO curves alone
+    (kept for a later full run; their random-play start is learn's round 0, so it is not in them)."""
     positive_int("real_steps", real_steps)
     positive_int("seeds", seeds)
     positive_int("marks", marks)
     out = output_folder(out)
     say = progress or (lambda line: None)
     learn_curves, ppo_curves = [], []
+    if ppo_only:
+        for seed in range(seeds):
+            ppo_curves.append(ppo_baseline(env_id, real_steps, seed, out, ppo_envs, ppo or {}, marks, eval_episodes,
+                                           device))
+            say(f"seed {seed}: PPO in the real env {ppo_curves[-1]}")
+        return {"benchmark": "sample_efficiency", "env_id": env_id, "real_steps": real_steps, "seeds": seeds,
+                "eval_episodes": eval_episodes, "eval_seed": EVAL_SEED,
+                "ppo_settings": {"num_envs": ppo_envs, **(ppo or {})},
+                "methods": {"ppo_real": summarise(ppo_curves, real_steps)}}
     for seed in range(seeds):
         config = LearnConfig(env_id=env_id, real_steps=real_steps, seed=seed, eval_episodes=eval_episodes,
                              device=device, **(learn_settings or {}))
         records = learn(config, out / f"learn-seed{seed}", progress=say)
         learn_curves.append([(r["real_steps"], r["real_success"]) for r in records])
         # Both start from uniform random play, scored once on the same held-out seeds (learn's round 0).
-        settings = {"env_id": env_id, "real_steps": real_steps, "marks": marks, "seed": seed,
-                    "eval_episodes": eval_episodes, "num_envs": ppo_envs, "ppo": ppo or {}}
-        ppo_curves.append([learn_curves[-1][0]] + cached_ppo_curve(
-            out / f"ppo-seed{seed}.json", settings,
-            lambda: real_ppo_curve(env_id, real_steps, marks, seed, eval_episodes, ppo_envs, ppo or {}, device)))
+        ppo_curves.append([learn_curves[-1][0]] + ppo_baseline(env_id, real_steps, seed, out, ppo_envs, ppo or {},
+                                                                marks, eval_episodes, device))
         say(f"seed {seed}: learn {learn_curves[-1][-1]}, PPO in the real env {ppo_curves[-1][-1]}")
     result = {"benchmark": "sample_efficiency", "env_id": env_id, "real_steps": real_steps, "seeds": seeds,
               "eval_episodes": eval_episodes, "eval_seed": EVAL_SEED, "learn_settings": learn_settings or {},
@@ -145,6 +163,8 @@ def format_table(result: dict[str, Any]) -> str:
 
     rows = [("method", "AUC (95% CI)", *[f"steps to {t} (seeds reaching)" for t in THRESHOLDS])]
     for name, label in (("learn", "worldsim learn"), ("ppo_real", "native PPO, real env")):
+        if name not in result["methods"]:
+            continue
         m = result["methods"][name]
         ci = m["auc"]["ci"]
         auc = f"{m['auc']['mean']:.3f}" + ("" if ci is None else f" [{ci[0]:.3f}, {ci[1]:.3f}]")

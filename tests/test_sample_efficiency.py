@@ -24,9 +24,21 @@ def test_steps_to_a_threshold_and_the_area_under_a_step_curve():
 def test_a_tiny_run_scores_both_methods_at_equal_real_steps(tmp_path, monkeypatch):
     learn_settings = dict(initial_episodes=10, round_episodes=10, model_steps=40, finetune_steps=20, model=TINY_MODEL,
                           train=TINY_TRAIN, dream_steps=2048, dream_envs=16, ppo=dict(num_steps=64))
+    # The PPO baseline alone first (as on a machine without a GPU), then the full run, which reuses it.
+    alone = sample_efficiency_benchmark("MiniGrid-Empty-5x5-v0", 1000, seeds=1, out=tmp_path, marks=2,
+                                        ppo_envs=4, ppo=dict(num_steps=64), eval_episodes=5, device="cpu",
+                                        ppo_only=True, progress=None)
+    assert list(alone["methods"]) == ["ppo_real"] and not (tmp_path / "learn-seed0").exists()
+    assert "native PPO" in format_table(alone) and "worldsim learn" not in format_table(alone)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the saved PPO curve should have been reused")
+
+    monkeypatch.setattr(sample_efficiency, "real_ppo_curve", no_training)
     result = sample_efficiency_benchmark("MiniGrid-Empty-5x5-v0", 1000, seeds=1, out=tmp_path, marks=2,
                                          learn_settings=learn_settings, ppo_envs=4, ppo=dict(num_steps=64),
                                          eval_episodes=5, device="cpu", progress=None)
+    assert result["methods"]["ppo_real"]["curves"][0][1:] == alone["methods"]["ppo_real"]["curves"][0]
     for name in ("learn", "ppo_real"):
         (curve,) = result["methods"][name]["curves"]
         assert curve and all(0 <= s <= 1 for _, s in curve)
@@ -41,11 +53,7 @@ def test_a_tiny_run_scores_both_methods_at_equal_real_steps(tmp_path, monkeypatc
     assert (tmp_path / "sample_efficiency.svg").read_text().startswith("<svg")
     assert "worldsim learn" in format_table(result)
 
-    # Run again: learn continues its finished folder and the PPO curve is read back, not trained again.
-    def no_training(*args, **kwargs):
-        raise AssertionError("the saved PPO curve should have been reused")
-
-    monkeypatch.setattr(sample_efficiency, "real_ppo_curve", no_training)
+    # Run again: learn continues its finished folder and the PPO curve is read back again.
     again = sample_efficiency_benchmark("MiniGrid-Empty-5x5-v0", 1000, seeds=1, out=tmp_path, marks=2,
                                         learn_settings=learn_settings, ppo_envs=4, ppo=dict(num_steps=64),
                                         eval_episodes=5, device="cpu", progress=None)
