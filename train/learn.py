@@ -414,7 +414,8 @@ class Learner:
             if used >= c.real_steps:
                 break
             if c.stop_at_success and record["real_success"] >= c.stop_at_success:
-                self.say(f"round {k} reached real success {c.stop_at_success}: stopping (stop_at_success)")
+                self.say(f"round {k}: real success {record['real_success']:.3f} reached stop_at_success "
+                         f"{c.stop_at_success}; stopping")
                 break
             if self.explores and explorer is None:
                 explorer = self.timed(k, "explorer", lambda: self.train_agent(k, model_dir, "explorer"))
