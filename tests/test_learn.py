@@ -243,6 +243,19 @@ def test_a_run_stops_at_the_first_round_that_reaches_stop_at_success(tmp_path):
             LearnConfig(**settings(stop_at_success=bad))
 
 
+@pytest.mark.parametrize("env_id", ["MiniGrid-KeyCorridorS3R1-v0", "MiniGrid-LavaGapS5-v0"])
+def test_a_round_runs_on_envs_of_other_kinds(tmp_path, env_id):
+    # A ball to pick up behind a locked door; lava that ends the episode without pay: a round of the
+    # explorer-first loop trains and scores on each.
+    config = LearnConfig(**settings(env_id=env_id, initial_episodes=6, round_episodes=2, real_steps=1,
+                                    explore_interactions=1.0, agent_from_explorer=True, dream_state_starts=0.5,
+                                    model_steps=10, dream_steps=1024, eval_episodes=2))
+    records = learn(config, tmp_path / "run", progress=None)
+    assert [r["round"] for r in records] == [0, 1]
+    assert records[1]["eval_episodes"] == 2 and 0 <= records[1]["real_success"] <= 1
+    assert records[1]["agent"] in ("agent", "explorer")
+
+
 def test_a_run_folder_from_before_a_new_setting_continues_at_the_value_it_ran_with(tmp_path):
     Learner(LearnConfig(**settings(dream_state_starts=0.0)), tmp_path / "run", progress=None)
     saved = json.loads((tmp_path / "run" / "learn.json").read_text())
