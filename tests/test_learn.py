@@ -234,6 +234,7 @@ def test_a_run_stops_at_the_first_round_that_reaches_stop_at_success(tmp_path):
     assert records[-1]["real_steps"] < 100_000                         # it stopped long before the budget
     assert records[-1]["round"] >= 1 and records[-1]["real_success"] >= 0.3
     assert all(r["real_success"] < 0.3 for r in records[1:-1])
+
     def curve(rs):
         return [(r["round"], r["real_steps"], r["real_success"]) for r in rs]
 
