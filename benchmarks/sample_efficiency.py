@@ -81,9 +81,9 @@ def cached_ppo_curve(path: Path, settings: dict[str, Any], compute) -> list[tupl
     """The PPO curve saved in `path` for these settings, else `compute()`'s, saved there atomically."""
     if path.is_file():
         saved = json.loads(path.read_text())
-        if saved.get("settings") != settings:
-            changed = sorted(k for k in set(saved.get("settings") or {}) | set(settings)
-                             if (saved.get("settings") or {}).get(k) != settings.get(k))
+        before = saved.get("settings") or {}
+        if before != settings:
+            changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
             raise ValueError(f"{path} holds a PPO curve of other settings ({', '.join(changed)}); run with the same "
                              "settings or choose another --out")
         return [(int(steps), float(success)) for steps, success in saved["curve"]]
@@ -127,14 +127,14 @@ def sample_efficiency_benchmark(env_id: str, real_steps: int, seeds: int = 3, ou
     out = output_folder(out)
     say = progress or (lambda line: None)
     learn_curves, ppo_curves = [], []
+    header = {"benchmark": "sample_efficiency", "env_id": env_id, "real_steps": real_steps, "seeds": seeds,
+              "eval_episodes": eval_episodes, "eval_seed": EVAL_SEED}
     if ppo_only:
         for seed in range(seeds):
             ppo_curves.append(ppo_baseline(env_id, real_steps, seed, out, ppo_envs, ppo or {}, marks, eval_episodes,
                                            device))
             say(f"seed {seed}: PPO in the real env {ppo_curves[-1]}")
-        return {"benchmark": "sample_efficiency", "env_id": env_id, "real_steps": real_steps, "seeds": seeds,
-                "eval_episodes": eval_episodes, "eval_seed": EVAL_SEED,
-                "ppo_settings": {"num_envs": ppo_envs, **(ppo or {})},
+        return {**header, "ppo_settings": {"num_envs": ppo_envs, **(ppo or {})},
                 "methods": {"ppo_real": summarise(ppo_curves, real_steps)}}
     for seed in range(seeds):
         config = LearnConfig(env_id=env_id, real_steps=real_steps, seed=seed, eval_episodes=eval_episodes,
@@ -145,8 +145,7 @@ def sample_efficiency_benchmark(env_id: str, real_steps: int, seeds: int = 3, ou
         ppo_curves.append([learn_curves[-1][0]] + ppo_baseline(env_id, real_steps, seed, out, ppo_envs, ppo or {},
                                                                 marks, eval_episodes, device))
         say(f"seed {seed}: learn {learn_curves[-1][-1]}, PPO in the real env {ppo_curves[-1][-1]}")
-    result = {"benchmark": "sample_efficiency", "env_id": env_id, "real_steps": real_steps, "seeds": seeds,
-              "eval_episodes": eval_episodes, "eval_seed": EVAL_SEED, "learn_settings": learn_settings or {},
+    result = {**header, "learn_settings": learn_settings or {},
               "ppo_settings": {"num_envs": ppo_envs, **(ppo or {})},
               "methods": {"learn": summarise(learn_curves, real_steps), "ppo_real": summarise(ppo_curves, real_steps)}}
     write_json(out / "sample_efficiency.json", result)
