@@ -282,7 +282,7 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
                 state_starts=None, state_start_fraction: float = 0.5, novelty_bonus: float = 0.0,
                 novelty_uncertainty: float = 0.0, interaction_bonus: float = 0.0,
                 interaction_counts=None, starts: str | os.PathLike | None = None,
-                fresh_critic: bool = False) -> dict[str, Any]:
+                fresh_critic: bool = False, callbacks: list[BaseCallback] | None = None) -> dict[str, Any]:
     """Train `algo` for `steps` env steps in the dream (`checkpoint`: a folder, or a shipped model's id;
     None: the model shipped for `env_id`) or the real env `env_id`.
 
@@ -307,6 +307,8 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
     real datasets `interaction_counts` (folders; `worldsim.interactions`). `starts`: a dataset folder
     whose episodes' first frames are where dream episodes start, instead of resets of the real env (a
     dream resets the real env 256 times before it starts: minutes where resets are slow).
+    `callbacks`: Stable-Baselines3 callbacks called while an SB3 algorithm trains (e.g. to score it
+    at fixed steps); the native PPO takes none.
     """
     if where == "dream":
         checkpoint = resolve_checkpoint(checkpoint, env_id if isinstance(env_id, str) else None)
@@ -315,6 +317,9 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
     pessimism = {"uncertainty_penalty": uncertainty_penalty, "uncertainty_limit": uncertainty_limit}
     if init_from is not None and algo != NATIVE_PPO:
         raise ValueError(f"init_from continues a native-ppo policy; algo is {algo!r}")
+    if callbacks and algo == NATIVE_PPO:
+        raise ValueError("callbacks are Stable-Baselines3 callbacks; the native PPO takes none (agents.ppo.train_ppo "
+                         "has on_iteration)")
     if fresh_critic and init_from is None:
         raise ValueError("fresh_critic starts the value function of an init_from policy afresh: pass init_from")
     if where != "dream" and (uncertainty_penalty or uncertainty_limit is not None or temperature is not None
@@ -342,7 +347,8 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
     out = output_folder(out)
     start = time.time()
     train = _train_native if algo == NATIVE_PPO else _train_sb3
-    extra = {"init_from": init_from, "keep_critic": not fresh_critic} if algo == NATIVE_PPO else {}
+    extra = {"init_from": init_from, "keep_critic": not fresh_critic} if algo == NATIVE_PPO \
+        else {"callbacks": callbacks or []}
     info = train(env_id, where, algo, steps, out, checkpoint, num_envs, seed, device, features,
                  hyperparams or {}, max_episode_steps, verbose, progress, dream_settings if where == "dream" else None,
                  image_shape, **extra)
@@ -368,7 +374,7 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
 
 
 def _train_sb3(env_id, where, algo, steps, out, checkpoint, num_envs, seed, device, features, hyperparams,
-               max_episode_steps, verbose, progress, dream_settings, image_shape) -> dict[str, Any]:
+               max_episode_steps, verbose, progress, dream_settings, image_shape, callbacks) -> dict[str, Any]:
     import stable_baselines3
 
     params = {**DEFAULT_HYPERPARAMS[algo], **hyperparams}
@@ -382,7 +388,8 @@ def _train_sb3(env_id, where, algo, steps, out, checkpoint, num_envs, seed, devi
                                 policy_kwargs=policy_kwargs_for(features), verbose=verbose, **with_schedules(params))
         except (AssertionError, TypeError) as e:        # SB3 checks its arguments with asserts
             raise ValueError(f"{ALGOS[algo].__name__} refuses the hyperparameters {params}: {e}") from None
-        model.learn(total_timesteps=int(steps), tb_log_name=f"{algo}_{where}", callback=callback)
+        model.learn(total_timesteps=int(steps), tb_log_name=f"{algo}_{where}",
+                    callback=[c for c in (callback, *callbacks) if c is not None])
         model.save(out / POLICY_FILE)
     finally:
         if callback is not None:

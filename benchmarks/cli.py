@@ -268,12 +268,13 @@ def _sample_efficiency(args: argparse.Namespace) -> int:
         result = sample_efficiency_benchmark(args.env, args.real_steps, seeds=args.seeds, out=out,
                                              learn_settings=args.learn, ppo_envs=args.ppo_envs, ppo=args.ppo,
                                              marks=args.marks, eval_episodes=args.eval_episodes, device=args.device,
-                                             ppo_only=args.ppo_only)
+                                             ppo_only=args.ppo_only,
+                                             **({} if args.baselines is None else {"baselines": args.baselines}))
     except (ValueError, OSError) as e:
         print(f"worldsim benchmark sample-efficiency: error: {e}", file=sys.stderr)
         return 1
     print(format_table(result))
-    print(f"wrote {Path(out) / 'ppo-seed<N>.json'}" if args.ppo_only else
+    print(f"wrote the baselines' curves into {out}" if args.ppo_only else
           f"wrote {Path(out) / 'sample_efficiency.json'} and sample_efficiency.svg")
     return 0
 
@@ -282,12 +283,15 @@ def add_sample_efficiency_parser(benchmark_commands) -> argparse.ArgumentParser:
     """Register `sample-efficiency` on `worldsim benchmark`'s subcommands."""
     p = benchmark_commands.add_parser(
         "sample-efficiency", help="worldsim learn against PPO in the real env at equal real env steps",
-        description="For each seed, `worldsim learn` and the native PPO in the real env each spend --real-steps "
-        "real env steps; both are scored on the same held-out real seeds (learn after each round, PPO at "
-        "--marks equal marks). Reports the real steps to reach 0.5 and 0.9 success and the area under the "
-        "success curve, with t intervals over seeds. Writes OUT/sample_efficiency.json and .svg; each seed's "
-        "learn run stays in OUT/learn-seed<N> and each PPO curve in OUT/ppo-seed<N>.json (run the command again to "
-        "continue).")
+        description="For each seed, `worldsim learn` and PPO in the real env each spend --real-steps real env "
+        "steps; all are scored on the same held-out real seeds (learn after each round, PPO at --marks equal "
+        "marks). The PPO baselines: ppo_real (the native PPO; --ppo-envs, --ppo), sb3_zoo (Stable-Baselines3's "
+        "PPO, rl-baselines3-zoo's MiniGrid settings, 8 envs) and sb3_doorkey_tuned (SB3's PPO with the settings "
+        "tuned on DoorKey-8x8: 64 envs, n_steps 128, batch 256, 4 epochs, entropy 0.01, learning rate 5e-4). "
+        "Reports the real steps to reach 0.5 and 0.9 success and the area under the success curve, with t "
+        "intervals over seeds. Writes OUT/sample_efficiency.json and .svg; each seed's learn run stays in "
+        "OUT/learn-seed<N> and each baseline's curve in its own file (OUT/ppo-seed<N>.json, "
+        "OUT/sb3-zoo-seed<N>.json, OUT/sb3-doorkey-tuned-seed<N>.json): run the command again to continue.")
     p.add_argument("--env", required=True, help="real env id, e.g. MiniGrid-DoorKey-8x8-v0")
     p.add_argument("--real-steps", type=int, required=True, help="real env steps each method may spend")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default: 3)")
@@ -297,10 +301,13 @@ def add_sample_efficiency_parser(benchmark_commands) -> argparse.ArgumentParser:
     p.add_argument("--ppo-envs", type=int, default=16, help="real envs of the PPO baseline (default: 16)")
     p.add_argument("--ppo", type=_json_dict, default=None,
                    help="native PPO settings of the baseline as JSON (default: its own, rl-starter-files')")
-    p.add_argument("--marks", type=int, default=10, help="points on the PPO baseline's curve (default: 10)")
+    p.add_argument("--baselines", type=lambda text: tuple(v.strip() for v in text.split(",") if v.strip()),
+                   default=None, help="comma-separated PPO baselines of ppo_real, sb3_zoo, sb3_doorkey_tuned "
+                   "(default: all three)")
+    p.add_argument("--marks", type=int, default=10, help="points on each PPO baseline's curve (default: 10)")
     p.add_argument("--ppo-only", action="store_true",
-                   help="make only the PPO baseline's curves (OUT/ppo-seed<N>.json), e.g. on a machine without a GPU; "
-                   "a later full run with the same settings reuses them")
+                   help="make only the PPO baselines' curves, e.g. on a machine without a GPU; a later full run with "
+                   "the same settings reuses them")
     p.add_argument("--eval-episodes", type=int, default=50, help="held-out real episodes per point (default: 50)")
     p.add_argument("--device", default="auto", help="torch device: auto (cuda if available), cpu or cuda (default: auto)")
     p.add_argument("--out", default=None, help="output folder (default: runs/benchmark/sample-efficiency-<env>)")

@@ -247,6 +247,8 @@ def test_training_starts_from_a_given_policy_and_refuses_one_that_does_not_fit(t
         train_ppo(CueEnv(2), total_steps=8, settings=still, initial=ActorCritic((7, 7, 3), 3))
     with pytest.raises(ValueError, match="init_from continues a native-ppo policy"):
         train_agent(REAL_ID, where="real", algo="ppo", steps=8, out=tmp_path / "x", init_from=tmp_path)
+    with pytest.raises(ValueError, match="callbacks are Stable-Baselines3 callbacks; the native PPO takes none"):
+        train_agent(REAL_ID, where="real", algo="native-ppo", steps=8, out=tmp_path / "y", callbacks=[object()])
 
 
 def test_a_policy_trained_for_another_reward_keeps_its_actor_and_learns_its_values_first(tmp_path):

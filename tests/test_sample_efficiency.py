@@ -27,7 +27,7 @@ def test_a_tiny_run_scores_both_methods_at_equal_real_steps(tmp_path, monkeypatc
     # The PPO baseline alone first (as on a machine without a GPU), then the full run, which reuses it.
     alone = sample_efficiency_benchmark("MiniGrid-Empty-5x5-v0", 1000, seeds=1, out=tmp_path, marks=2,
                                         ppo_envs=4, ppo=dict(num_steps=64), eval_episodes=5, device="cpu",
-                                        ppo_only=True, progress=None)
+                                        ppo_only=True, baselines=("ppo_real",), progress=None)
     assert list(alone["methods"]) == ["ppo_real"] and not (tmp_path / "learn-seed0").exists()
     assert "native PPO" in format_table(alone) and "worldsim learn" not in format_table(alone)
 
@@ -37,7 +37,7 @@ def test_a_tiny_run_scores_both_methods_at_equal_real_steps(tmp_path, monkeypatc
     monkeypatch.setattr(sample_efficiency, "real_ppo_curve", no_training)
     result = sample_efficiency_benchmark("MiniGrid-Empty-5x5-v0", 1000, seeds=1, out=tmp_path, marks=2,
                                          learn_settings=learn_settings, ppo_envs=4, ppo=dict(num_steps=64),
-                                         eval_episodes=5, device="cpu", progress=None)
+                                         eval_episodes=5, device="cpu", baselines=("ppo_real",), progress=None)
     assert result["methods"]["ppo_real"]["curves"][0][1:] == alone["methods"]["ppo_real"]["curves"][0]
     for name in ("learn", "ppo_real"):
         (curve,) = result["methods"][name]["curves"]
@@ -56,12 +56,41 @@ def test_a_tiny_run_scores_both_methods_at_equal_real_steps(tmp_path, monkeypatc
     # Run again: learn continues its finished folder and the PPO curve is read back again.
     again = sample_efficiency_benchmark("MiniGrid-Empty-5x5-v0", 1000, seeds=1, out=tmp_path, marks=2,
                                         learn_settings=learn_settings, ppo_envs=4, ppo=dict(num_steps=64),
-                                        eval_episodes=5, device="cpu", progress=None)
+                                        eval_episodes=5, device="cpu", baselines=("ppo_real",), progress=None)
     assert again["methods"] == result["methods"]
     with pytest.raises(ValueError, match=r"ppo-seed0.json holds a PPO curve of other settings \(num_envs\)"):
         sample_efficiency_benchmark("MiniGrid-Empty-5x5-v0", 1000, seeds=1, out=tmp_path, marks=2,
                                     learn_settings=learn_settings, ppo_envs=8, ppo=dict(num_steps=64),
-                                    eval_episodes=5, device="cpu", progress=None)
+                                    eval_episodes=5, device="cpu", baselines=("ppo_real",), progress=None)
+
+
+def test_the_sb3_baselines_are_scored_after_their_updates_and_kept(tmp_path, monkeypatch):
+    """Stable-Baselines3's PPO with rl-zoo's settings (8 envs x 128 steps a rollout) and with the
+    DoorKey-tuned ones (64 x 128): each mark is scored once the update of the steps before it is done,
+    so a budget within one rollout is scored once, at the rollout's end."""
+    run = dict(seeds=1, out=tmp_path, marks=2, eval_episodes=5, device="cpu", ppo_only=True,
+               baselines=("sb3_zoo", "sb3_doorkey_tuned"), progress=None)
+    result = sample_efficiency_benchmark("MiniGrid-Empty-5x5-v0", 1500, **run)
+    assert list(result["methods"]) == ["sb3_zoo", "sb3_doorkey_tuned"]
+    (zoo,) = result["methods"]["sb3_zoo"]["curves"]
+    (tuned,) = result["methods"]["sb3_doorkey_tuned"]["curves"]
+    assert [steps for steps, _ in zoo] == [1024, 2048]         # marks 750 and 1500, after rollouts 1 and 2
+    assert [steps for steps, _ in tuned] == [8192]             # both marks within the first rollout
+    assert all(0 <= s <= 1 for _, s in zoo + tuned)
+    assert result["baseline_settings"]["sb3_doorkey_tuned"]["num_envs"] == 64
+    assert "rl-zoo settings" in format_table(result) and "DoorKey-tuned" in format_table(result)
+    saved = json.loads((tmp_path / "sb3-doorkey-tuned-seed0.json").read_text())
+    assert saved["settings"]["hyperparams"]["ent_coef"] == 0.01 and saved["curve"] == [list(p) for p in tuned]
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the saved curves should have been reused")
+
+    monkeypatch.setattr(sample_efficiency, "sb3_ppo_curve", no_training)
+    assert sample_efficiency_benchmark("MiniGrid-Empty-5x5-v0", 1500, **run)["methods"] == result["methods"]
+    with pytest.raises(ValueError, match="baselines: .*'sb3_rlzoo'.* choose one or more of ppo_real, sb3_zoo"):
+        sample_efficiency_benchmark("MiniGrid-Empty-5x5-v0", 1500, **{**run, "baselines": ("sb3_rlzoo",)})
+    with pytest.raises(ValueError, match="baselines: none given"):
+        sample_efficiency_benchmark("MiniGrid-Empty-5x5-v0", 1500, **{**run, "baselines": ()})
 
 
 def test_bad_budgets_are_refused(tmp_path):
