@@ -175,6 +175,25 @@ def test_metrics_logged_after_the_last_checkpoint_are_dropped_on_resume(tmp_path
     assert all(json.loads(ln)["train/loss"] != 99.0 for ln in (run / "metrics.jsonl").read_text().splitlines())
 
 
+def test_a_runs_startup_and_evaluation_times_are_logged(tmp_path):
+    """The first record after a trainer is set up says how long the setup and the first step took (on a
+    GPU: kernel compiling and tuning); every evaluation record says how long it took."""
+    data = synthetic_data()
+    run = tmp_path / "run"
+    Trainer(config(steps=6, save_every=2, eval_every=2, eval_windows=2, eval_length=4), data, out=run).fit(until=2)
+    Trainer.resume(run, data=data).fit(until=4)
+    records = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    startup = [r["step"] for r in records if "time/setup_seconds" in r]
+    assert startup == [1, 3]                                 # the first record of each process's run
+    for r in records:
+        if "time/setup_seconds" in r:
+            assert 0 < r["time/first_step_seconds"] and 0 < r["time/setup_seconds"]
+        assert ("time/first_step_seconds" in r) == ("time/setup_seconds" in r)
+        assert ("time/eval_seconds" in r) == ("eval/acc" in r)
+    assert [r["step"] for r in records if "time/eval_seconds" in r] == [2, 4]
+    assert all(r["time/eval_seconds"] > 0 for r in records if "time/eval_seconds" in r)
+
+
 # ---- windows and episode boundaries ------------------------------------------------------------
 
 def test_windows_cross_episodes_with_resets_and_masked_targets():

@@ -20,7 +20,9 @@ Every `eval_every` steps: teacher-forced next-frame metrics on held-out episodes
 copy-previous-frame baseline, and open-loop rollout accuracy by the gap since each cell was last
 seen (`train.evaluation`). Logs go to TensorBoard and `metrics.jsonl`; checkpoints (model as
 safetensors + JSON, trainer state, optimizer, RNG states) are written atomically into the run
-folder (`train.run_folder`) and a run resumes exactly where it stopped.
+folder (`train.run_folder`) and a run resumes exactly where it stopped. Wall times are logged too:
+each evaluation's (`time/eval_seconds`), and with a process's first record its setup and first
+step (`time/setup_seconds`, `time/first_step_seconds`: where a GPU compiles and tunes kernels).
 
 Where the rest lives: the settings and schedules in `train.config`, the data in
 `train.training_data`, the aux head and optimizer groups in `train.modules`, the command line in
@@ -101,6 +103,7 @@ class Trainer:
     # ---- construction ----
 
     def _setup(self, config: TrainConfig, data: DataSource | None, checkpoint_dir: Path | None) -> None:
+        began = time.perf_counter()
         self.config = config
         self._nonfinite_run = 0
         if config.num_threads:
@@ -176,6 +179,9 @@ class Trainer:
         # averaged across ranks in backward), the modules themselves otherwise.
         self.train_model = distributed.wrap(self.model, self.dist)
         self.train_aux_head = distributed.wrap(self.aux_head, self.dist)
+        # Where a run's first minutes go (data, model, then the first step's kernel compiling and
+        # tuning): logged with the first record of the next fit.
+        self._startup_times: dict[str, float] | None = {"time/setup_seconds": time.perf_counter() - began}
 
     @staticmethod
     def _initial_weights(config: TrainConfig, data) -> WorldModel:
@@ -347,6 +353,8 @@ class Trainer:
                 if self.device.type == "cuda":
                     torch.cuda.synchronize(self.device)
                 dt = time.perf_counter() - t0
+                if self._startup_times is not None and "time/first_step_seconds" not in self._startup_times:
+                    self._startup_times["time/first_step_seconds"] = dt
                 tokens = batch * length * h * w * self.dist.world_size      # all ranks' windows
                 self.tokens_seen += tokens
                 for k, v in stats.items():
@@ -357,6 +365,9 @@ class Trainer:
                 if self.step % c.log_every == 0 or self.step == end:
                     record = {f"train/{k}": v for k, v in self._interval.compute().items()}
                     record["train/tokens_seen"] = float(self.tokens_seen)
+                    if self._startup_times is not None:
+                        record.update(self._startup_times)
+                        self._startup_times = None
                     self._interval = Meter()
                     self._log(record, log)
                     last.update(record)
@@ -384,8 +395,10 @@ class Trainer:
 
     def _evaluate_and_log(self, log: run_folder.RunLog | None) -> dict[str, float]:
         self._last_eval = self.step
+        began = time.perf_counter()
         record = self.evaluate()
         if record:
+            record["time/eval_seconds"] = time.perf_counter() - began
             self._log(record, log)
         return record
 
