@@ -111,6 +111,7 @@ def test_a_killed_run_continues_exactly(tmp_path, monkeypatch, where):
     ("explore_share", 1.0, r"explore_share must be in \(0, 1\).*got 1.0"),
     ("explore_novelty", -1.0, "explore_novelty must be a finite number >= 0 .*got -1.0"),
     ("explore_novelty", float("nan"), "explore_novelty must be a finite number"),
+    ("gpus", 0, "gpus"),
 ])
 def test_bad_settings_are_refused_by_name(field, value, message):
     with pytest.raises(LearnError, match=message):
@@ -255,6 +256,24 @@ def test_a_round_runs_on_envs_of_other_kinds(tmp_path, env_id):
     assert [r["round"] for r in records] == [0, 1]
     assert records[1]["eval_episodes"] == 2 and 0 <= records[1]["real_success"] <= 1
     assert records[1]["agent"] in ("agent", "explorer")
+
+
+def test_the_world_model_trains_data_parallel_over_several_processes(tmp_path):
+    # gpus=2 on a CPU: torchrun starts two gloo ranks of `worldsim train` for each round's world model.
+    config = LearnConfig(**settings(initial_episodes=6, real_steps=1, model_steps=4, dream_steps=1024,
+                                    eval_episodes=2, gpus=2))
+    records = learn(config, tmp_path / "run", progress=None)
+    assert [r["round"] for r in records] == [0, 1]
+    run = tmp_path / "run" / "round-01" / "model_run"
+    assert (run / "model" / "model.safetensors").is_file()
+    trained = [r for r in lines(run) if "train/tokens_seen" in r]
+    # Both ranks' windows count: 8 windows x 16 frames x 25 cells per step and rank.
+    assert trained[-1]["step"] == 4 and trained[-1]["train/tokens_seen"] == 4 * 8 * 16 * 25 * 2
+    logged = (run / "metrics.jsonl").read_text()
+    again = learn(config, tmp_path / "run", progress=None)                     # done: nothing trains again
+    assert [(r["real_steps"], r["real_success"], r["model_acc"]) for r in again] == \
+        [(r["real_steps"], r["real_success"], r["model_acc"]) for r in records]
+    assert (run / "metrics.jsonl").read_text() == logged
 
 
 def test_a_run_folder_from_before_a_new_setting_continues_at_the_value_it_ran_with(tmp_path):

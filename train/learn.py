@@ -33,13 +33,15 @@ The run folder is the state. Each phase of a round writes its result atomically 
 that result is there, so a run killed at any point continues with `learn` on the same folder: a
 dataset continues where its last shard ended, a world model from its last checkpoint, and an agent,
 which is quick to train in the dream, from its start with the same seed. learn.json holds the
-settings; running on a folder of another env or other settings is refused.
+settings; running on a folder of another env or other settings is refused. With ``gpus`` > 1 each
+round's world model trains data-parallel in its own processes (`worldsim train --gpus`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,10 +51,12 @@ from worldsim.checkpoint import atomic_write
 import gymnasium as gym
 import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
 import numpy as np
+import torch
 
 from worldsim.checks import check_field_types, output_folder, positive_int
 from worldsim.data.dataset import EpisodeDataset, read_manifest
 from worldsim.json_io import write_json
+from worldsim.runtime import resolve_device
 from worldsim.svg_plot import write_line_plot
 
 LEARN_FILE = "learn.json"
@@ -117,6 +121,7 @@ class LearnConfig:
     view: str = "world"                  # what a frame records (collect's --view): the whole grid, or "ego"
     seed: int = 0
     device: str = "auto"
+    gpus: int = 1                        # world-model updates data-parallel over this many processes (GPUs)
 
     def __post_init__(self) -> None:
         check_field_types(self, "LearnConfig", LearnError)
@@ -128,13 +133,16 @@ class LearnConfig:
                              "its grid. For an env of images, run collect --tokenizer, train and agent train --starts "
                              "(as scripts/gpu_crafter.sh does)")
         for name in ("real_steps", "initial_episodes", "round_episodes", "model_steps", "finetune_steps",
-                     "dream_steps", "dream_envs", "eval_episodes"):
+                     "dream_steps", "dream_envs", "eval_episodes", "gpus"):
             try:
                 positive_int(name, getattr(self, name))
             except ValueError as e:
                 raise LearnError(str(e)) from None
         if self.seed < 0:
             raise LearnError(f"seed must be >= 0; got {self.seed}")
+        if self.gpus > 1 and resolve_device(self.device).type == "cuda" and self.gpus > torch.cuda.device_count():
+            raise LearnError(f"gpus {self.gpus} asks for more GPUs than this machine has "
+                             f"({torch.cuda.device_count()})")
         if self.initial_policy not in INITIAL_POLICIES:
             raise LearnError(f"initial_policy must be one of {list(INITIAL_POLICIES)}; got {self.initial_policy!r}")
         from .collect_policies import parse_epsilon
@@ -202,7 +210,7 @@ class LearnConfig:
 # Settings added to LearnConfig after run folders were made: the value such a folder ran with.
 SETTINGS_ADDED_LATER = {"dream_state_starts": 0.0, "explore_bonus": 0.0, "explore_share": 0.5, "explore_novelty": 0.0,
                         "explore_bonus_once": False, "explore_interactions": 0.0, "agent_from_explorer": False,
-                        "explorer_until_reward": False, "stop_at_success": 0.0}
+                        "explorer_until_reward": False, "stop_at_success": 0.0, "gpus": 1}
 
 
 def _settings_added_later(saved: dict[str, Any]) -> dict[str, Any]:
@@ -323,12 +331,33 @@ class Learner:
         else:
             settings.update(steps=c.finetune_steps, init_from=str(self.round_dir(k - 1) / "model_run" / "model"),
                             warmup_steps=min(settings.get("warmup_steps", 100), c.finetune_steps // 10))
+        if c.gpus > 1:
+            self._train_model_data_parallel(k, run, data, settings)
+            return model_dir
         if latest_checkpoint(run) is not None:
             trainer = Trainer.resume(run, data=data)
         else:
             trainer = Trainer(settings, data=data, out=run)
         trainer.fit()
         return model_dir
+
+    def _train_model_data_parallel(self, k: int, run: Path, data: list[str], settings: dict[str, Any]) -> None:
+        """Round k's world model trained by `worldsim train --gpus` in its own processes (torchrun, one rank
+        per GPU, gradients averaged: `train.distributed`); its run folder continues like the one-process one."""
+        from .distributed import torchrun_command
+        from .run_folder import latest_checkpoint
+
+        if latest_checkpoint(run) is not None:
+            args = ["--resume", str(run)]
+        else:
+            settings_file = self.round_dir(k) / "model_run_settings.json"
+            settings_file.parent.mkdir(parents=True, exist_ok=True)
+            write_json(settings_file, settings)
+            args = ["--config", str(settings_file), "--out", str(run)]
+        code = subprocess.call(torchrun_command(self.config.gpus, [*args, "--data", *data]))
+        if code != 0 or not (run / "model").is_dir():
+            raise LearnError(f"round {k}: the world model's {self.config.gpus} training processes failed (exit code "
+                             f"{code}); its run folder {run} continues when learn is run again")
 
     def train_agent(self, k: int, model_dir: Path, role: str = "agent") -> Path:
         """Round k's native PPO in the dream of `model_dir`: the scored agent (role "agent"), or the

@@ -33,6 +33,8 @@ LEARN_HELP = {
     "explorer_until_reward": "with --agent-from-explorer: while no step of the data so far has earned a reward, "
                              "the round's agent is its explorer (a dream of that data pays nothing, so PPO on the "
                              "task's reward alone would only wear the explorer's skills down)",
+    "gpus": "train each round's world model data-parallel in this many processes, one GPU each (torchrun, as "
+            "`worldsim train --gpus`); the dream's agents stay on one",
     "stop_at_success": "stop once a round's agent reaches this real success on the held-out seeds, 0 to 1 (0: spend "
                        "the whole --real-steps budget)",
     "dream_state_starts": "share of dream episodes that start from recorded states of the data so far instead of "

@@ -81,7 +81,9 @@ def add_train_parser(subparsers, help: str | None = None) -> argparse.ArgumentPa
         "from the defaults, then --config FILE.json, then the options below. --resume RUN_DIR continues a "
         "run exactly where it stopped. At the end it prints the held-out metrics and where the model is.",
     )
-    p.add_argument("--data", help="dataset folder (optional with --resume: the run's own)")
+    p.add_argument("--data", nargs="+", metavar="DIR",
+                   help="dataset folder, or several of one env (optional with --resume of a one-folder run: the "
+                   "run's own)")
     p.add_argument("--out", help="run folder: settings, metrics.jsonl, TensorBoard events, checkpoints and the "
                    "final model")
     p.add_argument("--config", help="JSON file of training settings, named as the options below with underscores, "
@@ -120,6 +122,8 @@ def run_train_command(args: argparse.Namespace) -> int:
     if args.gpus > 1 and "WORLD_SIZE" not in os.environ:    # launch the ranks; each runs this command
         argv = _without_gpus(getattr(args, "argv", None) or sys.argv[2:])
         return subprocess.call(distributed.torchrun_command(args.gpus, argv))
+    if args.data is not None and len(args.data) == 1:
+        args.data = args.data[0]                 # one folder: the run's config names it, so --resume finds it
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
     overrides = {k: v for k, v in vars(args).items() if (k in train_fields and k not in ("data", "model"))
                  or k.startswith("model.")}
