@@ -165,11 +165,12 @@ def ppo_baseline(name: str, env_id: str, real_steps: int, seed: int, out: Path, 
     """One seed's curve of baseline `name` in the real env, kept in OUT/`baseline_file`. `ppo_envs` and
     `ppo` set the native PPO; the SB3 baselines have theirs fixed (SB3_BASELINES)."""
     common = {"env_id": env_id, "real_steps": real_steps, "marks": marks, "seed": seed, "eval_episodes": eval_episodes}
+    path = out / baseline_file(name, seed)
     if name == NATIVE:
-        return cached_ppo_curve(out / baseline_file(name, seed), {**common, "num_envs": ppo_envs, "ppo": ppo},
+        return cached_ppo_curve(path, {**common, "num_envs": ppo_envs, "ppo": ppo},
                                 lambda: real_ppo_curve(env_id, real_steps, marks, seed, eval_episodes, ppo_envs, ppo,
                                                        device))
-    sb3, path = SB3_BASELINES[name], out / baseline_file(name, seed)
+    sb3 = SB3_BASELINES[name]
     return cached_ppo_curve(path, {**common, "algo": "sb3-ppo", **sb3},
                             lambda: sb3_ppo_curve(env_id, real_steps, marks, seed, eval_episodes, sb3["num_envs"],
                                                   sb3["hyperparams"], device, path.with_name(path.stem + "-policy")))
