@@ -73,8 +73,8 @@ def one_seed(args, seed: int, work: Path) -> list[dict]:
             round_episodes=args.episodes, model_steps=args.model_steps, dream_steps=args.dream_steps,
             dream_envs=args.dream_envs, dream_state_starts=args.state_starts, eval_episodes=args.eval_episodes,
             model=json.loads(args.model), train={"batch_size": 16, "curriculum": [[0, 64]], "lr": 2e-3,
-                                                 "num_threads": args.threads},
-            ppo={"num_steps": 64}, device=args.device)
+                                                 "aux_loss_weight": 0.0, "num_threads": args.threads},
+            ppo={"num_steps": 64}, device=args.device, agent_from_explorer=False)
         run = work / (f"seed{seed}-bonus{bonus:g}" + ("-once" if once else "")
                       + (f"-novelty{novelty:g}" if novelty else "")
                       + (f"-interactions{interactions:g}" if interactions else ""))
@@ -85,7 +85,7 @@ def one_seed(args, seed: int, work: Path) -> list[dict]:
         began = time.time()
         learner.collect(0, config.initial_policy, config.initial_epsilon)
         model = learner.train_model(1)
-        agent = learner.train_agent(1, model, "explorer" if learner.explores else "agent")
+        agent = learner.train_agent(1, model, "explorer" if config.explores else "agent")
         learner.collect(1, str(agent), config.epsilon_at(1))
         real = learner.evaluate(1, agent)
         shared = shared or run

@@ -13,13 +13,15 @@ torch.set_num_threads(1)
 
 TINY_MODEL = dict(d_model=32, n_layers=1, d_state=16, headdim=16, n_heads=2)
 TINY_TRAIN = dict(batch_size=8, curriculum=[[0, 16]], lr=3e-3, warmup_steps=5, eval_every=0, eval_windows=4,
-                  rollout_episodes=2, num_threads=1, save_every=20)
+                  rollout_episodes=2, num_threads=1, save_every=20, aux_loss_weight=0.0)
 
 
 def settings(**overrides):
     base = dict(env_id="MiniGrid-Empty-5x5-v0", real_steps=2000, initial_episodes=20, round_episodes=10,
                 model_steps=80, finetune_steps=40, model=TINY_MODEL, train=TINY_TRAIN, dream_steps=8192,
-                dream_envs=16, ppo=dict(num_steps=64), eval_episodes=20, device="cpu")
+                dream_envs=16, ppo=dict(num_steps=64), eval_episodes=20, device="cpu",
+                # the plain loop: no explorer, every dream episode from a real reset (learn's defaults add both)
+                explore_interactions=0.0, agent_from_explorer=False, dream_state_starts=0.0)
     base.update(overrides)
     return base
 
@@ -160,9 +162,9 @@ def test_an_explorer_with_the_bonus_collects_its_share_and_the_scored_agent_neve
     assert set(records[2]["phase_seconds"]) == {"explorer", "collect", "world_model", "agent", "evaluate"}
 
 
-def test_either_bonus_alone_makes_an_explorer(tmp_path):
+def test_either_bonus_alone_makes_an_explorer():
     def explores(**kw):
-        return Learner(LearnConfig(**settings(**kw)), tmp_path / str(len(kw)) / str(kw), progress=None).explores
+        return LearnConfig(**settings(**kw)).explores
 
     assert explores(explore_novelty=0.1) and explores(explore_bonus=1.0)
     assert not explores()
@@ -286,6 +288,31 @@ def test_a_run_folder_from_before_a_new_setting_continues_at_the_value_it_ran_wi
         Learner(LearnConfig(**settings(dream_state_starts=0.5)), tmp_path / "run", progress=None)
     with pytest.raises(LearnError, match="explore_bonus: 0.0 there, 1.0 now"):
         Learner(LearnConfig(**settings(dream_state_starts=0.0, explore_bonus=1.0)), tmp_path / "run", progress=None)
+
+
+def test_settings_left_to_learn_are_filled_in_by_device_and_view_and_recorded(tmp_path, monkeypatch):
+    env = "MiniGrid-Empty-5x5-v0"
+    cpu = LearnConfig(env_id=env, device="cpu")
+    assert (cpu.dream_steps, cpu.dream_envs, cpu.ppo) == (200_000, 64, {})
+    assert cpu.explores and cpu.agent_from_explorer and cpu.dream_state_starts == 0.5
+    assert cpu.train == {"lr": 1e-3, "curriculum": [[0, 64]], "aux_loss_weight": 0.1}
+    assert LearnConfig(env_id=env, device="cpu", train={"lr": 3e-4}).train["lr"] == 3e-4       # the user's win
+    assert LearnConfig(env_id=env, device="cpu", view="ego").dream_state_starts == 0.0
+    assert not LearnConfig(env_id=env, device="cpu", explore_interactions=0.0).agent_from_explorer   # no explorer
+    assert not LearnConfig(env_id=env, device="cpu", warm_start_agent=True).agent_from_explorer
+    assert LearnConfig(env_id=env, device="cpu", dream_steps=4096).dream_steps == 4096
+    # learn.json records the values filled in, so a run continued on another kind of device is held to them
+    Learner(cpu, tmp_path / "run", progress=None)
+    saved = json.loads((tmp_path / "run" / "learn.json").read_text())
+    assert (saved["dream_steps"], saved["agent_from_explorer"], saved["dream_state_starts"]) == (200_000, True, 0.5)
+    monkeypatch.setattr("train.learn.resolve_device", lambda device: torch.device("cuda"))
+    gpu = LearnConfig(env_id=env, device="cuda", ppo={"epochs": 2})
+    assert (gpu.dream_steps, gpu.dream_envs) == (4_000_000, 1024)
+    assert gpu.ppo == {"num_steps": 64, "minibatch_size": 8192, "epochs": 2}
+    with pytest.raises(LearnError, match="other settings.*dream_envs: 64 there, 1024 now"):
+        Learner(LearnConfig(env_id=env, device="cpu"), tmp_path / "run", progress=None)
+    with pytest.raises(LearnError, match="agent_from_explorer must be true or false; got 'yes'"):
+        LearnConfig(env_id=env, device="cpu", agent_from_explorer="yes")
 
 
 def test_a_run_folder_of_another_env_is_refused(tmp_path):

@@ -23,7 +23,8 @@ def test_steps_to_a_threshold_and_the_area_under_a_step_curve():
 
 def test_a_tiny_run_scores_both_methods_at_equal_real_steps(tmp_path, monkeypatch):
     learn_settings = dict(initial_episodes=10, round_episodes=10, model_steps=40, finetune_steps=20, model=TINY_MODEL,
-                          train=TINY_TRAIN, dream_steps=2048, dream_envs=16, ppo=dict(num_steps=64))
+                          train=TINY_TRAIN, dream_steps=2048, dream_envs=16, ppo=dict(num_steps=64),
+                          explore_interactions=0.0, dream_state_starts=0.0)          # the plain loop, quick
     # The PPO baseline alone first (as on a machine without a GPU), then the full run, which reuses it.
     alone = sample_efficiency_benchmark("MiniGrid-Empty-5x5-v0", 1000, seeds=1, out=tmp_path, marks=2,
                                         ppo_envs=4, ppo=dict(num_steps=64), eval_episodes=5, device="cpu",

@@ -71,6 +71,17 @@ INITIAL_POLICIES = ("random", "explore", "expert")     # round 0's data: collect
 FROM_EXPLORER_CRITIC_WARMUP = 5      # PPO iterations that fit an agent's fresh value function before its policy moves
 
 
+# What learn fills in where a setting is left to it. The dream's training by device: on a GPU the size
+# of the runs in docs/learn (1,024 dream envs, 4 M steps a round, rollouts of 64, minibatches of 8,192),
+# on a CPU one it can afford.
+DREAM_SIZES = {"cuda": {"dream_steps": 4_000_000, "dream_envs": 1024, "ppo": {"num_steps": 64, "minibatch_size": 8192}},
+               "cpu": {"dream_steps": 200_000, "dream_envs": 64, "ppo": {}}}
+# The world model's training, under the user's `train` settings: windows of 64 frames, a higher learning
+# rate than `worldsim train`'s, and the auxiliary reconstruction of an earlier frame (those runs' settings).
+TRAIN_DEFAULTS = {"lr": 1e-3, "curriculum": [[0, 64]], "aux_loss_weight": 0.1}
+WORLD_VIEW_STATE_STARTS = 0.5        # share of dream episodes started from recorded states, in the world view
+
+
 class LearnError(ValueError):
     """Bad settings or a run folder that does not belong to them; the message says which."""
 
@@ -102,21 +113,22 @@ class LearnConfig:
     model_steps: int = 1000              # world-model optimizer steps in round 1
     finetune_steps: int = 300            # ... and in each later round (warm-started)
     model: dict[str, Any] = field(default_factory=dict)     # world-model size overrides (round 1)
-    train: dict[str, Any] = field(default_factory=dict)     # other TrainConfig overrides
-    dream_steps: int = 200_000           # native PPO steps in the dream each round
-    dream_envs: int = 64
-    ppo: dict[str, Any] = field(default_factory=dict)       # PPOSettings overrides
+    train: dict[str, Any] = field(default_factory=dict)     # other TrainConfig overrides (over TRAIN_DEFAULTS)
+    dream_steps: int | None = None       # native PPO steps in the dream each round (None: DREAM_SIZES by device)
+    dream_envs: int | None = None        # ... in this many dream envs
+    ppo: dict[str, Any] = field(default_factory=dict)       # PPOSettings overrides (over DREAM_SIZES' by device)
     warm_start_agent: bool = False       # each round's agent starts from the last round's
-    agent_from_explorer: bool = False    # ... or from this round's explorer, trained first (with an explorer)
+    agent_from_explorer: bool | None = None  # ... or from this round's explorer, trained first (None: when there is one)
     explorer_until_reward: bool = True   # ... which is itself the round's agent while the data holds no reward
-    dream_state_starts: float = 0.0      # share of dream episodes starting from recorded states of the data (world view)
+    dream_state_starts: float | None = None  # share of dream episodes starting from recorded states of the data
+    #                                          (world view only; None: 0.5 in the world view, else 0)
     explore_bonus: float = 0.0           # an explorer's dream pays this x the model's uncertainty ...
     explore_bonus_once: bool = False     # ... on frames new to its episode only (else on every step)
     explore_novelty: float = 0.0         # ... and this per frame new to its episode
-    explore_interactions: float = 0.0    # ... and this / sqrt(1 + count) per interaction new to its episode,
+    explore_interactions: float = 1.0    # ... and this / sqrt(1 + count) per interaction new to its episode,
     #                                      counted over the real data so far (all three 0: no explorer)
     explore_share: float = 0.5           # ... and it collects this share of each round's episodes
-    eval_episodes: int = 50
+    eval_episodes: int = 100
     stop_at_success: float = 0.0         # stop once a round's real success reaches this (0: spend the whole budget)
     view: str = "world"                  # what a frame records (collect's --view): the whole grid, or "ego"
     seed: int = 0
@@ -125,6 +137,7 @@ class LearnConfig:
 
     def __post_init__(self) -> None:
         check_field_types(self, "LearnConfig", LearnError)
+        self._fill_defaults()
         if self.env_id not in gym.registry:
             raise LearnError(f"env_id {self.env_id!r} is not a registered gymnasium id; learn takes a MiniGrid "
                              "env id such as MiniGrid-DoorKey-8x8-v0")
@@ -177,15 +190,12 @@ class LearnConfig:
         if self.agent_from_explorer and self.warm_start_agent:
             raise LearnError("agent_from_explorer and warm_start_agent both choose where each round's agent starts: "
                              "set one")
-        if self.agent_from_explorer and not (self.explore_bonus or self.explore_novelty or self.explore_interactions):
+        if self.agent_from_explorer and not self.explores:
             raise LearnError("agent_from_explorer starts each round's agent from the round's explorer: train one "
                              "(explore_bonus, explore_novelty or explore_interactions > 0)")
         if self.dream_state_starts and self.view != "world":
             raise LearnError(f"dream_state_starts needs view 'world' (a frame of the agent's view is no state to "
                              f"start from); view is {self.view!r}")
-        for name in ("model", "train", "ppo"):
-            if not isinstance(getattr(self, name), dict):
-                raise LearnError(f"{name} must be a dict of settings; got {getattr(self, name)!r}")
         # The parts' own checks, now rather than rounds later.
         from agents.ppo import PPOSettings
 
@@ -198,6 +208,34 @@ class LearnConfig:
             PPOSettings.from_overrides(self.ppo)
         except (TypeError, ValueError) as e:
             raise LearnError(f"bad setting: {e}") from None
+
+    def _fill_defaults(self) -> None:
+        """Replace the settings left to learn (None) by their values, so that learn.json records what ran."""
+        if not isinstance(self.device, str):
+            raise LearnError(f"device must be a string such as auto, cpu or cuda; got {self.device!r}")
+        sizes = DREAM_SIZES["cuda" if resolve_device(self.device).type == "cuda" else "cpu"]
+        for name in ("dream_steps", "dream_envs"):
+            if getattr(self, name) is None:
+                setattr(self, name, sizes[name])
+        if self.dream_state_starts is None:
+            self.dream_state_starts = WORLD_VIEW_STATE_STARTS if self.view == "world" else 0.0
+        for name in ("model", "train", "ppo"):
+            if not isinstance(getattr(self, name), dict):
+                raise LearnError(f"{name} must be a dict of settings; got {getattr(self, name)!r}")
+        self.train = {**TRAIN_DEFAULTS, **self.train}
+        self.ppo = {**sizes["ppo"], **self.ppo}
+        if self.agent_from_explorer is None:
+            self.agent_from_explorer = self.explores and not self.warm_start_agent
+        if not isinstance(self.agent_from_explorer, bool):
+            raise LearnError(f"LearnConfig: agent_from_explorer must be true or false; got {self.agent_from_explorer!r}")
+        if isinstance(self.dream_state_starts, bool) or not isinstance(self.dream_state_starts, (int, float)):
+            raise LearnError(f"LearnConfig: dream_state_starts must be a number in [0, 1]; got "
+                             f"{self.dream_state_starts!r}")
+
+    @property
+    def explores(self) -> bool:
+        """Whether each round trains an explorer (some bonus is paid)."""
+        return bool(self.explore_bonus or self.explore_novelty or self.explore_interactions)
 
     def epsilon_at(self, round_index: int) -> float:
         """The random-action rate of round `round_index`'s collection (round 1 is the agent's first)."""
@@ -446,7 +484,7 @@ class Learner:
                 self.say(f"round {k}: real success {record['real_success']:.3f} reached stop_at_success "
                          f"{c.stop_at_success}; stopping")
                 break
-            if self.explores and explorer is None:
+            if c.explores and explorer is None:
                 explorer = self.timed(k, "explorer", lambda: self.train_agent(k, model_dir, "explorer"))
             self.timed(k, "collect", lambda: self.collect(k, str(agent_dir), c.epsilon_at(k),
                                                           explorer and str(explorer)))
@@ -457,11 +495,6 @@ class Learner:
         """Whether the data round k's model learned from holds a reward: without one its dream pays
         nothing, and the task's reward alone gives PPO nothing to learn."""
         return _holds_reward(self.data_dirs(k - 1))
-
-    @property
-    def explores(self) -> bool:
-        """Each round trains an explorer to collect beside the agent."""
-        return bool(self.config.explore_bonus or self.config.explore_novelty or self.config.explore_interactions)
 
     def env_actions(self) -> int:
         return int(read_manifest(self.round_dir(0) / "data")["num_actions"])

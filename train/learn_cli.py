@@ -22,14 +22,18 @@ LEARN_HELP = {
     "model_steps": "world-model optimizer steps of the first round",
     "finetune_steps": "world-model optimizer steps of each later round, warm-started from the last model",
     "model": 'world-model settings as JSON, e.g. \'{"d_model": 64, "n_layers": 2}\'',
-    "train": 'other `worldsim train` settings as JSON, e.g. \'{"batch_size": 32, "input_noise": 0.1}\'',
-    "dream_steps": "native PPO steps in the dream each round (dream steps cost no real steps)",
-    "dream_envs": "dream envs the native PPO steps together",
-    "ppo": 'native PPO settings as JSON, e.g. \'{"num_steps": 64}\'',
+    "train": 'other `worldsim train` settings as JSON, e.g. \'{"batch_size": 32, "input_noise": 0.1}\', over '
+             'learn\'s own: windows of 64 frames (curriculum [[0, 64]]), lr 1e-3, aux_loss_weight 0.1',
+    "dream_steps": "native PPO steps in the dream each round (dream steps cost no real steps; none: 4,000,000 "
+                   "when the device is a GPU, 200,000 on a CPU)",
+    "dream_envs": "dream envs the native PPO steps together (none: 1,024 on a GPU, 64 on a CPU)",
+    "ppo": 'native PPO settings as JSON, e.g. \'{"num_steps": 64}\', over learn\'s own on a GPU: rollouts of 64 '
+           'steps, minibatches of 8,192',
     "warm_start_agent": "start each round's agent from the last round's instead of a fresh network",
     "agent_from_explorer": "train each round's explorer first and start the round's agent from it instead of a "
                            "fresh network: the explorer learns to reach what the data lacks (a door opened, a goal "
-                           "room), and the agent keeps that and learns the task's own reward",
+                           "room), and the agent keeps that and learns the task's own reward (none: whenever an explorer is trained "
+                           "and --warm-start-agent is not set)",
     "explorer_until_reward": "with --agent-from-explorer: while no step of the data so far has earned a reward, "
                              "the round's agent is its explorer (a dream of that data pays nothing, so PPO on the "
                              "task's reward alone would only wear the explorer's skills down)",
@@ -38,7 +42,8 @@ LEARN_HELP = {
     "stop_at_success": "stop once a round's agent reaches this real success on the held-out seeds, 0 to 1 (0: spend "
                        "the whole --real-steps budget)",
     "dream_state_starts": "share of dream episodes that start from recorded states of the data so far instead of "
-                          "real resets, 0 to 1 (world view only): the agent meets the states rewards hide behind",
+                          "real resets, 0 to 1 (world view only): the agent meets the states rewards hide behind (none: 0.5 "
+                          "in the world view, 0 in the agent's)",
     "explore_bonus": "train an explorer each round too: its dream pays this times the model's uncertainty about "
                      "each next frame (mean per-cell entropy, nats), so it goes where the model is unsure, and it "
                      "collects a share of the round's episodes; the scored agent never sees the bonus (0: none)",
