@@ -115,8 +115,30 @@ def test_a_noise_conditioned_model_reads_the_level_and_steps_at_level_zero():
         model(frames, actions, noise_level=torch.zeros(2, 8))
 
 
+def test_attention_frame_dropout_hides_earlier_frames_in_training_only():
+    torch.manual_seed(0)
+    config = tiny_config()
+    model = randomized(WorldModel(config), scale=0.5).eval()
+    frames, actions = random_episode(config, 2, 9, seed=3)
+    with torch.no_grad():
+        clean = model(frames, actions).frame_logits
+        model.attention_frame_dropout = 0.5
+        assert all(layer.attn.frame_dropout == 0.5 for layer in model.layers)
+        torch.testing.assert_close(model(frames, actions).frame_logits, clean, rtol=0, atol=0)   # not in eval
+        dropped = model.train()(frames, actions).frame_logits
+    # An episode's first frame has no earlier frame to hide; every later one loses some of its window.
+    torch.testing.assert_close(dropped[:, 0], clean[:, 0])
+    assert not torch.allclose(dropped[:, 1:], clean[:, 1:], atol=1e-3)
+    # Each earlier key frame is hidden with the switch's probability, the query's own frame never.
+    attn = model.layers[0].attn
+    kept = attn._hide_earlier_frames(torch.ones(256, 16, 4, dtype=torch.bool))
+    assert kept[..., -1].all()
+    assert abs(float(kept[..., :-1].float().mean()) - 0.5) < 0.02
+
+
 @pytest.mark.parametrize("field,value", [("input_noise", 1.5), ("input_noise", -0.1), ("self_forcing", 2.0),
-                                         ("self_forcing_ramp", -3)])
+                                         ("self_forcing_ramp", -3), ("attention_frame_dropout", 1.0),
+                                         ("attention_frame_dropout", -0.2)])
 def test_bad_switch_values_are_refused_by_name(field, value):
     with pytest.raises(TrainError, match=field):
         TrainConfig(**{field: value})

@@ -121,7 +121,8 @@ def test_learns_minigrid_and_beats_the_copy_baseline(minigrid):
 
 # Training against its own errors draws random corruption and self-forced samples: resume must
 # draw them again exactly.
-OWN_ERRORS = dict(input_noise=0.3, self_forcing=0.5, self_forcing_ramp=4, model={**TINY, "noise_conditioning": True})
+OWN_ERRORS = dict(input_noise=0.3, self_forcing=0.5, self_forcing_ramp=4, attention_frame_dropout=0.3,
+                  model={**TINY, "noise_conditioning": True})
 
 
 @pytest.mark.parametrize("switches", [{}, OWN_ERRORS], ids=["plain", "own_errors"])
@@ -320,6 +321,12 @@ def test_long_context_weights_the_later_frames():
 
 
 # ---- schedules and optimizer -------------------------------------------------------------------
+
+def test_attention_frame_dropout_reaches_the_model_and_not_a_causal_baseline():
+    assert Trainer(config(attention_frame_dropout=0.25), synthetic_data()).model.attention_frame_dropout == 0.25
+    with pytest.raises(TrainError, match="attention_frame_dropout 0.25 applies to the frame-local attention window"):
+        Trainer(config(attention_frame_dropout=0.25, model={**TINY, "attn_window": 100}), synthetic_data())
+
 
 def test_curriculum_picks_the_stage_of_each_step():
     c = Curriculum([[0, 32], [100, 128], [200, 512], [300, 2048]], batch_size=64)

@@ -105,6 +105,9 @@ class TrainConfig:
     self_forcing: float = _setting(0.0, "training against its own errors: probability that an input frame is replaced by "
                                    "the model's own sample of it from a teacher-forced pass (0: off)")
     self_forcing_ramp: int = _setting(0, "steps over which --self-forcing ramps up from 0 (0: from the first step)")
+    attention_frame_dropout: float = _setting(0.0, "training the memory: probability that each earlier frame in a "
+                                              "frame's attention window is hidden from it (its own frame never is), "
+                                              "so the model carries what it needs in the SSM state (0: off)")
 
     eval_every: int = _setting(500, "evaluate on the held-out episodes every this many steps (0: only at the end)")
     eval_at_end: bool = _setting(True, "evaluate on the held-out episodes when training stops")
@@ -172,6 +175,9 @@ class TrainConfig:
         need(0 <= self.input_noise <= 1, f"input_noise must be in [0, 1], got {self.input_noise}")
         need(0 <= self.self_forcing <= 1, f"self_forcing must be in [0, 1], got {self.self_forcing}")
         need(self.self_forcing_ramp >= 0, f"self_forcing_ramp must be >= 0, got {self.self_forcing_ramp}")
+        need(0 <= self.attention_frame_dropout < 1,
+             f"attention_frame_dropout must be in [0, 1) (a probability; 1 would hide every earlier frame), got "
+             f"{self.attention_frame_dropout}")
         need(self.rollout_sampling in ("argmax", "sample"), f"rollout_sampling must be argmax or sample, got {self.rollout_sampling!r}")
         need(self.rollout_context >= 1 and self.rollout_horizon >= 1, "rollout_context and rollout_horizon must be >= 1")
         need(self.rollout_temperature > 0, "rollout_temperature must be > 0")

@@ -93,6 +93,10 @@ class FrameLocalAttention(nn.Module):
         self.head_dim = config.d_model // config.n_heads
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
         self.out = nn.Linear(config.d_model, config.d_model)
+        # A training switch, not part of the model: in training, each earlier frame in a frame's window
+        # is hidden from it with this probability (its own frame never is), so what the model needs
+        # from further back has to come through the SSM state (`WorldModel.attention_frame_dropout`).
+        self.frame_dropout = 0.0
         inv_freq, row_freq, column_freq = rotary_frequencies(self.head_dim, config.spatial_rotary)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         self.spatial = config.spatial_rotary
@@ -138,6 +142,15 @@ class FrameLocalAttention(nn.Module):
         age = frame[:, :, None] - key_frame
         return (key_frame >= 0) & (age >= 0) & (age <= self.window) & (key_episode == episode[:, :, None])
 
+    def _hide_earlier_frames(self, key_valid: torch.Tensor) -> torch.Tensor:
+        """key_valid [B, T, w] (the query's own frame last) with each earlier key frame dropped with
+        probability `frame_dropout`, drawn per query frame, in training only."""
+        if not (self.training and self.frame_dropout > 0):
+            return key_valid
+        keep = torch.rand(key_valid.shape, device=key_valid.device) >= self.frame_dropout
+        keep[..., -1] = True
+        return key_valid & keep
+
     def _attend_windows(self, q, all_k, all_v, all_frame, all_episode, frame, episode, w: int) -> torch.Tensor:
         """Each new frame i (timeline position S + i) against its own key frames i + S - w + 1 ... i + S,
         gathered with `unfold`: memory and time grow as T * w, for short windows (the model's)."""
@@ -147,7 +160,7 @@ class FrameLocalAttention(nn.Module):
             z = z[:, s - w + 1:].unfold(1, w, 1)                              # [B, T, ..., w]
             return z.movedim(-1, 2)                                           # [B, T, w, ...]
 
-        key_valid = self._key_valid(windows(all_frame), windows(all_episode), frame, episode)
+        key_valid = self._hide_earlier_frames(self._key_valid(windows(all_frame), windows(all_episode), frame, episode))
         split = (self.heads, self.head_dim)
         return self._attend(q, windows(all_k).unflatten(-1, split), windows(all_v).unflatten(-1, split), key_valid)
 

@@ -142,6 +142,18 @@ class WorldModel(nn.Module):
         # (a run-time switch for long training windows, not part of the saved config).
         self.activation_checkpointing = False
 
+    @property
+    def attention_frame_dropout(self) -> float:
+        """Training switch (not saved with the model): the probability that each earlier frame of a
+        frame's attention window is hidden from it in training, so the model learns to carry what it
+        needs from the past in its SSM state rather than read it off the last frames."""
+        return self.layers[0].attn.frame_dropout
+
+    @attention_frame_dropout.setter
+    def attention_frame_dropout(self, probability: float) -> None:
+        for layer in self.layers:
+            layer.attn.frame_dropout = float(probability)
+
     # ---- shared pieces -------------------------------------------------------------------------
 
     def _check(self, frames: torch.Tensor, actions: torch.Tensor, time_dim: bool) -> None:
