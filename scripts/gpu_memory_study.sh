@@ -12,6 +12,8 @@
 # STEPS, LIMIT (seconds of training this call), CURRICULUM, BATCH and EXTRA (more train flags, e.g.
 # "--tbptt-chunk 256") set the budget, the same for every model; BENCH=0 skips the benchmark; TASKS the
 # memory tasks benchmarked (default "retrace reasoning"). With fewer GPUs, models share them.
+# ONLY="ours-blocks4 ours-blocks4-framedrop" trains and benchmarks just those models, one per GPU in
+# turn; ours-blocks4-framedrop is ours-blocks4 trained with --attention-frame-dropout 0.5.
 set -uo pipefail
 out=${1:?output folder}
 runs=${RUNS:-/tmp/memory_study}
@@ -31,6 +33,7 @@ model_flags() {   # name -> the model's flags
     case $1 in
         causal-*) python3 scripts/baseline_flags.py "causal:${1#causal-}" "$FRAME" ;;
         ours-blocks4) echo "--model.block_sizes $FRAME,4x4,$FRAME,4x4" ;;   # the block-size ablation
+        ours-blocks4-framedrop) echo "--model.block_sizes $FRAME,4x4,$FRAME,4x4 --attention-frame-dropout 0.5" ;;
         *) python3 scripts/baseline_flags.py "$1" "$FRAME" ;;
     esac
 }
@@ -44,12 +47,17 @@ train() {   # name gpu (taken modulo the GPUs there are)
     mkdir -p "$out/train/$1"
     cp "$run/metrics.jsonl" "$run/train_config.json" "$run.log" "$out/train/$1/" 2>/dev/null
 }
-train ours 0 &
-train causal-256 1 &
-train mamba2 2 &
-train ours-blocks4 2 &
-train local 3 &
-train causal-32 3 &
+if [ -n "${ONLY:-}" ]; then
+    MODELS=($ONLY)
+    for i in "${!MODELS[@]}"; do train "${MODELS[$i]}" "$i" & done
+else
+    train ours 0 &
+    train causal-256 1 &
+    train mamba2 2 &
+    train ours-blocks4 2 &
+    train local 3 &
+    train causal-32 3 &
+fi
 wait
 [ "${BENCH:-1}" = 0 ] && exit 0
 models=()
