@@ -3,6 +3,7 @@ refuses bad settings and foreign run folders."""
 
 import dataclasses
 import json
+import re
 
 import pytest
 import torch
@@ -233,8 +234,13 @@ def test_while_the_data_holds_no_reward_the_rounds_agent_is_its_explorer(tmp_pat
 
 def test_a_run_stops_at_the_first_round_that_reaches_stop_at_success(tmp_path):
     config = LearnConfig(**settings(real_steps=100_000, stop_at_success=0.3))
-    records = learn(config, tmp_path / "run", progress=None)
+    said = []
+    records = learn(config, tmp_path / "run", progress=said.append)
     assert records[-1]["real_steps"] < 100_000                         # it stopped long before the budget
+    # Progress: a line as each phase starts, one per round with its score, and why the run stopped.
+    assert re.fullmatch(r"\d\d:\d\d:\d\d round 1: training the world model", said[2]), said
+    assert sum("round 1: real success" in line for line in said) == 1
+    assert "reached stop_at_success 0.3; stopping" in said[-1]
     assert records[-1]["round"] >= 1 and records[-1]["real_success"] >= 0.3
     assert all(r["real_success"] < 0.3 for r in records[1:-1])
 

@@ -64,6 +64,9 @@ METRICS_FILE = "metrics.jsonl"
 FEEDING = ("explorer", "collect")     # a round's phases that feed the next round's data
 EXPLORE_DATA = "explore_data"        # a round's episodes collected by the explorer (a dataset holds one policy's)
 PHASE_SECONDS_FILE = "phase_seconds.json"    # per round: wall seconds each phase took, for where time goes
+PHASE_NAMES = {"collect": "collecting real episodes", "world_model": "training the world model",
+               "explorer": "training the explorer in the dream", "agent": "training the agent in the dream",
+               "evaluate": "scoring on the held-out seeds"}     # as progress lines say them
 # Held-out evaluation seeds: far from the collection seeds (0, 1, 2, ...), so no evaluated layout is trained on.
 EVAL_SEED = 1_000_000
 DREAM_VIEWS = ("world", "ego")                         # collect's views a dream runs on (the map view is not one)
@@ -322,6 +325,7 @@ class Learner:
     def timed(self, k: int, phase: str, work: Callable[[], Any]) -> Any:
         """Run one phase of round k and add its wall seconds to the round's phase_seconds.json. A phase
         skipped on resume adds ~0; one interrupted and resumed adds the time of the resumed part only."""
+        self.say(f"{time.strftime('%H:%M:%S')} round {k}: {PHASE_NAMES[phase]}")
         began = time.time()
         result = work()
         seconds = self.phase_seconds(k)
