@@ -121,7 +121,7 @@ class LearnConfig:
     dream_envs: int | None = None        # ... in this many dream envs
     ppo: dict[str, Any] = field(default_factory=dict)       # PPOSettings overrides (over DREAM_SIZES' by device)
     warm_start_agent: bool = False       # each round's agent starts from the last round's
-    agent_from_explorer: bool | None = None  # ... or from this round's explorer, trained first (None: when there is one)
+    agent_from_explorer: bool | None = None  # ... or from this round's explorer, trained first (None: if one is)
     explorer_until_reward: bool = True   # ... which is itself the round's agent while the data holds no reward
     dream_state_starts: float | None = None  # share of dream episodes starting from recorded states of the data
     #                                          (world view only; None: 0.5 in the world view, else 0)
@@ -230,7 +230,8 @@ class LearnConfig:
         if self.agent_from_explorer is None:
             self.agent_from_explorer = self.explores and not self.warm_start_agent
         if not isinstance(self.agent_from_explorer, bool):
-            raise LearnError(f"LearnConfig: agent_from_explorer must be true or false; got {self.agent_from_explorer!r}")
+            raise LearnError(f"LearnConfig: agent_from_explorer must be true or false; got "
+                             f"{self.agent_from_explorer!r}")
         if isinstance(self.dream_state_starts, bool) or not isinstance(self.dream_state_starts, (int, float)):
             raise LearnError(f"LearnConfig: dream_state_starts must be a number in [0, 1]; got "
                              f"{self.dream_state_starts!r}")
@@ -322,10 +323,14 @@ class Learner:
     def real_steps_used(self, upto: int) -> int:
         return sum(_real_steps(d) for d in self.data_dirs(upto))
 
+    def say_round(self, k: int, text: str) -> None:
+        """A progress line about round k, timestamped."""
+        self.say(f"{time.strftime('%H:%M:%S')} round {k}: {text}")
+
     def timed(self, k: int, phase: str, work: Callable[[], Any]) -> Any:
         """Run one phase of round k and add its wall seconds to the round's phase_seconds.json. A phase
         skipped on resume adds ~0; one interrupted and resumed adds the time of the resumed part only."""
-        self.say(f"{time.strftime('%H:%M:%S')} round {k}: {PHASE_NAMES[phase]}")
+        self.say_round(k, PHASE_NAMES[phase])
         began = time.time()
         result = work()
         seconds = self.phase_seconds(k)
@@ -478,15 +483,17 @@ class Learner:
             record = self._record(k, used, model_dir, agent_dir, result, time.time() - start)
             records.append(record)
             self._write_metrics(records)
-            self.say(f"round {k}: {used:,} real steps, real success {record['real_success']:.3f} "
-                     f"({record['eval_episodes']} held-out episodes, {record['eval_steps']:,} steps not counted), "
-                     f"in its dream {record['dream_eval_success']:.3f} (gap {record['optimism_gap']:+.3f})"
-                     + ("; no reward in the data yet, so the agent is the explorer" if agent_dir == explorer else ""))
+            self.say_round(k, f"{used:,} real steps, real success {record['real_success']:.3f} "
+                           f"({record['eval_episodes']} held-out episodes, "
+                           f"{record['eval_steps']:,} steps not counted), "
+                           f"in its dream {record['dream_eval_success']:.3f} (gap {record['optimism_gap']:+.3f})"
+                           + ("; no reward in the data yet, so the agent is the explorer"
+                              if agent_dir == explorer else ""))
             if used >= c.real_steps:
                 break
             if c.stop_at_success and record["real_success"] >= c.stop_at_success:
-                self.say(f"round {k}: real success {record['real_success']:.3f} reached stop_at_success "
-                         f"{c.stop_at_success}; stopping")
+                self.say_round(k, f"real success {record['real_success']:.3f} reached stop_at_success "
+                                  f"{c.stop_at_success}; stopping")
                 break
             if c.explores and explorer is None:
                 explorer = self.timed(k, "explorer", lambda: self.train_agent(k, model_dir, "explorer"))
