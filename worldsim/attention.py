@@ -144,7 +144,7 @@ class FrameLocalAttention(nn.Module):
 
     def _hide_earlier_frames(self, key_valid: torch.Tensor) -> torch.Tensor:
         """key_valid [B, T, w] (the query's own frame last) with each earlier key frame dropped with
-        probability `frame_dropout`, drawn per query frame, in training only."""
+        probability `frame_dropout`, drawn per query frame (and by each layer apart), in training only."""
         if not (self.training and self.frame_dropout > 0):
             return key_valid
         keep = torch.rand(key_valid.shape, device=key_valid.device) >= self.frame_dropout
@@ -160,7 +160,8 @@ class FrameLocalAttention(nn.Module):
             z = z[:, s - w + 1:].unfold(1, w, 1)                              # [B, T, ..., w]
             return z.movedim(-1, 2)                                           # [B, T, w, ...]
 
-        key_valid = self._hide_earlier_frames(self._key_valid(windows(all_frame), windows(all_episode), frame, episode))
+        key_valid = self._key_valid(windows(all_frame), windows(all_episode), frame, episode)
+        key_valid = self._hide_earlier_frames(key_valid)
         split = (self.heads, self.head_dim)
         return self._attend(q, windows(all_k).unflatten(-1, split), windows(all_v).unflatten(-1, split), key_valid)
 
