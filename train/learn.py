@@ -214,8 +214,6 @@ class LearnConfig:
 
     def _fill_defaults(self) -> None:
         """Replace the settings left to learn (None) by their values, so that learn.json records what ran."""
-        if not isinstance(self.device, str):
-            raise LearnError(f"device must be a string such as auto, cpu or cuda; got {self.device!r}")
         sizes = DREAM_SIZES["cuda" if resolve_device(self.device).type == "cuda" else "cpu"]
         for name in ("dream_steps", "dream_envs"):
             if getattr(self, name) is None:

@@ -41,7 +41,6 @@ import numpy as np
 import torch
 
 from worldsim import WorldModel, runtime
-from worldsim.attention import GROWING_CACHE_SLOTS
 
 from . import distributed, run_folder
 from .config import Curriculum, TrainConfig, TrainError, as_config, lr_at
@@ -147,10 +146,10 @@ class Trainer:
                              f"collect more episodes or shorten the curriculum")
         # The model's own run-time switch (not saved with it): recompute each layer in backward.
         self.model.activation_checkpointing = config.activation_checkpointing
-        if config.attention_frame_dropout and mc.attn_window + 1 > GROWING_CACHE_SLOTS:
-            raise TrainError(f"attention_frame_dropout {config.attention_frame_dropout} applies to the frame-local "
-                             f"attention window; this model attends over {mc.attn_window} frames (a causal baseline)")
-        self.model.attention_frame_dropout = config.attention_frame_dropout
+        try:
+            self.model.attention_frame_dropout = config.attention_frame_dropout
+        except ValueError as e:
+            raise TrainError(str(e)) from None
 
         self.aux_head = None
         if config.aux_loss_weight > 0:

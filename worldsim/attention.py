@@ -109,6 +109,11 @@ class FrameLocalAttention(nn.Module):
             self.register_buffer("cell_cos", angles.cos().float()[:, None, :], persistent=False)
             self.register_buffer("cell_sin", angles.sin().float()[:, None, :], persistent=False)
 
+    @property
+    def attends_timeline(self) -> bool:
+        """A long window (the causal baseline's) attends over the timeline, not per-frame windows."""
+        return self.slots > GROWING_CACHE_SLOTS
+
     def state_shapes(self, tokens_per_frame: int, d_model: int) -> dict[str, tuple[int, ...]]:
         return {"keys": (self.slots, tokens_per_frame, d_model), "values": (self.slots, tokens_per_frame, d_model)}
 
@@ -234,7 +239,7 @@ class FrameLocalAttention(nn.Module):
         all_frame = torch.cat([old_frame, frame], 1)
         all_episode = torch.cat([torch.zeros_like(old_frame), episode], 1)
 
-        if self.slots > GROWING_CACHE_SLOTS:
+        if self.attends_timeline:
             y = self._attend_timeline(q, all_k, all_v, all_frame, all_episode, frame, episode,
                                       skip=s if cache is None else 0)
         else:
@@ -264,7 +269,7 @@ class FrameLocalAttention(nn.Module):
         # A long ring (the causal baseline's KV cache) fills slot t at frame t: attend only to the
         # filled part, so a step costs O(frames so far) like a growing cache. Short rings keep a
         # static shape (no host sync; torch.compile and CUDA graphs see one shape).
-        filled = min(self.slots, int(frame.max()) + 1) if self.slots > GROWING_CACHE_SLOTS else None
+        filled = min(self.slots, int(frame.max()) + 1) if self.attends_timeline else None
         return StepInputs(frame_rotation(frame[:, None], self.inv_freq), torch.remainder(frame, self.slots),
                           key_valid, filled)
 

@@ -151,6 +151,9 @@ class WorldModel(nn.Module):
 
     @attention_frame_dropout.setter
     def attention_frame_dropout(self, probability: float) -> None:
+        if probability and any(layer.attn.attends_timeline for layer in self.layers):
+            raise ValueError(f"attention_frame_dropout {probability} applies to the frame-local attention window; "
+                             f"this model attends over {self.config.attn_window} frames (a causal baseline)")
         for layer in self.layers:
             layer.attn.frame_dropout = float(probability)
 
