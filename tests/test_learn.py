@@ -3,12 +3,15 @@ refuses bad settings and foreign run folders."""
 
 import dataclasses
 import json
+import os
 import re
+import signal
 
 import pytest
 import torch
 
 from train.learn import FROM_EXPLORER_CRITIC_WARMUP, LearnConfig, LearnError, Learner, learn
+from train.stop_signals import TrainingStopped
 
 torch.set_num_threads(1)
 
@@ -66,7 +69,7 @@ class Killed(Exception):
     pass
 
 
-@pytest.mark.parametrize("where", ["between_phases", "inside_model_training"])
+@pytest.mark.parametrize("where", ["between_phases", "inside_model_training", "stop_signal"])
 def test_a_killed_run_continues_exactly(tmp_path, monkeypatch, where):
     quick = settings(real_steps=1000, initial_episodes=10, dream_steps=2048, eval_episodes=6)
     straight = learn(quick, tmp_path / "straight", progress=None)
@@ -79,7 +82,7 @@ def test_a_killed_run_continues_exactly(tmp_path, monkeypatch, where):
                 raise Killed
             return original(self, k)
         monkeypatch.setattr(Learner, "train_model", train_model)
-    else:                               # round 1's world model, after its step-40 checkpoint
+    elif where == "inside_model_training":      # round 1's world model, after its step-40 checkpoint
         from train.trainer import Trainer
         original = Trainer.train_step
 
@@ -88,8 +91,20 @@ def test_a_killed_run_continues_exactly(tmp_path, monkeypatch, where):
                 raise Killed
             return original(self, win)
         monkeypatch.setattr(Trainer, "train_step", train_step)
-    with pytest.raises(Killed):
+    else:                               # SIGTERM at step 43, between checkpoints (every 20)
+        from train.trainer import Trainer
+        original = Trainer.train_step
+
+        def train_step(self, win):
+            stats = original(self, win)
+            if self.step == 43:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return stats
+        monkeypatch.setattr(Trainer, "train_step", train_step)
+    with pytest.raises(TrainingStopped if where == "stop_signal" else Killed):
         learn(quick, tmp_path / "split", progress=None)
+    if where == "stop_signal":
+        assert (tmp_path / "split" / "round-01" / "model_run" / "checkpoints" / "checkpoint-00000043").is_dir()
     monkeypatch.undo()
     resumed = learn(quick, tmp_path / "split", progress=None)
 

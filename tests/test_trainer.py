@@ -4,6 +4,8 @@ its errors. Tiny models and a few steps each, so the file runs in well under a m
 
 import argparse
 import json
+import os
+import signal
 
 import gymnasium as gym
 import minigrid  # noqa: F401  (registers the MiniGrid-* ids)
@@ -20,6 +22,7 @@ from train.evaluation import GAP_BUCKETS, gap_bucket, rollout_metrics, teacher_f
 from train.losses import aux_valid
 from train.modules import parameter_groups
 from train.run_folder import latest_checkpoint, list_checkpoints
+from train.stop_signals import StopSignals, TrainingStopped
 from train.train_cli import add_train_parser
 from train.trainer import Trainer
 from train.training_data import TrainingData
@@ -162,6 +165,53 @@ def test_resume_continues_exactly(tmp_path, switches):
     assert [p.name for p in list_checkpoints(tmp_path / "split")] == ["checkpoint-00000004", "checkpoint-00000008"]
     model = WorldModel.from_pretrained(tmp_path / "split" / "model")
     assert model.config.vocab_size == 11
+
+
+def _signal_self_after_step(monkeypatch, at_step: int, number=signal.SIGTERM):
+    """Make Trainer.train_step send `number` to this process once step `at_step` is done, as `timeout`
+    or a cluster's scheduler would while that step runs."""
+    original = Trainer.train_step
+
+    def step_then_signal(self, win):
+        stats = original(self, win)
+        if self.step == at_step:
+            os.kill(os.getpid(), number)
+        return stats
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_signal)
+
+
+def test_a_stop_signal_saves_a_checkpoint_and_the_resumed_run_matches_one_never_stopped(tmp_path, monkeypatch):
+    data = synthetic_data()
+    cfg = config(steps=6, save_every=4)              # the signal comes between checkpoints
+    straight = Trainer(cfg, data, out=tmp_path / "straight")
+    straight.fit()
+    handler_before = signal.getsignal(signal.SIGTERM)
+    stopped = Trainer(cfg, data, out=tmp_path / "split")
+    _signal_self_after_step(monkeypatch, 3)
+    with pytest.raises(TrainingStopped, match="stopped by SIGTERM at step 3") as caught:
+        stopped.fit()
+    assert caught.value.step == 3 and caught.value.exit_code == 143
+    assert caught.value.checkpoint == tmp_path / "split" / "checkpoints" / "checkpoint-00000003"
+    assert not (tmp_path / "split" / "model").exists()
+    assert signal.getsignal(signal.SIGTERM) == handler_before      # the process's own handler is back
+    monkeypatch.undo()
+    resumed = Trainer.resume(tmp_path / "split", data=data)
+    assert resumed.step == 3
+    resumed.fit()
+    wa = load_file(tmp_path / "straight" / "model" / "model.safetensors")
+    wb = load_file(tmp_path / "split" / "model" / "model.safetensors")
+    for k in wa:
+        torch.testing.assert_close(wb[k], wa[k], rtol=1e-6, atol=1e-7)
+
+
+def test_a_second_ctrl_c_interrupts_at_once():
+    with StopSignals() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.requested == signal.SIGINT
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_metrics_logged_after_the_last_checkpoint_are_dropped_on_resume(tmp_path):
@@ -474,6 +524,25 @@ def test_command_line_trains_and_resumes_on_a_collected_dataset(tmp_path, capsys
     assert _cli(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run2"), "--config",
                  str(tmp_path / "cfg.json"), "--batch-size", "1", *common]) == 0
     assert json.loads((tmp_path / "run2" / "train_config.json").read_text())["train"]["batch_size"] == 1
+
+
+def test_command_line_stopped_by_ctrl_c_says_how_to_continue(tmp_path, capsys, monkeypatch):
+    _signal_self_after_step(monkeypatch, 2, signal.SIGINT)
+    run = tmp_path / "run"
+    tiny = [f"--model.{k}={v}" for k, v in TINY.items()]
+    data = tmp_path / "data"
+    from train.collect import collect
+    collect("MiniGrid-Empty-8x8-v0", episodes=4, out=data, max_steps=20, num_envs=2, progress=False)
+    code = _cli(["train", "--data", str(data), "--out", str(run), "--steps", "5", "--batch-size", "2",
+                 "--curriculum", "0:6", "--num-threads", "1", "--progress", "false", "--eval-every", "0",
+                 "--rollout-episodes", "0", *tiny])
+    err = capsys.readouterr().err
+    assert code == 130, err
+    assert f"stopped by SIGINT at step 2; checkpoint saved in {run / 'checkpoints' / 'checkpoint-00000002'}" in err
+    assert err.strip().endswith(f"continue with --resume {run}")
+    monkeypatch.undo()
+    assert _cli(["train", "--resume", str(run), "--num-threads", "1"]) == 0
+    assert (run / "model").is_dir()
 
 
 def test_files_and_folders_follow_the_umask(tmp_path):

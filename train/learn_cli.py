@@ -8,6 +8,7 @@ import sys
 
 from .flags import add_dataclass_flags
 from .learn import LearnConfig, LearnError, learn
+from .stop_signals import TrainingStopped
 
 LEARN_HELP = {
     "real_steps": "budget of real env steps for training data; rounds stop once they have used it",
@@ -88,6 +89,9 @@ def run_learn_command(args: argparse.Namespace) -> int:
     try:
         config = LearnConfig(env_id=args.env, **settings)
         learn(config, args.out)
+    except TrainingStopped as e:
+        print(f"worldsim learn: the world model's training {e}; run the same command to continue", file=sys.stderr)
+        return e.exit_code
     except (LearnError, ValueError) as e:
         print(f"worldsim learn: error: {e}", file=sys.stderr)
         return 2

@@ -25,6 +25,7 @@ from . import distributed
 from .config import DATA_FIELDS, TrainConfig, TrainError, format_curriculum, parse_curriculum
 from .flags import add_dataclass_flags
 from .run_folder import METRICS_FILE, MODEL_DIR, read_metrics
+from .stop_signals import TrainingStopped
 from .trainer import Trainer
 
 
@@ -115,7 +116,8 @@ def _without_gpus(argv: list[str]) -> list[str]:
 
 
 def run_train_command(args: argparse.Namespace) -> int:
-    """`worldsim train`: returns 0 when training finished, 2 on bad input (message on stderr)."""
+    """`worldsim train`: returns 0 when training finished (or reached --until), 2 on bad input (message on
+    stderr), 128 + the signal's number when a stop signal ended it after a checkpoint."""
     if args.gpus < 1:
         print(f"worldsim train: error: --gpus must be >= 1; got {args.gpus}", file=sys.stderr)
         return 2
@@ -143,6 +145,10 @@ def run_train_command(args: argparse.Namespace) -> int:
                 raise TrainError("--data DIR is required")
             trainer = Trainer(config, data=args.data, out=args.out, **overrides)
         last = trainer.fit(until=args.until)
+    except TrainingStopped as e:
+        if e.checkpoint is not None:
+            print(f"worldsim train: {e}; continue with --resume {trainer.out}", file=sys.stderr)
+        return e.exit_code
     except (TrainError, StreamError, CheckpointError) as e:
         print(f"worldsim train: error: {e}", file=sys.stderr)
         return 2

@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import signal
 import time
 from pathlib import Path
 
@@ -48,6 +49,7 @@ from .evaluation import Meter, dream_temperature, held_out_metrics, legal_tokens
 from .losses import aux_reconstruction_loss, aux_valid, prediction_losses, time_weights
 from .modules import AuxHead, parameter_groups
 from .own_errors import corrupt_frames, self_forced_frames, self_forcing_probability
+from .stop_signals import StopSignals, TrainingStopped
 from .training_data import DataSource, auto_done_pos_weight, check_fits, load_data, model_config_for
 from .windows import Window, WindowSampler
 
@@ -348,54 +350,75 @@ class Trainer:
         bar = tqdm(total=end, initial=self.step, disable=not (c.progress and main), desc="train", unit="step",
                    dynamic_ncols=True)
         start_time = time.perf_counter()
-        try:
-            while self.step < end:
-                length, batch = self.curriculum.at(self.step)
-                t0 = time.perf_counter()
-                win = self.sampler.sample(batch, length)
-                stats = self.train_step(win)
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize(self.device)
-                dt = time.perf_counter() - t0
-                if self._startup_times is not None and "time/first_step_seconds" not in self._startup_times:
-                    self._startup_times["time/first_step_seconds"] = dt
-                tokens = batch * length * h * w * self.dist.world_size      # all ranks' windows
-                self.tokens_seen += tokens
-                for k, v in stats.items():
-                    self._interval.add(k, torch.tensor(v), 1.0)
-                self._interval.add("tokens_per_s", torch.tensor(tokens / dt), 1.0)
-                bar.update(1)
-                bar.set_postfix(loss=f"{stats['loss']:.4f}", tok_s=f"{tokens / dt:,.0f}", L=length)
-                if self.step % c.log_every == 0 or self.step == end:
-                    record = {f"train/{k}": v for k, v in self._interval.compute().items()}
-                    record["train/tokens_seen"] = float(self.tokens_seen)
-                    if self._startup_times is not None:
-                        record.update(self._startup_times)
-                        self._startup_times = None
-                    self._interval = Meter()
-                    self._log(record, log)
-                    last.update(record)
-                if main and c.eval_every and self.step % c.eval_every == 0:
+        with StopSignals() as stop:
+            try:
+                while self.step < end:
+                    length, batch = self.curriculum.at(self.step)
+                    t0 = time.perf_counter()
+                    win = self.sampler.sample(batch, length)
+                    stats = self.train_step(win)
+                    if self.device.type == "cuda":
+                        torch.cuda.synchronize(self.device)
+                    dt = time.perf_counter() - t0
+                    if self._startup_times is not None and "time/first_step_seconds" not in self._startup_times:
+                        self._startup_times["time/first_step_seconds"] = dt
+                    tokens = batch * length * h * w * self.dist.world_size      # all ranks' windows
+                    self.tokens_seen += tokens
+                    for k, v in stats.items():
+                        self._interval.add(k, torch.tensor(v), 1.0)
+                    self._interval.add("tokens_per_s", torch.tensor(tokens / dt), 1.0)
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{stats['loss']:.4f}", tok_s=f"{tokens / dt:,.0f}", L=length)
+                    if self.step % c.log_every == 0 or self.step == end:
+                        record = {f"train/{k}": v for k, v in self._interval.compute().items()}
+                        record["train/tokens_seen"] = float(self.tokens_seen)
+                        if self._startup_times is not None:
+                            record.update(self._startup_times)
+                            self._startup_times = None
+                        self._interval = Meter()
+                        self._log(record, log)
+                        last.update(record)
+                    if main and c.eval_every and self.step % c.eval_every == 0:
+                        last.update(self._evaluate_and_log(log))
+                    if save and c.save_every and self.step % c.save_every == 0:
+                        self.save_checkpoint()
+                    stopped_by = self._stop_agreed(stop)
+                    if stopped_by is not None:
+                        raise self._stopped(stopped_by, save)
+                if main and c.eval_at_end and self._last_eval != self.step:
                     last.update(self._evaluate_and_log(log))
-                if save and c.save_every and self.step % c.save_every == 0:
-                    self.save_checkpoint()
-            if main and c.eval_at_end and self._last_eval != self.step:
-                last.update(self._evaluate_and_log(log))
-            if self.step >= c.steps and self._nonfinite_run:
-                # A run can end while diverging, before MAX_NONFINITE_STEPS: its model is no result.
-                raise self._divergence(f"at the last {self._nonfinite_run} steps")
-            if save:
-                if self._last_saved != self.step:
-                    self.save_checkpoint()
-                if self.step >= c.steps:
-                    run_folder.save_final_model(self.out, self.model)
-            distributed.barrier(self.dist)           # no rank leaves before rank 0 has saved
-        finally:
-            bar.close()
-            if log is not None:
-                log.close()
+                if self.step >= c.steps and self._nonfinite_run:
+                    # A run can end while diverging, before MAX_NONFINITE_STEPS: its model is no result.
+                    raise self._divergence(f"at the last {self._nonfinite_run} steps")
+                if save:
+                    if self._last_saved != self.step:
+                        self.save_checkpoint()
+                    if self.step >= c.steps:
+                        run_folder.save_final_model(self.out, self.model)
+                distributed.barrier(self.dist)           # no rank leaves before rank 0 has saved
+            finally:
+                bar.close()
+                if log is not None:
+                    log.close()
         last["time/fit_seconds"] = time.perf_counter() - start_time
         return last
+
+    def _stop_agreed(self, stop: StopSignals) -> int | None:
+        """The stop signal if this rank or any other got one: ranks leave at the same step, so none
+        waits forever in a collective the others have left."""
+        if not self.dist.enabled:
+            return stop.requested
+        flag = torch.tensor([0 if stop.requested is None else 1], device=self.device)
+        return signal.SIGTERM if float(distributed.all_reduce_sum(flag, self.dist)) > 0 else None
+
+    def _stopped(self, signal_number: int, save: bool) -> TrainingStopped:
+        """Leaving on a stop signal: the checkpoint of this step first (rank 0), so `resume` goes on exactly."""
+        checkpoint = None
+        if save:
+            saved = self._last_saved == self.step
+            checkpoint = run_folder.latest_checkpoint(self.out) if saved else self.save_checkpoint()
+        distributed.barrier(self.dist)
+        return TrainingStopped(signal_number, self.step, checkpoint)
 
     def _evaluate_and_log(self, log: run_folder.RunLog | None) -> dict[str, float]:
         self._last_eval = self.step
