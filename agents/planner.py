@@ -150,10 +150,23 @@ class Planner:
             self.generator.manual_seed(int(seed))
         if obs is not None:
             self._encode(obs)
-        self.state = self.simulator.initial_state(1)
+        self.track(1)
+
+    def track(self, episodes: int) -> None:
+        """Start tracking `episodes` real episodes at once, one state row each (`act_rows` plans for
+        any subset of them in one batch; `restart` begins a new episode in a row)."""
+        positive_int("episodes", episodes)
+        self.state = self.simulator.initial_state(episodes)
+        self._probs = self._uniform(episodes)
         self.steps = 0
-        self._probs = None
         self.last_plan = {}
+
+    def restart(self, rows: torch.Tensor) -> None:
+        """Rows [R] (indices) begin new real episodes: their tracking state and CEM distribution reset."""
+        mask = torch.zeros(self.state.batch_size, dtype=torch.bool, device=self.device)
+        mask[torch.as_tensor(rows, device=self.device)] = True
+        self.state.reset(mask)
+        self._probs[mask] = self._uniform(int(mask.sum()))
 
     @torch.no_grad()
     def act(self, obs: Any) -> int:
@@ -162,86 +175,124 @@ class Planner:
         if self.state is None:
             self.reset(obs)
         frame = self._encode(obs)
-        action = self.plan(frame)
-        self.simulator.advance(self.state, frame[None], torch.tensor([action], dtype=torch.long, device=self.device))
+        action = int(self.act_rows(frame[None], torch.zeros(1, dtype=torch.long, device=self.device))[0])
+        self._single_plan()
         self.steps += 1
         return action
 
     @torch.no_grad()
+    def act_rows(self, frames: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """For the tracked episodes `rows` [R], whose real frames now are `frames` [R, H, W] (on the
+        device): plan in one batch, advance those rows' tracking states by (frame, chosen action) and
+        return the actions [R]."""
+        rows = torch.as_tensor(rows, dtype=torch.long, device=self.device)
+        state = self.state[rows]
+        actions = self._plan(state, frames, rows)
+        self.simulator.advance(state, frames, actions)
+        self.state[rows] = state
+        return actions
+
+    @torch.no_grad()
     def plan(self, frame: torch.Tensor) -> int:
         """The first action of the best sequence from the current frame f_t [H, W] (on the device),
-        branching from the tracking state; the tracking state is left untouched."""
+        branching from the tracking state of a single tracked episode, which is left untouched."""
         if self.state is None:
             raise RuntimeError("call reset() before plan()")
-        c, A = self.config, self.num_actions
-        probs = self._probs if (c.optimizer == "cem" and c.warm_start and self._probs is not None) \
-            else torch.full((c.horizon, A), 1.0 / A, device=self.device)
+        action = int(self._plan(self.state, frame[None], torch.zeros(1, dtype=torch.long, device=self.device))[0])
+        self._single_plan()
+        return action
+
+    def _plan(self, state, frames: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Best first actions [R] for R episodes at once: state (their tracking states, batch R) and
+        frames [R, H, W]; `rows` says whose CEM distributions to read and shift."""
+        c, A, R = self.config, self.num_actions, len(rows)
+        probs = self._probs[rows] if (c.optimizer == "cem" and c.warm_start) else self._uniform(R)
         n_elite = max(1, math.ceil(c.elite_frac * c.population))
         n_agent = round(c.agent_share * c.population) if self.agent is not None else 0
-        best_return, best_seq = -math.inf, None
+        n = c.population - n_agent
+        best_return = torch.full((R,), -math.inf, device=self.device)
+        best_seq = torch.zeros(R, c.horizon, dtype=torch.long, device=self.device)
+        every = torch.arange(R, device=self.device)
         for _ in range(c.iterations):
-            n = c.population - n_agent
             if c.optimizer == "random":
-                seqs = torch.randint(A, (n, c.horizon), generator=self.generator, device=self.device)
+                seqs = torch.randint(A, (R, n, c.horizon), generator=self.generator, device=self.device)
             else:
-                seqs = torch.multinomial(probs, n, replacement=True, generator=self.generator).T
-            returns = self.rollout(frame, seqs)
+                seqs = torch.multinomial(probs.reshape(R * c.horizon, A), n, replacement=True,
+                                         generator=self.generator).view(R, c.horizon, n).transpose(1, 2)
+            returns = self._branches(state, frames, n, lambda k, _: seqs[:, :, k].reshape(-1))[1]
             if n_agent:
-                agent_seqs, agent_returns = self.rollout_agent(frame, n_agent)
-                seqs, returns = torch.cat([seqs, agent_seqs]), torch.cat([returns, agent_returns])
-            i = int(returns.argmax())
-            if float(returns[i]) > best_return:
-                best_return, best_seq = float(returns[i]), seqs[i].clone()
+                agent_seqs, agent_returns = self._agent_branches(state, frames, n_agent)
+                seqs, returns = torch.cat([seqs, agent_seqs], 1), torch.cat([returns, agent_returns], 1)
+            top, i = returns.max(1)
+            better = top > best_return
+            best_return = torch.where(better, top, best_return)
+            best_seq[better] = seqs[every, i][better]
             if c.optimizer == "cem":
-                elites = seqs[returns.topk(n_elite).indices]                             # [E, H]
-                freq = torch.nn.functional.one_hot(elites, A).float().mean(0)           # [H, A]
+                elite = returns.topk(n_elite, dim=1).indices                              # [R, E]
+                elites = seqs.gather(1, elite[..., None].expand(-1, -1, c.horizon))       # [R, E, H]
+                freq = torch.nn.functional.one_hot(elites, A).float().mean(1)           # [R, H, A]
                 probs = c.smoothing * probs + (1 - c.smoothing) * freq
                 probs = probs.clamp_min(c.min_prob)
                 probs = probs / probs.sum(-1, keepdim=True)
         if c.optimizer == "cem":
-            self._probs = torch.cat([probs[1:], torch.full((1, A), 1.0 / A, device=self.device)])
-        self.last_plan = {"return": best_return, "sequence": best_seq.tolist(),
-                          "probs": probs.cpu() if c.optimizer == "cem" else None}
-        return int(best_seq[0])
+            self._probs[rows] = torch.cat([probs[:, 1:], self._uniform(R)[:, :1]], 1)
+        self.last_plan = {"return": best_return, "sequence": best_seq, "probs": probs if c.optimizer == "cem" else None}
+        return best_seq[:, 0]
+
+    def _single_plan(self) -> None:
+        """last_plan of a single episode's step as plain values: its best return, sequence and CEM distribution."""
+        p = self.last_plan
+        self.last_plan = {"return": float(p["return"][0]), "sequence": p["sequence"][0].tolist(),
+                          "probs": None if p["probs"] is None else p["probs"][0].cpu()}
+
+    def _uniform(self, episodes: int) -> torch.Tensor:
+        return torch.full((episodes, self.config.horizon, self.num_actions), 1.0 / self.num_actions,
+                          device=self.device)
 
     @torch.no_grad()
     def rollout(self, frame: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Predicted returns [P] of action sequences [P, horizon] from frame f_t [H, W]: one batched
-        model step per horizon step, branching from (a copy of) the tracking state."""
-        return self._branches(frame, len(actions), lambda k, frames: actions[:, k])[1]
+        """Predicted returns [P] of action sequences [P, horizon] from frame f_t [H, W] of a single
+        tracked episode: one batched model step per horizon step, branching from a copy of its state."""
+        return self._branches(self.state, frame[None], len(actions), lambda k, _: actions[:, k])[1][0]
 
     @torch.no_grad()
     def rollout_agent(self, frame: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """n branches in which the agent's policy acts on the frames the model predicts: (the actions
-        it took [n, horizon], their predicted returns [n])."""
+        """n branches of a single tracked episode in which the agent's policy acts on the frames the
+        model predicts: (the actions it took [n, horizon], their predicted returns [n])."""
+        taken, returns = self._agent_branches(self.state, frame[None], n)
+        return taken[0], returns[0]
+
+    def _agent_branches(self, state, frames: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         from .ppo import sample_actions
 
-        def act(k, frames):
-            logits, _ = self.agent.network(self._agent_view(frames))
+        def act(k, branch_frames):
+            logits, _ = self.agent.network(self._agent_view(branch_frames))
             return sample_actions(logits, self.generator)
-        return self._branches(frame, n, act)
+        return self._branches(state, frames, n, act)
 
-    def _branches(self, frame: torch.Tensor, n: int, choose) -> tuple[torch.Tensor, torch.Tensor]:
-        """n branches from frame f_t, `choose(k, frames)` giving the actions [n] of step k: (the actions
-        taken [n, horizon], the returns [n]: discounted predicted rewards, plus, with an agent, its
-        critic's value of where each branch stands at the horizon)."""
-        c = self.config
-        state = self.state.repeat(n)
-        frames = frame[None].expand(n, *frame.shape).contiguous()
-        returns = torch.zeros(n, device=self.device)
-        alive = torch.ones(n, device=self.device)
-        taken = torch.empty(n, c.horizon, dtype=torch.long, device=self.device)
+    def _branches(self, state, frames: torch.Tensor, n: int, choose) -> tuple[torch.Tensor, torch.Tensor]:
+        """n branches from each of R episodes (state: batch R, frames [R, H, W]); `choose(k, frames)`
+        gives the actions [R * n] of step k, episode-major. Returns (the actions taken [R, n, horizon],
+        the returns [R, n]: discounted predicted rewards, plus, with an agent, its critic's value of
+        where each branch stands at the horizon)."""
+        c, R = self.config, len(frames)
+        branch_state = state.repeat(n)
+        branch_frames = frames.repeat_interleave(n, 0)
+        returns = torch.zeros(R * n, device=self.device)
+        alive = torch.ones(R * n, device=self.device)
+        taken = torch.empty(R * n, c.horizon, dtype=torch.long, device=self.device)
         discount = 1.0
         for k in range(c.horizon):
-            taken[:, k] = choose(k, frames)
-            frames, reward, terminated, info = self.simulator.step(state, frames, taken[:, k], self.generator)
+            taken[:, k] = choose(k, branch_frames)
+            branch_frames, reward, terminated, info = self.simulator.step(branch_state, branch_frames, taken[:, k],
+                                                                          self.generator)
             p_done = info["done_prob"]
             returns += discount * alive * reward
             alive = alive * ((1 - p_done) if c.termination == "expected" else (~terminated).float())
             discount *= c.gamma
         if self.agent is not None:       # what lies beyond the horizon, as the agent's critic values it
-            returns += discount * alive * self.agent.network.value(self._agent_view(frames)).float()
-        return taken, returns
+            returns += discount * alive * self.agent.network.value(self._agent_view(branch_frames)).float()
+        return taken.view(R, n, c.horizon), returns.view(R, n)
 
     def _agent_view(self, frames: torch.Tensor) -> torch.Tensor:
         """What the agent observes of frames [n, H, W]: its symbolic images, on the device."""
@@ -290,15 +341,77 @@ def run_episode(planner: Planner, env: gym.Env | str, seed: int | None = None,
     try:
         obs, _ = env.reset(seed=seed)
         planner.reset(real_frame(planner.codec, obs, env))      # a world-view model needs the env's state
-        total, steps, terminated, truncated, reward = 0.0, 0, False, False, 0.0
-        while not (terminated or truncated):
+        episode = _Episode()
+        while not episode.over:
             obs, reward, terminated, truncated, _ = env.step(planner.act(real_frame(planner.codec, obs, env)))
-            total += float(reward)
-            steps += 1
-            if max_steps is not None and steps >= max_steps and not terminated:
-                truncated = True
-        return {"return": total, "success": bool(terminated and reward > 0), "steps": steps,
-                "terminated": bool(terminated), "truncated": bool(truncated)}
+            episode.add(reward, terminated, truncated, max_steps)
+        return episode.result()
     finally:
         if own:
             env.close()
+
+
+def run_episodes(planner: Planner, env_id: str, seeds, batch: int = 32, max_steps: int | None = None,
+                 **env_kwargs) -> list[dict]:
+    """Real episodes from `seeds` (one per seed), up to `batch` of them planned at once: the planner
+    tracks one state row per running episode, and every real step plans for all of them in one batch
+    (their branches side by side), so a GPU scores a hundred episodes about as fast as a few. A row
+    whose episode ends starts the next seed. Returns run_episode's dicts, in the order of `seeds`."""
+    seeds = [int(s) for s in seeds]
+    positive_int("batch", batch)
+    envs = [make_real_env(env_id, **env_kwargs) for _ in range(min(batch, len(seeds)))]
+    results: list[dict | None] = [None] * len(seeds)
+    waiting = list(range(len(seeds)))[::-1]             # episode indices still to start (pop from the end)
+    running: dict[int, tuple[int, _Episode]] = {}      # row -> (episode index, its tally)
+    frames: dict[int, torch.Tensor] = {}
+    try:
+        planner.track(len(envs))
+
+        def start(row: int) -> None:
+            i = waiting.pop()
+            obs, _ = envs[row].reset(seed=seeds[i])
+            running[row], frames[row] = (i, _Episode()), planner._encode(real_frame(planner.codec, obs, envs[row]))
+            planner.restart([row])
+
+        for row in range(len(envs)):
+            start(row)
+        while running:
+            rows = sorted(running)
+            actions = planner.act_rows(torch.stack([frames[r] for r in rows]), torch.tensor(rows)).tolist()
+            for row, action in zip(rows, actions):
+                i, episode = running[row]
+                obs, reward, terminated, truncated, _ = envs[row].step(action)
+                episode.add(reward, terminated, truncated, max_steps)
+                if episode.over:
+                    results[i] = episode.result()
+                    del running[row]
+                    if waiting:
+                        start(row)
+                else:
+                    frames[row] = planner._encode(real_frame(planner.codec, obs, envs[row]))
+    finally:
+        for env in envs:
+            env.close()
+    return results
+
+
+class _Episode:
+    """The tally of one real episode: return, steps, how it ended (max_steps cuts it, as truncated)."""
+
+    def __init__(self):
+        self.total, self.steps, self.terminated, self.truncated, self.reward = 0.0, 0, False, False, 0.0
+
+    def add(self, reward, terminated, truncated, max_steps: int | None) -> None:
+        self.total += float(reward)
+        self.steps += 1
+        self.reward, self.terminated, self.truncated = float(reward), bool(terminated), bool(truncated)
+        if max_steps is not None and self.steps >= max_steps and not self.terminated:
+            self.truncated = True
+
+    @property
+    def over(self) -> bool:
+        return self.terminated or self.truncated
+
+    def result(self) -> dict:
+        return {"return": self.total, "success": bool(self.terminated and self.reward > 0), "steps": self.steps,
+                "terminated": self.terminated, "truncated": self.truncated}

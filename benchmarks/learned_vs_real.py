@@ -169,21 +169,12 @@ def summarize(returns, successes, lengths) -> dict[str, Any]:
 def _run_planner(checkpoint, env_id, seeds, planner_config, device, max_episode_steps):
     from dataclasses import replace
 
-    from worldsim.dream_env import make_real_env
-
-    from agents.planner import Planner, PlannerConfig, run_episode
+    from agents.planner import Planner, PlannerConfig, run_episodes
 
     config = planner_config or PlannerConfig()
     planner = Planner(checkpoint, config=replace(config), device=device)
     kwargs = {} if max_episode_steps is None else {"max_episode_steps": int(max_episode_steps)}
-    env = make_real_env(env_id, **kwargs)
-    episodes = []
-    try:
-        for s in seeds:
-            episodes.append(run_episode(planner, env, seed=int(s)))
-    finally:
-        env.close()
-    return episodes
+    return run_episodes(planner, env_id, seeds, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------- the benchmark

@@ -251,3 +251,101 @@ def test_an_agent_that_does_not_fit_is_refused_by_name(tmp_path):
         Planner(model, config=PlannerConfig(agent=str(tmp_path / "nowhere")), device="cpu")
     with pytest.raises(ValueError, match="agent_share must lie in"):
         Planner(model, config=PlannerConfig(agent_share=1.5), device="cpu")
+
+
+# ------------------------------------------------------------------------------- many episodes at once
+
+class ScriptedPlanner:
+    """run_episodes' view of a planner, acting by a fixed rule of the real frame (so any episode's
+    actions are known without planning) and recording which rows it was asked about."""
+
+    def __init__(self, codec):
+        self.codec, self.calls, self.restarts = codec, [], []
+
+    @staticmethod
+    def rule(frame: torch.Tensor) -> int:
+        return 2 if int((frame.flatten() * torch.arange(1, frame.numel() + 1)).sum()) % 4 else 1   # forward, or right
+
+    def track(self, episodes):
+        self.rows = episodes
+
+    def restart(self, rows):
+        self.restarts.extend(rows)
+
+    def _encode(self, frame):
+        return torch.as_tensor(frame).long()
+
+    def act_rows(self, frames, rows):
+        self.calls.append(rows.tolist())
+        return torch.tensor([self.rule(f) for f in frames])
+
+
+def test_run_episodes_plans_many_episodes_at_once_and_returns_them_in_seed_order():
+    from envs.minigrid import MiniGridCodec
+    from worldsim.codecs import real_frame
+
+    from agents.planner import run_episodes
+
+    env_id = "MiniGrid-LavaCrossingS9N1-v0"          # the rule's episodes end after 2, 4, 1... steps: lava
+    env = gym.make(env_id)
+    codec = MiniGridCodec.for_env(env)
+    seeds, max_steps = [10, 11, 12, 13, 14, 15, 16], 9
+    scripted = ScriptedPlanner(codec)
+    results = run_episodes(scripted, env_id, seeds, batch=3, max_steps=max_steps)
+    expected = []
+    for s in seeds:                                       # the same rule, one episode after another
+        obs, _ = env.reset(seed=s)
+        steps, total = 0, 0.0
+        while True:
+            obs, reward, terminated, truncated, _ = env.step(ScriptedPlanner.rule(real_frame(codec, obs, env)))
+            steps, total = steps + 1, total + reward
+            if terminated or truncated or steps >= max_steps:
+                break
+        expected.append((steps, total))
+    assert len(set(expected)) >= 3, expected              # episodes that differ, so the order is checked
+    assert [(r["steps"], r["return"]) for r in results] == expected
+    assert scripted.calls[0] == [0, 1, 2] and max(len(c) for c in scripted.calls) == 3
+    assert scripted.restarts[:3] == [0, 1, 2] and len(scripted.restarts) == len(seeds)
+    assert sum(len(c) for c in scripted.calls) == sum(steps for steps, _ in expected)
+
+
+def test_act_rows_advances_only_the_rows_it_plans_for_and_batches_their_branches(monkeypatch):
+    model = tiny_minigrid_model()
+    calls = []
+    step = model.step
+
+    def counting_step(state, frame, action):
+        calls.append(frame.shape[0])
+        return step(state, frame, action)
+
+    monkeypatch.setattr(model, "step", counting_step)
+    planner = Planner(model, config=PlannerConfig(optimizer="cem", horizon=3, population=8, iterations=2),
+                      device="cpu")
+    env = gym.make(ENV_ID)
+    obs, _ = env.reset(seed=0)
+    frame = planner._encode(obs)
+    planner.track(3)
+    planner.act_rows(torch.stack([frame, frame]), torch.tensor([0, 2]))
+    assert calls == [2 * 8] * 6 + [2]                   # both episodes' branches in every model step
+    assert planner.state.frame.tolist() == [1, 0, 1]
+    planner.restart([2])
+    assert planner.state.frame.tolist() == [1, 0, 0]
+    # a row tracks exactly what a single-episode planner tracks from the same frame and action
+    single = Planner(model, config=PlannerConfig(optimizer="cem", horizon=3, population=8, iterations=2),
+                     device="cpu")
+    single.reset(obs)
+    action = planner.last_plan["sequence"][0, 0]
+    single.simulator.advance(single.state, frame[None], action[None])
+    for mine, theirs in zip(planner.state[[0]].tensors(), single.state.tensors()):
+        torch.testing.assert_close(mine, theirs)
+
+
+def test_run_episodes_with_a_world_model(tmp_path):
+    from agents.planner import run_episodes
+
+    planner = Planner(tiny_minigrid_model(), config=PlannerConfig(optimizer="random", **SMALL), device="cpu")
+    results = run_episodes(planner, ENV_ID, [0, 1, 2], batch=2, max_steps=5)
+    assert len(results) == 3
+    for r in results:
+        assert 1 <= r["steps"] <= 5 and (r["terminated"] or r["truncated"])
+        assert r["success"] == (r["return"] > 0)
