@@ -1,4 +1,5 @@
-"""`worldsim agent train` and `worldsim agent eval`: agents (SB3 or the native PPO) in the dream or the real env."""
+"""`worldsim agent train`, `eval` and `plan`: agents (SB3 or the native PPO) in the dream or the real env, and
+the planner in the real env."""
 
 from __future__ import annotations
 
@@ -82,6 +83,35 @@ def _eval(args: argparse.Namespace) -> int:
         return 1
     print(format_table(result))
     print(f"wrote {out}")
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from worldsim.zoo import resolve_checkpoint
+
+    from .evaluation import format_table
+    from .planner import PlannerConfig, evaluate_planner
+
+    try:
+        checkpoint = resolve_checkpoint(args.checkpoint, args.env)
+        if checkpoint is None:
+            raise ValueError(f"--checkpoint DIR (a world-model checkpoint folder or a shipped model's id) is needed: "
+                             f"none is shipped for {args.env}")
+        if not os.path.isdir(checkpoint):
+            raise ValueError(f"--checkpoint {checkpoint!r} is neither a folder nor a shipped model's id "
+                             "(`worldsim models`)")
+        config = PlannerConfig(optimizer=args.optimizer, horizon=args.horizon, population=args.population,
+                               iterations=args.iterations, temperature=args.temperature, seed=args.seed,
+                               agent=args.agent, agent_share=args.agent_share)
+        result = evaluate_planner(checkpoint, args.env, episodes=args.episodes, seed=args.seed, config=config,
+                                  batch=args.batch, device=args.device, max_episode_steps=args.max_episode_steps,
+                                  out=args.out)
+    except (ValueError, OSError) as e:                  # CheckpointError is a ValueError
+        print(f"worldsim agent plan: error: {e}", file=sys.stderr)
+        return 1
+    print(format_table(result))
+    print(f"{result['seconds'] / result['episodes']:.2f} s per episode ({result['batch']} planned at once on "
+          f"{result['device']})" + (f"; wrote {args.out}" if args.out else ""))
     return 0
 
 
@@ -194,4 +224,43 @@ def add_agent_parser(subparsers, help: str | None = None) -> argparse.ArgumentPa
     ev.add_argument("--deterministic", action="store_true", help="take the most likely action (default: sample)")
     ev.add_argument("--out", default=None, help="JSON file to write (default: POLICY/eval_<in>.json)")
     ev.set_defaults(run=_eval, agent_parser=ev)
+
+    from .planner import OPTIMIZERS, PlannerConfig
+
+    defaults = PlannerConfig()
+    pl = commands.add_parser(
+        "plan", help="the planner (model-predictive control in a world model) in the real env: success rate and "
+        "mean return with 95%% confidence intervals",
+        description="Act in the real env with the planner: at every real step it searches action sequences in "
+        "the world model (random shooting or the cross-entropy method), optionally guided by a native-PPO agent "
+        "whose policy proposes branches and whose critic values the horizon. Episode i is reset with seed "
+        "--seed + i; --batch episodes are planned at once (their branches in one batch). Prints the same table "
+        "as `agent eval` and writes JSON with --out.")
+    pl.add_argument("--env", required=True, help="real env id, e.g. MiniGrid-DoorKey-8x8-v0")
+    pl.add_argument("--checkpoint", default=None,
+                    help="a world-model checkpoint folder or a shipped model's id (default: the model shipped "
+                    "for the env)")
+    pl.add_argument("--agent", default=None, metavar="FOLDER",
+                    help="a native-PPO agent folder (`worldsim agent train --algo native-ppo`) to guide the search")
+    pl.add_argument("--agent-share", type=float, default=defaults.agent_share,
+                    help=f"with --agent: the share of each round's branches its policy acts in "
+                    f"(default: {defaults.agent_share})")
+    pl.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer,
+                    help=f"random shooting or the cross-entropy method (default: {defaults.optimizer})")
+    for name, text in (("horizon", "imagined steps per branch"), ("population", "branches per round"),
+                       ("iterations", "rounds per real step")):
+        pl.add_argument(f"--{name}", type=int, default=getattr(defaults, name),
+                        help=f"{text} (default: {getattr(defaults, name)})")
+    pl.add_argument("--temperature", type=float, default=defaults.temperature,
+                    help=f"sampling temperature of the branches' frames, 0 for argmax (default: "
+                    f"{defaults.temperature})")
+    pl.add_argument("--episodes", type=int, default=100, help="number of episodes (default: 100)")
+    pl.add_argument("--batch", type=int, default=32, help="episodes planned at once (default: 32)")
+    pl.add_argument("--seed", type=int, default=0,
+                    help="episode i is reset with seed SEED + i; also seeds the planner (default: 0)")
+    pl.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda (default: auto)")
+    pl.add_argument("--max-episode-steps", type=int, default=None,
+                    help="episode step limit (truncation) replacing the env's own (default: the env's)")
+    pl.add_argument("--out", default=None, help="JSON file to write (default: none)")
+    pl.set_defaults(run=_plan, agent_parser=pl)
     return agent

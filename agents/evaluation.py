@@ -15,7 +15,6 @@ seed), so episodes are distinct and the same seeds give the same start layouts i
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -187,30 +186,43 @@ def evaluate_policy(policy, env_id: str | None = None, episodes: int = 100, wher
     else:
         returns, lengths, terminated = _run_dream(model, env_id, seeds, deterministic, max_episode_steps, batch,
                                                   checkpoint, device, temperature)
-    successes = [bool(t and r > 0) for t, r in zip(terminated, returns)]
-    n, k = len(returns), int(sum(successes))
-    return_ci, ci_method = mean_interval(returns)
     result = {
-        "env_id": env_id, "where": where, "episodes": n, "seed": int(seed), "deterministic": bool(deterministic),
+        "env_id": env_id, "where": where, "seed": int(seed), "deterministic": bool(deterministic),
         "policy": policy_name, "trained_in": info.get("where"), "algo": info.get("algo"),
         **({"dream_temperature": temperature} if where == "dream" else {}),
         "checkpoint": None if checkpoint is None else (os.path.abspath(checkpoint)
                                                        if isinstance(checkpoint, (str, os.PathLike)) else repr(checkpoint)),
-        "success_definition": SUCCESS_DEFINITION, "confidence": CONFIDENCE,
+        **episodes_summary(returns, lengths, terminated), "seeds": seeds,
+        **({} if achievements is None else {"achievements": achievements}),
+    }
+    if out is not None:
+        write_result(out, result)
+    return result
+
+
+def episodes_summary(returns, lengths, terminated) -> dict[str, Any]:
+    """What evaluations report of a list of episodes: success (terminated with a positive return) with
+    its Wilson interval, mean return with its t interval, lengths, and the per-episode values."""
+    successes = [bool(t and r > 0) for t, r in zip(terminated, returns)]
+    n, k = len(returns), int(sum(successes))
+    return_ci, ci_method = mean_interval(returns)
+    return {
+        "episodes": n, "success_definition": SUCCESS_DEFINITION, "confidence": CONFIDENCE,
         "successes": k, "success_rate": k / n, "success_ci": list(wilson_interval(k, n)),
         "success_ci_method": "wilson score",
         "mean_return": float(np.mean(returns)), "return_std": float(np.std(returns, ddof=1)) if n > 1 else 0.0,
         "return_ci": None if return_ci is None else list(return_ci), "return_ci_method": ci_method,
         "mean_length": float(np.mean(lengths)), "terminated_rate": float(np.mean(terminated)),
-        "returns": [float(r) for r in returns], "lengths": [int(x) for x in lengths],
-        "success": successes, "seeds": seeds,
-        **({} if achievements is None else {"achievements": achievements}),
+        "returns": [float(r) for r in returns], "lengths": [int(x) for x in lengths], "success": successes,
     }
-    if out is not None:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2))
-    return result
+
+
+def write_result(out: str | os.PathLike, result: dict[str, Any]) -> None:
+    """An evaluation's JSON, written atomically (its folder made if need be)."""
+    from worldsim.json_io import write_json
+
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    write_json(out, result)
 
 
 def format_interval(interval) -> str:
@@ -232,8 +244,9 @@ def format_table(result: dict[str, Any]) -> str:
                      ci(result["achievements"]["score_ci"])))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     place = "real env" if result["where"] == "real" else "dream"
+    actions = "the planner's" if "planner" in result else "deterministic" if result["deterministic"] else "sampled"
     lines = [f"{result['env_id']} in the {place}: {result['episodes']} episodes, seeds "
-             f"{result['seeds'][0]}..{result['seeds'][-1]}, {'deterministic' if result['deterministic'] else 'sampled'} actions"]
+             f"{result['seeds'][0]}..{result['seeds'][-1]}, {actions} actions"]
     for j, r in enumerate(rows):
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
         if j == 0:

@@ -415,3 +415,34 @@ class _Episode:
     def result(self) -> dict:
         return {"return": self.total, "success": bool(self.terminated and self.reward > 0), "steps": self.steps,
                 "terminated": self.terminated, "truncated": self.truncated}
+
+
+def evaluate_planner(checkpoint, env_id: str, episodes: int = 100, seed: int = 0,
+                     config: PlannerConfig | None = None, batch: int = 32, device: str = "auto",
+                     max_episode_steps: int | None = None, out: str | os.PathLike | None = None) -> dict:
+    """The planner with the world model `checkpoint` acting in the real env `env_id` for `episodes`
+    episodes (episode i reset with seed seed + i, `batch` planned at once): agents.evaluation's report
+    (success with its Wilson interval, return, lengths, per episode) plus the planner's settings and
+    seconds per episode; with `out`, also written as JSON."""
+    import time
+    from dataclasses import asdict
+
+    from .evaluation import episodes_summary, write_result
+
+    positive_int("episodes", episodes)
+    positive_int("seed", seed, allow_zero=True)          # gymnasium refuses negative reset seeds
+    config = config or PlannerConfig()
+    planner = Planner(checkpoint, config=config, device=device)
+    seeds = [int(seed) + i for i in range(int(episodes))]
+    kwargs = {} if max_episode_steps is None else {"max_episode_steps": int(max_episode_steps)}
+    began = time.perf_counter()
+    results = run_episodes(planner, env_id, seeds, batch=batch, **kwargs)
+    seconds = time.perf_counter() - began
+    summary = episodes_summary([r["return"] for r in results], [r["steps"] for r in results],
+                               [r["terminated"] for r in results])
+    result = {"env_id": env_id, "where": "real", "seed": int(seed), "checkpoint": os.fspath(checkpoint),
+              "planner": asdict(config), "batch": int(batch), "device": str(planner.device),
+              "seconds": seconds, **summary, "seeds": seeds}
+    if out is not None:
+        write_result(out, result)
+    return result

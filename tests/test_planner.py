@@ -349,3 +349,45 @@ def test_run_episodes_with_a_world_model(tmp_path):
     for r in results:
         assert 1 <= r["steps"] <= 5 and (r["terminated"] or r["truncated"])
         assert r["success"] == (r["return"] > 0)
+
+
+def _agent_command(argv):
+    import argparse
+
+    from agents.cli import add_agent_parser
+
+    parser = argparse.ArgumentParser(prog="worldsim")
+    add_agent_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["agent", *argv])
+    return args.run(args)
+
+
+def test_the_plan_command_scores_the_planner_and_writes_its_report(tmp_path, capsys):
+    import json
+
+    checkpoint = tmp_path / "ckpt"
+    tiny_minigrid_model().save_pretrained(checkpoint)
+    out = tmp_path / "plan.json"
+    code = _agent_command(["plan", "--env", ENV_ID, "--checkpoint", str(checkpoint), "--optimizer", "random",
+                           "--horizon", "2", "--population", "4", "--iterations", "1", "--episodes", "3",
+                           "--batch", "2", "--seed", "5", "--max-episode-steps", "4", "--device", "cpu",
+                           "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    result = json.loads(out.read_text())
+    assert result["episodes"] == 3 and result["seeds"] == [5, 6, 7] and result["batch"] == 2
+    assert result["planner"]["horizon"] == 2 and result["planner"]["optimizer"] == "random"
+    assert all(1 <= n <= 4 for n in result["lengths"]) and 0 <= result["success_rate"] <= 1
+    assert "3 episodes, seeds 5..7, the planner's actions" in printed and "s per episode" in printed
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--env", "MiniGrid-LavaGapS7-v0"], "none is shipped for MiniGrid-LavaGapS7-v0"),
+    (["--env", ENV_ID, "--checkpoint", "no/such/folder"], "--checkpoint 'no/such/folder' is neither a folder"),
+    (["--env", ENV_ID, "--horizon", "0"], "horizon"),
+    (["--env", ENV_ID, "--episodes", "0"], "episodes"),
+    (["--env", ENV_ID, "--optimizer", "cem", "--agent", "nowhere"], "agent must be a folder written by"),
+])
+def test_the_plan_command_refuses_bad_input_by_name(argv, message, capsys):
+    assert _agent_command(["plan", *argv, "--device", "cpu"]) == 1
+    assert message in capsys.readouterr().err
