@@ -93,13 +93,14 @@ def _plan(args: argparse.Namespace) -> int:
     from .planner import PlannerConfig, evaluate_planner
 
     try:
-        checkpoint = resolve_checkpoint(args.checkpoint, args.env)
-        if checkpoint is None:
+        folder = resolve_checkpoint(args.checkpoint, args.env)
+        if folder is None:
             raise ValueError(f"--checkpoint DIR (a world-model checkpoint folder or a shipped model's id) is needed: "
                              f"none is shipped for {args.env}")
-        if not os.path.isdir(checkpoint):
-            raise ValueError(f"--checkpoint {checkpoint!r} is neither a folder nor a shipped model's id "
+        if not os.path.isdir(folder):
+            raise ValueError(f"--checkpoint {folder!r} is neither a folder nor a shipped model's id "
                              "(`worldsim models`)")
+        checkpoint = args.env if args.checkpoint is None else args.checkpoint   # as the user named it, for the report
         config = PlannerConfig(optimizer=args.optimizer, horizon=args.horizon, population=args.population,
                                iterations=args.iterations, temperature=args.temperature, seed=args.seed,
                                agent=args.agent, agent_share=args.agent_share)
