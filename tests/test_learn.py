@@ -262,7 +262,9 @@ def test_a_run_stops_at_the_first_round_that_reaches_stop_at_success(tmp_path):
     def curve(rs):
         return [(r["round"], r["real_steps"], r["real_success"]) for r in rs]
 
-    assert curve(learn(config, tmp_path / "run", progress=None)) == curve(records)   # continuing it adds nothing
+    again = []
+    assert curve(learn(config, tmp_path / "run", progress=again.append)) == curve(records)   # continuing adds nothing
+    assert not any(re.search(r"round \d+: (training|collecting|scoring)", line) for line in again), again
     for bad in (1.5, -0.1, float("nan")):
         with pytest.raises(LearnError, match="stop_at_success must be (in \\[0, 1\\]|a finite number)"):
             LearnConfig(**settings(stop_at_success=bad))

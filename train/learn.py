@@ -327,8 +327,10 @@ class Learner:
 
     def timed(self, k: int, phase: str, work: Callable[[], Any]) -> Any:
         """Run one phase of round k and add its wall seconds to the round's phase_seconds.json. A phase
-        skipped on resume adds ~0; one interrupted and resumed adds the time of the resumed part only."""
-        self.say_round(k, PHASE_NAMES[phase])
+        skipped on resume adds ~0; one interrupted and resumed adds the time of the resumed part only.
+        Only a phase not finished before is announced (the file lists a phase once it has finished)."""
+        if phase not in self.phase_seconds(k):
+            self.say_round(k, PHASE_NAMES[phase])
         began = time.time()
         result = work()
         seconds = self.phase_seconds(k)
