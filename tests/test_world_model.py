@@ -253,3 +253,20 @@ def test_a_reset_leaves_nothing_of_the_old_episode_not_even_nan(model, path):
             got = model(frames, actions, state=poisoned).frame_logits
     assert torch.isfinite(got).all()
     torch.testing.assert_close(got, want)
+
+
+def test_a_compiled_step_is_one_graph_and_matches_the_eager_step(model):
+    """torch.compile traces step() whole (no graph breaks, e.g. from comparing data pointers), and the
+    compiled step, state written in place, equals the eager one."""
+    frames, actions = random_episode(model.config, 3, 6, seed=4)
+    with torch.no_grad():
+        explain = torch._dynamo.explain(model.step)(model.initial_state(3), frames[:, 0], actions[:, 0])
+        assert (explain.graph_count, explain.graph_break_count) == (1, 0), explain.break_reasons
+        # aot_eager: dynamo's graph and its functionalised in-place writes, without waiting on C++ codegen
+        compiled = torch.compile(model.step, fullgraph=True, dynamic=False, backend="aot_eager")
+        eager_state, compiled_state = model.initial_state(3), model.initial_state(3)
+        for t in range(6):
+            want, _ = model.step(eager_state, frames[:, t], actions[:, t])
+            got, _ = compiled(compiled_state, frames[:, t], actions[:, t])
+            torch.testing.assert_close(got.frame_logits, want.frame_logits, atol=1e-4, rtol=1e-4)
+    assert_layer_states_close(compiled_state, eager_state)
