@@ -86,11 +86,44 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_planner_flags(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    """The planner's settings as options --<prefix>optimizer, --<prefix>horizon, ... (`planner_config` reads them)."""
+    from .planner import OPTIMIZERS, PlannerConfig
+
+    d = PlannerConfig()
+    p.add_argument(f"--{prefix}optimizer", choices=OPTIMIZERS, default=d.optimizer,
+                   help=f"how the planner searches action sequences: random shooting or the cross-entropy method "
+                   f"(default: {d.optimizer})")
+    for name, text in (("horizon", "imagined steps per candidate action sequence"),
+                       ("population", "candidate action sequences imagined per round"),
+                       ("iterations", "rounds per real step (the cross-entropy method refits between them)")):
+        p.add_argument(f"--{prefix}{name}", type=int, default=getattr(d, name),
+                       help=f"{text} (default: {getattr(d, name)})")
+    p.add_argument(f"--{prefix}temperature", type=float, default=d.temperature,
+                   help=f"sampling temperature of the imagined frames, 0 for argmax (default: {d.temperature})")
+    p.add_argument(f"--{prefix}agent", default=None, metavar="FOLDER",
+                   help="a native-PPO agent (`worldsim agent train --algo native-ppo`, e.g. trained in this model's "
+                   "dream) guiding the planner: its critic values what lies beyond the horizon, its policy acts in a "
+                   "share of the branches (default: none)")
+    p.add_argument(f"--{prefix}agent-share", type=float, default=d.agent_share,
+                   help=f"with --{prefix}agent: the share of each round's branches its policy acts in "
+                   f"(default: {d.agent_share})")
+
+
+def planner_config(args: argparse.Namespace, prefix: str = "", **fixed):
+    """The PlannerConfig of options added by `add_planner_flags` with this prefix; `fixed`: other fields."""
+    from .planner import PlannerConfig
+
+    key = prefix.replace("-", "_")
+    names = ("optimizer", "horizon", "population", "iterations", "temperature", "agent", "agent_share")
+    return PlannerConfig(**{name: getattr(args, key + name) for name in names}, **fixed)
+
+
 def _plan(args: argparse.Namespace) -> int:
     from worldsim.zoo import resolve_checkpoint
 
     from .evaluation import format_table
-    from .planner import PlannerConfig, evaluate_planner
+    from .planner import evaluate_planner
 
     try:
         folder = resolve_checkpoint(args.checkpoint, args.env)
@@ -101,9 +134,7 @@ def _plan(args: argparse.Namespace) -> int:
             raise ValueError(f"--checkpoint {folder!r} is neither a folder nor a shipped model's id "
                              "(`worldsim models`)")
         checkpoint = args.env if args.checkpoint is None else args.checkpoint   # as the user named it, for the report
-        config = PlannerConfig(optimizer=args.optimizer, horizon=args.horizon, population=args.population,
-                               iterations=args.iterations, temperature=args.temperature, seed=args.seed,
-                               agent=args.agent, agent_share=args.agent_share)
+        config = planner_config(args, seed=args.seed)
         result = evaluate_planner(checkpoint, args.env, episodes=args.episodes, seed=args.seed, config=config,
                                   batch=args.batch, device=args.device, max_episode_steps=args.max_episode_steps,
                                   out=args.out)
@@ -226,9 +257,6 @@ def add_agent_parser(subparsers, help: str | None = None) -> argparse.ArgumentPa
     ev.add_argument("--out", default=None, help="JSON file to write (default: POLICY/eval_<in>.json)")
     ev.set_defaults(run=_eval, agent_parser=ev)
 
-    from .planner import OPTIMIZERS, PlannerConfig
-
-    defaults = PlannerConfig()
     pl = commands.add_parser(
         "plan", help="the planner (model-predictive control in a world model) in the real env: success rate and "
         "mean return with 95%% confidence intervals",
@@ -241,20 +269,7 @@ def add_agent_parser(subparsers, help: str | None = None) -> argparse.ArgumentPa
     pl.add_argument("--checkpoint", default=None,
                     help="a world-model checkpoint folder or a shipped model's id (default: the model shipped "
                     "for the env)")
-    pl.add_argument("--agent", default=None, metavar="FOLDER",
-                    help="a native-PPO agent folder (`worldsim agent train --algo native-ppo`) to guide the search")
-    pl.add_argument("--agent-share", type=float, default=defaults.agent_share,
-                    help=f"with --agent: the share of each round's branches its policy acts in "
-                    f"(default: {defaults.agent_share})")
-    pl.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer,
-                    help=f"random shooting or the cross-entropy method (default: {defaults.optimizer})")
-    for name, text in (("horizon", "imagined steps per branch"), ("population", "branches per round"),
-                       ("iterations", "rounds per real step")):
-        pl.add_argument(f"--{name}", type=int, default=getattr(defaults, name),
-                        help=f"{text} (default: {getattr(defaults, name)})")
-    pl.add_argument("--temperature", type=float, default=defaults.temperature,
-                    help=f"sampling temperature of the branches' frames, 0 for argmax (default: "
-                    f"{defaults.temperature})")
+    add_planner_flags(pl)
     pl.add_argument("--episodes", type=int, default=100, help="number of episodes (default: 100)")
     pl.add_argument("--batch", type=int, default=32, help="episodes planned at once (default: 32)")
     pl.add_argument("--seed", type=int, default=0,

@@ -51,16 +51,14 @@ def add_demo_parser(commands, help: str) -> argparse.ArgumentParser:
 
 
 def _learned_vs_real(args: argparse.Namespace) -> int:
-    from agents.planner import PlannerConfig
+    from agents.cli import planner_config
     from agents.training import parse_hyperparams
 
     from .learned_vs_real import learned_vs_real
     from .learned_vs_real_report import format_benchmark_table
 
     try:
-        pc = PlannerConfig(optimizer=args.planner_optimizer, horizon=args.planner_horizon,
-                           population=args.planner_population, iterations=args.planner_iterations,
-                           agent=args.planner_agent, agent_share=args.planner_agent_share)
+        pc = planner_config(args, prefix="planner-")
         out = args.out or os.path.join("runs", "benchmark", args.env.split(":")[-1])
         result = learned_vs_real(args.env, args.checkpoint, args.steps, args.seeds, eval_episodes=args.eval_episodes,
                                  planner_episodes=args.planner_episodes, out=out, num_envs=args.num_envs,
@@ -80,7 +78,7 @@ def _learned_vs_real(args: argparse.Namespace) -> int:
 def add_benchmark_parser(subparsers, help: str | None = None):
     """Register `benchmark` (with `learned-vs-real`, `memory` and `scaling`) on the `worldsim` command's
     subparsers; returns the benchmark's own subparsers."""
-    from agents.planner import OPTIMIZERS, PlannerConfig
+    from agents.cli import add_planner_flags
     from agents.training import DEFAULT_NUM_ENVS
 
     bench = subparsers.add_parser(
@@ -111,22 +109,7 @@ def add_benchmark_parser(subparsers, help: str | None = None):
     p.add_argument("--world-model-data", default=None,
                    help="the dataset folder the world model was trained on (its manifest gives the real steps counted for the dream)")
     p.add_argument("--max-episode-steps", type=int, default=None, help="episode step limit replacing the env's own (default: the env's)")
-    d = PlannerConfig()
-    p.add_argument("--planner-optimizer", choices=OPTIMIZERS, default=d.optimizer,
-                   help=f"how the planner searches action sequences: random shooting or the cross-entropy method "
-                   f"(default: {d.optimizer})")
-    p.add_argument("--planner-horizon", type=int, default=d.horizon,
-                   help=f"imagined steps per candidate action sequence (default: {d.horizon})")
-    p.add_argument("--planner-population", type=int, default=d.population,
-                   help=f"candidate action sequences imagined per real step (default: {d.population})")
-    p.add_argument("--planner-iterations", type=int, default=d.iterations,
-                   help=f"refinement rounds of the cross-entropy method per real step (default: {d.iterations})")
-    p.add_argument("--planner-agent", default=None, metavar="FOLDER",
-                   help="a native-PPO agent (e.g. trained in this model's dream) guiding the planner: its critic "
-                   "values what lies beyond the horizon, its policy acts in a share of the branches (default: none)")
-    p.add_argument("--planner-agent-share", type=float, default=d.agent_share,
-                   help=f"with --planner-agent: the share of each round's branches its policy acts in "
-                   f"(default: {d.agent_share})")
+    add_planner_flags(p, prefix="planner-")
     p.add_argument("--real-device", default=None,
                    help="torch device of the real-env PPO (default: --device); 'cpu' leaves a shared GPU to the dream")
     p.add_argument("--workers", type=int, default=1,
