@@ -105,8 +105,8 @@ def test_rollouts_are_batched(optimizer):
     assert model.calls == [16] * (5 * 3) + [1]
 
 
-def test_rollouts_are_batched_with_a_world_model(monkeypatch):
-    model = tiny_minigrid_model()
+def counted_steps(model, monkeypatch) -> list[int]:
+    """The batch size of every model.step call from now on."""
     calls = []
     step = model.step
 
@@ -115,6 +115,12 @@ def test_rollouts_are_batched_with_a_world_model(monkeypatch):
         return step(state, frame, action)
 
     monkeypatch.setattr(model, "step", counting_step)
+    return calls
+
+
+def test_rollouts_are_batched_with_a_world_model(monkeypatch):
+    model = tiny_minigrid_model()
+    calls = counted_steps(model, monkeypatch)
     planner = Planner(model, config=PlannerConfig(optimizer="cem", horizon=3, population=8, iterations=2),
                       device="cpu")
     env = gym.make(ENV_ID)
@@ -311,14 +317,7 @@ def test_run_episodes_plans_many_episodes_at_once_and_returns_them_in_seed_order
 
 def test_act_rows_advances_only_the_rows_it_plans_for_and_batches_their_branches(monkeypatch):
     model = tiny_minigrid_model()
-    calls = []
-    step = model.step
-
-    def counting_step(state, frame, action):
-        calls.append(frame.shape[0])
-        return step(state, frame, action)
-
-    monkeypatch.setattr(model, "step", counting_step)
+    calls = counted_steps(model, monkeypatch)
     planner = Planner(model, config=PlannerConfig(optimizer="cem", horizon=3, population=8, iterations=2),
                       device="cpu")
     env = gym.make(ENV_ID)
