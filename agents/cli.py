@@ -26,6 +26,8 @@ def _where(args) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from worldsim.stop_signals import TrainingStopped
+
     from .training import parse_hyperparams, train_agent
 
     try:
@@ -41,6 +43,10 @@ def _train(args: argparse.Namespace) -> int:
                            state_start_fraction=args.start_state_fraction, novelty_bonus=args.novelty_bonus,
                            novelty_uncertainty=args.novelty_uncertainty, interaction_bonus=args.interaction_bonus,
                            interaction_counts=args.interaction_counts, starts=args.starts)
+    except TrainingStopped as e:
+        print(f"worldsim agent train: {e} (the policy so far; its agent.json records where it stopped)",
+              file=sys.stderr)
+        return e.exit_code
     except (ValueError, OSError) as e:                  # CheckpointError is a ValueError
         print(f"worldsim agent train: error: {e}", file=sys.stderr)
         return 1

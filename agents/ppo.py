@@ -45,6 +45,7 @@ from safetensors.torch import load_file, save_file
 
 from worldsim.checkpoint import atomic_write
 from worldsim.checks import positive_int
+from worldsim.stop_signals import StopSignals, TrainingStopped
 
 from .features import FEATURES, features_extractor
 
@@ -272,41 +273,46 @@ def train_ppo(envs, *, total_steps: int, settings: PPOSettings | None = None, se
     if progress:
         progress(f"{label}: starting, {iterations * batch:,} steps ({iterations} iterations of {n} envs x "
                  f"{s.num_steps} steps) on {device}")
-    for it in range(iterations):
-        if s.anneal_lr:
-            optimizer.param_groups[0]["lr"] = s.learning_rate * (1.0 - it / iterations)
-        with torch.no_grad():
-            for t in range(s.num_steps):
-                buf.obs[t] = next_obs
-                logits, value = policy(next_obs)
-                action = sample_actions(logits, gen)
-                buf.actions[t], buf.values[t] = action, value
-                buf.logprobs[t] = F.log_softmax(logits.float(), -1).gather(1, action[:, None])[:, 0]
-                next_obs, reward, terminated, truncated, infos = envs.step(action)
-                reward = reward.float()
-                tally.add(reward, terminated, terminated | truncated)
-                # A truncated episode did not end: its return goes on as the value of where it stopped.
-                final_value = policy.value(infos["final_obs"])
-                buf.rewards[t] = reward + s.gamma * final_value * (truncated & ~terminated)
-                buf.dones[t] = terminated | truncated
-            advantages, returns = compute_gae(buf.rewards, buf.values, buf.dones, policy.value(next_obs),
-                                              s.gamma, s.gae_lambda)
-        losses = _update(policy, optimizer, buf, advantages, returns, s, minibatch, gen,
-                         critic_only=it < s.critic_warmup)
-        episodes = tally.read()
-        now = time.monotonic()
-        record = {"iteration": it + 1, "steps": (it + 1) * batch, "seconds": round(now - start, 3), **episodes,
-                  **losses, "learning_rate": optimizer.param_groups[0]["lr"]}
-        history.append(record)
-        if writer is not None:
-            for key, value in record.items():
-                if key not in ("iteration", "steps") and value is not None:
-                    writer.add_scalar(f"ppo/{key}", value, record["steps"])
-        if on_iteration is not None:
-            on_iteration(policy, record)
-        if progress and (now - last_line >= every_s or it + 1 == iterations):
-            last_line = now
-            progress(_progress_line(label, record, iterations * batch) + (" (done)" if it + 1 == iterations else ""))
+    with StopSignals() as stop:
+        for it in range(iterations):
+            if s.anneal_lr:
+                optimizer.param_groups[0]["lr"] = s.learning_rate * (1.0 - it / iterations)
+            with torch.no_grad():
+                for t in range(s.num_steps):
+                    buf.obs[t] = next_obs
+                    logits, value = policy(next_obs)
+                    action = sample_actions(logits, gen)
+                    buf.actions[t], buf.values[t] = action, value
+                    buf.logprobs[t] = F.log_softmax(logits.float(), -1).gather(1, action[:, None])[:, 0]
+                    next_obs, reward, terminated, truncated, infos = envs.step(action)
+                    reward = reward.float()
+                    tally.add(reward, terminated, terminated | truncated)
+                    # A truncated episode did not end: its return goes on as the value of where it stopped.
+                    final_value = policy.value(infos["final_obs"])
+                    buf.rewards[t] = reward + s.gamma * final_value * (truncated & ~terminated)
+                    buf.dones[t] = terminated | truncated
+                advantages, returns = compute_gae(buf.rewards, buf.values, buf.dones, policy.value(next_obs),
+                                                  s.gamma, s.gae_lambda)
+            losses = _update(policy, optimizer, buf, advantages, returns, s, minibatch, gen,
+                             critic_only=it < s.critic_warmup)
+            episodes = tally.read()
+            now = time.monotonic()
+            record = {"iteration": it + 1, "steps": (it + 1) * batch, "seconds": round(now - start, 3), **episodes,
+                      **losses, "learning_rate": optimizer.param_groups[0]["lr"]}
+            history.append(record)
+            if writer is not None:
+                for key, value in record.items():
+                    if key not in ("iteration", "steps") and value is not None:
+                        writer.add_scalar(f"ppo/{key}", value, record["steps"])
+            if on_iteration is not None:
+                on_iteration(policy, record)
+            if progress and (now - last_line >= every_s or it + 1 == iterations):
+                last_line = now
+                done = " (done)" if it + 1 == iterations else ""
+                progress(_progress_line(label, record, iterations * batch) + done)
+            if stop.requested is not None and it + 1 < iterations:
+                # Asked to stop (SIGTERM, Ctrl-C): leave between iterations with the policy so far.
+                raise TrainingStopped(stop.requested, record["steps"], work=label, partial=(policy, history))
     return policy, history
 
 

@@ -36,6 +36,7 @@ from stable_baselines3.common.utils import LinearSchedule
 from worldsim.checks import output_folder, positive_int
 from worldsim.json_io import write_json
 from worldsim.runtime import resolve_device
+from worldsim.stop_signals import TrainingStopped
 from worldsim.zoo import resolve_checkpoint
 
 # Saved SB3 zips name their features extractor by this module's path: keep the classes importable here.
@@ -370,7 +371,16 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
         "tensorboard": "tb", "train_seconds": round(time.time() - start, 3),
     }
     write_json(out / INFO_FILE, info)
+    if "stopped_early" in info:
+        raise TrainingStopped(info["stopped_early"]["signal_number"], info["stopped_early"]["steps"], checkpoint=out,
+                              work=f"{algo} training")
     return {**info, "policy_path": str(out / info["policy"])}
+
+
+def stopped_early(folder: str | os.PathLike) -> bool:
+    """Whether the agent in `folder` was saved by a training that a stop signal cut short."""
+    info = agent_info_file(folder)
+    return info.is_file() and "stopped_early" in json.loads(info.read_text())
 
 
 def _train_sb3(env_id, where, algo, steps, out, checkpoint, num_envs, seed, device, features, hyperparams,
@@ -421,14 +431,21 @@ def _train_native(env_id, where, algo, steps, out, checkpoint, num_envs, seed, d
             if not isinstance(loaded, NativePolicy):
                 raise ValueError(f"init_from {str(init_from)!r} is not a native-ppo policy folder")
             initial = loaded.network
-        policy, history = train_ppo(envs, total_steps=int(steps), settings=settings, seed=seed, features=features,
-                                    progress=say, label=label, writer=writer, initial=initial, keep_critic=keep_critic)
+        stopped = {}
+        try:
+            policy, history = train_ppo(envs, total_steps=int(steps), settings=settings, seed=seed, features=features,
+                                        progress=say, label=label, writer=writer, initial=initial,
+                                        keep_critic=keep_critic)
+        except TrainingStopped as e:      # a stop signal: the policy so far is saved, marked as such
+            (policy, history), stopped = e.partial, {"stopped_early": {"signal_number": e.signal_number,
+                                                                       "steps": e.step}}
         save_policy(policy, out)
     finally:
         writer.close()
         envs.close()
     return {"num_timesteps": history[-1]["steps"], "hyperparams": dataclasses.asdict(settings),
-            "device": str(envs.device), "policy": WEIGHTS_FILE, "network": policy.spec(), "history": history}
+            "device": str(envs.device), "policy": WEIGHTS_FILE, "network": policy.spec(), "history": history,
+            **stopped}
 
 
 def agent_info_file(policy: str | os.PathLike) -> Path:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from train.learn import FROM_EXPLORER_CRITIC_WARMUP, LearnConfig, LearnError, Learner, learn
-from train.stop_signals import TrainingStopped
+from worldsim.stop_signals import TrainingStopped
 
 torch.set_num_threads(1)
 
@@ -69,7 +69,8 @@ class Killed(Exception):
     pass
 
 
-@pytest.mark.parametrize("where", ["between_phases", "inside_model_training", "stop_signal"])
+@pytest.mark.parametrize("where", ["between_phases", "inside_model_training", "stop_signal",
+                                   "stop_signal_in_agent_training"])
 def test_a_killed_run_continues_exactly(tmp_path, monkeypatch, where):
     quick = settings(real_steps=1000, initial_episodes=10, dream_steps=2048, eval_episodes=6)
     straight = learn(quick, tmp_path / "straight", progress=None)
@@ -91,6 +92,16 @@ def test_a_killed_run_continues_exactly(tmp_path, monkeypatch, where):
                 raise Killed
             return original(self, win)
         monkeypatch.setattr(Trainer, "train_step", train_step)
+    elif where == "stop_signal_in_agent_training":    # SIGTERM after round 1's agent's first PPO update
+        import agents.ppo
+        update, calls = agents.ppo._update, []
+
+        def _update(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return update(*args, **kwargs)
+        monkeypatch.setattr(agents.ppo, "_update", _update)
     else:                               # SIGTERM at step 43, between checkpoints (every 20)
         from train.trainer import Trainer
         original = Trainer.train_step
@@ -101,8 +112,10 @@ def test_a_killed_run_continues_exactly(tmp_path, monkeypatch, where):
                 os.kill(os.getpid(), signal.SIGTERM)
             return stats
         monkeypatch.setattr(Trainer, "train_step", train_step)
-    with pytest.raises(TrainingStopped if where == "stop_signal" else Killed):
+    with pytest.raises(TrainingStopped if where.startswith("stop_signal") else Killed):
         learn(quick, tmp_path / "split", progress=None)
+    if where == "stop_signal_in_agent_training":     # the agent so far is kept, marked: learn trains it again
+        assert json.loads((tmp_path / "split" / "round-01" / "agent" / "agent.json").read_text())["stopped_early"]
     if where == "stop_signal":
         assert (tmp_path / "split" / "round-01" / "model_run" / "checkpoints" / "checkpoint-00000043").is_dir()
     monkeypatch.undo()

@@ -286,3 +286,36 @@ def test_the_real_torch_env_registers_the_minigrid_ids_itself():
     code = ("from agents.torch_envs import RealTorchVecEnv; "
             "assert RealTorchVecEnv('MiniGrid-Empty-5x5-v0', 2).single_observation_space.shape == (7, 7, 3)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_stop_signal_saves_the_policy_so_far_and_says_where_it_stopped(tmp_path, capsys, monkeypatch):
+    import argparse
+    import os
+    import signal
+
+    import agents.ppo
+    from agents.training import stopped_early
+
+    update = agents.ppo._update
+    calls = []
+
+    def update_then_ctrl_c(*args, **kwargs):       # Ctrl-C while the second iteration updates
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return update(*args, **kwargs)
+
+    monkeypatch.setattr(agents.ppo, "_update", update_then_ctrl_c)
+    parser = argparse.ArgumentParser()
+    add_agent_parser(parser.add_subparsers(dest="command"))
+    out = tmp_path / "a"
+    args = parser.parse_args(["agent", "train", "--env", REAL_ID, "--algo", "native-ppo", "--steps", "128",
+                              "--num-envs", "2", "--out", str(out), "--hyperparams", "num_steps=16,minibatch_size=8",
+                              "--quiet"])
+    assert args.run(args) == 130
+    assert len(calls) == 2                          # it left after that iteration, not at the end
+    assert f"native-ppo training stopped by SIGINT at step 64; saved in {out}" in capsys.readouterr().err
+    info = json.loads((out / "agent.json").read_text())
+    assert info["stopped_early"]["steps"] == 64 and info["num_timesteps"] == 64 and stopped_early(out)
+    policy, _ = load_policy(out, device="cpu")      # the policy so far is a usable one
+    assert isinstance(policy, NativePolicy)

@@ -22,13 +22,13 @@ from train.evaluation import GAP_BUCKETS, gap_bucket, rollout_metrics, teacher_f
 from train.losses import aux_valid
 from train.modules import parameter_groups
 from train.run_folder import latest_checkpoint, list_checkpoints
-from train.stop_signals import StopSignals, TrainingStopped
 from train.train_cli import add_train_parser
 from train.trainer import Trainer
 from train.training_data import TrainingData
 from train.windows import WindowSampler, gather_windows
 from worldsim import WorldModel
 from worldsim.data.stream import stream_from_episodes
+from worldsim.stop_signals import StopSignals, TrainingStopped
 
 torch.set_num_threads(1)
 
@@ -538,7 +538,8 @@ def test_command_line_stopped_by_ctrl_c_says_how_to_continue(tmp_path, capsys, m
                  "--rollout-episodes", "0", *tiny])
     err = capsys.readouterr().err
     assert code == 130, err
-    assert f"stopped by SIGINT at step 2; checkpoint saved in {run / 'checkpoints' / 'checkpoint-00000002'}" in err
+    assert (f"world model's training stopped by SIGINT at step 2; saved in "
+            f"{run / 'checkpoints' / 'checkpoint-00000002'}") in err
     assert err.strip().endswith(f"continue with --resume {run}")
     monkeypatch.undo()
     assert _cli(["train", "--resume", str(run), "--num-threads", "1"]) == 0

@@ -412,11 +412,12 @@ class Learner:
         every step, or with `explore_bonus_once` on frames new to its episode only) and
         `explore_novelty` per frame new to its episode, and `explore_interactions` / sqrt(1 + count) per
         interaction new to its episode, counted over the real data so far."""
-        from agents.training import NATIVE_PPO, agent_info_file, train_agent
+        from agents.training import NATIVE_PPO, agent_info_file, stopped_early, train_agent
 
         c = self.config
         agent_dir = self.round_dir(k) / role
-        if agent_info_file(agent_dir).is_file():
+        # Done, unless a stop signal cut it short: then it trains again from its start, as a straight run would.
+        if agent_info_file(agent_dir).is_file() and not stopped_early(agent_dir):
             return agent_dir
         exploring = role == "explorer"
         # Where the network starts: fresh, the last round's network of the same role, or (the agent with

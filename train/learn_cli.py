@@ -6,9 +6,10 @@ import argparse
 import dataclasses
 import sys
 
+from worldsim.stop_signals import TrainingStopped
+
 from .flags import add_dataclass_flags
 from .learn import LearnConfig, LearnError, learn
-from .stop_signals import TrainingStopped
 
 LEARN_HELP = {
     "real_steps": "budget of real env steps for training data; rounds stop once they have used it",
@@ -90,7 +91,7 @@ def run_learn_command(args: argparse.Namespace) -> int:
         config = LearnConfig(env_id=args.env, **settings)
         learn(config, args.out)
     except TrainingStopped as e:
-        print(f"worldsim learn: the world model's training {e}; run the same command to continue", file=sys.stderr)
+        print(f"worldsim learn: {e}; run the same command to continue", file=sys.stderr)
         return e.exit_code
     except (LearnError, ValueError) as e:
         print(f"worldsim learn: error: {e}", file=sys.stderr)

@@ -20,12 +20,12 @@ from pathlib import Path
 from worldsim import CheckpointError, WorldModelConfig
 from worldsim.checkpoint import NoSpaceError
 from worldsim.data.stream import StreamError
+from worldsim.stop_signals import TrainingStopped
 
 from . import distributed
 from .config import DATA_FIELDS, TrainConfig, TrainError, format_curriculum, parse_curriculum
 from .flags import add_dataclass_flags
 from .run_folder import METRICS_FILE, MODEL_DIR, read_metrics
-from .stop_signals import TrainingStopped
 from .trainer import Trainer
 
 

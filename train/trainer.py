@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from worldsim import WorldModel, runtime
+from worldsim.stop_signals import StopSignals, TrainingStopped
 
 from . import distributed, run_folder
 from .config import Curriculum, TrainConfig, TrainError, as_config, lr_at
@@ -49,7 +50,6 @@ from .evaluation import Meter, dream_temperature, held_out_metrics, legal_tokens
 from .losses import aux_reconstruction_loss, aux_valid, prediction_losses, time_weights
 from .modules import AuxHead, parameter_groups
 from .own_errors import corrupt_frames, self_forced_frames, self_forcing_probability
-from .stop_signals import StopSignals, TrainingStopped
 from .training_data import DataSource, auto_done_pos_weight, check_fits, load_data, model_config_for
 from .windows import Window, WindowSampler
 
@@ -418,7 +418,7 @@ class Trainer:
             saved = self._last_saved == self.step
             checkpoint = run_folder.latest_checkpoint(self.out) if saved else self.save_checkpoint()
         distributed.barrier(self.dist)
-        return TrainingStopped(signal_number, self.step, checkpoint)
+        return TrainingStopped(signal_number, self.step, checkpoint, work="the world model's training")
 
     def _evaluate_and_log(self, log: run_folder.RunLog | None) -> dict[str, float]:
         self._last_eval = self.step

@@ -9,13 +9,15 @@ import threading
 
 
 class TrainingStopped(Exception):
-    """Training left early on a stop signal, after saving a checkpoint at `step` (when it has a run folder)."""
+    """Training (`work`) left early on a stop signal at `step`, after saving what it had in `checkpoint`
+    (None: nowhere to save). `partial`: what the loop had made, for a caller that saves it."""
 
-    def __init__(self, signal_number: int, step: int, checkpoint=None):
-        self.signal_number, self.step, self.checkpoint = signal_number, step, checkpoint
+    def __init__(self, signal_number: int, step: int, checkpoint=None, work: str = "training", partial=None):
+        self.signal_number, self.step, self.checkpoint, self.work = signal_number, step, checkpoint, work
+        self.partial = partial
         name = signal.Signals(signal_number).name
-        where = f"checkpoint saved in {checkpoint}" if checkpoint is not None else "no run folder, nothing saved"
-        super().__init__(f"stopped by {name} at step {step}; {where}")
+        where = f"saved in {checkpoint}" if checkpoint is not None else "nothing saved"
+        super().__init__(f"{work} stopped by {name} at step {step}; {where}")
 
     @property
     def exit_code(self) -> int:
