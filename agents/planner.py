@@ -174,6 +174,7 @@ class Planner:
         state by (f_t, action). Calls reset(obs) first if the planner was never reset."""
         if self.state is None:
             self.reset(obs)
+        self._check_single("act")
         frame = self._encode(obs)
         action = int(self.act_rows(frame[None], torch.zeros(1, dtype=torch.long, device=self.device))[0])
         self._single_plan()
@@ -196,8 +197,7 @@ class Planner:
     def plan(self, frame: torch.Tensor) -> int:
         """The first action of the best sequence from the current frame f_t [H, W] (on the device),
         branching from the tracking state of a single tracked episode, which is left untouched."""
-        if self.state is None:
-            raise RuntimeError("call reset() before plan()")
+        self._check_single("plan")
         action = int(self._plan(self.state, frame[None], torch.zeros(1, dtype=torch.long, device=self.device))[0])
         self._single_plan()
         return action
@@ -239,6 +239,13 @@ class Planner:
         self.last_plan = {"return": best_return, "sequence": best_seq, "probs": probs if c.optimizer == "cem" else None}
         return best_seq[:, 0]
 
+    def _check_single(self, method: str) -> None:
+        if self.state is None:
+            raise RuntimeError(f"call reset() before {method}()")
+        if self.state.batch_size != 1:
+            raise RuntimeError(f"{method}() serves a single tracked episode; this planner tracks "
+                               f"{self.state.batch_size} (track()): use act_rows()")
+
     def _single_plan(self) -> None:
         """last_plan of a single episode's step as plain values: its best return, sequence and CEM distribution."""
         p = self.last_plan
@@ -253,12 +260,14 @@ class Planner:
     def rollout(self, frame: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Predicted returns [P] of action sequences [P, horizon] from frame f_t [H, W] of a single
         tracked episode: one batched model step per horizon step, branching from a copy of its state."""
+        self._check_single("rollout")
         return self._branches(self.state, frame[None], len(actions), lambda k, _: actions[:, k])[1][0]
 
     @torch.no_grad()
     def rollout_agent(self, frame: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """n branches of a single tracked episode in which the agent's policy acts on the frames the
         model predicts: (the actions it took [n, horizon], their predicted returns [n])."""
+        self._check_single("rollout_agent")
         taken, returns = self._agent_branches(self.state, frame[None], n)
         return taken[0], returns[0]
 

@@ -390,3 +390,14 @@ def test_the_plan_command_scores_the_planner_and_writes_its_report(tmp_path, cap
 def test_the_plan_command_refuses_bad_input_by_name(argv, message, capsys):
     assert _agent_command(["plan", *argv, "--device", "cpu"]) == 1
     assert message in capsys.readouterr().err
+
+
+def test_the_single_episode_methods_refuse_a_planner_that_tracks_several():
+    planner = Planner(tiny_minigrid_model(), config=PlannerConfig(**SMALL), device="cpu")
+    env = gym.make(ENV_ID)
+    obs, _ = env.reset(seed=0)
+    with pytest.raises(RuntimeError, match=r"call reset\(\) before plan\(\)"):
+        planner.plan(planner._encode(obs))
+    planner.track(2)
+    with pytest.raises(RuntimeError, match=r"act\(\) serves a single tracked episode; this planner tracks 2"):
+        planner.act(obs)
