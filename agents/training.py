@@ -288,7 +288,8 @@ def train_agent(env_id: str, where: str = "dream", algo: str = "ppo", steps: int
     None: the model shipped for `env_id`) or the real env `env_id`.
 
     Writes the policy (SB3: out/policy.zip; native-ppo: out/policy.safetensors), out/agent.json and
-    TensorBoard logs in out/tb; returns agent.json's contents (plus "policy_path"). `hyperparams`
+    TensorBoard logs in out/tb; returns agent.json's contents (plus "policy_path"). The native PPO stopped
+    by SIGTERM or Ctrl-C saves the policy so far (agent.json: "stopped_early") and raises TrainingStopped. `hyperparams`
     override the defaults (DEFAULT_HYPERPARAMS[algo]; 'lin_X' for an SB3 learning rate or clip range
     decaying linearly from X to 0; native-ppo: the fields of agents.ppo.PPOSettings). `num_envs`
     defaults to 8 (SB3, rl-baselines3-zoo) or 16 (native-ppo). `device` is used by both the policy
