@@ -74,3 +74,14 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def ctrl_c_delivered():
+    """SIGINT handled as in a terminal for the test's duration: a test run in the background (CI, nohup)
+    starts with SIGINT ignored, and a stop signal the process ignores stays ignored."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)

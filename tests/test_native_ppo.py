@@ -288,7 +288,8 @@ def test_the_real_torch_env_registers_the_minigrid_ids_itself():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_a_stop_signal_saves_the_policy_so_far_and_says_where_it_stopped(tmp_path, capsys, monkeypatch):
+def test_a_stop_signal_saves_the_policy_so_far_and_says_where_it_stopped(tmp_path, capsys, monkeypatch,
+                                                                         ctrl_c_delivered):
     import argparse
     import os
     import signal

@@ -205,13 +205,25 @@ def test_a_stop_signal_saves_a_checkpoint_and_the_resumed_run_matches_one_never_
         torch.testing.assert_close(wb[k], wa[k], rtol=1e-6, atol=1e-7)
 
 
-def test_a_second_ctrl_c_interrupts_at_once():
+def test_a_second_ctrl_c_interrupts_at_once(ctrl_c_delivered):
     with StopSignals() as stop:
         os.kill(os.getpid(), signal.SIGINT)
         assert stop.requested == signal.SIGINT
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_signal_the_process_ignores_stays_ignored():
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with StopSignals() as stop:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGINT)
+            assert stop.requested is None
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def test_metrics_logged_after_the_last_checkpoint_are_dropped_on_resume(tmp_path):
@@ -526,7 +538,7 @@ def test_command_line_trains_and_resumes_on_a_collected_dataset(tmp_path, capsys
     assert json.loads((tmp_path / "run2" / "train_config.json").read_text())["train"]["batch_size"] == 1
 
 
-def test_command_line_stopped_by_ctrl_c_says_how_to_continue(tmp_path, capsys, monkeypatch):
+def test_command_line_stopped_by_ctrl_c_says_how_to_continue(tmp_path, capsys, monkeypatch, ctrl_c_delivered):
     _signal_self_after_step(monkeypatch, 2, signal.SIGINT)
     run = tmp_path / "run"
     tiny = [f"--model.{k}={v}" for k, v in TINY.items()]

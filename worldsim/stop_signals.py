@@ -28,7 +28,7 @@ class TrainingStopped(Exception):
 class StopSignals:
     """Context manager: while inside, SIGTERM and a first SIGINT only record `requested` (the signal
     number). Handlers can be installed from the main thread alone; elsewhere this does nothing and
-    signals keep their usual effect."""
+    signals keep their usual effect. A signal the process ignores is left ignored."""
 
     HANDLED = (signal.SIGTERM, signal.SIGINT)
 
@@ -44,7 +44,9 @@ class StopSignals:
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():
             for number in self.HANDLED:
-                self._previous[number] = signal.signal(number, self._on_signal)
+                # A signal the process ignores (SIGINT in a background job) stays ignored.
+                if signal.getsignal(number) is not signal.SIG_IGN:
+                    self._previous[number] = signal.signal(number, self._on_signal)
         return self
 
     def __exit__(self, *exc) -> None:
