@@ -46,8 +46,9 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -433,9 +434,6 @@ def evaluate_planner(checkpoint, env_id: str, episodes: int = 100, seed: int = 0
     episodes (episode i reset with seed seed + i, `batch` planned at once): agents.evaluation's report
     (success with its Wilson interval, return, lengths, per episode) plus the planner's settings and
     seconds per episode; with `out`, also written as JSON."""
-    import time
-    from dataclasses import asdict
-
     from .evaluation import episodes_summary, write_result
 
     positive_int("episodes", episodes)

@@ -217,11 +217,16 @@ def test_bad_input_is_named(tmp_path):
         evaluate_policy(tmp_path, REAL_ID, episodes=1)
 
 
-def test_cli_selects_native_ppo(tmp_path, capsys):
+def agent_command_parser():
     import argparse
 
     parser = argparse.ArgumentParser()
     add_agent_parser(parser.add_subparsers(dest="command"))
+    return parser
+
+
+def test_cli_selects_native_ppo(tmp_path, capsys):
+    parser = agent_command_parser()
     out = tmp_path / "a"
     args = parser.parse_args(["agent", "train", "--env", REAL_ID, "--algo", "native-ppo", "--steps", "32",
                               "--num-envs", "2", "--out", str(out), "--hyperparams", "num_steps=16,minibatch_size=8",
@@ -290,7 +295,6 @@ def test_the_real_torch_env_registers_the_minigrid_ids_itself():
 
 def test_a_stop_signal_saves_the_policy_so_far_and_says_where_it_stopped(tmp_path, capsys, monkeypatch,
                                                                          ctrl_c_delivered):
-    import argparse
     import os
     import signal
 
@@ -307,8 +311,7 @@ def test_a_stop_signal_saves_the_policy_so_far_and_says_where_it_stopped(tmp_pat
         return update(*args, **kwargs)
 
     monkeypatch.setattr(agents.ppo, "_update", update_then_ctrl_c)
-    parser = argparse.ArgumentParser()
-    add_agent_parser(parser.add_subparsers(dest="command"))
+    parser = agent_command_parser()
     out = tmp_path / "a"
     args = parser.parse_args(["agent", "train", "--env", REAL_ID, "--algo", "native-ppo", "--steps", "128",
                               "--num-envs", "2", "--out", str(out), "--hyperparams", "num_steps=16,minibatch_size=8",

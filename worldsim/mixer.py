@@ -167,12 +167,11 @@ class BlockwiseMamba2(nn.Module):
         xbc, new_conv_state = self._conv(xbc, history, None)
         conv_state.copy_(new_conv_state.unflatten(0, (batch, nb)))
         xs, dt, B, C = self._scan_inputs(xbc, dt, real)
-        # A contiguous state is stepped through a view, in place; any other through a copy written
-        # back. (A static test, unlike comparing data pointers, which would break a compiled graph.)
-        contiguous = ssm_state.is_contiguous()
-        flat_ssm = ssm_state.view(batch * nb, *ssm_state.shape[2:]) if contiguous else ssm_state.flatten(0, 1).clone()
+        flat_ssm = ssm_state.flatten(0, 1)      # a view of a contiguous state: stepped in place
         y = ssd_step(xs, dt, -torch.exp(self.A_log.float()), B, C, flat_ssm, carried_blocks,
                      backend=self.config.backend)
-        if not contiguous:
+        # Any other state may have been copied by flatten: write the result back. (A static test, unlike
+        # comparing data pointers, which would break a compiled graph.)
+        if not ssm_state.is_contiguous():
             ssm_state.copy_(flat_ssm.unflatten(0, (batch, nb)))
         return self._output(y, xs, z, batch)
