@@ -67,7 +67,7 @@ def test_transition_kinds_say_what_the_agent_faces_and_carries():
     import gymnasium as gym
     import minigrid  # noqa: F401
 
-    from benchmarks.fidelity import transition_kind
+    from train.replay import transition_kind
     env = gym.make("MiniGrid-Unlock-v0")
     env.reset(seed=0)
     u = env.unwrapped

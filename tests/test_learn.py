@@ -52,7 +52,7 @@ def test_learns_from_random_data_and_counts_every_real_step_once(tmp_path):
     # Where the time went: every phase of a round, the collection that fed it included.
     assert set(start["phase_seconds"]) == {"evaluate"}
     for r in records[1:]:
-        assert set(r["phase_seconds"]) == {"collect", "world_model", "agent", "evaluate"}, r
+        assert set(r["phase_seconds"]) == {"collect", "world_model", "agent", "evaluate", "replay"}, r
         assert all(t >= 0 for t in r["phase_seconds"].values())
     assert records[1]["phase_seconds"]["world_model"] > 0
     # Each round's agent is also scored in its own dream from the same held-out seeds: the optimism gap.
@@ -63,6 +63,20 @@ def test_learns_from_random_data_and_counts_every_real_step_once(tmp_path):
         assert dream["where"] == "dream" and dream["seeds"] == real["seeds"]
         assert r["dream_eval_success"] == dream["success_rate"]
         assert r["optimism_gap"] == pytest.approx(dream["success_rate"] - r["real_success"])
+    # ... and its world model open loop: real actions of the first held-out seeds replayed in its dream.
+    assert start["replay"] is None
+    for r in records[1:]:
+        saved = json.loads((tmp_path / "run" / f"round-{r['round']:02d}" / "eval_replay.json").read_text())
+        real = json.loads((tmp_path / "run" / f"round-{r['round']:02d}" / "eval_real.json").read_text())
+        assert saved["seeds"] == [real["seeds"][0], real["seeds"][0] + 15] and saved["horizon"] == 128
+        for name in ("random", "agent"):
+            row = saved["policies"][name]
+            assert r["replay"][name]["cell_accuracy"] == {s: v["cell_accuracy"] for s, v in row["by_step"].items()}
+            assert 0 < row["steps_replayed"] <= 16 * 128
+        # Random play on Empty-5x5 lasts up to 100 steps: replayed to step 64, not 128.
+        assert set(r["replay"]["random"]["cell_accuracy"]) == {"1", "16", "64"}
+    # A model trained on this data predicts the first replayed frame of random play almost exactly.
+    assert records[-1]["replay"]["random"]["cell_accuracy"]["1"] >= 0.95, records[-1]["replay"]
 
 
 class Killed(Exception):
@@ -143,6 +157,8 @@ def test_a_killed_run_continues_exactly(tmp_path, monkeypatch, where):
     ("explore_novelty", -1.0, "explore_novelty must be a finite number >= 0 .*got -1.0"),
     ("explore_novelty", float("nan"), "explore_novelty must be a finite number"),
     ("gpus", 0, "gpus"),
+    ("replay_episodes", -1, "replay_episodes"),
+    ("replay_horizon", 0, "replay_horizon"),
 ])
 def test_bad_settings_are_refused_by_name(field, value, message):
     with pytest.raises(LearnError, match=message):
@@ -188,7 +204,7 @@ def test_an_explorer_with_the_bonus_collects_its_share_and_the_scored_agent_neve
         EpisodeDataset(run / "round-01" / "data").manifest["totals"]["steps"]            # its steps are counted
     trained_on = json.loads((run / "round-02" / "model_run" / "train_config.json").read_text())["data"]
     assert trained_on["train_episodes"] + trained_on["eval_episodes"] == 20 + 6 + 4       # the explorer's too
-    assert set(records[2]["phase_seconds"]) == {"explorer", "collect", "world_model", "agent", "evaluate"}
+    assert set(records[2]["phase_seconds"]) == {"explorer", "collect", "world_model", "agent", "evaluate", "replay"}
 
 
 def test_either_bonus_alone_makes_an_explorer():

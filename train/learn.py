@@ -66,7 +66,9 @@ EXPLORE_DATA = "explore_data"        # a round's episodes collected by the explo
 PHASE_SECONDS_FILE = "phase_seconds.json"    # per round: wall seconds each phase took, for where time goes
 PHASE_NAMES = {"collect": "collecting real episodes", "world_model": "training the world model",
                "explorer": "training the explorer in the dream", "agent": "training the agent in the dream",
-               "evaluate": "scoring on the held-out seeds"}     # as progress lines say them
+               "evaluate": "scoring on the held-out seeds",
+               "replay": "replaying real actions open loop in its dream"}     # as progress lines say them
+REPLAY_FILE = "eval_replay.json"     # per round: real actions replayed in the round's dream (train.replay)
 # Held-out evaluation seeds: far from the collection seeds (0, 1, 2, ...), so no evaluated layout is trained on.
 EVAL_SEED = 1_000_000
 DREAM_VIEWS = ("world", "ego")                         # collect's views a dream runs on (the map view is not one)
@@ -132,6 +134,8 @@ class LearnConfig:
     #                                      counted over the real data so far (all three 0: no explorer)
     explore_share: float = 0.5           # ... and it collects this share of each round's episodes
     eval_episodes: int = 100
+    replay_episodes: int = 16            # real episodes (random play, and the agent's) replayed in each round's
+    replay_horizon: int = 128            # ... dream for this many steps: its open-loop fidelity (0: not scored)
     stop_at_success: float = 0.0         # stop once a round's real success reaches this (0: spend the whole budget)
     view: str = "world"                  # what a frame records (collect's --view): the whole grid, or "ego"
     seed: int = 0
@@ -149,9 +153,9 @@ class LearnConfig:
                              "its grid. For an env of images, run collect --tokenizer, train and agent train --starts "
                              "(as scripts/gpu_crafter.sh does)")
         for name in ("real_steps", "initial_episodes", "round_episodes", "model_steps", "finetune_steps",
-                     "dream_steps", "dream_envs", "eval_episodes", "gpus"):
+                     "dream_steps", "dream_envs", "eval_episodes", "gpus", "replay_episodes", "replay_horizon"):
             try:
-                positive_int(name, getattr(self, name))
+                positive_int(name, getattr(self, name), allow_zero=name == "replay_episodes")
             except ValueError as e:
                 raise LearnError(str(e)) from None
         if self.seed < 0:
@@ -250,7 +254,8 @@ class LearnConfig:
 # Settings added to LearnConfig after run folders were made: the value such a folder ran with.
 SETTINGS_ADDED_LATER = {"dream_state_starts": 0.0, "explore_bonus": 0.0, "explore_share": 0.5, "explore_novelty": 0.0,
                         "explore_bonus_once": False, "explore_interactions": 0.0, "agent_from_explorer": False,
-                        "explorer_until_reward": False, "stop_at_success": 0.0, "gpus": 1}
+                        "explorer_until_reward": False, "stop_at_success": 0.0, "gpus": 1, "replay_episodes": 0,
+                        "replay_horizon": 128}
 
 
 def _settings_added_later(saved: dict[str, Any]) -> dict[str, Any]:
@@ -462,6 +467,29 @@ class Learner:
                 **({"checkpoint": str(model_dir)} if place == "dream" else {}))
         return {**results["real"], **({"dream": results["dream"]} if "dream" in results else {})}
 
+    def replay(self, k: int, model_dir: Path, agent_dir: Path) -> dict[str, Any]:
+        """Round k's world model, open loop: the real actions of episodes from the first held-out seeds,
+        played by the random policy (long episodes of the kind round 0's data holds) and by the round's
+        agent (where it goes), replayed in its dream with the dream's own decoder."""
+        from worldsim.simulator import Simulator
+
+        from .replay import real_episodes, replay_in_dream
+
+        path = self.round_dir(k) / REPLAY_FILE
+        if path.is_file():
+            return json.loads(path.read_text())
+        c = self.config
+        sim = Simulator.from_checkpoint(model_dir, device=c.device)
+        seeds = [EVAL_SEED + c.seed * 10_000 + i for i in range(c.replay_episodes)]
+        result: dict[str, Any] = {"episodes": c.replay_episodes, "horizon": c.replay_horizon,
+                                  "temperature": sim.temperature, "seeds": [seeds[0], seeds[-1]], "policies": {}}
+        for name, spec in (("random", "random"), ("agent", str(agent_dir))):
+            # Real episodes end at the horizon: nothing after it is replayed.
+            episodes = real_episodes(c.env_id, spec, seeds, sim.codec, sim.num_actions, c.replay_horizon)
+            result["policies"][name] = replay_in_dream(sim, episodes, c.replay_horizon, seed=c.seed)
+        write_json(path, result)
+        return json.loads(path.read_text())       # as a resumed run reads it (JSON's string keys)
+
     # ---- the loop ----
 
     def run(self) -> list[dict[str, Any]]:
@@ -481,7 +509,9 @@ class Learner:
             agent_dir = self.timed(k, "agent", lambda: self.train_agent(k, model_dir)) \
                 if explorer is None or not c.explorer_until_reward or self.data_pays(k) else explorer
             result = self.timed(k, "evaluate", lambda: self.evaluate(k, agent_dir, model_dir))
-            record = self._record(k, used, model_dir, agent_dir, result, time.time() - start)
+            replay = self.timed(k, "replay", lambda: self.replay(k, model_dir, agent_dir)) \
+                if c.replay_episodes else None
+            record = self._record(k, used, model_dir, agent_dir, result, time.time() - start, replay)
             records.append(record)
             self._write_metrics(records)
             self.say_round(k, f"{used:,} real steps, real success {record['real_success']:.3f} "
@@ -490,6 +520,9 @@ class Learner:
                            f"in its dream {record['dream_eval_success']:.3f} (gap {record['optimism_gap']:+.3f})"
                            + ("; no reward in the data yet, so the agent is the explorer"
                               if agent_dir == explorer else ""))
+            if replay is not None:
+                self.say_round(k, "real actions replayed open loop in its dream, cell accuracy: "
+                               + "; ".join(f"{name} {_replay_line(row)}" for name, row in replay["policies"].items()))
             if used >= c.real_steps:
                 break
             if c.stop_at_success and record["real_success"] >= c.stop_at_success:
@@ -511,7 +544,7 @@ class Learner:
     def env_actions(self) -> int:
         return int(read_manifest(self.round_dir(0) / "data")["num_actions"])
 
-    def _record(self, k, used, model_dir, agent_dir, result, seconds) -> dict[str, Any]:
+    def _record(self, k, used, model_dir, agent_dir, result, seconds, replay=None) -> dict[str, Any]:
         """Round k's line of metrics.jsonl (round 0: the uniform random policy, before any learning)."""
         info = json.loads((agent_dir / "agent.json").read_text()) if agent_dir is not None else {}
         # What fed this round came from the last: its collection, and its explorer unless this round's
@@ -533,6 +566,13 @@ class Learner:
             "optimism_gap": result["dream"]["success_rate"] - result["success_rate"] if "dream" in result else None,
             "model_acc": evals[-1].get("eval/acc") if evals else None,
             "model_rollout_acc": evals[-1].get("rollout/acc") if evals else None,
+            # Real actions replayed open loop in this round's dream, by policy: cell accuracy and the
+            # exact-frame rate at the reported steps, and the median first step that differs.
+            "replay": None if replay is None else {
+                name: {"cell_accuracy": {s: v["cell_accuracy"] for s, v in row["by_step"].items()},
+                       "exact_frame": {s: v["exact_frame"] for s, v in row["by_step"].items()},
+                       "median_first_divergence": row["median_first_divergence"]}
+                for name, row in replay["policies"].items()},
             "wall_seconds_this_process": round(seconds, 1),
             # this round's world model, agent and evaluation, and what fed it: round k-1's collection
             # (and the explorer trained for it)
@@ -561,6 +601,17 @@ class Learner:
                     "model_acc", "model_rollout_acc"):
                 if last[key] is not None:
                     writer.add_scalar(f"learn/{key}", last[key], global_step=last["real_steps"])
+            for name, row in (last.get("replay") or {}).items():
+                for step, accuracy in row["cell_accuracy"].items():
+                    writer.add_scalar(f"learn/replay_{name}_cell_accuracy_at_{step}", accuracy,
+                                      global_step=last["real_steps"])
+
+
+def _replay_line(row: dict[str, Any]) -> str:
+    """'0.998 at step 1, 0.981 at step 128' from one policy's replay_in_dream result."""
+    shown = [(int(s), v["cell_accuracy"]) for s, v in row["by_step"].items()]
+    shown = [shown[0], shown[-1]] if len(shown) > 1 else shown
+    return ", ".join(f"{acc:.3f} at step {s}" for s, acc in shown) or "no step replayed"
 
 
 def learn(config: LearnConfig | dict, out: str | Path, progress: Callable[[str], None] | None = print) -> list[dict]:

@@ -60,6 +60,10 @@ LEARN_HELP = {
                           "it cannot earn it again and again by repeating one step the model is unsure of",
     "explore_share": "share of each round's episodes the explorer collects, between 0 and 1",
     "eval_episodes": "real episodes on held-out seeds scoring each round's agent (not training data)",
+    "replay_episodes": "real episodes from the first held-out seeds, played by the random policy and by the "
+                       "round's agent, whose actions are replayed open loop in the round's dream: its per-cell "
+                       "accuracy against the real frames, step by step (0: not scored)",
+    "replay_horizon": "steps of each replayed episode",
     "view": "what a frame records: 'world', the whole grid (the dream starts from the real layout), or 'ego', "
             "the agent's own view (the dream imagines the rest)",
     "seed": "seed of the whole run",
@@ -74,8 +78,8 @@ def add_learn_parser(subparsers, help: str | None = None) -> argparse.ArgumentPa
         "train a world model on all the data (warm-started), train the native PPO in its dream, score the agent "
         "in the real env on held-out seeds and collect more episodes with it, until the budget of real steps is "
         "spent. Writes OUT/metrics.jsonl (one line per round: real steps used, real success with its interval, "
-        "success in its own dream from the same seeds and the optimism gap, the model's held-out accuracy, the "
-        "seconds each phase took), OUT/curve.svg and TensorBoard logs in OUT/tb. "
+        "success in its own dream from the same seeds and the optimism gap, the model's held-out accuracy, its "
+        "open-loop accuracy on replayed real actions, the seconds each phase took), OUT/curve.svg and TensorBoard logs in OUT/tb. "
         "Run again on the same OUT to continue a stopped run.")
     p.add_argument("--env", required=True, help="real env id, e.g. MiniGrid-DoorKey-8x8-v0")
     p.add_argument("--out", required=True, help="run folder (created, or continued when it holds this run)")
