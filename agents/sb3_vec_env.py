@@ -74,7 +74,10 @@ class DreamSB3VecEnv(VecEnv):
         return self._obs(obs)
 
     def step_async(self, actions: np.ndarray) -> None:
-        self._actions = np.asarray(actions).reshape(self.num_envs).astype(np.int64)
+        if isinstance(self.env.single_action_space, spaces.Box):     # SB3 clips them to the box itself
+            self._actions = np.asarray(actions, dtype=np.float32).reshape(self.num_envs, -1)
+        else:
+            self._actions = np.asarray(actions).reshape(self.num_envs).astype(np.int64)
 
     def step_wait(self):
         obs, rewards, terminated, truncated, infos = self.env.step(self._actions)

@@ -41,6 +41,7 @@ from envs.images.sources import as_image_env
 from envs.memory_maze import MemoryMazeEnv
 from envs.minigrid import MiniGridCodec, MiniGridMapCodec, MiniGridWorldCodec
 from envs.minigrid.world_view import world_grid
+from worldsim.actions import ActionBox
 from worldsim.checks import positive_int
 from worldsim.data.dataset import DatasetWriter, Episode, frame_dtype
 
@@ -150,6 +151,7 @@ class EnvFacts:
     is_minigrid: bool
     view: str                       # the view recorded (an env of images: "rgb", its images)
     walkable: bool = False          # Memory Maze: its info gives the maze and the ball's pose, the walks steer by them
+    action_box: ActionBox | None = None   # an env of Box actions (num_actions 0): their bounds
 
 
 def inspect_env(env_id: str, max_steps: int | None = None, view: str | None = None,
@@ -159,7 +161,7 @@ def inspect_env(env_id: str, max_steps: int | None = None, view: str | None = No
     A MiniGrid env records one of its views: "ego" the agent's egocentric view, "map" the same cells on the
     world grid, "world" (its default) the whole grid, "rgb" the agent's view in pixels through the tokenizer
     saved in folder `tokenizer`. Any other env must observe images (uint8 H x W x C) and act in Discrete
-    actions; it records its images, "rgb", through the tokenizer."""
+    actions or a Box of floats of shape (N,); it records its images, "rgb", through the tokenizer."""
     if view is not None and view not in VIEWS:
         raise ValueError(f"view must be one of {sorted(VIEWS)}; got {view!r}")
     try:
@@ -172,8 +174,11 @@ def inspect_env(env_id: str, max_steps: int | None = None, view: str | None = No
     env = gym.make(env_id)
     try:
         is_minigrid = isinstance(env.unwrapped, MiniGridEnv)
+        action_box = None
         if not isinstance(env.action_space, spaces.Discrete):
-            raise ValueError(f"{env_id} has action space {env.action_space}; collect needs Discrete actions")
+            if is_minigrid:
+                raise ValueError(f"{env_id} has action space {env.action_space}; collect needs Discrete actions")
+            action_box = ActionBox.from_space(env.action_space, env_id)   # a ValueError unless a Box (N,)
         if not is_minigrid:
             try:
                 as_image_env(env)
@@ -186,8 +191,8 @@ def inspect_env(env_id: str, max_steps: int | None = None, view: str | None = No
             limit = max_steps if max_steps is not None else env.spec.max_episode_steps
             if limit is None:
                 raise ValueError(f"{env_id} registers no episode step limit (max_episode_steps): pass max_steps")
-            return EnvFacts(codec, int(env.action_space.n), int(limit), 0, False, "rgb",
-                            walkable=isinstance(env.unwrapped, MemoryMazeEnv))
+            return EnvFacts(codec, 0 if action_box else int(env.action_space.n), int(limit), 0, False, "rgb",
+                            walkable=isinstance(env.unwrapped, MemoryMazeEnv), action_box=action_box)
         view = view or "world"
         if max_steps is not None:
             env.close()
@@ -233,8 +238,9 @@ class _Recorder:
     def episode(self, env_id: str, codec: Codec) -> Episode:
         directions = np.array(self.dirs, dtype=np.int64)
         frames = codec.encode_episode(np.stack(self.images), directions, np.stack(self.pos)).numpy()
+        actions = np.array(self.actions)         # [T] Discrete, or [T, A] a Box's vectors
         return Episode(frames=frames.astype(frame_dtype(codec.vocab_size)),
-                       actions=np.array(self.actions, dtype=np.int64),
+                       actions=actions.astype(np.float32 if actions.ndim == 2 else np.int64),
                        rewards=np.array(self.rewards, dtype=np.float32),
                        terminated=np.array(self.terminated, dtype=bool),
                        truncated=np.array(self.truncated, dtype=bool),
@@ -267,10 +273,12 @@ def collect(env_id: str, policy: str = "random", episodes: int = 100, out: str |
     codec, num_actions, env_max_steps, view = facts.codec, facts.num_actions, facts.max_steps, facts.view
     num_envs = min(num_envs, episodes)
     pol = make_policy(policy, num_envs, num_actions, facts.view_size, deterministic, epsilon,
-                      image_shape=None if facts.is_minigrid else codec.image_shape, walkable=facts.walkable)
+                      image_shape=None if facts.is_minigrid else codec.image_shape, walkable=facts.walkable,
+                      action_box=facts.action_box)
     writer = DatasetWriter(out, {"env_id": env_id, "codec": codec.config, "vocab_size": codec.vocab_size,
                                  "frame_shape": list(codec.frame_shape), "num_actions": num_actions,
-                                 "policy": pol.name, "max_steps": env_max_steps, "seed": int(seed)})
+                                 "policy": pol.name, "max_steps": env_max_steps, "seed": int(seed),
+                                 "action_box": facts.action_box and facts.action_box.to_json()})
     if isinstance(codec, ImageCodec):
         codec.save_files(out)                     # the tokenizer travels with the frames it made
     done_seeds = writer.seeds_done
@@ -313,7 +321,8 @@ def collect(env_id: str, policy: str = "random", episodes: int = 100, out: str |
                 infos = [_one_info(info, i) for i in range(n)]
             shown = _recorded(obs, info, view)
             for i in np.flatnonzero(active):
-                recs[i].add(int(actions[i]), float(rewards[i]), bool(terminated[i]), bool(truncated[i]),
+                action = np.array(actions[i]) if facts.action_box else int(actions[i])
+                recs[i].add(action, float(rewards[i]), bool(terminated[i]), bool(truncated[i]),
                             shown[i], obs["direction"][i], pos[i])
             steps += int(active.sum())
             ended = np.asarray(terminated | truncated)

@@ -46,13 +46,13 @@ def add_collect_parser(subparsers, help: str | None = None) -> argparse.Argument
         "collect", help=help,
         description="Run a policy in copies of a real env and write episodes (token frames, actions, "
         "rewards, terminations, agent poses) as checksummed .npz shards plus manifest.json. A MiniGrid env is "
-        "recorded in one of its views; any other env with image observations and Discrete actions (e.g. "
-        "CrafterReward-v1) as its images, through a frame tokenizer (--tokenizer). Episode k is "
+        "recorded in one of its views; any other env with image observations and Discrete actions or a Box "
+        "of floats (e.g. CrafterReward-v1) as its images, through a frame tokenizer (--tokenizer). Episode k is "
         "reset with seed SEED + k; re-running with the same --out continues an interrupted run. "
         "With --verify DIR, check a dataset instead and exit 1 on problems.",
     )
     p.add_argument("--env", help="gymnasium id: a MiniGrid env, e.g. MiniGrid-FourRooms-v0, or an env of images with "
-                   "Discrete actions, e.g. CrafterReward-v1 or MemoryMaze-9x9-v0")
+                   "Discrete or Box actions, e.g. CrafterReward-v1 or MemoryMaze-9x9-v0")
     p.add_argument("--policy", default="random",
                    help="'random', 'explore' (covers the layout and comes back), 'expert' (scripted: explores, "
                    "fetches keys, unlocks doors, walks to the goal), 'retrace:C' / 'reasoning:C' (memory tasks: "

@@ -15,24 +15,44 @@ from envs.minigrid.explore import ExploreAgent
 from envs.minigrid.goal_seeker import GoalSeeker
 from envs.memory_maze_walks import MazeWalker, RetraceWalk
 from envs.minigrid.memory_tasks import TASKS, parse_task
+from worldsim.actions import ActionBox
+
+
+def random_action(rng: np.random.Generator, num_actions: int, box: ActionBox | None):
+    """One uniformly random action: an integer below num_actions, or a vector uniform in the box (standard
+    normal in a component the box leaves unbounded)."""
+    if box is None:
+        return rng.integers(num_actions)
+    low, high = np.array(box.low), np.array(box.high)
+    bounded = np.isfinite(low) & np.isfinite(high)
+    return np.where(bounded, rng.uniform(np.where(bounded, low, 0), np.where(bounded, high, 1)),
+                    rng.standard_normal(box.dim)).astype(np.float32)
+
+
+def _no_actions(num_envs: int, num_actions: int, box: ActionBox | None) -> np.ndarray:
+    """Room for one action per env copy: integers, or a Box's vectors."""
+    return np.zeros(num_envs, dtype=np.int64) if box is None else np.zeros((num_envs, box.dim), dtype=np.float32)
 
 
 class RandomPolicy:
-    """Uniform over the actions; each episode's choices come from its own seed."""
+    """Uniform over the actions (Discrete, or a Box: ``random_action``); each episode's choices come from its
+    own seed."""
 
     name = "random"
     reads_info = False          # True: start() and act() need each copy's info (the collector builds it then)
 
-    def __init__(self, num_envs: int, num_actions: int):
-        self.num_actions = num_actions
+    def __init__(self, num_envs: int, num_actions: int, action_box: ActionBox | None = None):
+        self.num_actions, self.action_box = num_actions, action_box
         self.rngs = [np.random.default_rng() for _ in range(num_envs)]
 
     def start(self, slot: int, seed: int, obs, agent_pos, grid_size, info=None) -> None:
         self.rngs[slot] = np.random.default_rng(seed)
 
     def act(self, obs, agent_pos, active, infos=None) -> np.ndarray:
-        return np.array([rng.integers(self.num_actions) if a else 0 for rng, a in zip(self.rngs, active)],
-                        dtype=np.int64)
+        actions = _no_actions(len(self.rngs), self.num_actions, self.action_box)
+        for i in np.flatnonzero(active):
+            actions[i] = random_action(self.rngs[i], self.num_actions, self.action_box)
+        return actions
 
 
 class ScriptedPolicy:
@@ -74,7 +94,7 @@ class TrainedPolicy:
     reads_info = False
 
     def __init__(self, path: str | Path, num_actions: int, view_size: int, deterministic: bool = False,
-                 image_shape: tuple[int, int, int] | None = None):
+                 image_shape: tuple[int, int, int] | None = None, action_box: ActionBox | None = None):
         from agents.training import load_policy, sb3_algorithm
 
         path = Path(path)
@@ -98,8 +118,11 @@ class TrainedPolicy:
         kind = kind if kind == "native-ppo" else f"sb3-{kind}"
         self.name = f"{kind}:{path.name}@{digest}" + (":deterministic" if deterministic else "")
         self._keys = self._fit(self.model.observation_space, view_size, path, image_shape)
-        space = self.model.action_space
-        if not isinstance(space, spaces.Discrete) or int(space.n) != num_actions:
+        space, self.action_box = self.model.action_space, action_box
+        if action_box is not None:
+            if not isinstance(space, spaces.Box) or ActionBox.from_space(space, f"--policy {path}") != action_box:
+                raise ValueError(f"--policy {path}: the model acts in {space}, the env in {action_box.space()}")
+        elif not isinstance(space, spaces.Discrete) or int(space.n) != num_actions:
             raise ValueError(f"--policy {path}: the model acts in {space}, the env in Discrete({num_actions})")
 
     @staticmethod
@@ -133,6 +156,8 @@ class TrainedPolicy:
     def act(self, obs, agent_pos, active, infos=None) -> np.ndarray:
         model_obs = obs["image"] if self._keys is None else {k: obs[k] for k in self._keys}
         actions, _ = self.model.predict(model_obs, deterministic=self.deterministic)
+        if self.action_box is not None:              # SB3's predict clips them to the box
+            return np.asarray(actions, dtype=np.float32).reshape(-1, self.action_box.dim)
         return np.asarray(actions, dtype=np.int64).reshape(-1)
 
 
@@ -177,8 +202,10 @@ class EpsilonMix:
     it sees both the goal-reaching states an agent ends in and the wandering it starts from.
     """
 
-    def __init__(self, base, num_envs: int, num_actions: int, low: float, high: float):
+    def __init__(self, base, num_envs: int, num_actions: int, low: float, high: float,
+                 action_box: ActionBox | None = None):
         self.base, self.num_actions, self.low, self.high = base, num_actions, low, high
+        self.action_box = action_box
         self.name = f"{base.name}+epsilon:{low:g}-{high:g}"
         self.reads_info = base.reads_info
         self.rngs = [np.random.default_rng() for _ in range(num_envs)]
@@ -194,7 +221,7 @@ class EpsilonMix:
         actions = self.base.act(obs, agent_pos, active, infos)
         for i in np.flatnonzero(active):
             if self.rngs[i].random() < self.epsilon[i]:
-                actions[i] = self.rngs[i].integers(self.num_actions)
+                actions[i] = random_action(self.rngs[i], self.num_actions, self.action_box)
         return actions
 
 
@@ -216,15 +243,16 @@ def parse_epsilon(spec: str | float | None) -> tuple[float, float] | None:
 
 def make_policy(spec: str, num_envs: int, num_actions: int, view_size: int, deterministic: bool = False,
                 epsilon: str | float | None = None, image_shape: tuple[int, int, int] | None = None,
-                walkable: bool = False):
+                walkable: bool = False, action_box: ActionBox | None = None):
     """'random', 'explore', 'expert', a folder from `worldsim agent train` or an SB3 model zip -> a policy over
     ``num_envs`` env copies that see `view_size` x `view_size` cells, mixed with random actions when ``epsilon``
     (see ``parse_epsilon``) is given. `image_shape` is given for an env of images that is not MiniGrid: its
     policies are 'random' and trained ones that read those images, and when it is `walkable` (Memory Maze: its
-    info gives the maze and the ball's pose) the walks 'walk' and 'retrace:C'."""
+    info gives the maze and the ball's pose) the walks 'walk' and 'retrace:C'. `action_box` is given for an env
+    of Box actions (num_actions 0): random actions are drawn from it."""
     eps = parse_epsilon(epsilon)
     if spec == "random":
-        pol = RandomPolicy(num_envs, num_actions)
+        pol = RandomPolicy(num_envs, num_actions, action_box)
     elif image_shape is not None and MazeWalkPolicy.parse(spec) is not None:
         if not walkable:
             raise ValueError(f"--policy {spec!r} steers by the maze and the agent's pose that Memory Maze gives in "
@@ -240,7 +268,8 @@ def make_policy(spec: str, num_envs: int, num_actions: int, view_size: int, dete
     elif spec == "walk":
         raise ValueError("--policy 'walk' is scripted for Memory Maze; a MiniGrid env walks with 'explore'")
     else:
-        pol = TrainedPolicy(spec, num_actions, view_size, deterministic=deterministic, image_shape=image_shape)
+        pol = TrainedPolicy(spec, num_actions, view_size, deterministic=deterministic, image_shape=image_shape,
+                            action_box=action_box)
     if eps is None or eps == (0.0, 0.0):
         return pol
-    return EpsilonMix(pol, num_envs, num_actions, *eps)
+    return EpsilonMix(pol, num_envs, num_actions, *eps, action_box=action_box)

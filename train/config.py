@@ -24,7 +24,7 @@ from worldsim import WorldModelConfig
 from worldsim.checks import check_field_types
 
 # Model config fields that come from the data and cannot be overridden.
-DATA_FIELDS = ("vocab_size", "frame_shape", "num_actions", "metadata")
+DATA_FIELDS = ("vocab_size", "frame_shape", "num_actions", "action_box", "metadata")
 
 
 class TrainError(ValueError):

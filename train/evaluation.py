@@ -30,7 +30,7 @@ from worldsim.sampling import legal_logits, one_agent_logits, sample_frames
 
 from .losses import prediction_losses
 from .own_errors import corrupt_cells
-from .windows import evenly_spaced_starts, gather_windows, rollout_starts
+from .windows import evenly_spaced_starts, gather_windows, model_actions, rollout_starts
 
 if TYPE_CHECKING:
     from .config import TrainConfig
@@ -182,7 +182,7 @@ def _episode_batch(stream: Stream, starts: np.ndarray, lengths: np.ndarray, cont
     episode ([B, horizon] bool)."""
     frame_index = np.minimum(starts[:, None] + np.arange(context + horizon), len(stream.frames) - 1)
     frames = torch.from_numpy(np.asarray(stream.frames)[frame_index].astype(np.int64)).to(device)
-    actions = torch.from_numpy(np.asarray(stream.actions)[frame_index].astype(np.int64)).to(device)
+    actions = torch.from_numpy(model_actions(np.asarray(stream.actions)[frame_index])).to(device)
     gap = torch.from_numpy(np.asarray(stream.gap)[frame_index[:, context:]].astype(np.int64)).to(device)
     valid = torch.from_numpy(np.arange(horizon)[None] < (lengths - context)[:, None]).to(device)
     return frames, actions, gap, valid

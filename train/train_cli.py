@@ -44,8 +44,9 @@ def parse_block_sizes(text: str):
 # How options read and show what their annotation alone cannot say (see train.flags).
 TRAIN_FLAGS = {"curriculum": {"parse": parse_curriculum, "show": format_curriculum}}
 
-# One line per model setting for `worldsim train --help` (the data fixes vocab_size, frame_shape,
-# num_actions and metadata). A field missing here shows no help, which tests/test_cli_help.py catches.
+# One line per model setting for `worldsim train --help` (the data fixes vocab_size, frame_shape, the
+# actions (num_actions, action_box) and metadata). A field missing here shows no help, which
+# tests/test_cli_help.py catches.
 MODEL_HELP = {
     "d_model": "width of the model: channels per cell token",
     "n_layers": "number of layers, each a block-wise state-space scan followed by frame-local attention",

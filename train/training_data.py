@@ -32,11 +32,12 @@ class TrainingData:
     train: Stream
     eval: Stream | None              # held-out stream, or None (no evaluation)
     vocab_size: int
-    num_actions: int
+    num_actions: int                 # 0 for a Box of actions:
     frame_shape: tuple[int, int] | None = None   # None: from the train stream's frames
     env_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)  # copied into the model config's metadata
     source: str | None = None        # dataset folder, if any
+    action_box: dict[str, list[float]] | None = None   # ... its bounds (worldsim.actions)
 
     def __post_init__(self) -> None:
         if self.frame_shape is None:
@@ -93,6 +94,7 @@ def _split_dataset(data: EpisodeDataset, config: TrainConfig, source: str | None
         train=train, eval=data.stream(test_ids) if test_ids else None,
         vocab_size=int(data.vocab_size), num_actions=int(data.num_actions),
         frame_shape=tuple(data.frame_shape), env_id=data.env_id, metadata=metadata, source=source,
+        action_box=data.manifest.get("action_box"),
     )
 
 
@@ -102,7 +104,7 @@ def _combine(parts: list[TrainingData]) -> TrainingData:
         raise TrainError("data: an empty list of dataset folders")
     first = parts[0]
     for part in parts[1:]:
-        for what in ("env_id", "vocab_size", "num_actions", "frame_shape"):
+        for what in ("env_id", "vocab_size", "num_actions", "action_box", "frame_shape"):
             if getattr(part, what) != getattr(first, what):
                 raise TrainError(f"datasets {first.source} and {part.source} differ in {what}: "
                                  f"{getattr(first, what)!r} vs {getattr(part, what)!r}; train on one env's data")
@@ -113,7 +115,7 @@ def _combine(parts: list[TrainingData]) -> TrainingData:
                     rewards_only_on_termination=all(p.metadata.get("rewards_only_on_termination") for p in parts))
     return TrainingData(train=concat_streams([p.train for p in parts]), eval=concat_streams(evals) if evals else None,
                         vocab_size=first.vocab_size, num_actions=first.num_actions, frame_shape=first.frame_shape,
-                        env_id=first.env_id, metadata=metadata, source=None)
+                        env_id=first.env_id, metadata=metadata, source=None, action_box=first.action_box)
 
 
 def model_config_for(data: TrainingData, overrides: dict[str, Any]) -> WorldModelConfig:
@@ -122,7 +124,7 @@ def model_config_for(data: TrainingData, overrides: dict[str, Any]) -> WorldMode
     try:
         return WorldModelConfig.from_dict({
             **overrides, "vocab_size": data.vocab_size, "frame_shape": data.frame_shape,
-            "num_actions": data.num_actions, "metadata": dict(data.metadata),
+            "num_actions": data.num_actions, "action_box": data.action_box, "metadata": dict(data.metadata),
         })
     except (TypeError, ValueError) as e:
         raise TrainError(f"model settings {overrides}: {e}") from e
@@ -134,7 +136,8 @@ def check_fits(data: TrainingData, model_config: WorldModelConfig) -> None:
     mc = model_config
     mismatch = [f"{k}: data {got}, model {want}" for k, got, want in (
         ("vocab_size", data.vocab_size, mc.vocab_size), ("frame_shape", tuple(data.frame_shape), tuple(mc.frame_shape)),
-        ("num_actions", data.num_actions, mc.num_actions)) if got != want]
+        ("num_actions", data.num_actions, mc.num_actions), ("action_box", data.action_box, mc.action_box))
+        if got != want]
     if mismatch:
         raise TrainError(f"the data does not fit the resumed run's model ({'; '.join(mismatch)})")
     trained_on = mc.metadata.get("env_id")
@@ -144,7 +147,7 @@ def check_fits(data: TrainingData, model_config: WorldModelConfig) -> None:
         if stream is not None:
             try:
                 check_stream(stream, name, vocab_size=mc.vocab_size, num_actions=mc.num_actions,
-                             frame_shape=mc.frame_shape)
+                             frame_shape=mc.frame_shape, action_dim=len(mc.action_box["low"]) if mc.action_box else None)
             except StreamError as e:
                 raise TrainError(str(e)) from e
 

@@ -43,7 +43,7 @@ class Window:
     """A batch of windows, as tensors. Position t predicts frame t+1 from frames <= t."""
 
     frames: torch.Tensor      # [B, L, H, W] int64 inputs
-    actions: torch.Tensor     # [B, L] int64
+    actions: torch.Tensor     # [B, L] int64 (a Box of actions: [B, L, A] float32)
     targets: torch.Tensor     # [B, L, H, W] int64: the stream's next frame
     target_gap: torch.Tensor  # [B, L, H, W] int64: gap of the target frame (-1: never seen before)
     rewards: torch.Tensor     # [B, L] float32
@@ -88,7 +88,7 @@ def gather_windows(stream: Stream, starts: Sequence[int] | np.ndarray, length: i
     frames = np.asarray(stream.frames)
     return Window(
         frames=torch.from_numpy(frames[input_index].astype(np.int64)),
-        actions=torch.from_numpy(np.asarray(stream.actions)[input_index].astype(np.int64)),
+        actions=torch.from_numpy(model_actions(np.asarray(stream.actions)[input_index])),
         targets=torch.from_numpy(frames[target_index].astype(np.int64)),
         target_gap=torch.from_numpy(np.asarray(stream.gap)[target_index].astype(np.int64)),
         rewards=torch.from_numpy(np.asarray(stream.rewards)[input_index].astype(np.float32)),
@@ -173,3 +173,8 @@ def rollout_starts(stream: Stream, context: int, count: int) -> tuple[np.ndarray
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     pick = np.unique(np.linspace(0, len(starts) - 1, min(count, len(starts))).round().astype(np.int64))
     return starts[pick], lengths[pick]
+
+
+def model_actions(actions: np.ndarray) -> np.ndarray:
+    """Discrete actions as int64, a Box's vectors ([..., A]) as float32: what the model takes."""
+    return actions.astype(np.float32 if actions.dtype.kind == "f" else np.int64)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .actions import ActionBox
 from .checks import check_field_types
 
 
@@ -24,7 +25,8 @@ def _int_pair(name: str, value: Any, form: str = "[H, W]") -> tuple[int, int]:
 class WorldModelConfig:
     vocab_size: int
     frame_shape: tuple[int, int]
-    num_actions: int
+    num_actions: int                  # Discrete actions 0 .. num_actions - 1; 0 for a Box of floats:
+    action_box: dict[str, list[float]] | None = None   # ... its {"low": [...], "high": [...]} (worldsim.actions)
 
     d_model: int = 128
     n_layers: int = 4
@@ -98,7 +100,12 @@ class WorldModelConfig:
              f"chunk_size must be null or an integer >= 1, got {self.chunk_size!r}")
         need(len(self.frame_shape) == 2 and min(self.frame_shape) >= 1,
              f"frame_shape must be (H, W) with H, W >= 1, got {self.frame_shape}")
-        need(self.num_actions >= 1, f"num_actions must be >= 1, got {self.num_actions}")
+        if self.action_box is None:
+            need(self.num_actions >= 1, f"num_actions must be >= 1, got {self.num_actions}")
+        else:
+            ActionBox.from_json(self.action_box, "WorldModelConfig")
+            need(self.num_actions == 0, f"num_actions must be 0 for a Box of actions (action_box), got "
+                                        f"{self.num_actions}")
         need(self.n_layers >= 1, f"n_layers must be >= 1, got {self.n_layers}")
         need(len(self.block_sizes) == self.n_layers,
              f"block_sizes needs one (b_h, b_w) per layer ({self.n_layers}), got {len(self.block_sizes)}")

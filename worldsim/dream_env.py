@@ -47,6 +47,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from .actions import ActionBox
 from .checks import positive_int, registered_env_id
 from .checkpoint import CheckpointError
 from .codecs import PixelCodec, WorldStateCodec, is_dream_codec, real_frame
@@ -133,11 +134,16 @@ class DreamSetup:
                                                       and "direction" in space.spaces):
             raise ValueError(f"real env {real_env_id!r} has observation space {space}; the dream envs need "
                              "MiniGrid's Dict(image, direction, ...)")
-        if not isinstance(self.real_env.action_space, spaces.Discrete) \
-                or self.real_env.action_space.n != simulator.num_actions:
-            raise ValueError(f"real env {real_env_id!r} has actions {self.real_env.action_space}, the model "
+        real_actions = self.real_env.action_space
+        box = simulator.action_box
+        if box is None and not (isinstance(real_actions, spaces.Discrete) and real_actions.n == simulator.num_actions):
+            raise ValueError(f"real env {real_env_id!r} has actions {real_actions}, the model "
                              f"{simulator.num_actions}")
-        self.action_space = self.real_env.action_space
+        if box is not None and (not isinstance(real_actions, spaces.Box)
+                                or ActionBox.from_space(real_actions, f"real env {real_env_id!r}") != box):
+            raise ValueError(f"real env {real_env_id!r} has actions {real_actions}, the model a Box of "
+                             f"{box.to_json()}")
+        self.action_space = real_actions
         self.has_mission = isinstance(space, spaces.Dict) and "mission" in space.spaces and not simulator.image_only
         self.single_observation_space = simulator.observation_space(space)
         if max_episode_steps is None:
@@ -307,9 +313,13 @@ class DreamEnv(gym.Env):
     def step(self, action):
         if self._state is None:
             raise gym.error.ResetNeeded("call reset() before step()")
-        if not self.action_space.contains(action):
+        box = self.simulator.action_box
+        if box is not None:
+            a = torch.from_numpy(box.check(action, (), "action")[None]).to(self.simulator.device)
+        elif not self.action_space.contains(action):
             raise ValueError(f"action {action!r} is not in the action space {self.action_space}")
-        a = torch.tensor([int(action)], dtype=torch.long, device=self.simulator.device)
+        else:
+            a = torch.tensor([int(action)], dtype=torch.long, device=self.simulator.device)
         self._frame, reward, terminated, step_info = self.simulator.step(self._state, self._frame, a, self._gen)
         self._steps += 1
         terminated = bool(terminated[0])

@@ -113,7 +113,8 @@ class DreamVectorEnv(VectorEnv):
         self.single_action_space = s.action_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self._num_actions = int(s.action_space.n)
+        self._num_actions = self.simulator.num_actions          # 0: a Box of actions
+        self._action_box = self.simulator.action_box
         h, w = sim.frame_shape
         self._state = None
         self._frames = torch.zeros(self.num_envs, h, w, dtype=torch.long, device=self.device)
@@ -229,6 +230,15 @@ class DreamVectorEnv(VectorEnv):
     # -------------------------------------------------------------------------------- step
 
     def _actions(self, actions) -> torch.Tensor:
+        if self._action_box is not None:
+            if isinstance(actions, torch.Tensor) and (self.return_torch and actions.device.type != "cpu"):
+                if not actions.dtype.is_floating_point or actions.shape != (self.num_envs, self._action_box.dim):
+                    raise ValueError(f"actions must be floats of shape {(self.num_envs, self._action_box.dim)}; "
+                                     f"got {actions.dtype} {tuple(actions.shape)}")
+                return actions.float()            # on the device: checked by shape only (no host sync)
+            if isinstance(actions, torch.Tensor):
+                actions = actions.numpy()
+            return torch.from_numpy(self._action_box.check(actions, (self.num_envs,))).to(self.device)
         if isinstance(actions, torch.Tensor):
             a = actions.to(self.device)
         else:

@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from .actions import action_box_of
 from .attention import FrameLocalAttention, StepInputs
 from .checkpoint import CheckpointError, load_config, load_weights, save_checkpoint
 from .codecs import load_codec_files, save_codec_files
@@ -124,7 +125,14 @@ class WorldModel(nn.Module):
         d = config.d_model
         self.token_embed = nn.Embedding(config.vocab_size, d)
         self.position_embed = nn.Parameter(torch.randn(*config.frame_shape, d) * 0.02)
-        self.action_embed = nn.Embedding(config.num_actions, d)
+        self.action_box = action_box_of(config)
+        if self.action_box is None:
+            self.action_embed = nn.Embedding(config.num_actions, d)
+        else:                        # a Box of floats, scaled to [-1, 1] by its bounds, then an MLP
+            self.action_embed = nn.Sequential(nn.Linear(self.action_box.dim, d), nn.SiLU(), nn.Linear(d, d))
+            middle, half = self.action_box.scaling()
+            self.register_buffer("action_middle", middle, persistent=False)
+            self.register_buffer("action_half", half, persistent=False)
         if config.noise_conditioning:
             # The input frame's corruption level in [0, 1]; zero-initialised (no effect until trained).
             self.noise_embed = nn.Linear(1, d)
@@ -162,31 +170,43 @@ class WorldModel(nn.Module):
     def _check(self, frames: torch.Tensor, actions: torch.Tensor, time_dim: bool) -> None:
         h, w = self.config.frame_shape
         want_f = "[B, T, H, W]" if time_dim else "[B, H, W]"
-        want_a = "[B, T]" if time_dim else "[B]"
-        if frames.dtype not in (torch.int64, torch.int32) or actions.dtype not in (torch.int64, torch.int32):
-            raise TypeError(f"frames and actions must be integer tensors, got {frames.dtype} and {actions.dtype}")
+        box = self.action_box
+        want_a = ("[B, T]" if time_dim else "[B]") if box is None else ("[B, T, A]" if time_dim else "[B, A]")
+        if frames.dtype not in (torch.int64, torch.int32):
+            raise TypeError(f"frames must be an integer tensor, got {frames.dtype}")
+        if box is None and actions.dtype not in (torch.int64, torch.int32):
+            raise TypeError(f"actions must be an integer tensor (Discrete actions), got {actions.dtype}")
+        if box is not None and not actions.dtype.is_floating_point:
+            raise TypeError(f"actions must be a float tensor (a Box of {box.dim} floats), got {actions.dtype}")
         nd = 4 if time_dim else 3
         if frames.dim() != nd or tuple(frames.shape[-2:]) != (h, w):
             raise ValueError(f"frames must be {want_f} with H, W = {(h, w)}, got {tuple(frames.shape)}")
-        if tuple(actions.shape) != tuple(frames.shape[: nd - 2]):
-            raise ValueError(f"actions must be {want_a} = {tuple(frames.shape[: nd - 2])}, got {tuple(actions.shape)}")
+        expected = tuple(frames.shape[: nd - 2]) + (() if box is None else (box.dim,))
+        if tuple(actions.shape) != expected:
+            raise ValueError(f"actions must be {want_a} = {expected}, got {tuple(actions.shape)}")
 
     def _check_values(self, frames: torch.Tensor, actions: torch.Tensor) -> None:
         # Costs a device sync: done in forward (training), not in step (the env checks its actions).
         c = self.config
         if frames.numel() and (frames.min() < 0 or frames.max() >= c.vocab_size):
             raise ValueError(f"frame tokens must lie in [0, {c.vocab_size}), got [{frames.min()}, {frames.max()}]")
-        if actions.numel() and (actions.min() < 0 or actions.max() >= c.num_actions):
+        if self.action_box is not None:
+            if not bool(torch.isfinite(actions).all()):
+                raise ValueError("actions hold values that are not finite (NaN or infinite)")
+        elif actions.numel() and (actions.min() < 0 or actions.max() >= c.num_actions):
             raise ValueError(f"actions must lie in [0, {c.num_actions}), got [{actions.min()}, {actions.max()}]")
 
     def _embed(self, frames: torch.Tensor, actions: torch.Tensor, noise_level: torch.Tensor | None = None):
         """Token embeddings and the conditioning vector of each frame: its action and, for a model
         with noise_conditioning, its corruption level ([B, T] in [0, 1]; None: 0, clean frames)."""
         x = self.token_embed(frames) + self.position_embed
-        cond = self.action_embed(actions)
+        if self.action_box is None:
+            cond = self.action_embed(actions)
+        else:
+            cond = self.action_embed(((actions - self.action_middle) / self.action_half).to(x.dtype))
         if self.config.noise_conditioning:
             if noise_level is None:
-                noise_level = torch.zeros(actions.shape, device=actions.device)
+                noise_level = torch.zeros(frames.shape[:2], device=frames.device)
             cond = cond + self.noise_embed(noise_level[..., None].to(cond.dtype))
         elif noise_level is not None:
             raise ValueError("noise_level is given but this model has no noise_conditioning")

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from .actions import action_box_of
 from .checks import positive_int
 from .codecs import PixelCodec, WorldStateCodec, codec_for_model, default_temperature, one_agent_token_base
 from .model import WorldModel
@@ -118,7 +119,8 @@ class Simulator:
         self.precision = resolve_precision(precision, self.device)   # "float32" or "bfloat16"
         self.model = model.to(self.device).eval() if isinstance(model, WorldModel) else model
         self.codec = codec_for_model(model.config, codec)   # imports the env package, registering its envs
-        self.num_actions = int(model.config.num_actions)
+        self.num_actions = int(model.config.num_actions)      # 0: a Box of actions, action_box
+        self.action_box = action_box_of(model.config)
         self.temperature = default_temperature(self.codec) if temperature is None else float(temperature)
         self.termination = termination
         if rewards_only_on_termination is None:

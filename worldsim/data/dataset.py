@@ -6,7 +6,8 @@ Layout of a dataset folder::
                          every shard's file name, episode count, step count, seeds and sha256
     shard-00000.npz      episodes concatenated along time (np.savez_compressed, no pickled objects):
                            frames [sum(T+1), H, W] tokens, agent_pos [sum(T+1), 2] int16,
-                           agent_dir [sum(T+1)] int8, actions [sum T] int64, rewards float32,
+                           agent_dir [sum(T+1)] int8, actions [sum T] int64 (an env of Box actions:
+                           [sum T, A] float32, its bounds in the manifest's action_box), rewards float32,
                            terminated / truncated bool, seeds [E] int64, lengths [E] int64 (T)
 
 Every file is written under a temporary name and renamed when complete, so a crash loses at most
@@ -37,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..actions import ActionBox, action_box_of
 from ..checkpoint import atomic_write
 from ..checks import output_folder, positive_int
 from ..codecs import codec_from_config
@@ -48,6 +50,8 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 # What must agree between a manifest and a run that wants to add episodes to it.
 HEADER_KEYS = ("env_id", "codec", "vocab_size", "frame_shape", "num_actions", "policy", "max_steps", "seed")
+# ... and, for an env of Box actions (num_actions 0), its {"low": [...], "high": [...]} (worldsim.actions)
+OPTIONAL_HEADER_KEYS = ("action_box",)
 _PER_FRAME = ("frames", "agent_pos", "agent_dir")
 _PER_STEP = ("actions", "rewards", "terminated", "truncated")
 _STEP_DTYPES = {"actions": np.int64, "rewards": np.float32, "terminated": np.bool_, "truncated": np.bool_}
@@ -71,7 +75,7 @@ class Episode:
     """One episode of T steps: T + 1 frames (the reset observation, then one per step)."""
 
     frames: np.ndarray        # [T+1, H, W] uint8 / int16 tokens
-    actions: np.ndarray       # [T] int64
+    actions: np.ndarray       # [T] int64 (Box actions: [T, A] float32)
     rewards: np.ndarray       # [T] float32
     terminated: np.ndarray    # [T] bool
     truncated: np.ndarray     # [T] bool
@@ -135,8 +139,15 @@ def _check_manifest_kinds(path: Path, manifest: dict) -> None:
 
     need(isinstance(manifest["shards"], list), "shards", "a list of shard entries")
     need(isinstance(manifest["totals"], dict), "totals", "an object of episode, step and frame counts")
-    for key in ("vocab_size", "num_actions"):
-        _count(f"{path}: {key}", manifest[key])
+    _count(f"{path}: vocab_size", manifest["vocab_size"])
+    box = manifest.get("action_box")
+    _count(f"{path}: num_actions", manifest["num_actions"], allow_zero=box is not None)
+    if box is not None:
+        try:
+            ActionBox.from_json(box, str(path))
+        except ValueError as e:
+            raise DatasetError(str(e)) from None
+        need(manifest["num_actions"] == 0, "num_actions", "0 beside an action_box (a Box of actions)")
     shape = manifest["frame_shape"]
     need(isinstance(shape, list) and len(shape) == 2 and all(
         isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape),
@@ -192,7 +203,7 @@ def _max_shard_bytes(entry: dict, manifest: dict) -> int:
     """A generous bound on a shard's size: every array at 8 bytes an element, plus a megabyte."""
     try:
         frames = int(entry["steps"]) + int(entry["episodes"])
-        cells = int(np.prod(manifest["frame_shape"]))
+        cells = int(np.prod(manifest["frame_shape"])) + len((manifest.get("action_box") or {}).get("low", []))
     except (TypeError, ValueError, KeyError):
         raise DatasetError(f"shard entry {entry!r}: steps, episodes and the manifest's frame_shape must be numbers") \
             from None
@@ -225,6 +236,9 @@ def _check_shard(path: Path, a: dict[str, np.ndarray], entry: dict, manifest: di
         "agent_dir": ((frames_n,), np.dtype(np.int8)),
         **{k: ((steps,), np.dtype(t)) for k, t in _STEP_DTYPES.items()},
     }
+    box = action_box_of(manifest)
+    if box is not None:
+        expect["actions"] = ((steps, box.dim), np.dtype(np.float32))
     for key, (shape, dtype) in expect.items():
         if a[key].shape != shape or a[key].dtype != dtype:
             fail(f"array {key!r} is {a[key].dtype} {a[key].shape}; expected {dtype} {shape}")
@@ -248,11 +262,13 @@ class DatasetWriter:
         missing = [k for k in HEADER_KEYS if k not in header]
         if missing:
             raise ValueError(f"header lacks {missing}")
-        header = json.loads(json.dumps({k: header[k] for k in HEADER_KEYS}))  # JSON-normal (tuples -> lists)
+        header = json.loads(json.dumps({k: header[k] for k in (*HEADER_KEYS, *OPTIONAL_HEADER_KEYS)
+                                        if header.get(k) is not None or k in HEADER_KEYS}))  # JSON-normal
         output_folder(self.root, "dataset folder", DatasetError)
         if (self.root / MANIFEST).exists():
             self.manifest = read_manifest(self.root)
-            differ = {k: (self.manifest[k], header[k]) for k in HEADER_KEYS if self.manifest[k] != header[k]}
+            differ = {k: (self.manifest.get(k), header.get(k)) for k in (*HEADER_KEYS, *OPTIONAL_HEADER_KEYS)
+                      if self.manifest.get(k) != header.get(k)}
             if differ:
                 lines = "; ".join(f"{k}: dataset has {old!r}, this run {new!r}" for k, (old, new) in differ.items())
                 raise DatasetError(f"{self.root / MANIFEST}: this dataset was collected differently ({lines}). "
@@ -292,6 +308,8 @@ class DatasetWriter:
         arrays["agent_dir"] = arrays["agent_dir"].astype(np.int8, copy=False)
         for key, t in _STEP_DTYPES.items():
             arrays[key] = arrays[key].astype(t, copy=False)
+        if "action_box" in self.manifest:
+            arrays["actions"] = np.concatenate([ep.actions for ep in episodes]).astype(np.float32, copy=False)
         arrays["seeds"] = np.array([ep.seed for ep in episodes], dtype=np.int64)
         arrays["lengths"] = np.array([len(ep) for ep in episodes], dtype=np.int64)
         buffer = io.BytesIO()
@@ -351,6 +369,11 @@ class EpisodeDataset:
         return int(self.manifest["num_actions"])
 
     @property
+    def action_box(self) -> ActionBox | None:
+        """The bounds of an env of Box actions (None: Discrete, num_actions of them)."""
+        return action_box_of(self.manifest)
+
+    @property
     def env_id(self) -> str:
         return self.manifest["env_id"]
 
@@ -407,7 +430,8 @@ class EpisodeDataset:
         n = int(ends[-1])
         starts = np.concatenate([[0], ends[:-1]])
         last = ends - 1
-        actions = np.zeros(n, dtype=np.int64)
+        box = self.action_box
+        actions = np.zeros(n, dtype=np.int64) if box is None else np.zeros((n, box.dim), dtype=np.float32)
         rewards = np.zeros(n, dtype=np.float32)
         terminated = np.zeros(n, dtype=bool)
         has_target = np.ones(n, dtype=bool)
@@ -480,7 +504,13 @@ def verify_dataset(root: str | os.PathLike) -> VerifyReport:
                 problems.append(f"{path}: agent_dir disagrees with the direction the frames carry")
         except ValueError as e:
             problems.append(f"{path}: frames do not decode through the codec ({e})")
-        if ((a["actions"] < 0) | (a["actions"] >= manifest["num_actions"])).any():
+        box = action_box_of(manifest)
+        if box is not None:
+            try:
+                box.check(a["actions"], a["actions"].shape[:1])
+            except ValueError as e:
+                problems.append(f"{path}: {e}")
+        elif ((a["actions"] < 0) | (a["actions"] >= manifest["num_actions"])).any():
             problems.append(f"{path}: actions outside 0..{manifest['num_actions'] - 1}")
         if ((a["agent_dir"] < 0) | (a["agent_dir"] > 3)).any():
             problems.append(f"{path}: agent_dir outside 0..3")
@@ -506,7 +536,8 @@ def verify_dataset(root: str | os.PathLike) -> VerifyReport:
     summary = {"env": manifest["env_id"], "policy": manifest["policy"], "max_steps": manifest["max_steps"],
                "shards": len(manifest["shards"]), "episodes": totals.get("episodes"), "steps": totals.get("steps"),
                "frame_shape": manifest["frame_shape"], "vocab_size": manifest["vocab_size"],
-               "num_actions": manifest["num_actions"]}
+               "num_actions": manifest["num_actions"], **({"action_box": manifest["action_box"]}
+                                                          if "action_box" in manifest else {})}
     if lengths:
         summary["episode_length"] = f"mean {np.mean(lengths):.1f}, min {min(lengths)}, max {max(lengths)}"
         summary["return"] = f"mean {np.mean(returns):z.3f}, terminated {terminated}/{len(lengths)}"  # z: no -0.000

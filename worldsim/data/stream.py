@@ -47,7 +47,8 @@ def stream_from_episodes(episodes: Sequence[dict[str, Any]]) -> Stream:
     parts: dict[str, list[np.ndarray]] = {k: [] for k in STREAM_FIELDS}
     for i, ep in enumerate(episodes):
         frames = np.asarray(ep["frames"])
-        actions = np.asarray(ep["actions"], dtype=np.int64)
+        actions = np.asarray(ep["actions"])       # [T] integers, or [T, A] floats (a Box of actions)
+        actions = actions.astype(np.float32) if actions.ndim == 2 else actions.astype(np.int64)
         t = len(actions)
         if frames.ndim != 3 or len(frames) != t + 1:
             raise StreamError(f"episode {i}: frames must be [T+1, H, W] with T = {t} actions, got {frames.shape}")
@@ -57,7 +58,7 @@ def stream_from_episodes(episodes: Sequence[dict[str, Any]]) -> Stream:
         if rewards.shape != (t,) or terminated.shape != (t,) or gap.shape != frames.shape:
             raise StreamError(f"episode {i}: rewards/terminated must be [{t}] and gap {frames.shape}")
         parts["frames"].append(frames)
-        parts["actions"].append(np.append(actions, 0))
+        parts["actions"].append(np.concatenate([actions, np.zeros((1, *actions.shape[1:]), actions.dtype)]))
         parts["rewards"].append(np.append(rewards, 0).astype(np.float32))
         parts["terminated"].append(np.append(terminated, False))
         parts["has_target"].append(np.arange(t + 1) < t)
@@ -74,16 +75,17 @@ def concat_streams(streams: Sequence[Stream]) -> Stream:
 
 
 def check_stream(stream: Stream, name: str = "stream", *, vocab_size: int | None = None,
-                 num_actions: int | None = None, frame_shape: tuple[int, int] | None = None) -> int:
-    """Validate a stream's arrays (and, if given, its tokens/actions/shape against a model).
-    Returns N, its number of frames."""
+                 num_actions: int | None = None, frame_shape: tuple[int, int] | None = None,
+                 action_dim: int | None = None) -> int:
+    """Validate a stream's arrays (and, if given, its tokens/actions/shape against a model: `num_actions`
+    for Discrete actions, `action_dim` for a Box of that many floats). Returns N, its number of frames."""
     if not isinstance(stream, Stream):
         raise StreamError(f"{name} must be a Stream (worldsim.data.stream), got {type(stream).__name__}")
     frames = np.asarray(stream.frames)
     if frames.ndim != 3:
         raise StreamError(f"{name}.frames must be [N, H, W], got shape {frames.shape}")
     n = len(frames)
-    for k, shape in (("actions", (n,)), ("rewards", (n,)), ("terminated", (n,)), ("has_target", (n,)),
+    for k, shape in (("actions", (n,) if action_dim is None else (n, action_dim)), ("rewards", (n,)), ("terminated", (n,)), ("has_target", (n,)),
                      ("episode_start", (n,)), ("gap", frames.shape)):
         got = np.shape(getattr(stream, k))
         if tuple(got) != tuple(shape):
@@ -97,7 +99,9 @@ def check_stream(stream: Stream, name: str = "stream", *, vocab_size: int | None
     if vocab_size is not None and (frames.min() < 0 or frames.max() >= vocab_size):
         raise StreamError(f"{name} holds tokens in [{frames.min()}, {frames.max()}], the model's vocabulary is [0, {vocab_size})")
     actions = np.asarray(stream.actions)
-    if num_actions is not None and (actions.min() < 0 or actions.max() >= num_actions):
+    if action_dim is not None and not (actions.dtype.kind == "f" and np.isfinite(actions).all()):
+        raise StreamError(f"{name}.actions must be finite floats (a Box of {action_dim}), got {actions.dtype}")
+    if num_actions is not None and action_dim is None and (actions.min() < 0 or actions.max() >= num_actions):
         raise StreamError(f"{name} holds actions in [{actions.min()}, {actions.max()}], the model has {num_actions} actions")
     if not bool(np.asarray(stream.episode_start)[0]):
         raise StreamError(f"{name}.episode_start[0] must be True (a stream starts with an episode)")
