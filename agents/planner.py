@@ -133,6 +133,9 @@ class Planner:
         else:   # a model-like object (see above), used as is
             self.simulator = Simulator(model=model, **settings)
         self.model, self.codec, self.device = self.simulator.model, self.simulator.codec, self.simulator.device
+        if self.simulator.action_box is not None:
+            raise ValueError(f"the planner searches sequences of Discrete actions; this model acts in a Box "
+                             f"{self.simulator.action_box.to_json()}")
         self.num_actions = self.simulator.num_actions
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(int(config.seed))

@@ -161,6 +161,20 @@ def test_mismatched_actions_are_refused_by_name(box_data, box_model, tmp_path):
     assert not (tmp_path / "m").exists()
 
 
+def test_what_acts_in_discrete_actions_only_refuses_a_box_action_model(box_model, tmp_path):
+    from agents.planner import Planner
+    from agents.training import train_agent
+    from train.play import PlaySession
+
+    with pytest.raises(ValueError, match="the planner searches sequences of Discrete actions; this model acts in a Box"):
+        Planner(box_model, device="cpu")
+    with pytest.raises(ValueError, match="play steps a dream by keys, one per Discrete action; this model acts in Box"):
+        PlaySession(box_model, device="cpu")
+    with pytest.raises(ValueError, match="the native PPO needs a Discrete action space; the env has Box"):
+        train_agent(ENV_ID, where="dream", algo="native-ppo", steps=16, out=tmp_path / "agent", checkpoint=box_model,
+                    num_envs=2, device="cpu")
+
+
 def _matrix_action_env():
     env = PushSquareEnv()
     env.action_space = gym.spaces.Box(-1, 1, (2, 2), dtype=np.float32)

@@ -120,6 +120,9 @@ class PlaySession:
         self.env = DreamEnv(self.checkpoint, device=self.device, temperature=self.temperature,
                             max_episode_steps=self.max_steps, render_mode="rgb_array")
         self.codec = self.env.codec
+        if self.env.simulator.action_box is not None:
+            raise ValueError(f"play steps a dream by keys, one per Discrete action; this model acts in "
+                             f"{self.env.action_space}")
         self.num_actions = int(self.env.action_space.n)
         self.real_env = observed_real_env(self.codec, self.env.setup.real_env_id) if self.real else None
         self._real_over = False
