@@ -86,8 +86,8 @@ def _run_real(model, env_id, seeds, deterministic, max_episode_steps, batch):
         while active.any():
             idx = np.flatnonzero(active)
             actions, _ = model.predict(np.stack([obs[i] for i in idx]), deterministic=deterministic)
-            for i, a in zip(idx, np.asarray(actions).reshape(-1)):
-                obs[i], r, te, tr, last_info[i] = envs[i].step(int(a))
+            for i, a in zip(idx, _env_actions(model, actions, len(idx))):
+                obs[i], r, te, tr, last_info[i] = envs[i].step(a)
                 ret[i] += r
                 length[i] += 1
                 if te or tr:
@@ -104,6 +104,15 @@ def _run_real(model, env_id, seeds, deterministic, max_episode_steps, batch):
     from envs.crafter import crafter_score
 
     return returns, lengths, terminated, {"names": list(names), **crafter_score(np.stack(achievements))}
+
+
+def _env_actions(model, actions, n: int) -> np.ndarray:
+    """A policy's actions for n envs as they take them: integers, or a Box's float32 rows."""
+    from gymnasium import spaces
+
+    if isinstance(getattr(model, "action_space", None), spaces.Box):     # anything with predict() plays
+        return np.asarray(actions, dtype=np.float32).reshape(n, -1)
+    return np.asarray(actions).reshape(n).astype(np.int64)
 
 
 def _run_dream(model, env_id, seeds, deterministic, max_episode_steps, batch, checkpoint, device, temperature):
@@ -124,7 +133,7 @@ def _run_dream(model, env_id, seeds, deterministic, max_episode_steps, batch, ch
             active[:k] = True
             while active.any():
                 actions, _ = model.predict(obs, deterministic=deterministic)
-                obs, r, te, tr, _ = venv.step(np.asarray(actions).reshape(n).astype(np.int64))
+                obs, r, te, tr, _ = venv.step(_env_actions(model, actions, n))
                 ret[active] += r[active]
                 length[active] += 1
                 done = active & (te | tr)

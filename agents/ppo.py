@@ -43,6 +43,7 @@ from gymnasium import spaces
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from worldsim.actions import ActionBox
 from worldsim.checkpoint import atomic_write
 from worldsim.checks import positive_int
 from worldsim.stop_signals import StopSignals, TrainingStopped
@@ -119,23 +120,60 @@ def _layer(layer: nn.Linear, std: float = math.sqrt(2)) -> nn.Linear:
 
 
 class ActorCritic(nn.Module):
-    """Shared image features, then a 64-unit tanh actor head (action logits) and critic head (value),
-    as rl-starter-files' MiniGrid model. Input: uint8 symbolic images [B, H, W, 3], or pixel images
-    [B, H, W, C] for features "pixels"."""
+    """Shared image features, then a 64-unit tanh actor head and critic head (value), as rl-starter-files'
+    MiniGrid model. Input: uint8 symbolic images [B, H, W, 3], or pixel images [B, H, W, C] for features
+    "pixels". The actor gives logits over `num_actions` Discrete actions or, for a Box of actions
+    (`action_box`, num_actions 0), the mean of a diagonal Gaussian with a learned, state-independent log
+    standard deviation (CleanRL's continuous PPO) in the box scaled to [-1, 1]; ``to_env`` clips a sample to
+    that and scales it to the env's units."""
 
-    def __init__(self, observation_shape: tuple[int, ...], num_actions: int, features: str = "cnn"):
+    def __init__(self, observation_shape: tuple[int, ...], num_actions: int, features: str = "cnn",
+                 action_box: ActionBox | None = None):
         super().__init__()
         self.observation_shape, self.num_actions, self.feature_kind = tuple(observation_shape), int(num_actions), features
+        self.action_box = action_box
         space = spaces.Box(0, 255, self.observation_shape, np.uint8)
         self.features = features_extractor(features, space)
         n = self.features.features_dim
-        self.actor = nn.Sequential(_layer(nn.Linear(n, 64)), nn.Tanh(), _layer(nn.Linear(64, num_actions), 0.01))
+        outputs = num_actions if action_box is None else action_box.dim
+        self.actor = nn.Sequential(_layer(nn.Linear(n, 64)), nn.Tanh(), _layer(nn.Linear(64, outputs), 0.01))
         self.critic = nn.Sequential(_layer(nn.Linear(n, 64)), nn.Tanh(), _layer(nn.Linear(64, 1), 1.0))
+        if action_box is not None:
+            self.log_std = nn.Parameter(torch.zeros(action_box.dim))
+            middle, half = action_box.scaling()
+            self.register_buffer("action_middle", middle, persistent=False)
+            self.register_buffer("action_half", half, persistent=False)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(action logits [B, A], values [B])."""
+        """(the actor's output [B, A]: action logits, or a Box's Gaussian mean; values [B])."""
         h = self.features(obs)
         return self.actor(h), self.critic(h)[:, 0]
+
+    def sample(self, head: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """An action per row: Discrete by Gumbel-max, a Box's Gaussian sample (in [-1, 1] units, unclipped)."""
+        if self.action_box is None:
+            return sample_actions(head, generator)
+        noise = torch.randn(head.shape, generator=generator, device=head.device)
+        return head.float() + self.log_std.exp() * noise
+
+    def mode(self, head: torch.Tensor) -> torch.Tensor:
+        """The most likely action of each row."""
+        return head.argmax(-1) if self.action_box is None else head.float()
+
+    def log_prob_entropy(self, head: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log-probability of `actions` [B], entropy of the distribution [B])."""
+        if self.action_box is None:
+            logp = F.log_softmax(head.float(), -1)
+            return logp.gather(1, actions[:, None])[:, 0], -(logp.exp() * logp).sum(-1)
+        dist = torch.distributions.Normal(head.float(), self.log_std.exp().expand_as(head))
+        return dist.log_prob(actions).sum(-1), dist.entropy().sum(-1)
+
+    def to_env(self, actions: torch.Tensor) -> torch.Tensor:
+        """Actions as the env takes them: Discrete as they are; a Box's clipped to [-1, 1], then scaled to
+        its bounds."""
+        if self.action_box is None:
+            return actions
+        return self.action_middle + self.action_half * actions.clamp(-1.0, 1.0)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.critic(self.features(obs))[:, 0]
@@ -151,7 +189,8 @@ class ActorCritic(nn.Module):
 
     def spec(self) -> dict[str, Any]:
         return {"observation_shape": list(self.observation_shape), "num_actions": self.num_actions,
-                "features": self.feature_kind}
+                "features": self.feature_kind,
+                **({} if self.action_box is None else {"action_box": self.action_box.to_json()})}
 
 
 def sample_actions(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -189,9 +228,10 @@ class _Rollout:
     values: torch.Tensor
 
     @classmethod
-    def empty(cls, steps: int, n: int, obs_shape, obs_dtype, device) -> "_Rollout":
+    def empty(cls, steps: int, n: int, obs_shape, obs_dtype, device, action_dim: int | None = None) -> "_Rollout":
         f = lambda dtype: torch.zeros(steps, n, dtype=dtype, device=device)  # noqa: E731
-        return cls(torch.zeros(steps, n, *obs_shape, dtype=obs_dtype, device=device), f(torch.long),
+        actions = f(torch.long) if action_dim is None else torch.zeros(steps, n, action_dim, device=device)
+        return cls(torch.zeros(steps, n, *obs_shape, dtype=obs_dtype, device=device), actions,
                    f(torch.float32), f(torch.float32), f(torch.bool), f(torch.float32))
 
 
@@ -246,13 +286,18 @@ def train_ppo(envs, *, total_steps: int, settings: PPOSettings | None = None, se
     s, n = settings, envs.num_envs
     device = envs.device
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
+    action_box = None
     if not isinstance(act_space, spaces.Discrete):
-        raise ValueError(f"the native PPO needs a Discrete action space; the env has {act_space}")
+        try:
+            action_box = ActionBox.from_space(act_space, "the env")
+        except ValueError:
+            raise ValueError(f"the native PPO needs a Discrete action space or a Box of floats of shape (N,); the "
+                             f"env has {act_space}") from None
     if not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 3 or obs_space.shape[-1] != 3:
         raise ValueError(f"the native PPO reads MiniGrid's symbolic image, a Box (H, W, 3); the env observes "
                          f"{obs_space} (a dream env needs image_only=True)")
     torch.manual_seed(seed)
-    policy = ActorCritic(obs_space.shape, int(act_space.n), features).to(device)
+    policy = ActorCritic(obs_space.shape, 0 if action_box else int(act_space.n), features, action_box).to(device)
     if initial is not None:
         if initial.spec() != policy.spec():
             raise ValueError(f"the initial policy is {initial.spec()}; this env and features need {policy.spec()}")
@@ -265,7 +310,7 @@ def train_ppo(envs, *, total_steps: int, settings: PPOSettings | None = None, se
     batch = n * s.num_steps
     minibatch = min(s.minibatch_size, batch)
     iterations = math.ceil(total_steps / batch)
-    buf = _Rollout.empty(s.num_steps, n, obs_space.shape, torch.uint8, device)
+    buf = _Rollout.empty(s.num_steps, n, obs_space.shape, torch.uint8, device, action_box and action_box.dim)
     tally = _EpisodeTally(n, device)
     next_obs, _ = envs.reset(seed=seed)
     history: list[dict[str, Any]] = []
@@ -280,11 +325,11 @@ def train_ppo(envs, *, total_steps: int, settings: PPOSettings | None = None, se
             with torch.no_grad():
                 for t in range(s.num_steps):
                     buf.obs[t] = next_obs
-                    logits, value = policy(next_obs)
-                    action = sample_actions(logits, gen)
+                    head, value = policy(next_obs)
+                    action = policy.sample(head, gen)
                     buf.actions[t], buf.values[t] = action, value
-                    buf.logprobs[t] = F.log_softmax(logits.float(), -1).gather(1, action[:, None])[:, 0]
-                    next_obs, reward, terminated, truncated, infos = envs.step(action)
+                    buf.logprobs[t] = policy.log_prob_entropy(head, action)[0]
+                    next_obs, reward, terminated, truncated, infos = envs.step(policy.to_env(action))
                     reward = reward.float()
                     tally.add(reward, terminated, terminated | truncated)
                     # A truncated episode did not end: its return goes on as the value of where it stopped.
@@ -321,7 +366,7 @@ def _update(policy, optimizer, buf: _Rollout, advantages, returns, s: PPOSetting
     """The iteration's epochs of minibatch updates; with `critic_only` the value loss alone, through the critic
     head alone (the shared features and the actor stay as they are)."""
     obs = buf.obs.flatten(0, 1)
-    actions, old_logprobs = buf.actions.flatten(), buf.logprobs.flatten()
+    actions, old_logprobs = buf.actions.flatten(0, 1), buf.logprobs.flatten()
     advantages, returns = advantages.flatten(), returns.flatten()
     size = obs.shape[0]
     totals = torch.zeros(4, device=obs.device)   # policy loss, value loss, entropy, approx KL
@@ -333,13 +378,12 @@ def _update(policy, optimizer, buf: _Rollout, advantages, returns, s: PPOSetting
             if critic_only:
                 with torch.no_grad():
                     h = policy.features(obs[idx])
-                    logits = policy.actor(h)
+                    head = policy.actor(h)
                 values = policy.critic(h)[:, 0]
             else:
-                logits, values = policy(obs[idx])
-            logp_all = F.log_softmax(logits.float(), -1)
-            logprob = logp_all.gather(1, actions[idx, None])[:, 0]
-            entropy = -(logp_all.exp() * logp_all).sum(-1).mean()
+                head, values = policy(obs[idx])
+            logprob, entropy = policy.log_prob_entropy(head, actions[idx])
+            entropy = entropy.mean()
             log_ratio = logprob - old_logprobs[idx]
             ratio = log_ratio.exp()
             adv = advantages[idx]
@@ -393,7 +437,8 @@ class NativePolicy:
         self.network = network.to(device).eval()
         self.device = device
         self.observation_space = spaces.Box(0, 255, network.observation_shape, np.uint8)
-        self.action_space = spaces.Discrete(network.num_actions)
+        self.action_space = spaces.Discrete(network.num_actions) if network.action_box is None \
+            else network.action_box.space()
         self._gen = torch.Generator(device=device)
         self._gen.manual_seed(seed)
 
@@ -407,12 +452,15 @@ class NativePolicy:
         spec = info.get("network")
         try:
             shape, num_actions, features = tuple(spec["observation_shape"]), spec["num_actions"], spec["features"]
-            if features not in FEATURES or not all(isinstance(v, int) and v > 0 for v in (*shape, num_actions)):
+            box = None if spec.get("action_box") is None else ActionBox.from_json(spec["action_box"], "network")
+            actions_fit = isinstance(num_actions, int) and (num_actions == 0 if box else num_actions > 0)
+            if features not in FEATURES or not all(isinstance(v, int) and v > 0 for v in shape) or not actions_fit:
                 raise ValueError
-        except (TypeError, KeyError, ValueError):
+        except (TypeError, KeyError, ValueError, AttributeError):
             raise ValueError(f"{folder / 'agent.json'}: 'network' must give observation_shape (positive ints), "
-                             f"num_actions (a positive int) and features (one of {FEATURES}); got {spec!r}") from None
-        network = ActorCritic(shape, num_actions, features)
+                             f"num_actions (a positive int, or 0 beside an action_box) and features (one of "
+                             f"{FEATURES}); got {spec!r}") from None
+        network = ActorCritic(shape, num_actions, features, box)
         weights = folder / WEIGHTS_FILE
         try:
             tensors = load_file(weights)
@@ -426,8 +474,9 @@ class NativePolicy:
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
-        logits, _ = self.network(obs.to(self.device))
-        return logits.argmax(-1) if deterministic else sample_actions(logits, self._gen)
+        head, _ = self.network(obs.to(self.device))
+        actions = self.network.mode(head) if deterministic else self.network.sample(head, self._gen)
+        return self.network.to_env(actions)
 
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = False):
         """SB3's signature: observations [B, H, W, 3] (or one [H, W, 3]) -> (actions, None)."""

@@ -1,12 +1,13 @@
 """A tiny env of images with continuous actions, for the tests of Box actions: a white square pushed by a
-2-D action across a 16 x 16 image towards a red target in its middle."""
+2-D action across a 36 x 36 image towards a red target in its middle (36 pixels: the smallest image the
+agents' pixel CNN reads)."""
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
 ENV_ID = "WorldsimTest/PushSquare-v0"
-SIDE, SQUARE, SPEED = 16, 4, 2.0
+SIDE, SQUARE, SPEED = 36, 9, 4.5
 
 
 class PushSquareEnv(gym.Env):
@@ -22,7 +23,7 @@ class PushSquareEnv(gym.Env):
     def _image(self):
         image = np.zeros((SIDE, SIDE, 3), dtype=np.uint8)
         t = self.target.astype(int)
-        image[t[1] + 1:t[1] + 3, t[0] + 1:t[0] + 3, 0] = 255
+        image[t[1] + 3:t[1] + 6, t[0] + 3:t[0] + 6, 0] = 255
         x, y = np.rint(self.pos).astype(int)
         image[y:y + SQUARE, x:x + SQUARE] = 255
         return image

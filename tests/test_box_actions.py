@@ -30,7 +30,7 @@ def box_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("box")
     frames = random_frames(ENV_ID, 512, num_envs=4)
     # Trained enough that the background has one token whatever the square does around it.
-    config = TokenizerConfig(image_shape=(16, 16, 3), patch=4, levels=(5, 5, 5), width=32, blocks=0)
+    config = TokenizerConfig(image_shape=(36, 36, 3), patch=9, levels=(5, 5, 5), width=32, blocks=0)
     tokenizer, _ = train_tokenizer(frames, config, TokenizerTraining(steps=1000, batch_size=32, lr=1e-2),
                                    progress=False)
     tokenizer.save(root / "tok")
@@ -107,7 +107,7 @@ def test_a_box_action_dream_is_a_gymnasium_env_with_the_real_envs_action_box(box
     check_env(env, skip_render_check=True)
     env.reset(seed=0)
     obs, reward, terminated, truncated, info = env.step(np.array([0.5, -0.5], dtype=np.float32))
-    assert obs.shape == (16, 16, 3) and "uncertainty" in info
+    assert obs.shape == (36, 36, 3) and "uncertainty" in info
     with pytest.raises(ValueError, match=r"action\[1\] = 1.5 is not in the action box \[-1.0, 1.0\]"):
         env.step(np.array([0.0, 1.5], dtype=np.float32))
     with pytest.raises(ValueError, match=r"action must be numbers of shape \(2,\)"):
@@ -117,7 +117,7 @@ def test_a_box_action_dream_is_a_gymnasium_env_with_the_real_envs_action_box(box
     assert vec.single_action_space == env.action_space
     vec.reset(seed=1)
     obs, *_ = vec.step(vec.action_space.sample())
-    assert obs.shape == (3, 16, 16, 3)
+    assert obs.shape == (3, 36, 36, 3)
     with pytest.raises(ValueError, match=r"actions\[2, 0\] = nan is not in the action box"):
         vec.step(np.array([[0, 0], [0, 0], [np.nan, 0]], dtype=np.float32))
     with pytest.raises(ValueError, match=r"actions must be numbers of shape \(3, 2\)"):
@@ -131,7 +131,7 @@ def test_sb3_ppo_trains_in_a_box_action_dream(box_model, tmp_path):
 
     env = DreamSB3VecEnv(checkpoint=box_model, num_envs=2, device="cpu")
     assert env.action_space == PushSquareEnv().action_space
-    # The images are 16 pixels wide, too small for SB3's NatureCNN: an MLP over the pixels.
+    # An MLP over the pixels: enough to show SB3 acting in the box.
     agent = PPO("MlpPolicy", env, n_steps=16, batch_size=16, n_epochs=1, seed=0, device="cpu")
     agent.learn(32)
     assert agent.num_timesteps >= 32
@@ -163,16 +163,31 @@ def test_mismatched_actions_are_refused_by_name(box_data, box_model, tmp_path):
 
 def test_what_acts_in_discrete_actions_only_refuses_a_box_action_model(box_model, tmp_path):
     from agents.planner import Planner
-    from agents.training import train_agent
     from train.play import PlaySession
 
     with pytest.raises(ValueError, match="the planner searches sequences of Discrete actions; this model acts in a Box"):
         Planner(box_model, device="cpu")
     with pytest.raises(ValueError, match="play steps a dream by keys, one per Discrete action; this model acts in Box"):
         PlaySession(box_model, device="cpu")
-    with pytest.raises(ValueError, match="the native PPO needs a Discrete action space; the env has Box"):
-        train_agent(ENV_ID, where="dream", algo="native-ppo", steps=16, out=tmp_path / "agent", checkpoint=box_model,
-                    num_envs=2, device="cpu")
+
+
+def test_the_native_ppo_trains_in_a_box_action_dream_and_plays_the_real_env(box_data, box_model, tmp_path):
+    from agents.evaluation import evaluate_policy
+    from agents.training import train_agent
+
+    info = train_agent(ENV_ID, where="dream", algo="native-ppo", steps=64, out=tmp_path / "agent",
+                       checkpoint=box_model, num_envs=4, device="cpu",
+                       hyperparams={"num_steps": 16, "minibatch_size": 32, "epochs": 1})
+    assert info["network"]["action_box"] == BOX and info["network"]["num_actions"] == 0
+    for where in ("real", "dream"):
+        result = evaluate_policy(tmp_path / "agent", episodes=3, where=where, device="cpu",
+                                 **({"checkpoint": str(box_model)} if where == "dream" else {}))
+        assert result["episodes"] == 3 and all(1 <= n <= 16 for n in result["lengths"])
+    # The agent collects more data, as `learn` does with its agents.
+    collect(ENV_ID, str(tmp_path / "agent"), episodes=2, out=tmp_path / "more", num_envs=2,
+            tokenizer=box_data / "tok", progress=False)
+    more = EpisodeDataset(tmp_path / "more")
+    assert more.manifest["policy"].startswith("native-ppo:agent@") and more.episode(0).actions.shape[1] == 2
 
 
 def _matrix_action_env():
