@@ -183,6 +183,10 @@ def test_the_native_ppo_trains_in_a_box_action_dream_and_plays_the_real_env(box_
         result = evaluate_policy(tmp_path / "agent", episodes=3, where=where, device="cpu",
                                  **({"checkpoint": str(box_model)} if where == "dream" else {}))
         assert result["episodes"] == 3 and all(1 <= n <= 16 for n in result["lengths"])
+    # The same agent trains in the real env of images (the baseline a dream is compared with).
+    real = train_agent(ENV_ID, where="real", algo="native-ppo", steps=32, out=tmp_path / "real_agent", num_envs=2,
+                       device="cpu", hyperparams={"num_steps": 16, "minibatch_size": 16, "epochs": 1})
+    assert real["network"]["action_box"] == BOX
     # The agent collects more data, as `learn` does with its agents.
     collect(ENV_ID, str(tmp_path / "agent"), episodes=2, out=tmp_path / "more", num_envs=2,
             tokenizer=box_data / "tok", progress=False)
