@@ -85,7 +85,8 @@ def check_stream(stream: Stream, name: str = "stream", *, vocab_size: int | None
     if frames.ndim != 3:
         raise StreamError(f"{name}.frames must be [N, H, W], got shape {frames.shape}")
     n = len(frames)
-    for k, shape in (("actions", (n,) if action_dim is None else (n, action_dim)), ("rewards", (n,)), ("terminated", (n,)), ("has_target", (n,)),
+    action_shape = (n,) if action_dim is None else (n, action_dim)
+    for k, shape in (("actions", action_shape), ("rewards", (n,)), ("terminated", (n,)), ("has_target", (n,)),
                      ("episode_start", (n,)), ("gap", frames.shape)):
         got = np.shape(getattr(stream, k))
         if tuple(got) != tuple(shape):
